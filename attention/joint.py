@@ -1,0 +1,180 @@
+"""Joint attention with the pack's modifiers, computed on fused kernels.
+
+The sequence is split into query groups (rows that share their visible keys) and
+key parts (keys that share a logit multiplier and a per-query bias). Each part is
+one plain attention call; parts are merged exactly through their log-sum-exps
+(`kernels.merge_partials`). No L x L mask or bias is ever built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+
+from .kernels import KernelSelector, merge_partials
+from .layout import TokenLayout
+
+Index = Union[slice, torch.Tensor]
+
+
+class _Excluded:
+    """Marker: a key part that a query group must not see in the main softmax."""
+
+    def __repr__(self) -> str:
+        return "EXCLUDED"
+
+
+EXCLUDED = _Excluded()
+
+
+@dataclass
+class RowSpec:
+    """What applies to one set of batch rows in one attention call.
+
+    `isolate_regions`: appended region-text tokens are invisible to every other token
+    and see only each other (uncond rows, or rows regional prompting does not touch).
+    `regional`: a `RegionalPlan` to enforce (cond rows in a selected block); when None
+    and not isolated, region texts take part unmasked.
+    `text_gamma`: TACA multiplier on image-query x text-key logits.
+    `capture`: object with `record(...)` receiving text-column probabilities.
+    """
+
+    isolate_regions: bool = True
+    regional: Optional[object] = None
+    text_gamma: float = 1.0
+    capture: Optional[object] = None
+
+    def is_plain(self, layout: TokenLayout) -> bool:
+        return (
+            not layout.region_lens
+            and self.regional is None
+            and self.text_gamma == 1.0
+            and self.capture is None
+        )
+
+
+@dataclass
+class KeyPart:
+    index: Index
+    logit_scale: float = 1.0
+    main_bias: object = None  # None (0), Tensor [nq], or EXCLUDED
+    in_base: bool = False
+    key_bias: Optional[torch.Tensor] = None  # [nk] additive, finite
+    text_offset: Optional[int] = None  # capture column of the part's first key when it is text
+
+
+@dataclass
+class QueryGroup:
+    index: Index
+    parts: list = field(default_factory=list)
+    base_ratio: float = 0.0
+    image_rows: Optional[Index] = None  # positions within the image, for capture
+
+
+def take(x: torch.Tensor, index: Index, dim: int = 2) -> torch.Tensor:
+    if isinstance(index, slice):
+        return x.narrow(dim, index.start, index.stop - index.start)
+    return x.index_select(dim, index)
+
+
+def index_len(index: Index) -> int:
+    return index.stop - index.start if isinstance(index, slice) else int(index.numel())
+
+
+def cat_index(pieces, device) -> Index:
+    """Join slices / index tensors; stays a slice when the pieces are contiguous."""
+    pieces = [p for p in pieces if index_len(p) > 0]
+    if all(isinstance(p, slice) for p in pieces):
+        merged = []
+        for p in pieces:
+            if merged and merged[-1].stop == p.start:
+                merged[-1] = slice(merged[-1].start, p.stop)
+            else:
+                merged.append(p)
+        if len(merged) == 1:
+            return merged[0]
+        if not merged:
+            return slice(0, 0)
+    tensors = [
+        torch.arange(p.start, p.stop, device=device) if isinstance(p, slice) else p.to(device)
+        for p in pieces
+    ]
+    return torch.cat(tensors) if tensors else torch.empty(0, dtype=torch.long, device=device)
+
+
+def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
+    """Query groups for the cases that need no region masks (see `RowSpec`)."""
+    if spec.regional is not None:
+        return spec.regional.groups(layout, spec, device)
+    gamma = spec.text_gamma
+    has_regions = bool(layout.region_lens)
+    groups = []
+    if has_regions and spec.isolate_regions:
+        text_keys = layout.txt
+        main = cat_index([layout.txt, layout.visual], device)
+        groups.append(QueryGroup(layout.regions, [KeyPart(layout.regions)]))
+    else:
+        text_keys = slice(0, layout.n_context)
+        main = slice(0, layout.total)
+    non_image_queries = cat_index([slice(0, layout.n_txt if has_regions and spec.isolate_regions else layout.n_context), layout.ref], device)
+    if gamma == 1.0 and spec.capture is None:
+        groups.append(QueryGroup(cat_index([non_image_queries, layout.img], device), [KeyPart(main)]))
+        return groups
+    groups.append(QueryGroup(non_image_queries, [KeyPart(main)]))
+    image_parts = [
+        KeyPart(text_keys, logit_scale=gamma, text_offset=0),
+        KeyPart(layout.visual),
+    ]
+    groups.append(QueryGroup(layout.img, image_parts, image_rows=slice(0, layout.n_img)))
+    return groups
+
+
+def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float) -> torch.Tensor:
+    """Evaluate query groups; q/k/v [B,H,L,D]. Returns [B,H,L,D] in q's dtype."""
+    out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
+    for group in groups:
+        if index_len(group.index) == 0:
+            continue
+        result = _run_group(q, k, v, group, kernels, scale)
+        if isinstance(group.index, slice):
+            out[:, :, group.index] = result
+        else:
+            out.index_copy_(2, group.index, result)
+    return out
+
+
+def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
+    qg = take(q, group.index)
+    need_base = group.base_ratio > 0.0
+    outs, lses, main_biases, in_base = [], [], [], []
+    for part in group.parts:
+        wanted_main = part.main_bias is not EXCLUDED
+        if not wanted_main and not (need_base and part.in_base):
+            continue
+        if index_len(part.index) == 0:
+            continue
+        kb = None if part.key_bias is None else part.key_bias.view(1, 1, 1, -1)
+        o, lse = kernels.attend(qg, take(k, part.index), take(v, part.index), scale * part.logit_scale, kb)
+        outs.append(o)
+        lses.append(lse)
+        main_biases.append(part.main_bias)
+        in_base.append(part.in_base)
+    main_sel = [i for i, b in enumerate(main_biases) if b is not EXCLUDED]
+    if len(outs) == 1 and not need_base:
+        return outs[0]
+    out_main, _ = merge_partials(
+        [outs[i] for i in main_sel], [lses[i] for i in main_sel], [main_biases[i] for i in main_sel]
+    )
+    if need_base:
+        base_sel = [i for i, b in enumerate(in_base) if b]
+        out_base, _ = merge_partials([outs[i] for i in base_sel], [lses[i] for i in base_sel], [None] * len(base_sel))
+        b = group.base_ratio
+        out_main = out_main.mul_(1.0 - b).add_(out_base, alpha=b)
+    return out_main.to(q.dtype)
+
+
+def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: KernelSelector, scale: float):
+    """Attention for rows that share `spec`; q/k/v [B,H,L,D] -> [B,H,L,D]."""
+    groups = plan_groups(layout, spec, q.device)
+    return run_groups(q, k, v, groups, kernels, scale)

@@ -1,0 +1,173 @@
+"""Regional prompting as exact joint-attention structure (InstantX-style, soft masks).
+
+For one forward, `RegionalPlan` turns per-region token masks m_r(i) in [0,1] and
+strengths s_r into query groups for `joint.run_groups`:
+
+- region text r queries see T_r and image tokens with bias log m_r(i);
+- image token i sees T_r with bias log(s_r m_r(i)); T0 with bias 0 (`everywhere`) or
+  log(1 - max_r m_r(i)) (`background`); image token j always (`open`) or when the two
+  share a region or are both uncovered (`restricted`); reference tokens always;
+- T0 and reference queries see T0, image and reference tokens, never region texts;
+- image rows are blended with unbiased attention over [T0 ; I ; F] by `base_ratio`.
+
+Image tokens are grouped by which regions cover them, so the image-image
+restriction becomes a gather of allowed keys, never a mask.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
+from .layout import TokenLayout
+
+IMAGE_ATTENTION = ("restricted", "open")
+GLOBAL_PROMPT = ("background", "everywhere")
+_SNAP = 1e-6
+
+
+def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, cell_px: int = 16, vae_scale: int = 8):
+    """Average each region mask over every image token's cell.
+
+    masks [n,H,W] in [0,1] at any resolution/aspect are stretched over the image
+    (latent size x vae_scale pixels); cells past the image edge (ComfyUI pads
+    latents to whole patches) count as uncovered. Returns [n, rows*cols] float32.
+    """
+    n = masks.shape[0]
+    height, width = latent_hw[0] * vae_scale, latent_hw[1] * vae_scale
+    m = masks.float().unsqueeze(1)
+    if m.shape[-2:] != (height, width):
+        down = m.shape[-2] > height or m.shape[-1] > width
+        m = F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False, antialias=down)
+    m = m.clamp_(0.0, 1.0)
+    rows, cols = grid
+    m = F.pad(m, (0, cols * cell_px - width, 0, rows * cell_px - height))
+    m = F.avg_pool2d(m, cell_px).reshape(n, rows * cols)
+    # Interpolation leaves 1 - 1e-8 inside and 1e-9 outside hard masks; snap them.
+    m = torch.where(m > 1.0 - _SNAP, torch.ones_like(m), m)
+    return torch.where(m < _SNAP, torch.zeros_like(m), m)
+
+
+@dataclass
+class _ImageClass:
+    rows: torch.Tensor  # positions within the image
+    cover: tuple  # regions covering every row of the class
+    full: bool  # background mode and a region has m == 1 (T0 hidden)
+
+
+class RegionalPlan:
+    """Per-forward, per-device structure of the regional attention (no L x L data)."""
+
+    def __init__(
+        self,
+        masks: torch.Tensor,
+        strengths,
+        image_attention: str = "restricted",
+        global_prompt: str = "background",
+        base_ratio: float = 0.0,
+    ):
+        if image_attention not in IMAGE_ATTENTION:
+            raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
+        if global_prompt not in GLOBAL_PROMPT:
+            raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
+        self.masks = masks.float()  # [n, N_img]
+        self.strengths = [float(s) for s in strengths]
+        self.image_attention = image_attention
+        self.global_prompt = global_prompt
+        self.base_ratio = float(base_ratio)
+        self.cover = self.masks > 0
+        self._classes = self._image_classes()
+
+    @property
+    def n_regions(self) -> int:
+        return self.masks.shape[0]
+
+    def nbytes(self) -> int:
+        return self.masks.numel() * 4 + self.cover.numel() + sum(c.rows.numel() * 8 for c in self._classes)
+
+    def _image_classes(self):
+        n = self.n_regions
+        weights = (2 ** torch.arange(n, device=self.masks.device, dtype=torch.float64))
+        sig = (self.cover.double() * weights[:, None]).sum(0).long()
+        if self.global_prompt == "background":
+            full = (self.masks >= 1.0).any(0)
+            sig = sig + full.long() * (2 ** n)
+        classes = []
+        for value in torch.unique(sig).tolist():
+            rows = torch.nonzero(sig == value).flatten()
+            cover = tuple(r for r in range(n) if (value >> r) & 1)
+            classes.append(_ImageClass(rows, cover, bool((value >> n) & 1)))
+        return classes
+
+    def groups(self, layout: TokenLayout, spec, device):
+        if len(layout.region_lens) != self.n_regions:
+            raise ValueError(f"layout has {len(layout.region_lens)} region texts, plan has {self.n_regions}")
+        gamma = spec.text_gamma
+        img0 = layout.img.start
+        groups = []
+        # Base text and reference queries: T0, image, reference; never region texts.
+        plain_keys = cat_index([layout.txt, layout.visual], device)
+        groups.append(QueryGroup(cat_index([layout.txt, layout.ref], device), [KeyPart(plain_keys)]))
+        # Region text queries: their own text, and the image where their mask is > 0.
+        for r in range(self.n_regions):
+            cols = torch.nonzero(self.cover[r]).flatten()
+            keys = cat_index([layout.region(r), cols + img0], device)
+            soft = self.masks[r, cols]
+            key_bias = None
+            if bool((soft < 1.0).any()):
+                key_bias = torch.cat([torch.zeros(layout.region_lens[r], device=device), soft.log()])
+            groups.append(QueryGroup(layout.region(r), [KeyPart(keys, key_bias=key_bias)]))
+        # Image queries, one group per coverage class.
+        uncovered = torch.nonzero(~self.cover.any(0)).flatten()
+        for cls in self._classes:
+            groups.append(self._image_group(cls, layout, gamma, uncovered, device))
+        return groups
+
+    def _image_group(self, cls: _ImageClass, layout: TokenLayout, gamma: float, uncovered, device):
+        img0 = layout.img.start
+        m = self.masks[:, cls.rows]  # [n, nq]
+        parts = []
+        # Base text.
+        if self.global_prompt == "everywhere":
+            t0_bias = None
+        elif cls.full:
+            t0_bias = EXCLUDED
+        else:
+            t0_bias = torch.log1p(-m.max(0).values) if cls.cover else None
+        parts.append(KeyPart(layout.txt, gamma, t0_bias, in_base=True, text_offset=0))
+        # Region texts of the regions covering this class.
+        for r in cls.cover:
+            bias = m[r].log() + math.log(self.strengths[r])
+            if bool((bias == 0).all()):
+                bias = None
+            parts.append(KeyPart(layout.region(r), gamma, bias, text_offset=layout.region(r).start))
+        # Image and reference keys.
+        if self.image_attention == "open":
+            parts.append(KeyPart(layout.visual, in_base=True))
+        else:
+            if cls.cover:
+                bits = list(cls.cover)
+                allowed = torch.nonzero(self.cover[bits].any(0)).flatten()
+            else:
+                allowed = uncovered
+            parts.append(KeyPart(cat_index([allowed + img0, layout.ref], device), in_base=True))
+            if self.base_ratio > 0.0:
+                blocked = torch.ones(layout.n_img, dtype=torch.bool, device=self.cover.device)
+                blocked[allowed] = False
+                blocked_idx = torch.nonzero(blocked).flatten() + img0
+                if blocked_idx.numel():
+                    parts.append(KeyPart(blocked_idx, main_bias=EXCLUDED, in_base=True))
+        return QueryGroup(cls.rows + img0, parts, base_ratio=self.base_ratio, image_rows=cls.rows)
+
+    def to(self, device):
+        if self.masks.device != torch.device(device):
+            plan = RegionalPlan.__new__(RegionalPlan)
+            plan.__dict__.update(self.__dict__)
+            plan.masks = self.masks.to(device)
+            plan.cover = self.cover.to(device)
+            plan._classes = [_ImageClass(c.rows.to(device), c.cover, c.full) for c in self._classes]
+            return plan
+        return self
