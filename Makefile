@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-HOST_REQS_EXCLUDE := ^(torch|torchvision|torchaudio|spandrel)([<>=~ ;]|$$)
+HOST_REQS_EXCLUDE := ^(torch|torchvision|torchaudio)([<>=~ ;]|$$)
 STAMP := $(VENV)/.setup-stamp
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup demo test test-fast bench lint clean-host
 
@@ -13,8 +14,10 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt scripts/setup_host.py Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@# torch first, pinned: the CPU build lies on this machine's disk.
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==$${TORCH_VERSION:-2.13.0}"
+	@# torch first, pinned. ComfyUI 0.3.75 imports torchvision at start-up (comfy/ldm/cosmos), and
+	@# PyPI's torchvision cannot load beside the CPU-only torch 2.13 file, so the pair that lies on
+	@# this machine's disk is used (a CUDA build that also runs on CPU).
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
 	@$(PY) scripts/setup_host.py
 	@grep -vE '$(HOST_REQS_EXCLUDE)' "$$(cat .host/host_path)/requirements.txt" | grep -v '^#' | grep -v '^$$' > .host/host-requirements.txt
 	@$(PY) -m pip install --quiet -r .host/host-requirements.txt -r requirements.txt -r requirements-dev.txt

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .dispatcher import Modifier
 from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
 
@@ -162,6 +163,9 @@ class RegionalPlan:
                     parts.append(KeyPart(blocked_idx, main_bias=EXCLUDED, in_base=True))
         return QueryGroup(cls.rows + img0, parts, base_ratio=self.base_ratio, image_rows=cls.rows)
 
+    def tensors(self) -> list:
+        return [self.masks, self.cover] + [c.rows for c in self._classes]
+
     def to(self, device):
         if self.masks.device != torch.device(device):
             plan = RegionalPlan.__new__(RegionalPlan)
@@ -171,3 +175,89 @@ class RegionalPlan:
             plan._classes = [_ImageClass(c.rows.to(device), c.cover, c.full) for c in self._classes]
             return plan
         return self
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region: its prompt's text tokens [T, C], its mask [H, W] in [0, 1], its strength."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    strength: float
+    content_hash: str  # identifies tokens + mask + strength for caching
+
+
+class RegionalModifier(Modifier):
+    """Dispatcher modifier enforcing regions in selected blocks inside a sigma window."""
+
+    key = "regional"
+
+    def __init__(self, regions, base_ratio, sigma_start, sigma_end, double_blocks, single_blocks,
+                 image_attention="restricted", global_prompt="background", cache=None, registry=None):
+        if image_attention not in IMAGE_ATTENTION:
+            raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
+        if global_prompt not in GLOBAL_PROMPT:
+            raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
+        self.regions = tuple(r for r in regions if r.strength > 0)
+        self.base_ratio = float(base_ratio)
+        self.sigma_start = float(sigma_start)
+        self.sigma_end = float(sigma_end)
+        self.selected = {"double": frozenset(double_blocks), "single": frozenset(single_blocks)}
+        self.image_attention = image_attention
+        self.global_prompt = global_prompt
+        self.cache = cache
+        self.registry = registry
+        self._identity = "|".join(r.content_hash for r in self.regions)
+        if registry is not None:
+            for r in self.regions:
+                registry.track(r.tokens, "regional:tokens", "patch")
+                registry.track(r.mask, "regional:masks", "patch")
+
+    # ComfyUI moves patch tensors with the model; region data is small and stays where
+    # the node made it (CPU). Device copies live in the bounded cache, keyed by device.
+    def to(self, device):
+        return self
+
+    def tensors(self) -> list:
+        return [t for r in self.regions for t in (r.tokens, r.mask)]
+
+    def describe(self) -> str:
+        return (f"regional: {len(self.regions)} regions, base_ratio={self.base_ratio}, "
+                f"image_attention={self.image_attention}, global_prompt={self.global_prompt}")
+
+    def active_at(self, sigma: float) -> bool:
+        return bool(self.regions) and self.sigma_end <= sigma <= self.sigma_start
+
+    def begin_forward(self, state):
+        if not self.active_at(state.sigma):
+            return None
+        device = state.data.get("device", torch.device("cpu"))
+        state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
+        state.data[self.key] = self._cached(("plan", state.latent_hw, state.grid, str(device)), lambda: self._plan(state, device))
+        return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
+
+    def _cached(self, key, factory):
+        if self.cache is None:
+            return factory()
+        return self.cache.get((self.key, self._identity, self.base_ratio, self.image_attention, self.global_prompt) + key,
+                              factory, owner="regional")
+
+    def _plan(self, state, device):
+        masks = torch.stack([r.mask.float() for r in self.regions]) if len({tuple(r.mask.shape) for r in self.regions}) == 1 \
+            else None
+        if masks is not None:
+            tm = token_masks(masks.to(device), state.latent_hw, state.grid)
+        else:
+            tm = torch.cat([token_masks(r.mask.float()[None].to(device), state.latent_hw, state.grid) for r in self.regions])
+        return RegionalPlan(tm, [r.strength for r in self.regions], self.image_attention, self.global_prompt, self.base_ratio)
+
+    def contribute(self, state, block, row_kind, spec) -> None:
+        plan = state.data.get(self.key)
+        if plan is None or row_kind != 0:
+            return  # outside the window there are no region tokens; other rows stay isolated
+        spec.isolate_regions = False
+        if block.index in self.selected.get(block.kind, ()):
+            spec.regional = plan
+
+    def before_block(self, state, block, stream):
+        return None

@@ -1,0 +1,186 @@
+"""Ownership and bounds for every tensor the pack creates.
+
+`MemoryRegistry` records tensors with owner, lifetime, device and bytes. It holds only
+weak references: a tensor that dies leaves the registry by itself, so accounting can
+never keep memory alive. Holders of strong references (the bounded cache, per-run
+states, patches) register themselves so they can be told to release.
+
+`BoundedCache` keeps derived tensors (token masks, plans, cast embeddings) keyed by
+everything they depend on, evicting least-recently-used entries past a byte budget.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, Iterable
+
+import torch
+
+LIFETIMES = ("patch", "run", "cache")
+DEFAULT_CACHE_BUDGET = 256 * 1024 * 1024
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes held by a tensor, or by an object exposing `nbytes()`, or by a tuple/list of them."""
+    if torch.is_tensor(value):
+        return value.numel() * value.element_size()
+    if hasattr(value, "nbytes") and callable(value.nbytes):
+        return int(value.nbytes())
+    if isinstance(value, (tuple, list)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
+def iter_tensors(value: Any) -> Iterable[torch.Tensor]:
+    if torch.is_tensor(value):
+        yield value
+    elif hasattr(value, "tensors") and callable(value.tensors):
+        yield from value.tensors()
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from iter_tensors(v)
+
+
+class MemoryRegistry:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple] = {}  # id -> (weakref, owner, lifetime, device, nbytes)
+        self._holders: list = []  # weakrefs to objects with release(lifetime)
+
+    def track(self, tensor: torch.Tensor, owner: str, lifetime: str) -> torch.Tensor:
+        if lifetime not in LIFETIMES:
+            raise ValueError(f"lifetime must be one of {LIFETIMES}, got {lifetime!r}")
+        key = id(tensor)
+
+        def forget(_ref, key=key):
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[0] is _ref:
+                    del self._entries[key]
+
+        ref = weakref.ref(tensor, forget)
+        with self._lock:
+            self._entries[key] = (ref, owner, lifetime, str(tensor.device), tensor_bytes(tensor))
+        return tensor
+
+    def track_all(self, value: Any, owner: str, lifetime: str) -> Any:
+        for t in iter_tensors(value):
+            self.track(t, owner, lifetime)
+        return value
+
+    def untrack(self, tensor: torch.Tensor) -> None:
+        with self._lock:
+            self._entries.pop(id(tensor), None)
+
+    def add_holder(self, holder) -> None:
+        with self._lock:
+            self._holders = [h for h in self._holders if h() is not None]
+            self._holders.append(weakref.ref(holder))
+
+    def live(self) -> list:
+        with self._lock:
+            items = list(self._entries.values())
+        return [(owner, lifetime, device, nbytes) for ref, owner, lifetime, device, nbytes in items if ref() is not None]
+
+    def count(self, lifetime: str | None = None) -> int:
+        return sum(1 for e in self.live() if lifetime is None or e[1] == lifetime)
+
+    def total_bytes(self, lifetime: str | None = None, device: str | None = None) -> int:
+        return sum(e[3] for e in self.live() if (lifetime is None or e[1] == lifetime) and (device is None or e[2] == device))
+
+    def report(self) -> dict:
+        by_owner: dict = {}
+        by_device: dict = {}
+        by_lifetime: dict = {name: 0 for name in LIFETIMES}
+        entries = self.live()
+        for owner, lifetime, device, nbytes in entries:
+            slot = by_owner.setdefault(owner, {"tensors": 0, "bytes": 0})
+            slot["tensors"] += 1
+            slot["bytes"] += nbytes
+            by_device[device] = by_device.get(device, 0) + nbytes
+            by_lifetime[lifetime] += nbytes
+        return {
+            "tensors": len(entries),
+            "bytes": sum(e[3] for e in entries),
+            "by_owner": by_owner,
+            "by_device": by_device,
+            "by_lifetime": by_lifetime,
+        }
+
+    def release(self, lifetime: str | None = None, owner: str | None = None) -> None:
+        """Ask every registered holder to drop what it keeps (optionally one lifetime/owner)."""
+        with self._lock:
+            holders = [h() for h in self._holders]
+        for holder in holders:
+            if holder is not None:
+                holder.release(lifetime=lifetime, owner=owner)
+
+
+class BoundedCache:
+    """LRU cache of derived tensors, bounded in bytes; entries are tracked as lifetime "cache"."""
+
+    def __init__(self, registry: MemoryRegistry, budget_bytes: int = DEFAULT_CACHE_BUDGET):
+        self.registry = registry
+        self.budget_bytes = int(budget_bytes)
+        self._items: OrderedDict = OrderedDict()  # key -> (value, nbytes, owner)
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+        registry.add_holder(self)
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return sum(item[1] for item in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def set_budget(self, budget_bytes: int) -> None:
+        with self._lock:
+            self.budget_bytes = int(budget_bytes)
+            self._evict()
+
+    def get(self, key: Hashable, factory: Callable[[], Any], owner: str = "cache") -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return item[0]
+        value = factory()
+        size = tensor_bytes(value)
+        self.misses += 1
+        if size > self.budget_bytes:
+            return value  # larger than the whole budget: used once, never kept
+        self.registry.track_all(value, owner, "cache")
+        with self._lock:
+            self._items[key] = (value, size, owner)
+            self._items.move_to_end(key)
+            self._evict()
+        return value
+
+    def _evict(self) -> None:
+        total = sum(item[1] for item in self._items.values())
+        while self._items and total > self.budget_bytes:
+            _, (value, size, _) = self._items.popitem(last=False)
+            total -= size
+
+    def clear(self, device: str | None = None) -> None:
+        with self._lock:
+            if device is None:
+                self._items.clear()
+                return
+            for key in [k for k, (v, _, _) in self._items.items() if any(str(t.device) == device for t in iter_tensors(v))]:
+                del self._items[key]
+
+    def release(self, lifetime: str | None = None, owner: str | None = None) -> None:
+        if lifetime not in (None, "cache"):
+            return
+        with self._lock:
+            if owner is None:
+                self._items.clear()
+            else:
+                for key in [k for k, item in self._items.items() if item[2] == owner]:
+                    del self._items[key]

@@ -1,0 +1,48 @@
+"""Shared helpers for the node classes: validation with messages that name the node."""
+from __future__ import annotations
+
+from ..attention.blocks import BlockSelectionError, parse_blocks
+from .host import UnsupportedModel, block_counts, model_family
+
+CATEGORY = "joint_attention"
+
+
+def node_error(node: str, input_name: str, message: str) -> ValueError:
+    return ValueError(f"[{node}] input '{input_name}': {message}")
+
+
+def family_of(node: str, model) -> str:
+    try:
+        return model_family(model)
+    except UnsupportedModel as exc:
+        raise node_error(node, "model", str(exc)) from None
+
+
+def selections(node: str, model, double_text: str, single_text: str):
+    """Parse per-kind block selections against the connected model."""
+    n_double, n_single = block_counts(model)
+    try:
+        double = parse_blocks(double_text, n_double, "double_blocks")
+    except BlockSelectionError as exc:
+        raise node_error(node, "double_blocks", str(exc)) from None
+    try:
+        single = parse_blocks(single_text, n_single, "single_blocks") if n_single else frozenset()
+    except BlockSelectionError as exc:
+        raise node_error(node, "single_blocks", str(exc)) from None
+    if not n_single and (single_text or "").strip().lower() not in ("", "all", "none", "odd", "even"):
+        raise node_error(node, "single_blocks", "this model has no single blocks (SD3 uses double_blocks for its joint blocks); set it to none")
+    return double, single
+
+
+def sigma_window(node: str, model, start_percent: float, end_percent: float):
+    if end_percent < start_percent:
+        raise node_error(node, "end_percent", f"must not be below start_percent ({end_percent} < {start_percent})")
+    sampling = model.get_model_object("model_sampling")
+    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
+
+
+def block_range_fields():
+    return {
+        "double_blocks": ("STRING", {"default": "all", "tooltip": "Double (FLUX) or joint (SD3) blocks: all, none, odd, even, or numbers and ranges like 0-9,12."}),
+        "single_blocks": ("STRING", {"default": "all", "tooltip": "FLUX single blocks, numbered from 0 within the single blocks: all, none, odd, even, or ranges. Ignored by SD3 (set none or all)."}),
+    }

@@ -1,0 +1,239 @@
+"""Adapter between the pure-torch dispatcher and ComfyUI's ModelPatcher.
+
+Only official extension points are used, always on a clone:
+- `transformer_options["optimized_attention_override"]` for attention (chained to any
+  override already installed);
+- `patches_replace["dit"]` block patches, which tell the dispatcher which block runs
+  (portable: SD3 never sets `block_index`) and let modifiers edit block inputs;
+- an APPLY_MODEL wrapper that describes each forward (layout, rows, sigma) and appends
+  region texts to the context;
+- `transformer_options["patches"]["joint_attention"]`, which makes ComfyUI move the
+  dispatcher's tensors with the model (`model_patches_to`).
+"""
+from __future__ import annotations
+
+import logging
+
+import comfy.model_base
+import comfy.patcher_extension
+import torch
+
+from .runtime import MEMORY
+from ..attention.dispatcher import (
+    BLOCK_KEY,
+    COND,
+    FORWARD_KEY,
+    BlockRef,
+    ForwardState,
+    JointAttentionDispatcher,
+)
+
+log = logging.getLogger("joint_attention")
+
+PACK_KEY = "joint_attention"
+OVERRIDE_KEY = "optimized_attention_override"
+
+# Model families, most specific class first (Flux2 and Chroma derive from Flux).
+_FAMILIES = (
+    ("flux2", "Flux2"),
+    ("chroma", "Chroma"),
+    ("flux", "Flux"),
+    ("sd3", "SD3"),
+)
+
+
+class UnsupportedModel(ValueError):
+    pass
+
+
+def model_family(model_patcher) -> str:
+    base = model_patcher.model
+    for family, class_name in _FAMILIES:
+        cls = getattr(comfy.model_base, class_name, None)
+        if cls is not None and isinstance(base, cls):
+            return family
+    raise UnsupportedModel(
+        f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5), got {type(base).__name__!r}; "
+        "connect the MODEL output of a FLUX or SD3 checkpoint/UNET loader"
+    )
+
+
+def block_counts(model_patcher) -> tuple:
+    """(double/joint blocks, single blocks) of the diffusion model."""
+    dm = model_patcher.model.diffusion_model
+    if hasattr(dm, "double_blocks"):
+        return len(dm.double_blocks), len(getattr(dm, "single_blocks", ()))
+    if hasattr(dm, "joint_blocks"):
+        return len(dm.joint_blocks), 0
+    raise UnsupportedModel(f"cannot find the transformer blocks of {type(dm).__name__!r}")
+
+
+def find_dispatcher(transformer_options) -> JointAttentionDispatcher | None:
+    found = (transformer_options or {}).get("patches", {}).get(PACK_KEY)
+    return found[0] if found else None
+
+
+class BlockPatch:
+    """`patches_replace["dit"]` entry: names the block for the dispatcher, lets modifiers
+    edit the block's inputs, then runs the block (or a foreign patch found there)."""
+
+    def __init__(self, ref: BlockRef, inner=None):
+        self.ref = ref
+        self.inner = inner
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, args, extra):
+        options = args.get("transformer_options") or {}
+        dispatcher = find_dispatcher(options)
+        state = options.get(FORWARD_KEY)
+        args = dict(args)
+        args["transformer_options"] = {**options, BLOCK_KEY: self.ref}
+        if dispatcher is not None and state is not None:
+            if dispatcher.before_block(state, self.ref, args) == "skip":
+                return {k: args[k] for k in ("img", "txt") if k in args}
+        if self.inner is not None:
+            return self.inner(args, extra)
+        return extra["original_block"](args)
+
+
+def _row_kinds(options, batch: int) -> tuple:
+    chunks = options.get("cond_or_uncond") or [COND]
+    per = max(batch // len(chunks), 1)
+    return tuple(kind for kind in chunks for _ in range(per))[:batch]
+
+
+def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    dispatcher = find_dispatcher(transformer_options)
+    if dispatcher is None or not dispatcher.modifiers or c_crossattn is None:
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    base = executor.class_obj
+    dm = base.diffusion_model
+    patch = getattr(dm, "patch_size", 2)
+    rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
+    n_double, n_single = (len(dm.double_blocks), len(dm.single_blocks)) if hasattr(dm, "double_blocks") else (len(dm.joint_blocks), 0)
+    sigmas = transformer_options.get("sigmas")
+    sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(t.max())
+    state = ForwardState(
+        family=_family_of_base(base),
+        n_context=c_crossattn.shape[1],
+        n_txt=c_crossattn.shape[1],
+        region_lens=(),
+        n_img=rows * cols,
+        grid=(rows, cols),
+        row_kinds=_row_kinds(transformer_options, x.shape[0]),
+        sigma=sigma,
+        n_double=n_double,
+        n_single=n_single,
+        latent_hw=(x.shape[-2], x.shape[-1]),
+        run=transformer_options.get(RUN_KEY),
+    )
+    state.data["device"] = x.device
+    extra = dispatcher.begin_forward(state)
+    if extra is not None:
+        if extra.shape[-1] != c_crossattn.shape[-1]:
+            raise ValueError(
+                f"[joint_attention] region conditioning has {extra.shape[-1]} features per token but the "
+                f"model's text conditioning has {c_crossattn.shape[-1]}: encode region prompts with the "
+                "same text encoder (CLIP loader) as the main prompt"
+            )
+        tokens = extra.to(device=c_crossattn.device, dtype=c_crossattn.dtype)
+        c_crossattn = torch.cat([c_crossattn, tokens.unsqueeze(0).expand(c_crossattn.shape[0], -1, -1)], dim=1)
+        state.n_context = c_crossattn.shape[1]
+    options = {**transformer_options, FORWARD_KEY: state}
+    return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+
+
+RUN_KEY = "joint_attention_run"
+
+
+def _family_of_base(base) -> str:
+    for family, class_name in _FAMILIES:
+        cls = getattr(comfy.model_base, class_name, None)
+        if cls is not None and isinstance(base, cls):
+            return family
+    return "unknown"
+
+
+def install(model, modifier):
+    """Return a clone of `model` whose dispatcher also runs `modifier`."""
+    model_family(model)  # raises a clear error for unsupported models
+    m = model.clone()
+    # Newer ComfyUI copies model_options shallowly on clone: copy what we edit.
+    options = dict(m.model_options.get("transformer_options", {}))
+    m.model_options = {**m.model_options, "transformer_options": options}
+    current = options.get(OVERRIDE_KEY)
+    mine = find_dispatcher(options)
+    if mine is not None:
+        if current is not mine:
+            log.warning(
+                "[joint_attention] another attention override was installed after this pack's node; "
+                "it keeps running around the pack's attention"
+            )
+        dispatcher = mine.with_modifier(modifier)
+        dispatcher.previous = mine.previous if current is mine else current
+    else:
+        dispatcher = JointAttentionDispatcher([modifier], previous=current)
+    options[OVERRIDE_KEY] = dispatcher
+    patches = dict(options.get("patches", {}))
+    patches[PACK_KEY] = [dispatcher]
+    options["patches"] = patches
+    _install_block_patches(m)
+    _install_wrappers(m)
+    return m
+
+
+def _install_block_patches(m):
+    n_double, n_single = block_counts(m)
+    existing = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for kind, count, offset in (("double", n_double, 0), ("single", n_single, n_double)):
+        for i in range(count):
+            key = (f"{kind}_block", i)
+            found = existing.get(key)
+            if isinstance(found, BlockPatch):
+                continue
+            m.set_model_patch_replace(BlockPatch(BlockRef(kind, i, offset + i), inner=found), "dit", f"{kind}_block", i)
+
+
+class RunState:
+    """Per-sampling-run data (captured maps, step caches), registered as lifetime "run".
+
+    Released when the run ends, also when it raises or is interrupted."""
+
+    def __init__(self, registry):
+        self.items: dict = {}
+        self.registry = registry
+        registry.add_holder(self)
+
+    def keep(self, key, value, owner: str):
+        self.registry.track_all(value, owner, "run")
+        self.items[key] = value
+        return value
+
+    def release(self, lifetime=None, owner=None):
+        if lifetime in (None, "run"):
+            self.items.clear()
+
+
+def _outer_sample_wrapper(executor, *args, **kwargs):
+    guider = executor.class_obj
+    run = RunState(MEMORY.registry)
+    original = guider.model_options
+    options = {**original.get("transformer_options", {}), RUN_KEY: run}
+    guider.model_options = {**original, "transformer_options": options}
+    try:
+        return executor(*args, **kwargs)
+    finally:
+        guider.model_options = original
+        run.release()
+
+
+def _install_wrappers(m):
+    wrappers = comfy.patcher_extension.WrappersMP
+    for kind, fn in ((wrappers.APPLY_MODEL, _apply_model_wrapper), (wrappers.OUTER_SAMPLE, _outer_sample_wrapper)):
+        if not m.get_wrappers(kind, PACK_KEY):
+            m.add_wrapper_with_key(kind, PACK_KEY, fn)
+    detach = comfy.patcher_extension.CallbacksMP.ON_DETACH
+    if not m.get_callbacks(detach, PACK_KEY):
+        m.add_callback_with_key(detach, PACK_KEY, MEMORY.on_detach)

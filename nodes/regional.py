@@ -1,0 +1,164 @@
+"""Regional prompting nodes: build regions, apply them to a FLUX / SD3 model."""
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import torch
+
+from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, Region, RegionalModifier
+from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
+from .host import install
+from .runtime import MEMORY
+
+log = logging.getLogger("joint_attention")
+
+REGIONS_TYPE = "JA_REGIONS"
+
+
+def _digest(*tensors, extra: str = "") -> str:
+    h = hashlib.sha1(extra.encode())
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def region_from(node: str, conditioning, mask, strength: float):
+    """A `Region` from a CONDITIONING and a MASK, or None (with a warning) when it cannot act."""
+    if not conditioning:
+        raise node_error(node, "conditioning", "is empty; connect a CLIPTextEncode output")
+    if len(conditioning) > 1:
+        log.warning("[joint_attention] %s: conditioning has %d entries; using the first", node, len(conditioning))
+    tokens = conditioning[0][0]
+    if tokens.ndim != 3 or tokens.shape[1] == 0:
+        raise node_error(node, "conditioning", f"expected text tokens [1, T, C], got shape {tuple(tokens.shape)}")
+    tokens = tokens[0].detach().to("cpu")
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise node_error(node, "mask", f"expected a MASK [batch, height, width], got shape {tuple(mask.shape)}")
+    if mask.shape[0] > 1:
+        if not bool((mask == mask[:1]).all()):
+            raise node_error(node, "mask", f"has a batch of {mask.shape[0]} different masks; use one mask per region "
+                             "(batch 1), e.g. with a 'SolidMask'/'MaskComposite' chain or one Region node per mask")
+    mask = mask[0].detach().to("cpu").float().clamp(0.0, 1.0)
+    if strength <= 0:
+        log.warning("[joint_attention] %s: strength 0 drops this region", node)
+        return None
+    if not bool((mask > 0).any()):
+        log.warning("[joint_attention] %s: the mask is empty (all zero); this region is dropped", node)
+        return None
+    return Region(tokens, mask, float(strength), _digest(tokens, mask, extra=repr(float(strength))))
+
+
+class JointAttentionRegion:
+    """One region: a prompt and where it applies. Chain nodes for more regions."""
+
+    CATEGORY = f"{CATEGORY}/regional"
+    RETURN_TYPES = (REGIONS_TYPE,)
+    RETURN_NAMES = ("regions",)
+    OUTPUT_TOOLTIPS = ("Regions so far; connect to another Region node or to Apply Regional Attention.",)
+    FUNCTION = "build"
+    DESCRIPTION = "Pairs a region prompt with a mask. Chain several to describe any number of regions."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "conditioning": ("CONDITIONING", {"tooltip": "The region's prompt, encoded with the same text encoder as the main prompt."}),
+                "mask": ("MASK", {"tooltip": "Where the region applies. Any resolution; soft values weaken the region smoothly."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
+                                       "tooltip": "Multiplies the image's attention to this region's text (0 drops the region)."}),
+            },
+            "optional": {
+                "regions": (REGIONS_TYPE, {"tooltip": "Regions from a previous Region node, to chain."}),
+            },
+        }
+
+    def build(self, conditioning, mask, strength, regions=None):
+        region = region_from("Region (mask + prompt)", conditioning, mask, strength)
+        previous = tuple(regions or ())
+        return (previous + ((region,) if region is not None else ()),)
+
+
+class JointAttentionRegionalApply:
+    """Enforce regions through joint-attention masks in one model pass (FLUX, SD3)."""
+
+    CATEGORY = f"{CATEGORY}/regional"
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The model with regional attention; use it in the sampler with the usual prompts.",)
+    FUNCTION = "apply"
+    DESCRIPTION = ("Region texts are appended to the prompt and masked in joint attention, so every region costs no "
+                   "extra model pass. Negative prompts and CFG work as usual.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."}),
+                "regions": (REGIONS_TYPE, {"tooltip": "Regions from Region nodes or the Region Canvas."}),
+                "base_ratio": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "tooltip": "Share of unmasked attention to the base prompt blended into image tokens (0.1-0.3 keeps the image coherent)."}),
+                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                            "tooltip": "Where in the schedule regions start to apply."}),
+                "end_percent": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "Where regions stop applying; layout is set early, so 0.3-0.5 is usually enough."}),
+                **block_range_fields(),
+                "image_attention": (list(IMAGE_ATTENTION), {"default": "restricted",
+                                    "tooltip": "restricted: image tokens attend within their region (sharper separation); open: everywhere (more coherent)."}),
+                "global_prompt": (list(GLOBAL_PROMPT), {"default": "background",
+                                  "tooltip": "background: the main prompt drives uncovered areas only; everywhere: it reaches every token."}),
+            }
+        }
+
+    def apply(self, model, regions, base_ratio, start_percent, end_percent, double_blocks, single_blocks,
+              image_attention, global_prompt):
+        node = "Apply Regional Attention"
+        family_of(node, model)
+        if not regions:
+            log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
+            return (model,)
+        _check_feature_size(node, model, regions)
+        double, single = selections(node, model, double_blocks, single_blocks)
+        sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
+        modifier = RegionalModifier(
+            regions, base_ratio, sigma_start, sigma_end, double, single, image_attention, global_prompt,
+            cache=MEMORY.cache, registry=MEMORY.registry,
+        )
+        return (install(model, modifier),)
+
+
+def text_feature_size(model):
+    dm = model.model.diffusion_model
+    for name in ("txt_in", "context_embedder"):
+        layer = getattr(dm, name, None)
+        if layer is not None and hasattr(layer, "in_features"):
+            return layer.in_features
+        if layer is not None and hasattr(layer, "weight"):
+            return layer.weight.shape[1]
+    return None
+
+
+def _check_feature_size(node, model, regions):
+    expected = text_feature_size(model)
+    if expected is None:
+        return
+    for i, region in enumerate(regions):
+        got = region.tokens.shape[-1]
+        if got != expected:
+            raise node_error(node, "regions", f"region {i + 1}'s prompt has {got} features per token but this model "
+                             f"expects {expected}: encode region prompts with the text encoder that matches the model "
+                             "(e.g. the FLUX DualCLIPLoader for FLUX, the SD3 TripleCLIPLoader for SD3)")
+
+
+NODE_CLASS_MAPPINGS = {
+    "JointAttentionRegion": JointAttentionRegion,
+    "JointAttentionRegionalApply": JointAttentionRegionalApply,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "JointAttentionRegion": "Region (mask + prompt)",
+    "JointAttentionRegionalApply": "Apply Regional Attention",
+}

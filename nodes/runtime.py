@@ -1,0 +1,79 @@
+"""The pack's one process-wide object: memory accounting and the derived-tensor cache.
+
+It holds weak references (registry) and a byte-bounded cache, nothing else; features
+keep their own data on their patch objects. ComfyUI's freeing (model unload, POST
+/free) reaches it through the ON_DETACH callback installed on every patched model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..attention.memory import DEFAULT_CACHE_BUDGET, BoundedCache, MemoryRegistry
+
+log = logging.getLogger("joint_attention")
+
+_BUDGET_ENV = "JOINT_ATTENTION_CACHE_MB"
+
+
+def _budget_from_env() -> int:
+    raw = os.environ.get(_BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_BUDGET
+    try:
+        mb = float(raw)
+    except ValueError:
+        log.warning("[joint_attention] %s=%r is not a number of MiB; using %d MiB", _BUDGET_ENV, raw, DEFAULT_CACHE_BUDGET >> 20)
+        return DEFAULT_CACHE_BUDGET
+    return max(0, int(mb * 1024 * 1024))
+
+
+class PackMemory:
+    def __init__(self):
+        self.registry = MemoryRegistry()
+        self.cache = BoundedCache(self.registry, _budget_from_env())
+
+    def report(self) -> dict:
+        report = self.registry.report()
+        report["cache"] = {
+            "entries": len(self.cache),
+            "bytes": self.cache.bytes,
+            "budget_bytes": self.cache.budget_bytes,
+            "hits": self.cache.hits,
+            "misses": self.cache.misses,
+        }
+        if torch.cuda.is_available():
+            report["cuda"] = {
+                "allocated_bytes": torch.cuda.memory_allocated(),
+                "reserved_bytes": torch.cuda.memory_reserved(),
+                "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+            }
+        return report
+
+    def free(self, lifetime: str | None = None) -> None:
+        self.registry.release(lifetime=lifetime)
+
+    def on_detach(self, patcher, unpatch_all=True) -> None:
+        """ComfyUI unloaded a patched model: drop cached copies on its device."""
+        self.cache.clear(device=str(patcher.load_device))
+
+
+MEMORY = PackMemory()
+
+
+def register_routes() -> None:
+    """GET /joint_attention/memory: the same report as the JointAttentionMemory node."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:  # in-process use without ComfyUI's server
+        return
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return
+
+    @instance.routes.get("/joint_attention/memory")
+    async def memory_report(request):
+        return web.json_response(MEMORY.report())
