@@ -1,0 +1,120 @@
+"""The fused segment engine against the dense reference, over a grid of configurations."""
+import math
+
+import pytest
+import torch
+
+from joint_attention_pack.attention.joint import RowSpec, joint_attention
+from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
+from joint_attention_pack.attention.layout import TokenLayout
+from joint_attention_pack.attention.regional import RegionalPlan, token_masks
+
+from .reference import dense_attention, dense_bias
+
+D = 8
+SCALE = 1.0 / math.sqrt(D)
+
+
+def _layout(n_ref=3, region_lens=(4, 3)):
+    return TokenLayout(n_txt=5, n_img=24, n_ref=n_ref, region_lens=region_lens, grid=(4, 6))
+
+
+def _masks(kind):
+    m = torch.zeros(2, 24)
+    if kind == "hard":
+        m[0, :10] = 1
+        m[1, 8:16] = 1  # overlaps region 0 on tokens 8, 9
+    elif kind == "soft":
+        m[0, :10] = 1
+        m[0, 10] = 0.5
+        m[1, 8:16] = torch.linspace(0.2, 1, 8)
+    elif kind == "full":
+        m[0, :12] = 1
+        m[1, 12:] = 1
+    return m
+
+
+def _qkv(layout, batch=2, heads=2, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, layout.total, D, generator=g).to(dtype) for _ in range(3)]
+
+
+@pytest.mark.parametrize("mask_kind", ["hard", "soft", "full"])
+@pytest.mark.parametrize("image_attention", ["restricted", "open"])
+@pytest.mark.parametrize("global_prompt", ["background", "everywhere"])
+@pytest.mark.parametrize("base_ratio", [0.0, 0.3])
+@pytest.mark.parametrize("gamma", [1.0, 1.3])
+@pytest.mark.parametrize("n_ref", [0, 3])
+def test_regional_matches_dense_reference(mask_kind, image_attention, global_prompt, base_ratio, gamma, n_ref):
+    layout = _layout(n_ref)
+    masks = _masks(mask_kind)
+    strengths = [1.0, 2.0]
+    plan = RegionalPlan(masks, strengths, image_attention, global_prompt, base_ratio)
+    q, k, v = _qkv(layout)
+    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma)
+    out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    bias = dense_bias(layout, masks, strengths, image_attention, global_prompt)
+    ref, _ = dense_attention(q, k, v, bias, SCALE, gamma, layout, base_ratio)
+    assert out.dtype == q.dtype
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+@pytest.mark.parametrize("gamma", [1.0, 1.5])
+@pytest.mark.parametrize("region_lens", [(), (4, 3)])
+def test_unmasked_cases_match_dense_reference(isolate, gamma, region_lens):
+    layout = _layout(region_lens=region_lens)
+    q, k, v = _qkv(layout, seed=1)
+    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=isolate, text_gamma=gamma), KernelSelector(), SCALE)
+    ref, _ = dense_attention(q, k, v, dense_bias(layout, isolate_regions=isolate), SCALE, gamma, layout)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_outside_tokens_get_exactly_zero_probability_from_region_text():
+    """Image tokens outside region r put no mass on T_r: their output ignores T_r's values."""
+    layout = _layout(n_ref=0)
+    masks = _masks("hard")
+    plan = RegionalPlan(masks, [1.0, 1.0], "restricted", "background", 0.0)
+    q, k, v = _qkv(layout, seed=2)
+    spec = RowSpec(isolate_regions=False, regional=plan)
+    out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    v2 = v.clone()
+    v2[:, :, layout.region(0)] += 100.0  # only region 0's text values change
+    out2 = joint_attention(q, k, v2, layout, spec, KernelSelector(), SCALE)
+    outside = (masks[0] == 0).nonzero().flatten() + layout.img.start
+    inside = (masks[0] > 0).nonzero().flatten() + layout.img.start
+    assert torch.equal(out[:, :, outside], out2[:, :, outside])
+    assert (out[:, :, inside] - out2[:, :, inside]).abs().max() > 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_kernel_selector_matches_reference(dtype):
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, n, 16, generator=g).to(dtype) for n in (37, 53, 53))
+    bias = -torch.rand(1, 1, 1, 53, generator=g) * 4
+    for key_bias in (None, bias):
+        out, lse = KernelSelector().attend(q, k, v, 0.25, key_bias)
+        ref, ref_lse = reference_attend(q, k, v, 0.25, key_bias)
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+        torch.testing.assert_close(lse, ref_lse, atol=tol, rtol=tol)
+
+
+def test_token_masks_average_cells_and_pad():
+    mask = torch.zeros(1, 64, 96)  # an image of 64x96 pixels = latent 8x12 = tokens 4x6
+    mask[0, :32, :48] = 1.0
+    mask[0, 40:48, 48:56] = 1.0  # a quarter of one 16x16 cell
+    tm = token_masks(mask, (8, 12), (4, 6)).reshape(4, 6)
+    assert tm[:2, :3].eq(1).all()
+    assert tm[2, 3].item() == pytest.approx(0.25)
+    assert tm.sum().item() == pytest.approx(6.25)
+    # Odd latent sizes: the padded last row/column of cells counts as uncovered.
+    odd = token_masks(torch.ones(1, 40, 72), (5, 9), (3, 5)).reshape(3, 5)
+    assert odd[:2, :4].eq(1).all()
+    assert odd[2, 0].item() == pytest.approx(0.5)
+    assert odd[0, 4].item() == pytest.approx(0.5)
+    # Any resolution: a 2x3 mask stretched over the same image gives the same cells.
+    small = torch.zeros(1, 2, 3)
+    small[0, 0, 0] = 1.0
+    tm_small = token_masks(small, (8, 12), (4, 6)).reshape(4, 6)
+    assert tm_small[0, 0].item() == 1.0 and tm_small[3, 5].item() == 0.0
