@@ -59,6 +59,7 @@ class ForwardState:
     latent_hw: tuple = (0, 0)  # latent rows/cols before patch padding
     data: dict = field(default_factory=dict)  # per-modifier data for this forward
     run: Any = None  # per-sampling-run state (captures), if a run wrapper is installed
+    call_layout: Optional[TokenLayout] = None  # layout of the attention call being planned
     _layouts: dict = field(default_factory=dict)
 
     def layout_for(self, total: int) -> Optional[TokenLayout]:
@@ -183,6 +184,7 @@ class JointAttentionDispatcher:
         layout = state.layout_for(total)
         if layout is None:
             return None
+        state.call_layout = layout
         specs = {}
         for kind in set(state.row_kinds):
             spec = RowSpec()

@@ -6,6 +6,7 @@ keep their own data on their patch objects. ComfyUI's freeing (model unload, POS
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -35,8 +36,11 @@ class PackMemory:
         self.registry = MemoryRegistry()
         self.cache = BoundedCache(self.registry, _budget_from_env())
 
-    def report(self) -> dict:
+    def report(self, count_objects: bool = False) -> dict:
         report = self.registry.report()
+        if count_objects:
+            # Every tensor the Python process can reach: the leak check of last resort.
+            report["process_tensors"] = sum(1 for obj in gc.get_objects() if torch.is_tensor(obj))
         report["cache"] = {
             "entries": len(self.cache),
             "bytes": self.cache.bytes,
@@ -76,4 +80,5 @@ def register_routes() -> None:
 
     @instance.routes.get("/joint_attention/memory")
     async def memory_report(request):
-        return web.json_response(MEMORY.report())
+        count = request.rel_url.query.get("objects", "") in ("1", "true")
+        return web.json_response(MEMORY.report(count_objects=count))
