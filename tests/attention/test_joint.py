@@ -9,7 +9,7 @@ from joint_attention_pack.attention.kernels import KernelSelector, reference_att
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
 
-from .reference import dense_attention, dense_bias
+from ja_reference import dense_attention, dense_bias
 
 D = 8
 SCALE = 1.0 / math.sqrt(D)

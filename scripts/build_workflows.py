@@ -1,0 +1,137 @@
+"""Regenerate example_workflows/*.json from the graphs below and the real server's /object_info.
+
+Usage: .venv/bin/python scripts/build_workflows.py   (the test suite checks the files are current)
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.workflow import Node, build_ui  # noqa: E402
+
+OUT = ROOT / "example_workflows"
+
+
+def flux_loaders():
+    return [
+        Node(1, "UNETLoader", {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
+        Node(2, "DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}),
+        Node(3, "VAELoader", {"vae_name": "ae.safetensors"}),
+    ]
+
+
+def sd3_loaders():
+    return [
+        Node(1, "CheckpointLoaderSimple", {"ckpt_name": "sd3.5_medium.safetensors"}),
+        Node(2, "TripleCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
+                                     "clip_name3": "t5xxl_fp16.safetensors"}),
+    ]
+
+
+def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
+                base=20):
+    half = size // 2
+    return [
+        Node(base + 0, "CLIPTextEncode", {"text": texts[0]}, {"clip": clip}, title="Region 1 prompt (left)"),
+        Node(base + 1, "CLIPTextEncode", {"text": texts[1]}, {"clip": clip}, title="Region 2 prompt (right)"),
+        Node(base + 2, "SolidMask", {"value": 0.0, "width": size, "height": size}, title="Empty canvas"),
+        Node(base + 3, "SolidMask", {"value": 1.0, "width": half, "height": size}, title="Half-width block"),
+        Node(base + 4, "MaskComposite", {"x": 0, "y": 0, "operation": "add"},
+             {"destination": (base + 2, 0), "source": (base + 3, 0)}, title="Left half mask"),
+        Node(base + 5, "MaskComposite", {"x": half, "y": 0, "operation": "add"},
+             {"destination": (base + 2, 0), "source": (base + 3, 0)}, title="Right half mask"),
+        Node(base + 6, "JointAttentionRegion", {"strength": 1.0}, {"conditioning": (base, 0), "mask": (base + 4, 0)}),
+        Node(base + 7, "JointAttentionRegion", {"strength": 1.0},
+             {"conditioning": (base + 1, 0), "mask": (base + 5, 0), "regions": (base + 6, 0)}),
+        Node(base + 8, "JointAttentionRegionalApply", {}, {"model": model, "regions": (base + 7, 0)}),
+    ]
+
+
+def flux_tail(model, positive_text, prefix, negative_text=""):
+    return [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": negative_text}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(6, "FluxGuidance", {"guidance": 3.5}, {"conditioning": (4, 0)}),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
+             {"model": model, "positive": (6, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
+def sd3_tail(model, positive_text, prefix, negative_text="blurry, low quality"):
+    return [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": negative_text}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 28, "cfg": 4.5, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
+             {"model": model, "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (1, 2)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
+NOTE_REGIONS = (
+    "Regional prompting in one model pass. Change the two region prompts and the masks (any MASK works: "
+    "draw them with the mask editor, load them from images, or chain more Region nodes for more regions). "
+    "The main prompt describes the whole scene and drives the uncovered background. "
+    "Apply Regional Attention: base_ratio 0.1-0.3 keeps the picture coherent; end_percent 0.3-0.5 sets the layout "
+    "early and lets details settle freely; image_attention 'open' blends regions more."
+)
+
+GRAPHS = {
+    "regional_flux.json": (
+        lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + flux_tail((28, 0), "a sunny park, photo, detailed", "regional_flux"),
+        [("How to use", NOTE_REGIONS + " FLUX.1-dev files: flux1-dev.safetensors (diffusion_models), clip_l + "
+          "t5xxl_fp16 (text_encoders), ae.safetensors (vae).")],
+    ),
+    "regional_sd3.json": (
+        lambda: sd3_loaders() + two_regions((2, 0), (1, 0)) + sd3_tail((28, 0), "a sunny park, photo, detailed", "regional_sd3"),
+        [("How to use", NOTE_REGIONS + " SD3.5 files: sd3.5_medium.safetensors (checkpoints), clip_l, clip_g, "
+          "t5xxl_fp16 (text_encoders). Negative prompts and CFG work as usual.")],
+    ),
+    "taca_flux.json": (
+        lambda: flux_loaders() + [
+            Node(20, "JointAttentionTACA", {"gamma": 1.2, "sigma_threshold": 0.97}, {"model": (1, 0)}),
+        ] + flux_tail((20, 0), "a blue cube on top of a red sphere, to the left of a green cone", "taca_flux"),
+        [("How to use", "TACA multiplies the image-to-text attention logits by gamma in the first steps "
+          "(sigma >= threshold), improving object counts, colours and spatial relations. gamma 1.2 and threshold 0.97 "
+          "are the paper's settings; gamma 1 switches it off.")],
+    ),
+    "text_scale_sd3.json": (
+        lambda: sd3_loaders() + [
+            Node(20, "JointAttentionTextScale", {"blocks": "2,7,12,17,22", "scale": 1.5}, {"model": (1, 0)}),
+        ] + sd3_tail((20, 0), "three red apples and two green pears on a wooden table", "text_scale_sd3"),
+        [("How to use", "Scales the text stream before the chosen joint blocks (SD3.5-Medium has 24, numbered 0-23). "
+          "Raise scale for stronger prompt following; mode 'empty' or 'skip' are for exploring what each block does.")],
+    ),
+    "regional_taca_flux.json": (
+        lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [
+            Node(40, "JointAttentionTACA", {"gamma": 1.2, "sigma_threshold": 0.97}, {"model": (28, 0)}),
+        ] + flux_tail((40, 0), "a sunny park, photo, detailed", "regional_taca_flux"),
+        [("How to use", "Regions and TACA together: TACA also sharpens the image's attention to the region prompts.")],
+    ),
+}
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from ja_server import ComfyServer
+
+    OUT.mkdir(exist_ok=True)
+    with ComfyServer() as server:
+        info = server.object_info()
+    for name, (graph, notes) in GRAPHS.items():
+        workflow = build_ui(graph(), info, notes)
+        (OUT / name).write_text(json.dumps(workflow, indent=1) + "\n")
+        print(f"[build_workflows] wrote example_workflows/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Boots the real ComfyUI host in-process and imports the pack before any test module.
+
+Test helpers live in tests/support under unique `ja_*` names: ComfyUI's root already has a
+`tests` package and a `nodes` module, so neither the repository nor tests/ goes on sys.path.
+"""
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import ja_host  # noqa: E402
+
+ja_host.boot()
+ja_host.load_pack()
+logging.getLogger().setLevel(logging.WARNING)
+
+
+def pytest_configure(config):
+    for name, doc in (("server", "runs the real ComfyUI server"), ("browser", "drives the real frontend in Chromium"),
+                      ("gpu", "needs CUDA")):
+        config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    from ja_server import ComfyServer
+
+    out = tmp_path_factory.mktemp("comfy_output")
+    with ComfyServer(output_dir=out) as server:
+        yield server

@@ -1,0 +1,137 @@
+"""Issue 2: the dispatcher inside the real ComfyUI host, on tiny real models."""
+import pytest
+import torch
+
+from joint_attention_pack.attention.dispatcher import BLOCK_KEY, FORWARD_KEY, Modifier
+from joint_attention_pack.nodes.host import install
+
+from ja_tiny import build, make_cond, patcher, sample
+
+FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m"]
+
+
+class Recorder(Modifier):
+    """Records what the dispatcher knows at each attention call; changes nothing."""
+
+    key = "recorder"
+
+    def __init__(self):
+        self.calls = []
+        self.blocks = []
+
+    def contribute(self, state, block, row_kind, spec):
+        self.calls.append((block, state.call_layout, row_kind))
+
+    def before_block(self, state, block, stream):
+        self.blocks.append(block)
+        return None
+
+
+def _sample_pair(tiny, model, cfg, batch):
+    pos = make_cond(tiny, seed=1)
+    neg = make_cond(tiny, seed=2)
+    return sample(model, pos, neg, seed=0, steps=3, cfg=cfg, batch=batch)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_empty_dispatcher_is_bit_identical(family, cfg):
+    tiny = build(family)
+    base = patcher(tiny)
+    expected = _sample_pair(tiny, base, cfg, batch=2)
+    patched = install(base, Modifier())
+    got = _sample_pair(tiny, patched, cfg, batch=2)
+    assert torch.equal(expected, got)
+
+
+def _record(tiny, model_in, **sample_kw):
+    rec = Recorder()
+    model = install(model_in, rec)
+    pos = make_cond(tiny, seed=1, **sample_kw.pop("cond_kw", {}))
+    sample(model, pos, make_cond(tiny, seed=2), seed=0, steps=1, cfg=1.0, **sample_kw)
+    return rec
+
+
+@pytest.mark.parametrize("family", ["flux", "flux2", "chroma"])
+def test_flux_block_kinds_and_indices(family):
+    tiny = build(family)
+    rec = _record(tiny, patcher(tiny))
+    n_double, n_single = tiny.n_double, tiny.n_single
+    expected = [("double", i, i) for i in range(n_double)] + [("single", i, n_double + i) for i in range(n_single)]
+    seen = [(b.kind, b.index, b.number) for b in rec.blocks]
+    assert seen == expected  # one forward (1 step, cfg 1): blocks in order
+    assert [(b.kind, b.index) for b, _, _ in rec.calls] == [(k, i) for k, i, _ in expected]
+
+
+@pytest.mark.parametrize("family", ["sd3", "sd35m"])
+def test_sd3_joint_blocks_are_numbered_and_attn2_left_alone(family):
+    tiny = build(family)
+    rec = _record(tiny, patcher(tiny))
+    assert [(b.kind, b.index) for b in rec.blocks] == [("double", i) for i in range(tiny.n_double)]
+    # Only joint calls reach modifiers; SD3.5-M's image-only attn2 calls are told apart by length.
+    assert [(b.kind, b.index) for b, _, _ in rec.calls] == [("double", i) for i in range(tiny.n_double)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layout_slices(family):
+    tiny = build(family)
+    width, height = 40, 24  # pixels / 8 = latent 5 x 3: odd sizes are padded to whole patches
+    rec = _record(tiny, patcher(tiny), width=width, height=height, cond_kw={"n_tokens": 7})
+    layout = rec.calls[0][1]
+    patch = getattr(patcher(tiny).model.diffusion_model, "patch_size", 2)
+    rows, cols = -(-(height // 8) // patch), -(-(width // 8) // patch)
+    assert layout.grid == (rows, cols)
+    assert layout.n_img == rows * cols
+    assert layout.n_ref == 0
+    assert layout.txt == slice(0, layout.n_txt) and layout.img.start == layout.n_txt
+    assert layout.n_txt == rec.calls[0][1].n_context
+
+
+def test_kontext_reference_tokens_are_sliced():
+    tiny = build("flux")
+    ref = torch.randn(1, tiny.latent_channels, 4, 6)
+    rec = _record(tiny, patcher(tiny), cond_kw={"ref_latents": [ref]})
+    layout = rec.calls[0][1]
+    assert layout.n_ref == (4 // 2) * (6 // 2)
+    assert layout.ref == slice(layout.img.stop, layout.total)
+
+
+def test_preexisting_override_called_once_per_attention_call():
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    tiny = build("flux")
+    counted = patcher(tiny).clone()
+    calls = []
+
+    def counting_override(func, *args, **kwargs):
+        calls.append(1)
+        return func(*args, **kwargs)
+
+    counted.model_options["transformer_options"]["optimized_attention_override"] = counting_override
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    plain = sample(counted, pos, neg, seed=0, steps=2, cfg=2.0)
+    n_plain = len(calls)
+    calls.clear()
+    taca = JointAttentionTACA().apply(counted, 2.0, 0.0, "both", "all", "all")[0]
+    scaled = sample(taca, pos, neg, seed=0, steps=2, cfg=2.0)
+    assert n_plain > 0 and len(calls) == n_plain
+    assert not torch.equal(plain, scaled)  # the pack's attention ran inside the chained override
+
+
+def test_second_node_extends_the_same_dispatcher_and_input_model_is_untouched():
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
+    from joint_attention_pack.nodes.host import find_dispatcher
+
+    tiny = build("flux")
+    base = patcher(tiny)
+    before = dict(base.model_options["transformer_options"])
+    one = JointAttentionTACA().apply(base, 1.5, 0.0, "both", "all", "all")[0]
+    two = JointAttentionTextScale().apply(one, "0", 1.5, "scale", 0.0, 1.0)[0]
+    d1 = find_dispatcher(one.model_options["transformer_options"])
+    d2 = find_dispatcher(two.model_options["transformer_options"])
+    assert [m.key for m in d1.modifiers] == ["taca"]
+    assert [m.key for m in d2.modifiers] == ["taca", "text_scale"]
+    assert two.model_options["transformer_options"]["optimized_attention_override"] is d2
+    assert d2.previous is None  # not nested inside the first dispatcher
+    assert base.model_options["transformer_options"] == before
+    assert find_dispatcher(base.model_options["transformer_options"]) is None

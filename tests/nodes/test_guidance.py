@@ -1,0 +1,124 @@
+"""Issue 5: TACA and per-block text scaling in the real host, against test-side references."""
+import pytest
+import torch
+
+from joint_attention_pack.attention.blocks import parse_blocks
+from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
+from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
+
+from ja_reference_model import ReferenceConfig, install_reference
+from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_tiny import build, make_cond, patcher, sample
+
+KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("apply_to", ["both", "cond", "uncond"])
+@pytest.mark.parametrize("blocks", [("all", "all"), ("0", "none"), ("none", "1")])
+def test_taca_matches_reference(family, apply_to, blocks):
+    tiny = build(family)
+    base = patcher(tiny)
+    double, single = blocks
+    if not tiny.n_single:
+        if double == "none":
+            pytest.skip("SD3 has no single blocks")
+        single = "none"
+    threshold = 0.5
+    model = JointAttentionTACA().apply(base, 1.8, threshold, apply_to, double, single)[0]
+    config = ReferenceConfig(gamma=1.8, gamma_threshold=threshold, gamma_rows=apply_to,
+                             gamma_double=parse_blocks(double, tiny.n_double),
+                             gamma_single=parse_blocks(single, tiny.n_single) if tiny.n_single else ())
+    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    got, want, plain = (sample(m, pos, neg, **KW) for m in (model, reference, base))
+    assert (got - plain).abs().max() > 1e-4
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("order", ["taca_first", "regions_first"])
+def test_taca_composes_with_regions(family, order):
+    tiny = build(family)
+    base = patcher(tiny)
+    single = "all" if tiny.n_single else "none"
+    pixels, token_masks = cell_masks(True)
+    regions, conds = regions_for(tiny, pixels, [1.0, 2.0])
+
+    def regional(m):
+        return JointAttentionRegionalApply().apply(m, regions, 0.3, 0.0, 1.0, "all", single, "restricted", "background")[0]
+
+    def taca(m):
+        return JointAttentionTACA().apply(m, 1.5, 0.5, "both", "all", single)[0]
+
+    model = taca(regional(base)) if order == "regions_first" else regional(taca(base))
+    sampling = base.get_model_object("model_sampling")
+    config = ReferenceConfig(
+        regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
+        sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(1.0)),
+        double=range(tiny.n_double), single=range(tiny.n_single),
+        gamma=1.5, gamma_threshold=0.5, gamma_double=range(tiny.n_double), gamma_single=range(tiny.n_single),
+    )
+    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-4, rtol=1e-4)
+
+
+def test_taca_inactive_below_threshold_and_gamma_one_are_bit_identical():
+    tiny = build("flux")
+    base = patcher(tiny)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    plain = sample(base, pos, neg, **KW)
+    above_all = JointAttentionTACA().apply(base, 1.5, 500.0, "both", "all", "all")[0]
+    assert torch.equal(sample(above_all, pos, neg, **KW), plain)
+    assert JointAttentionTACA().apply(base, 1.0, 0.0, "both", "all", "all")[0] is base
+    assert JointAttentionTACA().apply(base, 1.5, 0.0, "both", "none", "none")[0] is base
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("mode", ["scale", "empty", "skip"])
+@pytest.mark.parametrize("token_range", ["", "1-3"])
+def test_text_scale_matches_block_patch_reference(family, mode, token_range):
+    tiny = build(family)
+    base = patcher(tiny)
+    n_double, n_single = tiny.n_double, tiny.n_single
+    chosen = {0, n_double} if n_single else {0, n_double - 1}  # a double and a single (FLUX), first and last (SD3)
+    text = ",".join(str(i) for i in sorted(chosen))
+    model = JointAttentionTextScale().apply(base, text, 1.7, mode, 0.0, 1.0, token_range)[0]
+    lo_hi = None if not token_range else (1, 4)
+    n_txt = 6
+    pos, neg = make_cond(tiny, seed=1, n_tokens=n_txt), make_cond(tiny, seed=2, n_tokens=n_txt)
+
+    reference = base.clone()
+    for kind, count, offset in (("double", n_double, 0), ("single", n_single, n_double)):
+        for i in range(count):
+            def patch(args, extra, number=offset + i, kind=kind):
+                args = dict(args)
+                if number in chosen:
+                    if mode == "skip":
+                        return {k: args[k] for k in ("img", "txt") if k in args}
+                    f = 0.0 if mode == "empty" else 1.7
+                    key = "txt" if kind == "double" else "img"
+                    x = args[key].clone()
+                    lo, hi = lo_hi or (0, n_txt)
+                    x[:, lo:hi] = x[:, lo:hi] * f
+                    args[key] = x
+                return extra["original_block"](args)
+            reference.set_model_patch_replace(patch, "dit", f"{kind}_block", i)
+    got, want, plain = (sample(m, pos, neg, **KW) for m in (model, reference, base))
+    assert (got - plain).abs().max() > 1e-5
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
+    tiny = build("flux")
+    base = patcher(tiny)
+    assert JointAttentionTextScale().apply(base, "2,3", 1.0, "scale", 0.0, 1.0)[0] is base
+    assert JointAttentionTextScale().apply(base, "none", 1.5, "scale", 0.0, 1.0)[0] is base
+    n = tiny.n_double + tiny.n_single
+    with pytest.raises(ValueError, match=rf"\[JointAttentionTextScale\] input 'blocks'.*valid numbers are 0-{n - 1}"):
+        JointAttentionTextScale().apply(base, f"{n}", 1.5, "scale", 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"input 'token_range'"):
+        JointAttentionTextScale().apply(base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
+    with pytest.raises(ValueError, match=r"\[JointAttentionTACA\] input 'single_blocks'"):
+        JointAttentionTACA().apply(base, 1.2, 0.97, "both", "all", "5-1")

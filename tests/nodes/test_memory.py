@@ -1,0 +1,134 @@
+"""Issue 3: ownership, bounds and release of the pack's tensors, in the real host."""
+import copy
+
+import pytest
+import torch
+
+from joint_attention_pack.attention.dispatcher import Modifier
+from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
+from joint_attention_pack.nodes.host import find_dispatcher, install
+from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
+from joint_attention_pack.nodes.runtime import MEMORY
+
+from ja_regions import cell_masks, regions_for
+from ja_tiny import build, make_cond, patcher, sample
+
+
+def test_registry_forgets_dead_tensors_and_reports_by_owner():
+    reg = MemoryRegistry()
+    a = reg.track(torch.zeros(10), "a", "patch")
+    b = reg.track(torch.zeros(5, dtype=torch.float64), "b", "run")
+    rep = reg.report()
+    assert rep["tensors"] == 2 and rep["bytes"] == 80
+    assert rep["by_owner"]["a"] == {"tensors": 1, "bytes": 40}
+    assert rep["by_lifetime"]["run"] == 40
+    del a
+    assert reg.count() == 1 and reg.total_bytes() == 40
+    del b
+    assert reg.report()["tensors"] == 0
+    with pytest.raises(ValueError, match="lifetime"):
+        reg.track(torch.zeros(1), "x", "forever")
+
+
+def test_cache_is_lru_bounded_and_keyed_by_content():
+    reg = MemoryRegistry()
+    cache = BoundedCache(reg, budget_bytes=400)
+    made = []
+
+    def factory(n):
+        def make():
+            made.append(n)
+            return torch.zeros(n)  # 4n bytes
+        return make
+
+    cache.get("a", factory(50))
+    cache.get("b", factory(40))
+    assert cache.bytes == 360
+    cache.get("a", factory(50))  # hit, a becomes most recent
+    cache.get("c", factory(20))  # 440 > 400: evicts b (least recent)
+    assert made == [50, 40, 20] and cache.bytes == 280
+    cache.get("b", factory(40))
+    assert made[-1] == 40  # b was evicted, so it is rebuilt, never served stale
+    big = cache.get("huge", factory(1000))
+    assert big.numel() == 1000 and "huge" not in cache._items  # larger than the budget: not kept
+    assert cache.bytes <= 400
+    assert reg.total_bytes("cache") == cache.bytes
+    reg.release(lifetime="cache")
+    assert cache.bytes == 0 and reg.count("cache") == 0
+    cache.set_budget(0)
+    assert cache.get("z", factory(1)).numel() == 1 and len(cache) == 0
+
+
+def test_changed_region_is_never_served_stale():
+    tiny = build("flux")
+    base = patcher(tiny)
+    pixels, _ = cell_masks(False)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=2.0, width=96, height=64)
+    outs = []
+    for shift in (0, 1, 0):
+        moved = torch.roll(pixels, shifts=16 * shift, dims=-1)
+        regions, _ = regions_for(tiny, moved, [1.0, 1.0])
+        model = JointAttentionRegionalApply().apply(base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+        outs.append(sample(model, pos, neg, **kw))
+    assert not torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], outs[2])
+
+
+def test_cloning_a_patched_model_does_not_duplicate_tensors():
+    tiny = build("flux")
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
+    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
+    before = MEMORY.registry.total_bytes("patch")
+    dispatcher = find_dispatcher(model.model_options["transformer_options"])
+    clones = [model]
+    for _ in range(100):
+        clones.append(clones[-1].clone())
+    assert MEMORY.registry.total_bytes("patch") == before
+    for c in clones[1:]:
+        assert find_dispatcher(c.model_options["transformer_options"]) is dispatcher
+    assert copy.deepcopy(model.model_options)["transformer_options"]["patches"]["joint_attention"][0] is dispatcher
+
+
+class RunKeeper(Modifier):
+    """Keeps a per-run tensor every forward and fails on the given forward."""
+
+    key = "run_keeper"
+
+    def __init__(self, fail_at=None):
+        self.fail_at = fail_at
+        self.forwards = 0
+
+    def begin_forward(self, state):
+        self.forwards += 1
+        state.run.keep(("step", self.forwards), torch.zeros(64), "test:run")
+        if self.fail_at is not None and self.forwards >= self.fail_at:
+            raise RuntimeError("boom inside sampling")
+        return None
+
+
+def test_per_run_state_is_released_after_success_and_after_an_error():
+    tiny = build("flux")
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    ok = RunKeeper()
+    sample(install(patcher(tiny), ok), pos, neg, seed=0, steps=3, cfg=2.0)
+    assert ok.forwards == 3 and MEMORY.registry.count("run") == 0
+    failing = RunKeeper(fail_at=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        sample(install(patcher(tiny), failing), pos, neg, seed=0, steps=3, cfg=2.0)
+    assert failing.forwards == 2
+    assert MEMORY.registry.count("run") == 0
+
+
+def test_unloading_models_drops_cached_device_tensors():
+    import comfy.model_management
+
+    tiny = build("flux")
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
+    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    comfy.model_management.load_models_gpu([model])
+    sample(model, pos, neg, seed=0, steps=2, cfg=2.0, width=96, height=64)
+    assert MEMORY.registry.count("cache") > 0
+    comfy.model_management.unload_all_models()
+    assert MEMORY.registry.count("cache") == 0

@@ -1,0 +1,122 @@
+"""Issue 4: regional prompting in the real host, against the independent reference model."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
+
+from ja_reference_model import ReferenceConfig, install_reference
+from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_tiny import build, make_cond, patcher, sample
+
+CONFIGS = [
+    # image_attention, global_prompt, base_ratio, soft, double, single
+    ("restricted", "background", 0.0, False, "all", "all"),
+    ("restricted", "everywhere", 0.3, False, "all", "all"),
+    ("open", "background", 0.3, True, "all", "all"),
+    ("open", "everywhere", 0.0, True, "odd", "0"),
+    ("restricted", "background", 0.3, True, "0", "none"),
+]
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("image_attention,global_prompt,base_ratio,soft,double,single", CONFIGS)
+def test_regional_matches_reference(family, image_attention, global_prompt, base_ratio, soft, double, single):
+    tiny = build(family)
+    base = patcher(tiny)
+    if family.startswith("sd3"):
+        single = "none"
+    pixels, token_masks = cell_masks(soft)
+    strengths = [1.0, 1.5]
+    regions, conds = regions_for(tiny, pixels, strengths)
+    start, end = 0.0, 0.6
+    model = JointAttentionRegionalApply().apply(base, regions, base_ratio, start, end, double, single,
+                                                image_attention, global_prompt)[0]
+    sampling = base.get_model_object("model_sampling")
+    from joint_attention_pack.attention.blocks import parse_blocks
+
+    config = ReferenceConfig(
+        regions=conds, masks=token_masks, strengths=strengths, base_ratio=base_ratio,
+        sigma_start=float(sampling.percent_to_sigma(start)), sigma_end=float(sampling.percent_to_sigma(end)),
+        double=parse_blocks(double, tiny.n_double), single=parse_blocks(single, tiny.n_single) if tiny.n_single else (),
+        image_attention=image_attention, global_prompt=global_prompt,
+    )
+    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+    got = sample(model, pos, neg, **kw)
+    want = sample(reference, pos, neg, **kw)
+    plain = sample(base, pos, neg, **kw)
+    assert (got - plain).abs().max() > 1e-3  # the regions did something
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def _uncond_first_step(model, pos, neg, **kw):
+    seen = []
+
+    def post_cfg(args):
+        seen.append(args["uncond_denoised"].clone())
+        return args["denoised"]
+
+    m = model.clone()
+    m.set_model_sampler_post_cfg_function(post_cfg)
+    sample(m, pos, neg, **kw)
+    return seen[0]
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_uncond_rows_match_unpatched_and_outside_window_is_bit_identical(family):
+    tiny = build(family)
+    base = patcher(tiny)
+    pixels, _ = cell_masks(False)
+    regions, _ = regions_for(tiny, pixels, [1.0, 1.0])
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=3, cfg=3.0, width=WIDTH, height=HEIGHT)
+    single = "all" if tiny.n_single else "none"
+    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
+    torch.testing.assert_close(_uncond_first_step(model, pos, neg, **kw), _uncond_first_step(base, pos, neg, **kw),
+                               atol=1e-5, rtol=1e-5)
+    # A window that no step falls in: exactly the unpatched model.
+    late = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.999, 1.0, "all", single, "restricted", "background")[0]
+    assert torch.equal(sample(late, pos, neg, **kw), sample(base, pos, neg, **kw))
+
+
+def test_zero_regions_and_empty_masks_pass_through():
+    tiny = build("flux")
+    base = patcher(tiny)
+    empty = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.zeros(1, 64, 96), 1.0)[0]
+    assert empty == ()
+    dropped = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.ones(1, 64, 96), 0.0, empty)[0]
+    assert dropped == ()
+    out = JointAttentionRegionalApply().apply(base, dropped, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
+    assert out is base
+
+
+def test_bad_inputs_name_node_input_and_fix():
+    tiny = build("flux")
+    base = patcher(tiny)
+    with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'mask'.*batch of 2 different masks"):
+        JointAttentionRegion().build(make_cond(tiny, seed=3), torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 1.0)
+    sd3 = build("sd3")
+    foreign, _ = regions_for(sd3, cell_masks(False)[0], [1.0])
+    if sd3.context_dim != tiny.context_dim:
+        with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions'.*features per token"):
+            JointAttentionRegionalApply().apply(base, foreign, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
+    with pytest.raises(ValueError, match=r"input 'double_blocks'.*valid numbers are 0-"):
+        JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 0.4, "0-99", "all", "restricted", "background")
+    with pytest.raises(ValueError, match=r"input 'double_blocks'.*cannot read"):
+        JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 0.4, "1-x", "all", "restricted", "background")
+
+
+def test_masks_of_any_resolution_and_non_square_images():
+    tiny = build("flux")
+    base = patcher(tiny)
+    low_res = torch.zeros(1, 3, 2)
+    low_res[0, :, 0] = 1.0  # left half, stretched over the image
+    regions = JointAttentionRegion().build(make_cond(tiny, seed=3), low_res, 1.0)[0]
+    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    for width, height in ((96, 64), (40, 72), (56, 56)):
+        out = sample(model, pos, neg, seed=0, steps=2, cfg=2.0, width=width, height=height)
+        assert out.shape[-2:] == (height // 8, width // 8) and torch.isfinite(out).all()

@@ -1,0 +1,107 @@
+"""The pack inside the real ComfyUI server: registration, regional workflows, memory over many prompts."""
+import json
+import threading
+import time
+
+import pytest
+
+from ja_prompts import memory_prompt, regional_prompt
+
+pytestmark = pytest.mark.server
+
+PACK_NODES = {
+    "JointAttentionRegion", "JointAttentionRegionalApply", "JointAttentionTACA", "JointAttentionTextScale",
+    "JointAttentionMemory",
+}
+
+
+def test_nodes_are_listed_and_import_cleanly(comfy_server):
+    info = comfy_server.object_info()
+    assert PACK_NODES <= set(info)
+    assert info["JointAttentionRegionalApply"]["category"] == "joint_attention/regional"
+    log = comfy_server.log_text()
+    assert "comfyui-joint-attention" in log  # the pack was loaded ...
+    for line in log.splitlines():
+        assert not ("IMPORT FAILED" in line and "joint-attention" in line), line
+
+
+def memory(server, objects=False):
+    return server.get("/joint_attention/memory" + ("?objects=1" if objects else ""))
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_regional_workflow_with_cfg_and_negative_runs(comfy_server, family):
+    prompt_id = comfy_server.queue(regional_prompt(family=family, prefix=f"regional_{family}"))
+    entry = comfy_server.wait(prompt_id, timeout=120)
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert images and images[0]["filename"].startswith(f"regional_{family}")
+
+
+def test_twenty_changing_regional_prompts_leave_no_growth(comfy_server):
+    comfy_server.wait(comfy_server.queue(regional_prompt(split=48, save=False)), timeout=120)
+    baseline = memory(comfy_server, objects=True)
+    counts = []
+    for i in range(20):
+        split = 16 + 16 * (i % 5)
+        prompt = regional_prompt(split=split, strengths=(1.0 + 0.05 * i, 1.0), seed=i, save=False)
+        comfy_server.wait(comfy_server.queue(prompt), timeout=120)
+        report = memory(comfy_server)
+        counts.append(report["tensors"])
+        assert report["by_lifetime"]["run"] == 0
+        assert report["cache"]["bytes"] <= report["cache"]["budget_bytes"]
+    final = memory(comfy_server, objects=True)
+    assert max(counts) <= baseline["tensors"]
+    assert final["tensors"] <= baseline["tensors"]
+    assert final["process_tensors"] <= baseline["process_tensors"] + 8  # no growth beyond noise
+
+
+def test_interrupted_run_leaves_no_per_run_tensors(comfy_server):
+    prompt_id = comfy_server.queue(regional_prompt(steps=3000, save=False, seed=123))
+    # Interrupt once it is running (the queue shows it executing), then check the state.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        queue = comfy_server.get("/queue")
+        if queue.get("queue_running"):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    comfy_server.interrupt()
+    deadline = time.time() + 60
+    while time.time() < deadline and comfy_server.get("/queue").get("queue_running"):
+        time.sleep(0.1)
+    history = comfy_server.get(f"/history/{prompt_id}")
+    assert prompt_id in history
+    status = history[prompt_id]["status"]
+    assert status["status_str"] == "error" or any(m[0] == "execution_interrupted" for m in status["messages"])
+    report = memory(comfy_server)
+    assert report["by_lifetime"]["run"] == 0
+    # and the server still serves
+    comfy_server.wait(comfy_server.queue(regional_prompt(steps=2, save=False, seed=5)), timeout=120)
+
+
+def test_memory_node_and_route_report(comfy_server):
+    entry = comfy_server.wait(comfy_server.queue(memory_prompt(free_caches=True)), timeout=60)
+    text = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+    report = json.loads(text[0])
+    assert report["cache"]["entries"] == 0
+    assert {"tensors", "bytes", "by_owner", "by_device", "by_lifetime", "cache"} <= set(report)
+    assert set(memory(comfy_server)) >= {"tensors", "by_owner", "cache"}
+
+
+def test_free_route_drops_cached_tensors(comfy_server):
+    comfy_server.wait(comfy_server.queue(regional_prompt(save=False, seed=77)), timeout=120)
+    comfy_server.post("/free", {"unload_models": True, "free_memory": True})
+    deadline = time.time() + 30
+    while time.time() < deadline and memory(comfy_server)["by_lifetime"]["cache"] > 0:
+        time.sleep(0.2)
+    assert memory(comfy_server)["by_lifetime"]["cache"] == 0
+
+
+def test_bad_input_gets_a_node_error_and_server_keeps_serving(comfy_server):
+    prompt = regional_prompt(save=False)
+    prompt["apply"]["inputs"]["double_blocks"] = "0-999"
+    prompt_id = comfy_server.queue(prompt)
+    with pytest.raises(Exception) as err:
+        comfy_server.wait(prompt_id, timeout=60)
+    assert "double_blocks" in str(err.value) and "valid numbers are" in str(err.value)
+    comfy_server.wait(comfy_server.queue(regional_prompt(save=False, seed=9)), timeout=120)

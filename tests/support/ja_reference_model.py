@@ -1,0 +1,113 @@
+"""An independent, test-only implementation of the features on a real ComfyUI model.
+
+It uses its own hooks (APPLY_MODEL wrapper, block replace patches, attention override)
+and the dense softmax references, sharing no code with the pack's dispatcher, so the
+pack's plumbing (layouts, rows, block numbering, windows) is checked, not just its math.
+"""
+from __future__ import annotations
+
+import math
+
+import comfy.patcher_extension
+import torch
+
+from ja_reference import dense_attention, dense_bias
+
+KEY = "ja_reference"
+
+
+class ReferenceConfig:
+    def __init__(self, regions=(), masks=None, strengths=(), base_ratio=0.0, sigma_start=float("inf"), sigma_end=0.0,
+                 double=(), single=(), image_attention="restricted", global_prompt="background",
+                 gamma=1.0, gamma_threshold=float("inf"), gamma_rows="both", gamma_double=(), gamma_single=()):
+        self.regions = list(regions)  # [T, C] tensors
+        self.masks = masks  # [n, N_img] token masks
+        self.strengths = list(strengths)
+        self.base_ratio = base_ratio
+        self.sigma_start, self.sigma_end = sigma_start, sigma_end
+        self.double, self.single = set(double), set(single)
+        self.image_attention, self.global_prompt = image_attention, global_prompt
+        self.gamma, self.gamma_threshold, self.gamma_rows = gamma, gamma_threshold, gamma_rows
+        self.gamma_double, self.gamma_single = set(gamma_double), set(gamma_single)
+
+
+def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
+    m = model.clone()
+
+    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        opts = dict(transformer_options)
+        sigma = float(transformer_options["sigmas"].max())
+        in_window = bool(config.regions) and config.sigma_end <= sigma <= config.sigma_start
+        info = {"n_txt": c_crossattn.shape[1], "sigma": sigma, "lens": (), "rows": []}
+        chunks = transformer_options.get("cond_or_uncond", [0])
+        per = x.shape[0] // len(chunks)
+        info["rows"] = [c for c in chunks for _ in range(per)]
+        if in_window:
+            extra = torch.cat(config.regions).to(c_crossattn)
+            info["lens"] = tuple(r.shape[0] for r in config.regions)
+            c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
+        patch = getattr(executor.class_obj.diffusion_model, "patch_size", 2)
+        rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
+        info["grid"] = (rows, cols)
+        opts[KEY] = info
+        return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
+
+    def block_patch(kind, index):
+        def patch(args, extra):
+            args = dict(args)
+            args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
+            return extra["original_block"](args)
+        return patch
+
+    for i in range(n_double):
+        m.set_model_patch_replace(block_patch("double", i), "dit", "double_block", i)
+    for i in range(n_single):
+        m.set_model_patch_replace(block_patch("single", i), "dit", "single_block", i)
+
+    def override(func, *args, **kwargs):
+        opts = kwargs["transformer_options"]
+        info = opts.get(KEY)
+        kind, index = opts.get(KEY + "_block", (None, None))
+        q, k, v = args[0], args[1], args[2]
+        if kwargs.get("skip_reshape"):
+            heads = q.shape[1]
+        else:
+            heads = kwargs["heads"]
+            b = q.shape[0]
+            q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+        from joint_attention_pack.attention.layout import TokenLayout
+
+        n_ctx = info["n_txt"] + sum(info["lens"])
+        n_img = info["grid"][0] * info["grid"][1]
+        if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
+            return func(*args, **kwargs)
+        layout = TokenLayout(info["n_txt"], n_img, q.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        out = torch.empty(q.shape, dtype=torch.float64)
+        selected = index in (config.double if kind == "double" else config.single)
+        for row, row_kind in enumerate(info["rows"]):
+            gamma_on = (config.gamma != 1.0 and info["sigma"] >= config.gamma_threshold
+                        and config.gamma_rows in ("both", "cond" if row_kind == 0 else "uncond")
+                        and index in (config.gamma_double if kind == "double" else config.gamma_single))
+            gamma = config.gamma if gamma_on else 1.0
+            base_ratio = 0.0
+            if not info["lens"]:
+                bias = dense_bias(layout)
+            elif row_kind != 0:
+                bias = dense_bias(layout, isolate_regions=True)
+            elif selected:
+                bias = dense_bias(layout, config.masks, config.strengths, config.image_attention, config.global_prompt)
+                base_ratio = config.base_ratio
+            else:
+                bias = dense_bias(layout)
+            o, _ = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias, scale, gamma, layout, base_ratio)
+            out[row] = o[0]
+        out = out.to(q.dtype)
+        b, h, length, d = out.shape
+        return out.transpose(1, 2).reshape(b, length, h * d)
+
+    # set_model_patch_replace replaces the options dicts: read them fresh.
+    m.model_options["transformer_options"]["optimized_attention_override"] = override
+    return m

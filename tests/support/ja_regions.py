@@ -1,0 +1,29 @@
+"""Region fixtures shared by the in-process tests."""
+import torch
+
+from joint_attention_pack.nodes.regional import JointAttentionRegion
+from ja_tiny import make_cond
+
+WIDTH, HEIGHT = 96, 64  # pixels: latent 12 x 8, token grid 4 x 6 (16 px cells)
+
+
+def cell_masks(soft: bool):
+    """Two masks constant on 16 px cells (so token masks are exact), overlapping in one column."""
+    cells = torch.zeros(2, 4, 6)
+    cells[0, :, :3] = 1.0
+    cells[1, :, 2:5] = 1.0
+    if soft:
+        cells[0, :, 2] = 0.5
+        cells[1, 1, 3] = 0.25
+    pixels = cells.repeat_interleave(16, 1).repeat_interleave(16, 2)
+    return pixels, cells.reshape(2, -1)
+
+
+def regions_for(tiny, pixel_masks, strengths):
+    regions = None
+    conds = []
+    for i, strength in enumerate(strengths):
+        cond = make_cond(tiny, seed=10 + i, n_tokens=5 + i)
+        conds.append(cond[0][0][0])
+        regions = JointAttentionRegion().build(cond, pixel_masks[i:i + 1], strength, regions)[0]
+    return regions, conds

@@ -1,0 +1,130 @@
+"""Tiny instances of ComfyUI's real MMDiT model classes, and sampling as the KSampler node does it.
+
+Every builder returns a `TinyModel`: `patcher` (a real ModelPatcher), `family`,
+`context_dim` (text features per token), `pooled_dim`, `latent_channels`, `n_double`,
+`n_single`. Weights are random (seeded) and everything runs in fp32 on the CPU.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+CONTEXT_DIM = 64
+POOLED_DIM = 32
+
+
+@dataclass
+class TinyModel:
+    patcher: object
+    family: str
+    context_dim: int
+    pooled_dim: int
+    latent_channels: int
+    n_double: int
+    n_single: int
+
+
+def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed):
+    import comfy.model_patcher
+
+    config = config_cls(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    generator = torch.Generator().manual_seed(seed)
+    model = config.get_model({}, device=torch.device("cpu"))
+    with torch.no_grad():
+        for p in model.diffusion_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.08)
+    model.eval()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
+
+
+def tiny_flux(depth=2, depth_single=2, seed=0):
+    import comfy.supported_models
+
+    cfg = dict(image_model="flux", in_channels=16, patch_size=2, out_channels=16, vec_in_dim=POOLED_DIM,
+               context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=depth,
+               depth_single_blocks=depth_single, axes_dim=[8, 12, 12], theta=10000, qkv_bias=True, guidance_embed=True)
+    return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed)
+
+
+def tiny_flux2(depth=2, depth_single=2, seed=0):
+    import comfy.supported_models
+
+    cfg = dict(image_model="flux2", in_channels=128, patch_size=1, out_channels=128, vec_in_dim=None,
+               context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=depth,
+               depth_single_blocks=depth_single, axes_dim=[8, 8, 8, 8], theta=2000, qkv_bias=False, guidance_embed=True,
+               global_modulation=True, mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
+    return _finish(comfy.supported_models.Flux2, cfg, "flux2", 128, depth, depth_single, seed)
+
+
+def tiny_chroma(depth=2, depth_single=2, seed=0):
+    import comfy.supported_models
+
+    cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=CONTEXT_DIM, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=depth, depth_single_blocks=depth_single, axes_dim=[8, 12, 12],
+               theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2)
+    return _finish(comfy.supported_models.Chroma, cfg, "chroma", 16, depth, depth_single, seed)
+
+
+def _sd3_config(depth, attn2_layers):
+    return dict(in_channels=16, patch_size=2, out_channels=16, depth=depth, input_size=None,
+                adm_in_channels=POOLED_DIM, pos_embed_scaling_factor=None, pos_embed_max_size=48, num_patches=48 * 48,
+                context_embedder_config={"target": "torch.nn.Linear",
+                                         "params": {"in_features": CONTEXT_DIM, "out_features": 64 * depth}},
+                qk_norm="rms", x_block_self_attn_layers=list(attn2_layers))
+
+
+def tiny_sd3(depth=2, seed=0):
+    import comfy.supported_models
+
+    return _finish(comfy.supported_models.SD3, _sd3_config(depth, []), "sd3", 16, depth, 0, seed)
+
+
+def tiny_sd35m(depth=3, seed=0):
+    """SD3.5-Medium style: the first blocks make an extra image-only attention call (attn2)."""
+    import comfy.supported_models
+
+    return _finish(comfy.supported_models.SD3, _sd3_config(depth, [0, 1]), "sd35m", 16, depth, 0, seed)
+
+
+BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m}
+
+
+def build(family: str, **kw) -> TinyModel:
+    return BUILDERS[family](**kw)
+
+
+def patcher(tiny):
+    return getattr(tiny, "patcher", tiny)
+
+
+def text_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3.5):
+    """A CONDITIONING with the model's feature sizes, deterministic in `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(1, n_tokens, model.context_dim, generator=g)
+    extra = {"pooled_output": torch.randn(1, model.pooled_dim, generator=g), "guidance": guidance}
+    if ref_latents is not None:
+        extra["reference_latents"] = list(ref_latents)
+    return [[tokens, extra]]
+
+
+def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
+           sampler="euler", scheduler="simple", denoise=1.0, latent=None):
+    """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent."""
+    import comfy.sample
+
+    patcher = getattr(patcher, "patcher", patcher)
+    if latent is None:
+        channels = patcher.model.latent_format.latent_channels
+        latent = torch.zeros(batch, channels, height // 8, width // 8)
+    latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
+                               denoise=denoise, disable_pbar=True, seed=seed)

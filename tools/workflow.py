@@ -1,0 +1,175 @@
+"""ComfyUI workflow files: build the UI format from a compact graph, convert it back to an API prompt.
+
+Both directions read the node definitions from `/object_info` (the real server's), so
+widget order, combo values and control widgets follow the running ComfyUI.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+NOTE_TYPES = {"Note", "MarkdownNote"}
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    widgets: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)  # input name -> (source node id, output slot)
+    title: str | None = None
+
+
+def _ordered_inputs(info: dict):
+    for group in ("required", "optional"):
+        for name, spec in info["input"].get(group, {}).items():
+            yield name, spec
+
+
+def is_widget(spec) -> bool:
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return isinstance(kind, list) or kind in WIDGET_TYPES or "widgetType" in opts
+
+
+def has_control(name: str, spec) -> bool:
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return bool(opts.get("control_after_generate")) or (spec[0] == "INT" and name in ("seed", "noise_seed"))
+
+
+def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
+    """UI-format workflow (what the frontend saves) for `nodes`; `notes` are (title, text) Note nodes."""
+    by_id = {n.id: n for n in nodes}
+    depth: dict = {}
+
+    def node_depth(n: Node) -> int:
+        if n.id not in depth:
+            depth[n.id] = 1 + max((node_depth(by_id[src]) for src, _ in n.links.values()), default=-1)
+        return depth[n.id]
+
+    links, out_links, ui_nodes = [], {}, []
+    for n in nodes:
+        for name, (src, slot) in n.links.items():
+            link_id = len(links) + 1
+            src_type = object_info[by_id[src].type]["output"][slot]
+            links.append([link_id, src, slot, n.id, name, src_type])
+            out_links.setdefault((src, slot), []).append(link_id)
+    rows: dict = {}
+    for order, n in enumerate(sorted(nodes, key=node_depth)):
+        info = object_info[n.type]
+        col = node_depth(n)
+        row = rows.get(col, 0)
+        rows[col] = row + 1
+        inputs, widgets = [], []
+        for name, spec in _ordered_inputs(info):
+            if name in n.links:
+                link = next(link for link in links if link[3] == n.id and link[4] == name)
+                entry = {"name": name, "type": spec[0] if isinstance(spec[0], str) else "COMBO", "link": link[0]}
+                inputs.append(entry)
+                if is_widget(spec):
+                    raise ValueError(f"{n.type}.{name}: linking widget inputs is not supported by this builder")
+            elif is_widget(spec):
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                if name in n.widgets:
+                    value = n.widgets[name]
+                elif "default" in opts:
+                    value = opts["default"]
+                elif isinstance(spec[0], list) and spec[0]:
+                    value = spec[0][0]
+                else:
+                    raise ValueError(f"{n.type}.{name}: no value given and no default")
+                widgets.append(value)
+                if has_control(name, spec):
+                    widgets.append("fixed")
+        unknown = set(n.widgets) - {name for name, _ in _ordered_inputs(info)}
+        if unknown:
+            raise ValueError(f"{n.type}: unknown inputs {sorted(unknown)}")
+        outputs = [
+            {"name": out_name, "type": out_type, "links": out_links.get((n.id, slot), []), "slot_index": slot}
+            for slot, (out_name, out_type) in enumerate(zip(info["output_name"], info["output"]))
+        ]
+        ui = {
+            "id": n.id, "type": n.type, "pos": [40 + 360 * col, 40 + 260 * row], "size": [320, 200],
+            "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+            "properties": {"Node name for S&R": n.type}, "widgets_values": widgets,
+        }
+        if n.title:
+            ui["title"] = n.title
+        ui_nodes.append(ui)
+    next_id = max(by_id) + 1
+    for i, (title, text) in enumerate(notes):
+        ui_nodes.append({
+            "id": next_id + i, "type": "Note", "title": title, "pos": [40, -260 - 280 * i], "size": [520, 220],
+            "flags": {}, "order": len(ui_nodes), "mode": 0, "inputs": [], "outputs": [],
+            "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653",
+        })
+    # Links in UI files name the target slot by index.
+    for link in links:
+        target = next(u for u in ui_nodes if u["id"] == link[3])
+        link[4] = next(i for i, item in enumerate(target["inputs"]) if item["link"] == link[0])
+    return {
+        "last_node_id": max(u["id"] for u in ui_nodes), "last_link_id": len(links), "nodes": ui_nodes,
+        "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+    }
+
+
+def to_api(workflow: dict, object_info: dict, replace: dict | None = None) -> dict:
+    """API prompt for a UI-format workflow. `replace` maps node type -> (new type, inputs) to swap loaders."""
+    nodes = {n["id"]: n for n in workflow["nodes"] if n["type"] not in NOTE_TYPES and n.get("mode", 0) == 0}
+    links = {link[0]: link for link in workflow["links"]}
+    prompt = {}
+    for node_id, n in nodes.items():
+        if replace and n["type"] in replace:
+            new_type, inputs = replace[n["type"]]
+            prompt[str(node_id)] = {"class_type": new_type, "inputs": copy.deepcopy(inputs)}
+            continue
+        info = object_info.get(n["type"])
+        if info is None:
+            raise KeyError(f"node {node_id}: type {n['type']!r} is not installed")
+        linked = {item["name"]: item.get("link") for item in n.get("inputs", [])}
+        values = list(n.get("widgets_values", []))
+        inputs = {}
+        for name, spec in _ordered_inputs(info):
+            if is_widget(spec):
+                if not values:
+                    raise ValueError(f"node {node_id} ({n['type']}): no widget value for {name!r}")
+                value = values.pop(0)
+                if has_control(name, spec) and values and values[0] in ("fixed", "increment", "decrement", "randomize"):
+                    values.pop(0)
+                if linked.get(name) is None:
+                    inputs[name] = value
+                    continue
+            link_id = linked.get(name)
+            if link_id is not None:
+                src = links[link_id]
+                inputs[name] = [str(src[1]), src[2]]
+        prompt[str(node_id)] = {"class_type": n["type"], "inputs": inputs}
+    return prompt
+
+
+def validate(workflow: dict, object_info: dict) -> list:
+    """Problems a user would see on loading: missing node types, widget counts, bad combo values."""
+    problems = []
+    for n in workflow["nodes"]:
+        if n["type"] in NOTE_TYPES:
+            continue
+        info = object_info.get(n["type"])
+        if info is None:
+            problems.append(f"node {n['id']}: missing node type {n['type']!r}")
+            continue
+        values = list(n.get("widgets_values", []))
+        for name, spec in _ordered_inputs(info):
+            if not is_widget(spec):
+                continue
+            if not values:
+                problems.append(f"node {n['id']} ({n['type']}): missing widget value {name!r}")
+                break
+            value = values.pop(0)
+            if has_control(name, spec) and values and values[0] in ("fixed", "increment", "decrement", "randomize"):
+                values.pop(0)
+            if isinstance(spec[0], list) and value not in spec[0] and not name.endswith("_name"):
+                problems.append(f"node {n['id']} ({n['type']}): {name}={value!r} is not one of {spec[0]}")
+        if values:
+            problems.append(f"node {n['id']} ({n['type']}): {len(values)} widget values left over")
+    return problems
