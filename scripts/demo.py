@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from ja_prompts import regional_prompt  # noqa: E402
