@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACK_MODULE = "joint_attention_pack"
 
 
+def test_device() -> str:
+    """"cpu" unless JA_TEST_DEVICE names another torch device (the CUDA runs set "cuda")."""
+    return os.environ.get("JA_TEST_DEVICE", "cpu")
+
+
 def host_path() -> Path:
+    if os.environ.get("COMFYUI_PATH"):
+        return Path(os.environ["COMFYUI_PATH"]).resolve()
     marker = ROOT / ".host" / "host_path"
     if not marker.is_file():
         raise RuntimeError("no ComfyUI host: run `make setup` first")
@@ -23,7 +31,8 @@ def boot() -> Path:
         sys.path.insert(0, str(path))
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
+    # Must happen before comfy.model_management is imported.
+    comfy.cli_args.args.cpu = test_device() == "cpu"
     import comfy.model_management  # noqa: F401
 
     return path

@@ -28,6 +28,7 @@ class TinyModel:
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed):
     import comfy.model_patcher
+    from ja_host import test_device
 
     config = config_cls(unet_config)
     config.set_inference_dtype(torch.float32, None)
@@ -37,7 +38,7 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
         for p in model.diffusion_model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.08)
     model.eval()
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device(test_device()), offload_device=torch.device("cpu"))
     return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
 
 
