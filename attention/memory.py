@@ -32,6 +32,12 @@ def tensor_bytes(value: Any) -> int:
     return 0
 
 
+def same_device(tensor_device, wanted) -> bool:
+    """True when `tensor_device` is `wanted`; "cuda" (no index) matches every CUDA device."""
+    a, b = torch.device(tensor_device), torch.device(wanted)
+    return a.type == b.type and (b.index is None or a.index == b.index)
+
+
 def iter_tensors(value: Any) -> Iterable[torch.Tensor]:
     if torch.is_tensor(value):
         yield value
@@ -172,7 +178,8 @@ class BoundedCache:
             if device is None:
                 self._items.clear()
                 return
-            for key in [k for k, (v, _, _) in self._items.items() if any(str(t.device) == device for t in iter_tensors(v))]:
+            stale = [k for k, (v, _, _) in self._items.items() if any(same_device(t.device, device) for t in iter_tensors(v))]
+            for key in stale:
                 del self._items[key]
 
     def release(self, lifetime: str | None = None, owner: str | None = None) -> None:

@@ -132,3 +132,11 @@ def test_unloading_models_drops_cached_device_tensors():
     assert MEMORY.registry.count("cache") > 0
     comfy.model_management.unload_all_models()
     assert MEMORY.registry.count("cache") == 0
+
+
+def test_device_matching_treats_an_unindexed_device_as_any_index():
+    from joint_attention_pack.attention.memory import same_device
+
+    assert same_device("cuda:0", "cuda") and same_device("cuda:1", "cuda")
+    assert same_device("cuda:0", "cuda:0") and not same_device("cuda:1", "cuda:0")
+    assert not same_device("cpu", "cuda") and same_device("cpu", "cpu")

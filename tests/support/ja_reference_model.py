@@ -81,9 +81,12 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
         n_ctx = info["n_txt"] + sum(info["lens"])
         n_img = info["grid"][0] * info["grid"][1]
+        masks = config.masks.cpu() if config.masks is not None else None
         if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
             return func(*args, **kwargs)
         layout = TokenLayout(info["n_txt"], n_img, q.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
+        device = q.device
+        q, k, v = q.cpu(), k.cpu(), v.cpu()  # the reference runs in float64 on the CPU
         scale = 1.0 / math.sqrt(q.shape[-1])
         out = torch.empty(q.shape, dtype=torch.float64)
         selected = index in (config.double if kind == "double" else config.single)
@@ -98,13 +101,13 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             elif row_kind != 0:
                 bias = dense_bias(layout, isolate_regions=True)
             elif selected:
-                bias = dense_bias(layout, config.masks, config.strengths, config.image_attention, config.global_prompt)
+                bias = dense_bias(layout, masks, config.strengths, config.image_attention, config.global_prompt)
                 base_ratio = config.base_ratio
             else:
                 bias = dense_bias(layout)
             o, _ = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias, scale, gamma, layout, base_ratio)
             out[row] = o[0]
-        out = out.to(q.dtype)
+        out = out.to(device=device, dtype=q.dtype)
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
 
