@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from tools.workflow import Node, build_ui  # noqa: E402
+from workflow_json import Node, build_ui  # noqa: E402
 
 OUT = ROOT / "example_workflows"
 
@@ -119,6 +119,11 @@ GRAPHS = {
 }
 
 
+def render(object_info: dict) -> dict:
+    """File name -> workflow JSON text, from the graphs above."""
+    return {name: json.dumps(build_ui(graph(), object_info, notes), indent=1) + "\n" for name, (graph, notes) in GRAPHS.items()}
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     from ja_server import ComfyServer
@@ -126,9 +131,8 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     with ComfyServer() as server:
         info = server.object_info()
-    for name, (graph, notes) in GRAPHS.items():
-        workflow = build_ui(graph(), info, notes)
-        (OUT / name).write_text(json.dumps(workflow, indent=1) + "\n")
+    for name, text in render(info).items():
+        (OUT / name).write_text(text)
         print(f"[build_workflows] wrote example_workflows/{name}")
     return 0
 

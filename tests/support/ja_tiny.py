@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 CONTEXT_DIM = 64
-POOLED_DIM = 32
+POOLED_DIM = 64  # = the tiny CLIP's pooled output
 
 
 @dataclass
@@ -70,18 +70,20 @@ def tiny_chroma(depth=2, depth_single=2, seed=0):
     return _finish(comfy.supported_models.Chroma, cfg, "chroma", 16, depth, depth_single, seed)
 
 
-def _sd3_config(depth, attn2_layers):
-    return dict(in_channels=16, patch_size=2, out_channels=16, depth=depth, input_size=None,
+def _sd3_config(depth, attn2_layers, num_blocks=None):
+    # MMDiT ties width to depth (64 x depth); num_blocks sets the block count on its own.
+    return dict(in_channels=16, patch_size=2, out_channels=16, depth=depth, num_blocks=num_blocks or depth, input_size=None,
                 adm_in_channels=POOLED_DIM, pos_embed_scaling_factor=None, pos_embed_max_size=48, num_patches=48 * 48,
                 context_embedder_config={"target": "torch.nn.Linear",
                                          "params": {"in_features": CONTEXT_DIM, "out_features": 64 * depth}},
                 qk_norm="rms", x_block_self_attn_layers=list(attn2_layers))
 
 
-def tiny_sd3(depth=2, seed=0):
+def tiny_sd3(depth=2, seed=0, num_blocks=None):
     import comfy.supported_models
 
-    return _finish(comfy.supported_models.SD3, _sd3_config(depth, []), "sd3", 16, depth, 0, seed)
+    blocks = num_blocks or depth
+    return _finish(comfy.supported_models.SD3, _sd3_config(depth, [], blocks), "sd3", 16, blocks, 0, seed)
 
 
 def tiny_sd35m(depth=3, seed=0):
@@ -129,3 +131,51 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
     noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                denoise=denoise, disable_pbar=True, seed=seed)
+
+
+def tiny_clip(seed=0):
+    """A real ComfyUI CLIP object: CLIP-L architecture at 64 features / 2 layers, ComfyUI's bundled
+    tokenizer, random weights. Its tokens [1, 77, 64] and pooled [1, 64] fit every tiny model."""
+    import functools
+    import json
+
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models_base
+    from ja_host import host_path
+
+    config = json.loads((host_path() / "comfy" / "sd1_clip_config.json").read_text())
+    config.update(hidden_size=CONTEXT_DIM, intermediate_size=2 * CONTEXT_DIM, num_attention_heads=2,
+                  num_hidden_layers=2, projection_dim=POOLED_DIM)
+
+    class TinyClipL(comfy.sd1_clip.SDClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+            super().__init__(device=device, dtype=dtype, model_options=model_options, textmodel_json_config=config,
+                             layer="last", return_projected_pooled=False)
+
+    class TinyTokenizer(comfy.sd1_clip.SD1Tokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):
+            super().__init__(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data,
+                             tokenizer=functools.partial(comfy.sd1_clip.SDTokenizer, embedding_size=CONTEXT_DIM))
+
+    class TinyTextModel(comfy.sd1_clip.SD1ClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            super().__init__(device=device, dtype=dtype, model_options=model_options, clip_model=TinyClipL)
+
+    clip = comfy.sd.CLIP(target=comfy.supported_models_base.ClipTarget(TinyTokenizer, TinyTextModel))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in clip.cond_stage_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return clip
+
+
+def tiny_vae(latent_channels=16, seed=0):
+    """A real ComfyUI VAE object (TAESD architecture, random weights)."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    generator = torch.Generator().manual_seed(seed)
+    state = comfy.taesd.taesd.TAESD(latent_channels=latent_channels).state_dict()
+    state = {k: (torch.randn(v.shape, generator=generator) * 0.05 if v.ndim > 1 else v) for k, v in state.items()}
+    return comfy.sd.VAE(sd=state)

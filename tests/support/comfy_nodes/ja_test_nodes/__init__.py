@@ -14,6 +14,8 @@ if str(_SUPPORT) not in sys.path:
 import ja_tiny  # noqa: E402
 
 FAMILIES = list(ja_tiny.BUILDERS)
+FULL_DEPTH = {"flux": {"depth": 19, "depth_single": 38}, "flux2": {"depth": 8, "depth_single": 24},
+              "chroma": {"depth": 19, "depth_single": 38}, "sd3": {"num_blocks": 24}}
 
 
 class JATestTinyModel:
@@ -24,10 +26,12 @@ class JATestTinyModel:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"family": (FAMILIES, {"default": "flux"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+        return {"required": {"family": (FAMILIES, {"default": "flux"}), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})},
+                "optional": {"full_depth": ("BOOLEAN", {"default": False, "tooltip": "As many blocks as the real model "
+                                                        "(FLUX 19+38, SD3.5-M 24), so example block lists are valid."})}}
 
-    def load(self, family, seed):
-        return (ja_tiny.build(family, seed=seed).patcher,)
+    def load(self, family, seed, full_depth=False):
+        return (ja_tiny.build(family, seed=seed, **(FULL_DEPTH.get(family, {}) if full_depth else {})).patcher,)
 
 
 class JATestEncode:
@@ -69,7 +73,53 @@ class JATestLatentToImage:
         return (rgb.contiguous(),)
 
 
+class JATestTinyCLIP:
+    CATEGORY = "ja_test"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    DESCRIPTION = "A tiny real text encoder (CLIP-L architecture, random weights); replaces CLIP loaders in tests."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+
+    def load(self, seed):
+        return (ja_tiny.tiny_clip(seed),)
+
+
+class JATestTinyVAE:
+    CATEGORY = "ja_test"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load"
+    DESCRIPTION = "A tiny real VAE (TAESD architecture, random weights); replaces VAE loaders in tests."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (FAMILIES, {"default": "flux"})}}
+
+    def load(self, family):
+        return (ja_tiny.tiny_vae(128 if family == "flux2" else 16),)
+
+
+class JATestTinyCheckpoint:
+    CATEGORY = "ja_test"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    DESCRIPTION = "Tiny model, text encoder and VAE together; replaces CheckpointLoaderSimple in tests."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (FAMILIES, {"default": "sd3"})}}
+
+    def load(self, family):
+        model = ja_tiny.build(family, **FULL_DEPTH.get(family, {})).patcher
+        return (model, ja_tiny.tiny_clip(), ja_tiny.tiny_vae(128 if family == "flux2" else 16))
+
+
 NODE_CLASS_MAPPINGS = {
+    "JATestTinyCLIP": JATestTinyCLIP,
+    "JATestTinyVAE": JATestTinyVAE,
+    "JATestTinyCheckpoint": JATestTinyCheckpoint,
     "JATestTinyModel": JATestTinyModel,
     "JATestEncode": JATestEncode,
     "JATestLatentToImage": JATestLatentToImage,

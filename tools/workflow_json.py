@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
+MODEL_FILE_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 
 
 @dataclass
@@ -168,7 +169,9 @@ def validate(workflow: dict, object_info: dict) -> list:
             value = values.pop(0)
             if has_control(name, spec) and values and values[0] in ("fixed", "increment", "decrement", "randomize"):
                 values.pop(0)
-            if isinstance(spec[0], list) and value not in spec[0] and not name.endswith("_name"):
+            # Model file combos list the files this server has; a shared workflow names the user's files.
+            is_file = isinstance(value, str) and value.lower().endswith(MODEL_FILE_SUFFIXES)
+            if isinstance(spec[0], list) and value not in spec[0] and not is_file:
                 problems.append(f"node {n['id']} ({n['type']}): {name}={value!r} is not one of {spec[0]}")
         if values:
             problems.append(f"node {n['id']} ({n['type']}): {len(values)} widget values left over")

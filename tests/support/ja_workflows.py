@@ -1,0 +1,50 @@
+"""Example workflows on the tiny models: swap only the model loaders, keep everything else."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ja_host import ROOT
+
+sys.path.insert(0, str(ROOT / "tools")) if str(ROOT / "tools") not in sys.path else None
+import workflow_json as wf  # noqa: E402  (tools/, by path: ComfyUI owns generic top-level names)
+
+EXAMPLES = ROOT / "example_workflows"
+
+
+def family_of(name: str) -> str:
+    return "sd3" if "sd3" in name else "flux"
+
+
+def loader_swaps(family: str) -> dict:
+    return {
+        "UNETLoader": ("JATestTinyModel", {"family": family, "seed": 0, "full_depth": True}),
+        "DualCLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
+        "TripleCLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
+        "VAELoader": ("JATestTinyVAE", {"family": family}),
+        "CheckpointLoaderSimple": ("JATestTinyCheckpoint", {"family": family}),
+    }
+
+
+def load(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def tiny_prompt(name: str, object_info: dict, size: int = 128, steps: int = 3, prefix: str | None = None) -> dict:
+    """The example as an API prompt on the tiny models, at a small image size."""
+    prompt = wf.to_api(load(name), object_info, loader_swaps(family_of(name)))
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage"):
+            inputs["width"] = inputs["height"] = size
+        if node["class_type"] == "SolidMask":
+            inputs["width"] = size if inputs["width"] >= 1024 else size // 2
+            inputs["height"] = size
+        if node["class_type"] == "MaskComposite" and inputs["x"]:
+            inputs["x"] = size // 2
+        if node["class_type"] == "KSampler":
+            inputs["steps"] = steps
+        if node["class_type"] == "SaveImage" and prefix:
+            inputs["filename_prefix"] = prefix
+    return prompt
