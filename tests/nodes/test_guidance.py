@@ -32,7 +32,7 @@ def test_taca_matches_reference(family, apply_to, blocks):
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     got, want, plain = (sample(m, pos, neg, **KW) for m in (model, reference, base))
-    assert (got - plain).abs().max() > 1e-4
+    assert (got - plain).abs().max() > 1e-6  # TACA changed the result (small when only uncond rows of one block)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -61,7 +61,7 @@ def test_taca_composes_with_regions(family, order):
     )
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-5, rtol=1e-5)
 
 
 def test_taca_inactive_below_threshold_and_gamma_one_are_bit_identical():
@@ -122,3 +122,25 @@ def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
         JointAttentionTextScale().apply(base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
     with pytest.raises(ValueError, match=r"\[JointAttentionTACA\] input 'single_blocks'"):
         JointAttentionTACA().apply(base, 1.2, 0.97, "both", "all", "5-1")
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_text_scale_composes_with_regions_in_either_order(family):
+    """Regions then text scale == text scale then regions (one dispatcher, both features)."""
+    tiny = build(family)
+    base = patcher(tiny)
+    single = "all" if tiny.n_single else "none"
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
+
+    def regional(m):
+        return JointAttentionRegionalApply().apply(m, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
+
+    def scaled(m):
+        return JointAttentionTextScale().apply(m, "0,1", 1.6, "scale", 0.0, 1.0)[0]
+
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    a = sample(scaled(regional(base)), pos, neg, **KW)
+    b = sample(regional(scaled(base)), pos, neg, **KW)
+    only_regions = sample(regional(base), pos, neg, **KW)
+    assert torch.equal(a, b)
+    assert (a - only_regions).abs().max() > 1e-5

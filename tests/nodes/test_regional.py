@@ -120,3 +120,49 @@ def test_masks_of_any_resolution_and_non_square_images():
     for width, height in ((96, 64), (40, 72), (56, 56)):
         out = sample(model, pos, neg, seed=0, steps=2, cfg=2.0, width=width, height=height)
         assert out.shape[-2:] == (height // 8, width // 8) and torch.isfinite(out).all()
+
+
+def _positions(index):
+    return set(range(index.start, index.stop)) if isinstance(index, slice) else set(index.tolist())
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("base_ratio", [0.0, 0.3])
+def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, base_ratio, monkeypatch):
+    """Probability from image tokens outside region r to T_r is exactly 0: those keys are never in
+    anything such a row attends to (checked on every planned call of a real sampling run)."""
+    from joint_attention_pack.attention import joint
+    from joint_attention_pack.attention.joint import EXCLUDED
+
+    tiny = build(family)
+    pixels, token_masks = cell_masks(True)
+    regions, _ = regions_for(tiny, pixels, [1.0, 2.0])
+    single = "all" if tiny.n_single else "none"
+    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, base_ratio, 0.0, 1.0, "all", single,
+                                                "restricted", "background")[0]
+    planned = []
+    original = joint.plan_groups
+
+    def spy(layout, spec, device):
+        groups = original(layout, spec, device)
+        if spec.regional is not None:
+            planned.append((layout, groups))
+        return groups
+
+    monkeypatch.setattr(joint, "plan_groups", spy)
+    sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), seed=0, steps=2, cfg=2.0, width=WIDTH, height=HEIGHT)
+    n_blocks = tiny.n_double + tiny.n_single
+    assert len(planned) == 2 * n_blocks  # every selected block of every step
+    for layout, groups in planned:
+        planned_rows = set()
+        for group in groups:
+            rows = _positions(group.index)
+            planned_rows |= rows
+            for r in range(len(layout.region_lens)):
+                text_r = _positions(layout.region(r))
+                outside_r = {layout.img.start + i for i in (token_masks[r] == 0).nonzero().flatten().tolist()}
+                for part in group.parts:
+                    visible = part.main_bias is not EXCLUDED or (part.in_base and group.base_ratio > 0)
+                    if visible and _positions(part.index) & text_r:
+                        assert not rows & outside_r, f"rows {sorted(rows & outside_r)} could see region {r}'s text"
+        assert planned_rows == set(range(layout.total))  # every token is planned, none falls through

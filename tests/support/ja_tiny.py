@@ -37,6 +37,10 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
     with torch.no_grad():
         for p in model.diffusion_model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.08)
+        # Buffers ComfyUI fills from the checkpoint (SD3's pos_embed) start uninitialised.
+        for b in model.diffusion_model.buffers():
+            if b.is_floating_point():
+                b.copy_(torch.randn(b.shape, generator=generator) * 0.08)
     model.eval()
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device(test_device()), offload_device=torch.device("cpu"))
     return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
