@@ -57,6 +57,7 @@ class ForwardState:
     n_double: int
     n_single: int
     latent_hw: tuple = (0, 0)  # latent rows/cols before patch padding
+    row_items: tuple = ()  # per batch row: which image of the batch it is (0 when unknown)
     data: dict = field(default_factory=dict)  # per-modifier data for this forward
     run: Any = None  # per-sampling-run state (captures), if a run wrapper is installed
     call_layout: Optional[TokenLayout] = None  # layout of the attention call being planned
@@ -84,8 +85,8 @@ class Modifier:
         `[T, C]` to append to the context of every row (region texts)."""
         return None
 
-    def contribute(self, state: ForwardState, block: BlockRef, row_kind: int, spec: RowSpec) -> None:
-        """Adjust `spec` for rows of `row_kind` in this attention call."""
+    def contribute(self, state: ForwardState, block: BlockRef, row_kind: int, spec: RowSpec, item: int = 0) -> None:
+        """Adjust `spec` for rows of `row_kind` (COND/UNCOND) that hold image `item` of the batch."""
 
     def before_block(self, state: ForwardState, block: BlockRef, stream: dict) -> Optional[str]:
         """Edit the block's inputs (`stream` holds "txt"/"img"); return "skip" to skip the block."""
@@ -185,32 +186,41 @@ class JointAttentionDispatcher:
         if layout is None:
             return None
         state.call_layout = layout
-        specs = {}
-        for kind in set(state.row_kinds):
+        items = state.row_items or (0,) * len(state.row_kinds)
+        by_row = {}
+        for key in sorted(set(zip(state.row_kinds, items))):
             spec = RowSpec()
             for m in self.modifiers:
-                m.contribute(state, block, kind, spec)
-            specs[kind] = spec
-        if all(spec.is_plain(layout) for spec in specs.values()):
+                m.contribute(state, block, key[0], spec, key[1])
+            by_row[key] = spec
+        if all(spec.is_plain(layout) for spec in by_row.values()):
             return None
+        # Rows whose specs are equal run together (usually one group per CFG half).
+        specs = []
+        for row, key in enumerate(zip(state.row_kinds, items)):
+            for spec, rows in specs:
+                if spec == by_row[key]:
+                    rows.append(row)
+                    break
+            else:
+                specs.append((by_row[key], [row]))
         if kwargs.get("mask") is not None:
             log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
             return None
         return layout, specs
 
     def _attention(self, specs, state: ForwardState, *args, **kwargs):
-        layout, by_kind = specs
+        layout, groups = specs
         q, k, v, heads = normalise_qkv(args, kwargs)
         scale = kwargs.get("scale") or 1.0 / math.sqrt(q.shape[-1])
-        kinds = state.row_kinds
-        if len(kinds) != q.shape[0]:
-            raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {len(kinds)} row kinds")
-        if len(set(kinds)) == 1:
-            out = joint_attention(q, k, v, layout, by_kind[kinds[0]], self.kernels, scale)
+        if len(state.row_kinds) != q.shape[0]:
+            raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {len(state.row_kinds)} row kinds")
+        if len(groups) == 1:
+            out = joint_attention(q, k, v, layout, groups[0][0], self.kernels, scale)
         else:
             out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
-            for kind, spec in by_kind.items():
-                rows = torch.tensor([i for i, r in enumerate(kinds) if r == kind], device=q.device)
+            for spec, row_list in groups:
+                rows = torch.tensor(row_list, device=q.device)
                 part = joint_attention(
                     q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows),
                     layout, spec, self.kernels, scale,

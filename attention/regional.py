@@ -179,7 +179,8 @@ class RegionalPlan:
 
 @dataclass(frozen=True)
 class Region:
-    """One region: its prompt's text tokens [T, C], its mask [H, W] in [0, 1], its strength."""
+    """One region: its prompt's text tokens [T, C], its mask [B, H, W] in [0, 1] (B = 1, or one mask
+    per image of the batch), its strength."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
@@ -232,8 +233,18 @@ class RegionalModifier(Modifier):
         if not self.active_at(state.sigma):
             return None
         device = state.data.get("device", torch.device("cpu"))
+        n_items = max(state.row_items, default=0) + 1
+        batches = {r.mask.shape[0] for r in self.regions} - {1}
+        if batches and batches != {n_items}:
+            raise ValueError(
+                f"[Region (mask + prompt)] input 'mask': mask batches of {sorted(batches)} do not match the "
+                f"{n_items} image(s) being sampled; give each region one mask, or one mask per image")
+        n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
-        state.data[self.key] = self._cached(("plan", state.latent_hw, state.grid, str(device)), lambda: self._plan(state, device))
+        state.data[self.key] = [
+            self._cached(("plan", i, state.latent_hw, state.grid, str(device)), lambda i=i: self._plan(state, device, i))
+            for i in range(n_plans)
+        ]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
 
     def _cached(self, key, factory):
@@ -242,22 +253,22 @@ class RegionalModifier(Modifier):
         return self.cache.get((self.key, self._identity, self.base_ratio, self.image_attention, self.global_prompt) + key,
                               factory, owner="regional")
 
-    def _plan(self, state, device):
-        masks = torch.stack([r.mask.float() for r in self.regions]) if len({tuple(r.mask.shape) for r in self.regions}) == 1 \
-            else None
-        if masks is not None:
-            tm = token_masks(masks.to(device), state.latent_hw, state.grid)
+    def _plan(self, state, device, item: int):
+        """Plan for image `item` of the batch (masks with batch 1 serve every image)."""
+        masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
+        if len({tuple(m.shape) for m in masks}) == 1:
+            tm = token_masks(torch.stack(masks).to(device), state.latent_hw, state.grid)
         else:
-            tm = torch.cat([token_masks(r.mask.float()[None].to(device), state.latent_hw, state.grid) for r in self.regions])
+            tm = torch.cat([token_masks(m[None].to(device), state.latent_hw, state.grid) for m in masks])
         return RegionalPlan(tm, [r.strength for r in self.regions], self.image_attention, self.global_prompt, self.base_ratio)
 
-    def contribute(self, state, block, row_kind, spec) -> None:
-        plan = state.data.get(self.key)
-        if plan is None or row_kind != 0:
+    def contribute(self, state, block, row_kind, spec, item=0) -> None:
+        plans = state.data.get(self.key)
+        if plans is None or row_kind != 0:
             return  # outside the window there are no region tokens; other rows stay isolated
         spec.isolate_regions = False
         if block.index in self.selected.get(block.kind, ()):
-            spec.regional = plan
+            spec.regional = plans[item if len(plans) > 1 else 0]
 
     def before_block(self, state, block, stream):
         return None

@@ -30,7 +30,7 @@ class TacaModifier(Modifier):
             return False
         return block.index in self.selected.get(block.kind, ())
 
-    def contribute(self, state, block, row_kind, spec) -> None:
+    def contribute(self, state, block, row_kind, spec, item=0) -> None:
         if self.active(state, block, row_kind):
             spec.text_gamma *= self.gamma
 

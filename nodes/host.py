@@ -98,10 +98,13 @@ class BlockPatch:
         return extra["original_block"](args)
 
 
-def _row_kinds(options, batch: int) -> tuple:
+def _rows(options, batch: int) -> tuple:
+    """(kind, item) of every batch row: ComfyUI stacks one chunk of the image batch per cond/uncond."""
     chunks = options.get("cond_or_uncond") or [COND]
     per = max(batch // len(chunks), 1)
-    return tuple(kind for kind in chunks for _ in range(per))[:batch]
+    kinds = tuple(kind for kind in chunks for _ in range(per))[:batch]
+    items = tuple(i for _ in chunks for i in range(per))[:batch]
+    return kinds, items
 
 
 def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
@@ -115,6 +118,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     n_double, n_single = (len(dm.double_blocks), len(dm.single_blocks)) if hasattr(dm, "double_blocks") else (len(dm.joint_blocks), 0)
     sigmas = transformer_options.get("sigmas")
     sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(t.max())
+    kinds, items = _rows(transformer_options, x.shape[0])
     state = ForwardState(
         family=_family_of_base(base),
         n_context=c_crossattn.shape[1],
@@ -122,7 +126,8 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         region_lens=(),
         n_img=rows * cols,
         grid=(rows, cols),
-        row_kinds=_row_kinds(transformer_options, x.shape[0]),
+        row_kinds=kinds,
+        row_items=items,
         sigma=sigma,
         n_double=n_double,
         n_single=n_single,

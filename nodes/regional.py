@@ -39,11 +39,11 @@ def region_from(node: str, conditioning, mask, strength: float):
         mask = mask[None]
     if mask.ndim != 3:
         raise node_error(node, "mask", f"expected a MASK [batch, height, width], got shape {tuple(mask.shape)}")
+    mask = mask.detach().to("cpu").float().clamp(0.0, 1.0)
+    if mask.shape[0] > 1 and bool((mask == mask[:1]).all()):
+        mask = mask[:1]  # one mask repeated: keep one
     if mask.shape[0] > 1:
-        if not bool((mask == mask[:1]).all()):
-            raise node_error(node, "mask", f"has a batch of {mask.shape[0]} different masks; use one mask per region "
-                             "(batch 1), e.g. with a 'SolidMask'/'MaskComposite' chain or one Region node per mask")
-    mask = mask[0].detach().to("cpu").float().clamp(0.0, 1.0)
+        log.info("[joint_attention] %s: %d masks, one per image of the batch", node, mask.shape[0])
     if strength <= 0:
         log.warning("[joint_attention] %s: strength 0 drops this region", node)
         return None
@@ -68,7 +68,8 @@ class JointAttentionRegion:
         return {
             "required": {
                 "conditioning": ("CONDITIONING", {"tooltip": "The region's prompt, encoded with the same text encoder as the main prompt."}),
-                "mask": ("MASK", {"tooltip": "Where the region applies. Any resolution; soft values weaken the region smoothly."}),
+                "mask": ("MASK", {"tooltip": "Where the region applies. Any resolution; soft values weaken the region smoothly. "
+                                             "A batch gives one mask per image of the sampled batch."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
                                        "tooltip": "Multiplies the image's attention to this region's text (0 drops the region)."}),
             },

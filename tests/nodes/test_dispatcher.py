@@ -19,7 +19,7 @@ class Recorder(Modifier):
         self.calls = []
         self.blocks = []
 
-    def contribute(self, state, block, row_kind, spec):
+    def contribute(self, state, block, row_kind, spec, item=0):
         self.calls.append((block, state.call_layout, row_kind))
 
     def before_block(self, state, block, stream):

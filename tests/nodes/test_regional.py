@@ -95,8 +95,10 @@ def test_zero_regions_and_empty_masks_pass_through():
 def test_bad_inputs_name_node_input_and_fix():
     tiny = build("flux")
     base = patcher(tiny)
-    with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'mask'.*batch of 2 different masks"):
-        JointAttentionRegion().build(make_cond(tiny, seed=3), torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 1.0)
+    two = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 1.0)[0]
+    model = JointAttentionRegionalApply().apply(base, two, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'mask'.*do not match the 3 image"):
+        sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), steps=1, cfg=2.0, batch=3)
     sd3 = build("sd3")
     foreign, _ = regions_for(sd3, cell_masks(False)[0], [1.0])
     if sd3.context_dim != tiny.context_dim:
@@ -166,3 +168,26 @@ def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, b
                     if visible and _positions(part.index) & text_r:
                         assert not rows & outside_r, f"rows {sorted(rows & outside_r)} could see region {r}'s text"
         assert planned_rows == set(range(layout.total))  # every token is planned, none falls through
+
+
+def test_one_mask_per_image_of_the_batch():
+    """A mask batch gives each image its own layout: image i matches a run where every image uses mask i."""
+    tiny = build("flux")
+    base = patcher(tiny)
+    pixels, _ = cell_masks(False)
+    left, right = pixels[0], torch.flip(pixels[0], dims=[-1])
+    cond = make_cond(tiny, seed=3)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=2.0, width=WIDTH, height=HEIGHT, batch=2)
+
+    def run(masks):
+        regions = JointAttentionRegion().build(cond, masks, 1.0)[0]
+        model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+        return sample(model, pos, neg, **kw)
+
+    mixed = run(torch.stack([left, right]))
+    all_left = run(torch.stack([left, left]))
+    all_right = run(torch.stack([right, right]))
+    torch.testing.assert_close(mixed[0], all_left[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(mixed[1], all_right[1], atol=1e-6, rtol=1e-6)
+    assert (all_left[0] - all_right[0]).abs().max() > 1e-3
