@@ -54,7 +54,7 @@ class RowSpec:
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class KeyPart:
     index: Index
     logit_scale: float = 1.0
@@ -144,8 +144,97 @@ def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float) -> torch.
     return out
 
 
+def _gather_keys(k, v, parts, device):
+    """Keys/values of `parts` concatenated, each part's logit scale folded into its keys.
+
+    Returns (k, v, segments) where segments are (start, stop) of each part in the result."""
+    index = cat_index([p.index for p in parts], device)
+    kc, vc = take(k, index), take(v, index)
+    segments, start = [], 0
+    for p in parts:
+        stop = start + index_len(p.index)
+        segments.append((start, stop))
+        start = stop
+    scaled = [(seg, p.logit_scale) for seg, p in zip(segments, parts) if p.logit_scale != 1.0]
+    if scaled:
+        kc = kc.clone() if isinstance(index, slice) else kc
+        for (lo, hi), factor in scaled:
+            kc[:, :, lo:hi] *= factor
+    return kc, vc, segments
+
+
+def _attend_parts(qg, k, v, parts, kernels, scale, with_bias: bool):
+    """One kernel call over `parts`; per-query biases (constant within a part) ride on extra
+    head dims: q' = [q, b_p(i)/scale], k' = [k, onehot(p)]. Per-key biases go to the kernel."""
+    kc, vc, segments = _gather_keys(k, v, parts, qg.device)
+    key_bias = None
+    if with_bias and any(p.key_bias is not None for p in parts):
+        key_bias = torch.zeros(kc.shape[-2], device=qg.device, dtype=torch.float32)
+        for (lo, hi), p in zip(segments, parts):
+            if p.key_bias is not None:
+                key_bias[lo:hi] = p.key_bias.to(torch.float32)
+        key_bias = key_bias.view(1, 1, 1, -1)
+    biased = [(seg, p.main_bias) for seg, p in zip(segments, parts) if with_bias and isinstance(p.main_bias, torch.Tensor)]
+    if not biased:
+        return kernels.attend(qg, kc, vc, scale, key_bias)
+    # Extra dims in fp32 keep the biases exact; pad to a multiple of 8 for the fused kernels.
+    extra = -(-len(biased) // 8) * 8
+    b, h, nq, d = qg.shape
+    qa = torch.zeros(b, h, nq, d + extra, dtype=torch.float32, device=qg.device)
+    ka = torch.zeros(b, h, kc.shape[-2], d + extra, dtype=torch.float32, device=qg.device)
+    qa[..., :d] = qg
+    ka[..., :d] = kc
+    for j, ((lo, hi), bias) in enumerate(biased):
+        qa[..., d + j] = (bias.to(qg.device, torch.float32) / scale)
+        ka[:, :, lo:hi, d + j] = 1.0
+    out, lse = kernels.attend(qa, ka, vc.float(), scale, key_bias)
+    return out, lse
+
+
+def _finite(bias) -> bool:
+    return not isinstance(bias, torch.Tensor) or bool(torch.isfinite(bias).all())
+
+
 def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
+    """At most three kernel calls: keys seen unbiased by both softmaxes (shared), keys of the main
+    softmax only or with biases (main), keys of the base softmax only (base); then one weighted sum."""
     qg = take(q, group.index)
+    b = group.base_ratio
+    parts = [p for p in group.parts if index_len(p.index) > 0]
+    if not all(_finite(p.main_bias) for p in parts):
+        return _run_group_merged(qg, k, v, group, kernels, scale)
+    main = [p for p in parts if p.main_bias is not EXCLUDED]
+    if b <= 0.0:
+        out, _ = _attend_parts(qg, k, v, main, kernels, scale, with_bias=True)
+        return out.to(q.dtype)
+    plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
+    shared = {id(p) for p in plain}
+    main_only = [p for p in main if id(p) not in shared]
+    base_only = [p for p in parts if p.in_base and id(p) not in shared]
+    results = {}
+    for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True), ("base", base_only, False)):
+        if chosen:
+            results[name] = _attend_parts(qg, k, v, chosen, kernels, scale, with_bias)
+    neg = torch.full(qg.shape[:-1], float("-inf"), device=qg.device)
+    l_shared = results["shared"][1] if "shared" in results else neg
+    l_main = results["main"][1] if "main" in results else neg
+    l_base = results["base"][1] if "base" in results else neg
+    lse_main = torch.logaddexp(l_shared, l_main)
+    lse_base = torch.logaddexp(l_shared, l_base)
+    coef = {
+        "shared": (1.0 - b) * torch.exp(l_shared - lse_main) + b * torch.exp(l_shared - lse_base),
+        "main": (1.0 - b) * torch.exp(l_main - lse_main),
+        "base": b * torch.exp(l_base - lse_base),
+    }
+    out = None
+    for name, (o, _) in results.items():
+        term = o.float() * coef[name].unsqueeze(-1)
+        out = term if out is None else out.add_(term)
+    return out.to(q.dtype)
+
+
+def _run_group_merged(qg, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
+    """General path: one call per part, merged through log-sum-exps (handles any bias values)."""
     need_base = group.base_ratio > 0.0
     outs, lses, main_biases, in_base = [], [], [], []
     for part in group.parts:
@@ -162,7 +251,7 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
         in_base.append(part.in_base)
     main_sel = [i for i, b in enumerate(main_biases) if b is not EXCLUDED]
     if len(outs) == 1 and not need_base:
-        return outs[0]
+        return outs[0].to(qg.dtype)
     out_main, _ = merge_partials(
         [outs[i] for i in main_sel], [lses[i] for i in main_sel], [main_biases[i] for i in main_sel]
     )
@@ -171,7 +260,7 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
         out_base, _ = merge_partials([outs[i] for i in base_sel], [lses[i] for i in base_sel], [None] * len(base_sel))
         b = group.base_ratio
         out_main = out_main.mul_(1.0 - b).add_(out_base, alpha=b)
-    return out_main.to(q.dtype)
+    return out_main.to(qg.dtype)
 
 
 def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: KernelSelector, scale: float):

@@ -81,6 +81,7 @@ class RegionalPlan:
         self.base_ratio = float(base_ratio)
         self.cover = self.masks > 0
         self._classes = self._image_classes()
+        self._groups: dict = {}  # (layout, gamma, device) -> query groups; a plan lives for one forward
 
     @property
     def n_regions(self) -> int:
@@ -104,9 +105,14 @@ class RegionalPlan:
         return classes
 
     def groups(self, layout: TokenLayout, spec, device):
+        key = (layout, spec.text_gamma, str(device))
+        if key not in self._groups:
+            self._groups[key] = self._build_groups(layout, spec.text_gamma, device)
+        return self._groups[key]
+
+    def _build_groups(self, layout: TokenLayout, gamma: float, device):
         if len(layout.region_lens) != self.n_regions:
             raise ValueError(f"layout has {len(layout.region_lens)} region texts, plan has {self.n_regions}")
-        gamma = spec.text_gamma
         img0 = layout.img.start
         groups = []
         # Base text and reference queries: T0, image, reference; never region texts.
@@ -173,6 +179,7 @@ class RegionalPlan:
             plan.masks = self.masks.to(device)
             plan.cover = self.cover.to(device)
             plan._classes = [_ImageClass(c.rows.to(device), c.cover, c.full) for c in self._classes]
+            plan._groups = {}
             return plan
         return self
 
