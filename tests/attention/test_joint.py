@@ -118,3 +118,23 @@ def test_token_masks_average_cells_and_pad():
     small[0, 0, 0] = 1.0
     tm_small = token_masks(small, (8, 12), (4, 6)).reshape(4, 6)
     assert tm_small[0, 0].item() == 1.0 and tm_small[3, 5].item() == 0.0
+
+
+def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
+    """Issue 4: the 1024x1024 FLUX, 4-region case stores at most 64 MiB of mask data (no L x L anything)."""
+    grid = (64, 64)
+    masks = torch.zeros(4, 64 * 64)
+    for r in range(4):
+        masks[r, r * 1024:(r + 1) * 1024 + 64] = 1.0  # overlapping bands
+    masks[0, :32] = 0.5
+    layout = TokenLayout(n_txt=512, n_img=4096, region_lens=(512,) * 4, grid=grid)
+    plan = RegionalPlan(masks, [1.0] * 4, "restricted", "background", 0.2)
+    groups = plan.groups(layout, RowSpec(isolate_regions=False, regional=plan), torch.device("cpu"))
+    index_bytes = 0
+    for g in groups:
+        for item in [g.index] + [p.index for p in g.parts] + [p.key_bias for p in g.parts] + [p.main_bias for p in g.parts]:
+            if isinstance(item, torch.Tensor):
+                index_bytes += item.numel() * item.element_size()
+    total = plan.nbytes() + index_bytes
+    assert total <= 64 * 2**20, total
+    assert total < layout.total ** 2  # far below even one byte per query-key pair
