@@ -1,10 +1,10 @@
 """ComfyUI node classes, one file per feature; each stays thin over `attention/`."""
-from . import guidance, memory, regional
+from . import canvas, guidance, memory, regional
 from .runtime import register_routes
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
-for _module in (regional, guidance, memory):
+for _module in (regional, canvas, guidance, memory):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 

@@ -76,6 +76,28 @@ def sd3_tail(model, positive_text, prefix, negative_text="blurry, low quality"):
     ]
 
 
+def canvas_default(size=1024):
+    """Two regions drawn left and right, as the canvas widget stores them."""
+    import importlib.util
+
+    import torch
+
+    # nodes/canvas_state.py is pure (no ComfyUI imports); load it by path under a private name.
+    spec = importlib.util.spec_from_file_location("_ja_canvas_state", ROOT / "nodes" / "canvas_state.py")
+    canvas_state = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = canvas_state  # dataclasses look their module up here
+    spec.loader.exec_module(canvas_state)
+
+    mw = mh = size // canvas_state.CELL
+    left, right = torch.zeros(mh, mw), torch.zeros(mh, mw)
+    left[:, : mw // 2] = 1
+    right[:, mw // 2:] = 1
+    return canvas_state.encode_value(size, size, [
+        {"prompt": "a red vintage car", "mask": left},
+        {"prompt": "a golden retriever sitting on the grass", "mask": right},
+    ])
+
+
 NOTE_REGIONS = (
     "Regional prompting in one model pass. Change the two region prompts and the masks (any MASK works: "
     "draw them with the mask editor, load them from images, or chain more Region nodes for more regions). "
@@ -109,6 +131,18 @@ GRAPHS = {
         ] + sd3_tail((20, 0), "three red apples and two green pears on a wooden table", "text_scale_sd3"),
         [("How to use", "Scales the text stream before the chosen joint blocks (SD3.5-Medium has 24, numbered 0-23). "
           "Raise scale for stronger prompt following; mode 'empty' or 'skip' are for exploring what each block does.")],
+    ),
+    "regional_canvas_flux.json": (
+        lambda: flux_loaders() + [
+            Node(20, "JointAttentionRegionCanvas", {"width": 1024, "height": 1024, "regions": canvas_default()},
+                 {"clip": (2, 0)}),
+            Node(21, "JointAttentionRegionalApply", {}, {"model": (1, 0), "regions": (20, 0)}),
+            Node(22, "PreviewImage", {}, {"images": (20, 2)}, title="Regions preview"),
+        ] + flux_tail((21, 0), "a sunny park, photo, detailed", "regional_canvas_flux"),
+        [("How to use", "Draw regions on the canvas: R rectangle, B brush, E eraser, G snaps to the 16 px token grid, "
+          "Ctrl+Z / Ctrl+Y undo and redo. Add a region with '+ Add region', type its prompt and strength in the list, "
+          "hide it with the checkbox. Keep the canvas width/height equal to the latent size. Connect an image to "
+          "'background' and run once to trace over it. " + NOTE_REGIONS)],
     ),
     "regional_taca_flux.json": (
         lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [

@@ -36,7 +36,7 @@ def tiny_prompt(name: str, object_info: dict, size: int = 128, steps: int = 3, p
     prompt = wf.to_api(load(name), object_info, loader_swaps(family_of(name)))
     for node in prompt.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage"):
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "JointAttentionRegionCanvas"):
             inputs["width"] = inputs["height"] = size
         if node["class_type"] == "SolidMask":
             inputs["width"] = size if inputs["width"] >= 1024 else size // 2
@@ -48,3 +48,17 @@ def tiny_prompt(name: str, object_info: dict, size: int = 128, steps: int = 3, p
         if node["class_type"] == "SaveImage" and prefix:
             inputs["filename_prefix"] = prefix
     return prompt
+
+
+def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
+    """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
+    workflow = json.loads(json.dumps(workflow))
+    swaps = loader_swaps(family_of(json.dumps([n["type"] for n in workflow["nodes"]])))
+    for node in workflow["nodes"]:
+        if node["type"] in swaps:
+            new_type, inputs = swaps[node["type"]]
+            order = [name for group in ("required", "optional") for name in object_info[new_type]["input"].get(group, {})]
+            node["type"] = new_type
+            node["properties"] = {"Node name for S&R": new_type}
+            node["widgets_values"] = [inputs[name] for name in order if name in inputs]
+    return workflow

@@ -1,0 +1,230 @@
+// Region canvas state: one versioned JSON string, masks as run-length bitmaps at 1/8 resolution.
+// Pure logic, no DOM: the editor (region_canvas.js), the unit tests and the Python decoder
+// (nodes/canvas_state.py) agree on this format.
+
+export const VERSION = 1;
+export const CELL = 8; // pixels per mask cell
+export const TOKEN_GRID = 16; // pixels per image token (VAE /8, patch 2)
+export const MAX_REGIONS = 32;
+export const MAX_PROMPT = 4000;
+export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+  "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"];
+
+export function maskDims(width, height) {
+  return { mw: Math.ceil(width / CELL), mh: Math.ceil(height / CELL) };
+}
+
+export function emptyState(width, height) {
+  return { version: VERSION, width, height, regions: [] };
+}
+
+// Runs alternate 0,1,0,... starting with zeros; base-36 numbers joined by ".".
+export function encodeRLE(bits) {
+  const runs = [];
+  let current = 0;
+  let count = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i] ? 1 : 0;
+    if (b === current) {
+      count++;
+    } else {
+      runs.push(count);
+      current = b;
+      count = 1;
+    }
+  }
+  runs.push(count);
+  return runs.map((n) => n.toString(36)).join(".");
+}
+
+export function decodeRLE(text, length) {
+  const bits = new Uint8Array(length);
+  if (typeof text !== "string" || !/^[0-9a-z]+(\.[0-9a-z]+)*$/.test(text)) {
+    throw new Error("mask is not a run-length string");
+  }
+  let pos = 0;
+  let value = 0;
+  for (const part of text.split(".")) {
+    const n = parseInt(part, 36);
+    if (pos + n > length) throw new Error("mask runs exceed the canvas size");
+    if (value) bits.fill(1, pos, pos + n);
+    pos += n;
+    value ^= 1;
+  }
+  if (pos !== length) throw new Error(`mask covers ${pos} cells, the canvas has ${length}`);
+  return bits;
+}
+
+export function nextColor(regions) {
+  const used = new Set(regions.map((r) => r.color));
+  return PALETTE.find((c) => !used.has(c)) ?? PALETTE[regions.length % PALETTE.length];
+}
+
+export function addRegion(state) {
+  if (state.regions.length >= MAX_REGIONS) throw new Error(`at most ${MAX_REGIONS} regions`);
+  const { mw, mh } = maskDims(state.width, state.height);
+  let n = state.regions.length + 1;
+  const ids = new Set(state.regions.map((r) => r.id));
+  while (ids.has(`r${n}`)) n++;
+  const region = { id: `r${n}`, prompt: "", strength: 1.0, color: nextColor(state.regions), hidden: false,
+    bits: new Uint8Array(mw * mh) };
+  state.regions.push(region);
+  return region;
+}
+
+export function snap(value, grid = TOKEN_GRID) {
+  return Math.round(value / grid) * grid;
+}
+
+// Fill the cells whose centres lie inside the pixel rectangle (corners in any order).
+export function paintRect(bits, width, height, x0, y0, x1, y1, value = 1) {
+  const { mw, mh } = maskDims(width, height);
+  const [left, right] = [Math.min(x0, x1), Math.max(x0, x1)];
+  const [top, bottom] = [Math.min(y0, y1), Math.max(y0, y1)];
+  for (let cy = 0; cy < mh; cy++) {
+    const py = (cy + 0.5) * CELL;
+    if (py < top || py > bottom) continue;
+    for (let cx = 0; cx < mw; cx++) {
+      const px = (cx + 0.5) * CELL;
+      if (px >= left && px <= right) bits[cy * mw + cx] = value;
+    }
+  }
+}
+
+function segmentDistance(px, py, ax, ay, bx, by) {
+  const dx = bx - ax;
+  const dy = by - ay;
+  const len2 = dx * dx + dy * dy;
+  const t = len2 === 0 ? 0 : Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / len2));
+  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+}
+
+// Paint a polyline of pixel points with a round brush of `radius` pixels.
+export function paintStroke(bits, width, height, points, radius, value = 1) {
+  const { mw, mh } = maskDims(width, height);
+  for (let i = 0; i < points.length; i++) {
+    const a = points[Math.max(0, i - 1)];
+    const b = points[i];
+    const minX = Math.max(0, Math.floor((Math.min(a[0], b[0]) - radius) / CELL));
+    const maxX = Math.min(mw - 1, Math.floor((Math.max(a[0], b[0]) + radius) / CELL));
+    const minY = Math.max(0, Math.floor((Math.min(a[1], b[1]) - radius) / CELL));
+    const maxY = Math.min(mh - 1, Math.floor((Math.max(a[1], b[1]) + radius) / CELL));
+    for (let cy = minY; cy <= maxY; cy++) {
+      for (let cx = minX; cx <= maxX; cx++) {
+        if (segmentDistance((cx + 0.5) * CELL, (cy + 0.5) * CELL, a[0], a[1], b[0], b[1]) <= radius) {
+          bits[cy * mw + cx] = value;
+        }
+      }
+    }
+  }
+}
+
+// Nearest-neighbour resample, used when width/height change under an existing drawing.
+export function resizeBits(bits, mw, mh, nmw, nmh) {
+  const out = new Uint8Array(nmw * nmh);
+  for (let y = 0; y < nmh; y++) {
+    const sy = Math.min(mh - 1, Math.floor(((y + 0.5) * mh) / nmh));
+    for (let x = 0; x < nmw; x++) {
+      const sx = Math.min(mw - 1, Math.floor(((x + 0.5) * mw) / nmw));
+      out[y * nmw + x] = bits[sy * mw + sx];
+    }
+  }
+  return out;
+}
+
+export function resizeState(state, width, height) {
+  if (state.width === width && state.height === height) return state;
+  const old = maskDims(state.width, state.height);
+  const next = maskDims(width, height);
+  for (const r of state.regions) r.bits = resizeBits(r.bits, old.mw, old.mh, next.mw, next.mh);
+  state.width = width;
+  state.height = height;
+  return state;
+}
+
+export function serializeState(state) {
+  return JSON.stringify({
+    version: VERSION,
+    width: state.width,
+    height: state.height,
+    regions: state.regions.map((r) => ({ id: r.id, prompt: r.prompt, strength: r.strength, color: r.color,
+      hidden: !!r.hidden, mask: encodeRLE(r.bits) })),
+  });
+}
+
+// Parse a saved value; throws an Error whose message says what is wrong.
+export function parseState(text, width, height) {
+  if (text === undefined || text === null || text === "" || text === "{}") return emptyState(width, height);
+  let raw;
+  try {
+    raw = typeof text === "string" ? JSON.parse(text) : text;
+  } catch (err) {
+    throw new Error(`region canvas value is not JSON (${err.message})`);
+  }
+  if (typeof raw !== "object" || raw === null) throw new Error("region canvas value must be an object");
+  if (raw.version !== VERSION) throw new Error(`unsupported region canvas version ${JSON.stringify(raw.version)} (expected ${VERSION})`);
+  const w = Number(raw.width);
+  const h = Number(raw.height);
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 16 || h < 16 || w > 8192 || h > 8192) {
+    throw new Error("region canvas width/height must be integers between 16 and 8192");
+  }
+  if (!Array.isArray(raw.regions) || raw.regions.length > MAX_REGIONS) {
+    throw new Error(`region canvas needs a list of at most ${MAX_REGIONS} regions`);
+  }
+  const { mw, mh } = maskDims(w, h);
+  const state = { version: VERSION, width: w, height: h, regions: [] };
+  raw.regions.forEach((r, i) => {
+    if (typeof r !== "object" || r === null) throw new Error(`region ${i + 1} is not an object`);
+    const prompt = typeof r.prompt === "string" ? r.prompt : "";
+    if (prompt.length > MAX_PROMPT) throw new Error(`region ${i + 1}: prompt longer than ${MAX_PROMPT} characters`);
+    const strength = Number(r.strength ?? 1);
+    if (!(strength >= 0 && strength <= 4)) throw new Error(`region ${i + 1}: strength must be between 0 and 4`);
+    const color = /^#[0-9a-fA-F]{6}$/.test(r.color ?? "") ? r.color : PALETTE[i % PALETTE.length];
+    const id = /^[A-Za-z0-9_-]{1,32}$/.test(r.id ?? "") ? r.id : `r${i + 1}`;
+    let bits;
+    try {
+      bits = decodeRLE(r.mask, mw * mh);
+    } catch (err) {
+      throw new Error(`region ${i + 1}: ${err.message}`);
+    }
+    state.regions.push({ id, prompt, strength, color, hidden: !!r.hidden, bits });
+  });
+  return resizeState(state, width ?? w, height ?? h);
+}
+
+// Undo/redo over serialized snapshots.
+export class History {
+  constructor(limit = 100) {
+    this.limit = limit;
+    this.past = [];
+    this.future = [];
+  }
+
+  record(snapshot) {
+    if (this.past[this.past.length - 1] === snapshot) return;
+    this.past.push(snapshot);
+    if (this.past.length > this.limit) this.past.shift();
+    this.future = [];
+  }
+
+  get canUndo() {
+    return this.past.length > 1;
+  }
+
+  get canRedo() {
+    return this.future.length > 0;
+  }
+
+  undo() {
+    if (!this.canUndo) return null;
+    this.future.push(this.past.pop());
+    return this.past[this.past.length - 1];
+  }
+
+  redo() {
+    if (!this.canRedo) return null;
+    const snapshot = this.future.pop();
+    this.past.push(snapshot);
+    return snapshot;
+  }
+}

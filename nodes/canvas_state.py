@@ -1,0 +1,139 @@
+"""Decode and validate the Region Canvas widget value (format written by js/region_state.js).
+
+Pure Python + torch; never trusts the value: sizes, counts, prompts and run lengths are
+checked before anything is allocated, and errors say what to fix.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+VERSION = 1
+CELL = 8
+MAX_REGIONS = 32
+MAX_PROMPT = 4000
+MAX_VALUE_BYTES = 4 * 1024 * 1024
+_RLE = re.compile(r"^[0-9a-z]+(\.[0-9a-z]+)*$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+
+
+class CanvasValueError(ValueError):
+    pass
+
+
+@dataclass
+class CanvasRegion:
+    prompt: str
+    strength: float
+    color: str
+    hidden: bool
+    mask: torch.Tensor  # [mh, mw] float, 1/8 resolution of the saved width/height
+
+
+def mask_dims(width: int, height: int):
+    return -(-width // CELL), -(-height // CELL)
+
+
+def decode_rle(text, length: int) -> torch.Tensor:
+    if not isinstance(text, str) or not _RLE.match(text) or len(text) > 8 * length + 8:
+        raise CanvasValueError("mask is not a run-length string")
+    runs = [int(part, 36) for part in text.split(".")]
+    if sum(runs) != length:
+        raise CanvasValueError(f"mask covers {sum(runs)} cells, the canvas has {length}")
+    values = torch.tensor([i % 2 for i in range(len(runs))], dtype=torch.float32)
+    return torch.repeat_interleave(values, torch.tensor(runs))
+
+
+def parse(text: str):
+    """(width, height, regions) of a widget value; an empty value has no regions."""
+    if text is None or not str(text).strip() or str(text).strip() == "{}":
+        return None, None, []
+    if len(text) > MAX_VALUE_BYTES:
+        raise CanvasValueError(f"the drawing is {len(text)} bytes; the limit is {MAX_VALUE_BYTES}")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CanvasValueError(f"the value is not JSON ({exc.msg}); clear the canvas or reload the workflow") from None
+    if not isinstance(raw, dict):
+        raise CanvasValueError("the value must be a JSON object")
+    if raw.get("version") != VERSION:
+        raise CanvasValueError(f"unsupported canvas version {raw.get('version')!r}; this pack reads version {VERSION}")
+    width, height = raw.get("width"), raw.get("height")
+    if not all(isinstance(v, int) and 16 <= v <= 8192 for v in (width, height)):
+        raise CanvasValueError("width/height in the value must be integers between 16 and 8192")
+    regions = raw.get("regions")
+    if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
+        raise CanvasValueError(f"'regions' must be a list of at most {MAX_REGIONS} regions")
+    mw, mh = mask_dims(width, height)
+    out = []
+    for i, r in enumerate(regions):
+        if not isinstance(r, dict):
+            raise CanvasValueError(f"region {i + 1} is not an object")
+        prompt = r.get("prompt", "")
+        if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
+            raise CanvasValueError(f"region {i + 1}: the prompt must be text of at most {MAX_PROMPT} characters")
+        strength = r.get("strength", 1.0)
+        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 4.0:
+            raise CanvasValueError(f"region {i + 1}: strength must be a number between 0 and 4")
+        color = r.get("color") if isinstance(r.get("color"), str) and _COLOR.match(r.get("color")) else PALETTE[i % len(PALETTE)]
+        try:
+            bits = decode_rle(r.get("mask"), mw * mh)
+        except CanvasValueError as exc:
+            raise CanvasValueError(f"region {i + 1}: {exc}") from None
+        out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), bits.reshape(mh, mw)))
+    return width, height, out
+
+
+def full_mask(region: CanvasRegion, width: int, height: int) -> torch.Tensor:
+    """The region's mask at the node's width/height, [height, width] in {0, 1}."""
+    return F.interpolate(region.mask[None, None], size=(height, width), mode="nearest-exact")[0, 0]
+
+
+def preview(masks: list, colors: list, width: int, height: int, background=None) -> torch.Tensor:
+    """[1, H, W, 3] overlay: regions in their colours (overlaps mix), uncovered area grey or the background."""
+    base = torch.full((height, width, 3), 0.35) if background is None else background
+    out = base.clone()
+    for mask, color in zip(masks, colors):
+        rgb = torch.tensor([int(color[j:j + 2], 16) / 255.0 for j in (1, 3, 5)])
+        alpha = 0.55 * mask[..., None]
+        out = out * (1 - alpha) + rgb * alpha
+    return out[None].clamp(0, 1)
+
+
+def encode_rle(bits) -> str:
+    """Inverse of decode_rle (used to write default drawings, e.g. in example workflows)."""
+    flat = [1 if b else 0 for b in bits]
+    runs, current, count = [], 0, 0
+    for b in flat:
+        if b == current:
+            count += 1
+        else:
+            runs.append(count)
+            current, count = b, 1
+    runs.append(count)
+    return ".".join(_base36(n) for n in runs)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def encode_value(width: int, height: int, regions: list) -> str:
+    """Widget value for regions given as dicts with prompt, strength, color and a [mh, mw] 0/1 mask."""
+    return json.dumps({
+        "version": VERSION, "width": width, "height": height,
+        "regions": [{"id": f"r{i + 1}", "prompt": r["prompt"], "strength": r.get("strength", 1.0),
+                     "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
+                     "mask": encode_rle(r["mask"].flatten().tolist())} for i, r in enumerate(regions)],
+    }, separators=(",", ":"))
