@@ -6,7 +6,7 @@ HOST_REQS_EXCLUDE := ^(torch|torchvision|torchaudio)([<>=~ ;]|$$)
 STAMP := $(VENV)/.setup-stamp
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast bench lint clean-host
+.PHONY: setup browser-deps demo test test-fast bench lint clean-host
 
 setup: $(STAMP)
 	@$(PY) scripts/setup_host.py
@@ -23,10 +23,15 @@ $(STAMP): requirements.txt requirements-dev.txt scripts/setup_host.py Makefile
 	@$(PY) -m pip install --quiet -r .host/host-requirements.txt -r requirements.txt -r requirements-dev.txt
 	@touch $(STAMP)
 
+# Browser tests drive Debian's chromium through Playwright (no browser download).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 demo: setup
 	@$(PY) scripts/demo.py
 
-test: setup
+test: setup browser-deps
 	@node --test js/tests/
 	@$(PY) -m pytest -q tests
 

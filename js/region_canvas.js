@@ -45,7 +45,7 @@ export class RegionCanvasEditor {
     this.value = serializeState(this.state);
     this.history.record(this.value);
     this.#build();
-    this.render();
+    this.render(true);
   }
 
   // -- value -----------------------------------------------------------------
@@ -75,20 +75,22 @@ export class RegionCanvasEditor {
     this.value = serializeState(this.state);
     this.history = new History();
     this.history.record(this.value);
-    this.render();
+    this.render(true);
   }
 
-  commit() {
+  // `structural`: regions were added, removed, reordered or replaced, so the list is rebuilt;
+  // plain edits keep the list (and the focus of the field being typed in).
+  commit(structural = false) {
     this.value = serializeState(this.state);
     this.history.record(this.value);
     this.node.setDirtyCanvas?.(true, true);
-    this.render();
+    this.render(structural);
   }
 
   resize() {
     const [width, height] = this.#size();
     resizeState(this.state, width, height);
-    this.commit();
+    this.commit(true);
   }
 
   // -- DOM -------------------------------------------------------------------
@@ -158,19 +160,27 @@ export class RegionCanvasEditor {
   }
 
   current() {
-    if (!this.state.regions.length) addRegion(this.state);
+    if (!this.state.regions.length) {
+      addRegion(this.state);
+      this.#renderList();
+    }
     this.selected = Math.min(this.selected, this.state.regions.length - 1);
     return this.state.regions[this.selected];
+  }
+
+  select(i) {
+    this.selected = i;
+    [...this.list.children].forEach((row, j) => row.classList.toggle("selected", j === i));
   }
 
   addRegion() {
     try {
       addRegion(this.state);
       this.selected = this.state.regions.length - 1;
-      this.commit();
+      this.commit(true);
     } catch (err) {
       this.error = err.message;
-      this.render();
+      this.render(true);
     }
   }
 
@@ -194,7 +204,7 @@ export class RegionCanvasEditor {
     this.state = parseState(snapshot, width, height);
     this.value = snapshot;
     this.node.setDirtyCanvas?.(true, true);
-    this.render();
+    this.render(true);
   }
 
   #toImage(e) {
@@ -266,10 +276,12 @@ export class RegionCanvasEditor {
   }
 
   // -- drawing -------------------------------------------------------------------
-  render() {
+  render(structural = false) {
     cancelAnimationFrame(this.frame);
     this.frame = requestAnimationFrame(() => this.#draw());
-    this.#renderList();
+    if (structural) this.#renderList();
+    this.errorBox.textContent = this.error;
+    this.errorBox.hidden = !this.error;
   }
 
   #draw() {
@@ -329,8 +341,6 @@ export class RegionCanvasEditor {
   }
 
   #renderList() {
-    this.errorBox.textContent = this.error;
-    this.errorBox.hidden = !this.error;
     this.list.replaceChildren();
     this.state.regions.forEach((r, i) => {
       const row = el("div", `ja-rc-region${i === this.selected ? " selected" : ""}`);
@@ -340,7 +350,7 @@ export class RegionCanvasEditor {
       this.#listen(visible, "change", () => { r.hidden = !visible.checked; this.commit(); });
       const prompt = el("textarea", "ja-rc-prompt", { value: r.prompt, placeholder: `Region ${i + 1} prompt`, rows: 2 });
       this.#listen(prompt, "change", () => { r.prompt = prompt.value; this.commit(); });
-      this.#listen(prompt, "focus", () => { if (this.selected !== i) { this.selected = i; this.#renderListSoon(); } });
+      this.#listen(prompt, "focus", () => this.select(i));
       const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength, title: "Strength" });
       this.#listen(strength, "change", () => {
         const v = Math.min(4, Math.max(0, Number(strength.value) || 0));
@@ -354,7 +364,7 @@ export class RegionCanvasEditor {
         this.#listen(b, "click", fn);
         return b;
       });
-      this.#listen(row, "pointerdown", () => { if (this.selected !== i) { this.selected = i; this.#renderListSoon(); } });
+      this.#listen(row, "pointerdown", () => this.select(i));
       row.append(swatch, visible, prompt, strength, ...buttons);
       this.list.appendChild(row);
     });
@@ -365,23 +375,19 @@ export class RegionCanvasEditor {
     target.addEventListener(type, handler);
   }
 
-  #renderListSoon() {
-    queueMicrotask(() => this.render());
-  }
-
   #move(i, delta) {
     const j = i + delta;
     if (j < 0 || j >= this.state.regions.length) return;
     const regions = this.state.regions;
     [regions[i], regions[j]] = [regions[j], regions[i]];
     this.selected = j;
-    this.commit();
+    this.commit(true);
   }
 
   #remove(i) {
     this.state.regions.splice(i, 1);
     this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
-    this.commit();
+    this.commit(true);
   }
 }
 
