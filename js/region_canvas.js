@@ -286,13 +286,13 @@ export class RegionCanvasEditor {
 
   #draw() {
     const { width, height } = this.state;
-    const cssWidth = Math.max(64, this.root.clientWidth - 4);
-    const cssHeight = Math.round((cssWidth * height) / width);
+    // CSS sizes the canvas (full width, the image's aspect); only the pixel buffer follows it, so
+    // the canvas never pushes its container wider (Vue nodes size to content).
+    this.canvas.style.aspectRatio = `${width} / ${height}`;
+    const cssWidth = Math.max(32, this.canvas.clientWidth);
     const ratio = window.devicePixelRatio || 1;
-    this.canvas.style.width = `${cssWidth}px`;
-    this.canvas.style.height = `${cssHeight}px`;
     this.canvas.width = Math.round(cssWidth * ratio);
-    this.canvas.height = Math.round(cssHeight * ratio);
+    this.canvas.height = Math.round(((cssWidth * height) / width) * ratio);
     const ctx = this.ctx;
     const scale = this.canvas.width / width;
     ctx.setTransform(1, 0, 0, 1, 0, 0);

@@ -2,10 +2,9 @@
 import importlib.util
 import sys
 
+import ja_tiny
 import pytest
 import torch
-
-import ja_tiny
 from ja_tiny import build, make_cond, sample
 
 FAMILIES = list(ja_tiny.BUILDERS)
@@ -45,8 +44,8 @@ def test_sd35m_has_image_only_attention_in_some_blocks():
 
 def test_builders_are_deterministic_per_seed():
     a, b, c = (build("flux", seed=s).patcher.model.diffusion_model for s in (0, 0, 1))
-    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
-    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
