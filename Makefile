@@ -32,6 +32,7 @@ demo: setup
 	@$(PY) scripts/demo.py
 
 test: setup browser-deps
+	@$(PY) -m ruff check .
 	@node --test js/tests/
 	@$(PY) -m pytest -q tests
 

@@ -18,7 +18,6 @@ import comfy.model_base
 import comfy.patcher_extension
 import torch
 
-from .runtime import MEMORY
 from ..attention.dispatcher import (
     BLOCK_KEY,
     COND,
@@ -27,6 +26,7 @@ from ..attention.dispatcher import (
     ForwardState,
     JointAttentionDispatcher,
 )
+from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 
@@ -107,7 +107,8 @@ def _rows(options, batch: int) -> tuple:
     return kinds, items
 
 
-def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
+    transformer_options = transformer_options if transformer_options is not None else {}
     dispatcher = find_dispatcher(transformer_options)
     if dispatcher is None or not dispatcher.modifiers or c_crossattn is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

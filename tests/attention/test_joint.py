@@ -4,12 +4,11 @@ import math
 import pytest
 import torch
 
+from ja_reference import dense_attention, dense_bias
 from joint_attention_pack.attention.joint import RowSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
-
-from ja_reference import dense_attention, dense_bias
 
 D = 8
 SCALE = 1.0 / math.sqrt(D)

@@ -2,7 +2,6 @@
 import json
 import math
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ import torch
 from ja_browser import frontend, open_app
 from ja_host import ROOT
 from ja_workflows import load, swap_loaders_ui
-
 from joint_attention_pack.nodes import canvas_state
 
 pytestmark = pytest.mark.browser

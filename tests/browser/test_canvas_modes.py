@@ -98,3 +98,27 @@ def test_vue_node_rendering_mode(comfy_server):
                 assert box["x"] + box["width"] <= node_box["x"] + node_box["width"] + 1
     finally:
         comfy_server.post("/settings/Comfy.VueNodes.Enabled", False)
+
+
+def test_background_from_the_last_run_is_shown_under_the_drawing(comfy_server):
+    """An IMAGE on `background` (here a stock EmptyImage; a LoadImage from the input folder works the same)
+    is shown in the canvas after the run."""
+    with frontend(comfy_server) as page:
+        node_id = page.evaluate(ADD)
+        page.evaluate(f"""() => {{
+            const canvasNode = app.graph.getNodeById({node_id});
+            const clip = LiteGraph.createNode('JATestTinyCLIP'); clip.pos = [600, 80]; app.graph.add(clip);
+            const image = LiteGraph.createNode('EmptyImage'); image.pos = [600, 300]; app.graph.add(image);
+            image.widgets.find(w => w.name === 'color').value = 0xff8800;
+            const preview = LiteGraph.createNode('PreviewImage'); preview.pos = [900, 80]; app.graph.add(preview);
+            clip.connect(0, canvasNode, 0);
+            image.connect(0, canvasNode, 1);
+            canvasNode.connect(2, preview, 0);
+        }}""")
+        page.evaluate("app.queuePrompt(0)")
+        page.wait_for_function(f"!!app.graph.getNodeById({node_id}).jaRegionEditor.background", timeout=120000)
+        page.wait_for_timeout(300)
+        # The canvas now shows the orange background where nothing is drawn.
+        pixel = page.evaluate("""() => { const c = document.querySelector('.ja-rc-canvas');
+            return [...c.getContext('2d').getImageData(2, 2, 1, 1).data]; }""")
+        assert pixel[0] > pixel[2] + 60, pixel  # orange-ish, not the grey empty canvas

@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 
+from ja_reference import dense_attention, dense_bias
 from joint_attention_pack.attention.joint import RowSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan
-
-from ja_reference import dense_attention, dense_bias
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -44,10 +43,11 @@ def test_engine_on_cuda_matches_reference(dtype, image_attention, global_prompt,
 
 
 def test_cuda_memory_returns_to_baseline_over_many_runs():
+    import comfy.model_management
+
     from ja_regions import cell_masks, regions_for
     from ja_tiny import build, make_cond, sample
     from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-    import comfy.model_management
 
     tiny = build("flux")
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)

@@ -2,6 +2,7 @@
 import time
 
 import pytest
+
 from ja_server import PromptFailed, PromptRejected
 
 pytestmark = pytest.mark.server

@@ -2,9 +2,10 @@
 import importlib.util
 import sys
 
-import ja_tiny
 import pytest
 import torch
+
+import ja_tiny
 from ja_tiny import build, make_cond, sample
 
 FAMILIES = list(ja_tiny.BUILDERS)

@@ -2,10 +2,9 @@
 import pytest
 import torch
 
-from joint_attention_pack.attention.dispatcher import BLOCK_KEY, FORWARD_KEY, Modifier
-from joint_attention_pack.nodes.host import install
-
 from ja_tiny import build, make_cond, patcher, sample
+from joint_attention_pack.attention.dispatcher import Modifier
+from joint_attention_pack.nodes.host import install
 
 FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m"]
 

@@ -4,14 +4,13 @@ import copy
 import pytest
 import torch
 
+from ja_regions import cell_masks, regions_for
+from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
 from joint_attention_pack.nodes.host import find_dispatcher, install
-from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
+from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 from joint_attention_pack.nodes.runtime import MEMORY
-
-from ja_regions import cell_masks, regions_for
-from ja_tiny import build, make_cond, patcher, sample
 
 
 def test_registry_forgets_dead_tensors_and_reports_by_owner():

@@ -1,13 +1,11 @@
 """Issue 4: regional prompting in the real host, against the independent reference model."""
 import pytest
 import torch
-import torch.nn.functional as F
-
-from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
+from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
 CONFIGS = [
     # image_attention, global_prompt, base_ratio, soft, double, single

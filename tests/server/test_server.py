@@ -1,6 +1,5 @@
 """The pack inside the real ComfyUI server: registration, regional workflows, memory over many prompts."""
 import json
-import threading
 import time
 
 import pytest

@@ -1,5 +1,4 @@
 """Example workflows: current, valid for the real server, and runnable with only the loaders swapped."""
-import json
 import sys
 from pathlib import Path
 

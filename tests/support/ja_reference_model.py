@@ -34,7 +34,7 @@ class ReferenceConfig:
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
     m = model.clone()
 
-    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
         opts = dict(transformer_options)
         sigma = float(transformer_options["sigmas"].max())
         in_window = bool(config.regions) and config.sigma_end <= sigma <= config.sigma_start

@@ -1,8 +1,8 @@
 """Region fixtures shared by the in-process tests."""
 import torch
 
-from joint_attention_pack.nodes.regional import JointAttentionRegion
 from ja_tiny import make_cond
+from joint_attention_pack.nodes.regional import JointAttentionRegion
 
 WIDTH, HEIGHT = 96, 64  # pixels: latent 12 x 8, token grid 4 x 6 (16 px cells)
 

@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from ja_host import ROOT, host_path
+from ja_host import host_path
 
 TEST_NODES = Path(__file__).resolve().parent / "comfy_nodes"
 

@@ -28,6 +28,7 @@ class TinyModel:
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed):
     import comfy.model_patcher
+
     from ja_host import test_device
 
     config = config_cls(unet_config)
@@ -146,6 +147,7 @@ def tiny_clip(seed=0):
     import comfy.sd
     import comfy.sd1_clip
     import comfy.supported_models_base
+
     from ja_host import host_path
 
     config = json.loads((host_path() / "comfy" / "sd1_clip_config.json").read_text())
@@ -153,17 +155,17 @@ def tiny_clip(seed=0):
                   num_hidden_layers=2, projection_dim=POOLED_DIM)
 
     class TinyClipL(comfy.sd1_clip.SDClipModel):
-        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):  # noqa: B006 (ComfyUI signature)
             super().__init__(device=device, dtype=dtype, model_options=model_options, textmodel_json_config=config,
                              layer="last", return_projected_pooled=False)
 
     class TinyTokenizer(comfy.sd1_clip.SD1Tokenizer):
-        def __init__(self, embedding_directory=None, tokenizer_data={}):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):  # noqa: B006 (ComfyUI signature)
             super().__init__(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data,
                              tokenizer=functools.partial(comfy.sd1_clip.SDTokenizer, embedding_size=CONTEXT_DIM))
 
     class TinyTextModel(comfy.sd1_clip.SD1ClipModel):
-        def __init__(self, device="cpu", dtype=None, model_options={}):
+        def __init__(self, device="cpu", dtype=None, model_options={}):  # noqa: B006 (ComfyUI signature)
             super().__init__(device=device, dtype=dtype, model_options=model_options, clip_model=TinyClipL)
 
     clip = comfy.sd.CLIP(target=comfy.supported_models_base.ClipTarget(TinyTokenizer, TinyTextModel))
