@@ -130,18 +130,58 @@ def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
     return groups
 
 
-def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float) -> torch.Tensor:
-    """Evaluate query groups; q/k/v [B,H,L,D]. Returns [B,H,L,D] in q's dtype."""
+def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=None) -> torch.Tensor:
+    """Evaluate query groups; q/k/v [B,H,L,D]. Returns [B,H,L,D] in q's dtype.
+
+    With `capture`, image rows also report their exact probabilities on every text key."""
     out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
     for group in groups:
         if index_len(group.index) == 0:
             continue
-        result = _run_group(q, k, v, group, kernels, scale)
+        result, lse_main, lse_base = _run_group(q, k, v, group, kernels, scale)
         if isinstance(group.index, slice):
             out[:, :, group.index] = result
         else:
             out.index_copy_(2, group.index, result)
+        if capture is not None and group.image_rows is not None:
+            for offset, probs in text_probabilities(q, k, group, lse_main, lse_base, scale):
+                capture.record(group.image_rows, offset, probs)
     return out
+
+
+# Query rows per chunk when computing captured probabilities: bounds the [B,H,rows,text] scratch.
+_CAPTURE_ROWS = 1024
+
+
+def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float):
+    """Yield (first text column, head-mean probabilities [B, rows, keys]) for each text part of an
+    image group: the exact softmax weights the output used, (1 - b) P_main + b P_base."""
+    qg = take(q, group.index)
+    b = group.base_ratio
+    for part in group.parts:
+        if part.text_offset is None or index_len(part.index) == 0:
+            continue
+        in_main = part.main_bias is not EXCLUDED
+        in_base = b > 0 and part.in_base
+        if not (in_main or in_base):
+            continue
+        kt = take(k, part.index).float().transpose(-1, -2)
+        chunks = []
+        for start in range(0, qg.shape[-2], _CAPTURE_ROWS):
+            stop = min(start + _CAPTURE_ROWS, qg.shape[-2])
+            logits = (qg[..., start:stop, :].float() @ kt) * (scale * part.logit_scale)
+            probs = torch.zeros_like(logits)
+            if in_main:
+                main = logits
+                if isinstance(part.main_bias, torch.Tensor):
+                    main = main + part.main_bias[start:stop].to(logits.device, torch.float32)[:, None]
+                if part.key_bias is not None:
+                    main = main + part.key_bias.to(logits.device, torch.float32)
+                probs += (1.0 - b) * torch.exp(main - lse_main[..., start:stop, None].float())
+            if in_base:
+                probs += b * torch.exp(logits - lse_base[..., start:stop, None].float())
+            chunks.append(probs.mean(dim=1))
+        yield part.text_offset, torch.cat(chunks, dim=1)
 
 
 def _gather_keys(k, v, parts, device):
@@ -187,8 +227,11 @@ def _attend_parts(qg, k, v, parts, kernels, scale, with_bias: bool):
     for j, ((lo, hi), bias) in enumerate(biased):
         qa[..., d + j] = (bias.to(qg.device, torch.float32) / scale)
         ka[:, :, lo:hi, d + j] = 1.0
-    out, lse = kernels.attend(qa, ka, vc.float(), scale, key_bias)
-    return out, lse
+    # Fused kernels want one head size for q, k and v: pad v with zeros and drop the extra outputs.
+    va = torch.zeros(b, h, kc.shape[-2], d + extra, dtype=torch.float32, device=qg.device)
+    va[..., : vc.shape[-1]] = vc
+    out, lse = kernels.attend(qa, ka, va, scale, key_bias)
+    return out[..., : vc.shape[-1]], lse
 
 
 def _finite(bias) -> bool:
@@ -205,8 +248,8 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
         return _run_group_merged(qg, k, v, group, kernels, scale)
     main = [p for p in parts if p.main_bias is not EXCLUDED]
     if b <= 0.0:
-        out, _ = _attend_parts(qg, k, v, main, kernels, scale, with_bias=True)
-        return out.to(q.dtype)
+        out, lse = _attend_parts(qg, k, v, main, kernels, scale, with_bias=True)
+        return out.to(q.dtype), lse, None
     plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
     shared = {id(p) for p in plain}
     main_only = [p for p in main if id(p) not in shared]
@@ -230,7 +273,7 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     for name, (o, _) in results.items():
         term = o.float() * coef[name].unsqueeze(-1)
         out = term if out is None else out.add_(term)
-    return out.to(q.dtype)
+    return out.to(q.dtype), lse_main, lse_base
 
 
 def _run_group_merged(qg, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
@@ -250,20 +293,21 @@ def _run_group_merged(qg, k, v, group: QueryGroup, kernels: KernelSelector, scal
         main_biases.append(part.main_bias)
         in_base.append(part.in_base)
     main_sel = [i for i, b in enumerate(main_biases) if b is not EXCLUDED]
-    if len(outs) == 1 and not need_base:
-        return outs[0].to(qg.dtype)
-    out_main, _ = merge_partials(
+    out_main, lse_main = merge_partials(
         [outs[i] for i in main_sel], [lses[i] for i in main_sel], [main_biases[i] for i in main_sel]
     )
+    lse_base = None
     if need_base:
         base_sel = [i for i, b in enumerate(in_base) if b]
-        out_base, _ = merge_partials([outs[i] for i in base_sel], [lses[i] for i in base_sel], [None] * len(base_sel))
+        out_base, lse_base = merge_partials([outs[i] for i in base_sel], [lses[i] for i in base_sel], [None] * len(base_sel))
         b = group.base_ratio
         out_main = out_main.mul_(1.0 - b).add_(out_base, alpha=b)
-    return out_main.to(qg.dtype)
+    return out_main.to(qg.dtype), lse_main, lse_base
 
 
 def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: KernelSelector, scale: float):
     """Attention for rows that share `spec`; q/k/v [B,H,L,D] -> [B,H,L,D]."""
     groups = plan_groups(layout, spec, q.device)
-    return run_groups(q, k, v, groups, kernels, scale)
+    if spec.capture is not None:
+        spec.capture.begin(layout, q.shape[0])
+    return run_groups(q, k, v, groups, kernels, scale, spec.capture)

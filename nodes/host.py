@@ -210,16 +210,25 @@ class RunState:
     def __init__(self, registry):
         self.items: dict = {}
         self.registry = registry
+        self._on_success: list = []
         registry.add_holder(self)
 
-    def keep(self, key, value, owner: str):
+    def keep(self, key, value, owner: str, on_success=None):
+        """Hold `value` for this run; `on_success` runs (before release) only if the run completes."""
         self.registry.track_all(value, owner, "run")
         self.items[key] = value
+        if on_success is not None:
+            self._on_success.append(on_success)
         return value
+
+    def succeeded(self):
+        for callback in self._on_success:
+            callback()
 
     def release(self, lifetime=None, owner=None):
         if lifetime in (None, "run"):
             self.items.clear()
+            self._on_success.clear()
 
 
 def _outer_sample_wrapper(executor, *args, **kwargs):
@@ -229,7 +238,9 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
     options = {**original.get("transformer_options", {}), RUN_KEY: run}
     guider.model_options = {**original, "transformer_options": options}
     try:
-        return executor(*args, **kwargs)
+        output = executor(*args, **kwargs)
+        run.succeeded()
+        return output
     finally:
         guider.model_options = original
         run.release()

@@ -137,3 +137,15 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
     total = plan.nbytes() + index_bytes
     assert total <= 64 * 2**20, total
     assert total < layout.total ** 2  # far below even one byte per query-key pair
+
+
+def test_soft_masks_stay_on_the_fused_kernel(caplog):
+    """Per-query biases ride on extra head dims; the fused kernel must accept them (no fallback)."""
+    layout = _layout()
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.0)
+    q, k, v = _qkv(layout)
+    kernels = KernelSelector()
+    with caplog.at_level("WARNING", logger="joint_attention"):
+        joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), kernels, SCALE)
+    assert "reference kernel" not in caplog.text
+    assert set(kernels.chosen().values()) == {"cpu_flash"}

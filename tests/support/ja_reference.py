@@ -79,12 +79,15 @@ def dense_attention(q, k, v, bias, scale, text_gamma=1.0, layout=None, base_rati
         logits[..., layout.img, : layout.n_context] *= text_gamma
     probs = torch.softmax(logits + bias, dim=-1)
     out = probs @ vd
-    if base_ratio > 0.0:
+    if base_ratio > 0.0:  # probs become the effective weights: image rows blend the base softmax in
         keep = torch.zeros(layout.total, dtype=torch.bool)
         keep[layout.txt] = True
         keep[layout.visual] = True
         base_bias = torch.zeros(layout.total, layout.total, dtype=torch.float64)
         base_bias[:, ~keep] = NEG
-        base = torch.softmax(logits + base_bias, dim=-1) @ vd
+        base_probs = torch.softmax(logits + base_bias, dim=-1)
+        base = base_probs @ vd
         out[..., layout.img, :] = (1 - base_ratio) * out[..., layout.img, :] + base_ratio * base[..., layout.img, :]
+        probs = probs.clone()
+        probs[..., layout.img, :] = (1 - base_ratio) * probs[..., layout.img, :] + base_ratio * base_probs[..., layout.img, :]
     return out, probs

@@ -19,7 +19,8 @@ KEY = "ja_reference"
 class ReferenceConfig:
     def __init__(self, regions=(), masks=None, strengths=(), base_ratio=0.0, sigma_start=float("inf"), sigma_end=0.0,
                  double=(), single=(), image_attention="restricted", global_prompt="background",
-                 gamma=1.0, gamma_threshold=float("inf"), gamma_rows="both", gamma_double=(), gamma_single=()):
+                 gamma=1.0, gamma_threshold=float("inf"), gamma_rows="both", gamma_double=(), gamma_single=(),
+                 capture_double=(), capture_single=(), capture_start=float("inf"), capture_end=0.0):
         self.regions = list(regions)  # [T, C] tensors
         self.masks = masks  # [n, N_img] token masks
         self.strengths = list(strengths)
@@ -29,6 +30,26 @@ class ReferenceConfig:
         self.image_attention, self.global_prompt = image_attention, global_prompt
         self.gamma, self.gamma_threshold, self.gamma_rows = gamma, gamma_threshold, gamma_rows
         self.gamma_double, self.gamma_single = set(gamma_double), set(gamma_single)
+        self.capture_double, self.capture_single = set(capture_double), set(capture_single)
+        self.capture_start, self.capture_end = capture_start, capture_end
+        self.capture_sum = None  # [N_img, N_text] float64: head-mean probabilities summed over cond rows and calls
+        self.capture_counts = None
+
+    def captured_maps(self):
+        return (self.capture_sum / self.capture_counts.clamp_min(1)).float()
+
+    def _record(self, probs, layout):
+        """probs [1,H,L,L] effective weights of one cond row: image rows on text columns."""
+        block = probs[0].mean(0)[layout.img, : layout.n_context]
+        if self.capture_sum is None:
+            self.capture_sum = torch.zeros(layout.n_img, 0, dtype=torch.float64)
+            self.capture_counts = torch.zeros(0, dtype=torch.float64)
+        if block.shape[1] > self.capture_sum.shape[1]:
+            extra = block.shape[1] - self.capture_sum.shape[1]
+            self.capture_sum = torch.cat([self.capture_sum, torch.zeros(layout.n_img, extra, dtype=torch.float64)], 1)
+            self.capture_counts = torch.cat([self.capture_counts, torch.zeros(extra, dtype=torch.float64)])
+        self.capture_sum[:, : block.shape[1]] += block
+        self.capture_counts[: block.shape[1]] += 1
 
 
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
@@ -105,8 +126,11 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 base_ratio = config.base_ratio
             else:
                 bias = dense_bias(layout)
-            o, _ = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias, scale, gamma, layout, base_ratio)
+            o, probs = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias, scale, gamma, layout, base_ratio)
             out[row] = o[0]
+            captured = index in (config.capture_double if kind == "double" else config.capture_single)
+            if row_kind == 0 and captured and config.capture_end <= info["sigma"] <= config.capture_start:
+                config._record(probs, layout)
         out = out.to(device=device, dtype=q.dtype)
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)

@@ -1,0 +1,306 @@
+"""Attention-map capture and export nodes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+
+import torch
+import torch.nn.functional as F
+
+from ..attention.capture import CaptureHandle, CaptureModifier
+from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
+from .host import install
+from .runtime import MEMORY
+
+log = logging.getLogger("joint_attention")
+CAPTURE_TYPE = "JA_CAPTURE"
+_PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. /]*$")
+
+
+class JointAttentionCapture:
+    CATEGORY = f"{CATEGORY}/maps"
+    RETURN_TYPES = ("MODEL", CAPTURE_TYPE)
+    RETURN_NAMES = ("model", "capture")
+    OUTPUT_TOOLTIPS = ("The model, recording attention while it samples.", "Connect to Attention Maps after sampling.")
+    FUNCTION = "apply"
+    DESCRIPTION = ("Records, while sampling, the exact share of attention each image token gives to each text token "
+                   "(with regions and TACA applied), averaged over heads, blocks and steps. Cond rows only.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."}),
+                **block_range_fields(),
+                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                            "tooltip": "Where in the schedule recording starts."}),
+                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "Where in the schedule recording stops."}),
+            },
+            "optional": {
+                "concepts": ("STRING", {"default": "", "tooltip": "Comma-separated words for ConceptAttention (not available yet: leave empty)."}),
+                "clip": ("CLIP", {"tooltip": "Text encoder for the concepts."}),
+            },
+        }
+
+    def apply(self, model, double_blocks, single_blocks, start_percent, end_percent, concepts="", clip=None):
+        node = "JointAttentionCapture"
+        family_of(node, model)
+        if concepts and concepts.strip():
+            raise node_error(node, "concepts", "ConceptAttention segmentation is not available in this version of the "
+                             "pack; leave 'concepts' empty to capture text-to-image maps")
+        double, single = selections(node, model, double_blocks, single_blocks)
+        sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
+        handle = CaptureHandle()
+        modifier = CaptureModifier(handle, double, single, sigma_start, sigma_end, registry=MEMORY.registry)
+        return (install(model, modifier), handle)
+
+
+def context_tokens(clip, prompt: str, n_txt: int, family: str):
+    """[(position, token string, word number)] for the base text's positions in the model's context.
+
+    Word number 0 marks start/end/padding tokens. ComfyUI's word ids count weighted segments,
+    so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word, SentencePiece's
+    "▁" starts one."""
+    tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
+    order = []
+    if family == "sd3" and "t5xxl" in tokens and ("l" in tokens or "g" in tokens):
+        order = [("l" if "l" in tokens else "g"), "t5xxl"]
+    elif "t5xxl" in tokens:
+        order = ["t5xxl"]
+    else:
+        order = [next(iter(tokens))]
+    out, position, word, open_word = [], 0, 0, False
+    for key in order:
+        hf = _hf_tokenizer(clip, key)
+        for chunk in tokens[key]:
+            for token in chunk:
+                tok_id, segment = token[0], token[2] if len(token) > 2 else 1
+                raw = _raw_token(hf, tok_id)
+                if segment <= 0:
+                    number, open_word = 0, False
+                else:
+                    if not open_word or raw.startswith("\u2581"):
+                        word += 1
+                    number = word
+                    open_word = not raw.endswith("</w>")
+                if position < n_txt:
+                    out.append((position, _clean(raw), number))
+                position += 1
+            open_word = False
+    return out
+
+
+def _hf_tokenizer(clip, key):
+    for name in (f"clip_{key}", key):
+        wrapper = getattr(clip.tokenizer, name, None)
+        if wrapper is not None and hasattr(wrapper, "tokenizer"):
+            return wrapper.tokenizer
+    return None
+
+
+def _raw_token(hf, tok_id) -> str:
+    if hf is None or not isinstance(tok_id, int):
+        return str(tok_id)
+    return str(hf.convert_ids_to_tokens(tok_id))
+
+
+def _clean(raw: str) -> str:
+    return raw.replace("</w>", "").replace("\u2581", "")
+
+
+def words_of(tokens):
+    """Group token positions by word id; word id 0 (start/end/padding) is never offered."""
+    words: dict = {}
+    for position, text, word in tokens:
+        if word <= 0:
+            continue
+        entry = words.setdefault(word, {"text": "", "positions": []})
+        entry["text"] += text
+        entry["positions"].append(position)
+    return [(w["text"] or f"word {i}", w["positions"]) for i, w in sorted(words.items())]
+
+
+def colormap(x: torch.Tensor) -> torch.Tensor:
+    """[H, W] in [0, 1] -> [H, W, 3], dark blue through red to yellow."""
+    stops = torch.tensor([[0.05, 0.03, 0.25], [0.45, 0.05, 0.55], [0.9, 0.2, 0.2], [1.0, 0.85, 0.2]])
+    scaled = x.clamp(0, 1) * (len(stops) - 1)
+    low = scaled.floor().long().clamp(max=len(stops) - 2)
+    t = (scaled - low)[..., None]
+    return stops[low] * (1 - t) + stops[low + 1] * t
+
+
+def safe_prefix(prefix: str) -> str:
+    cleaned = prefix.strip()
+    if os.path.isabs(cleaned) or ".." in cleaned.replace("\\", "/").split("/") or "\\" in cleaned or not _PREFIX.match(cleaned):
+        raise node_error("JointAttentionMaps", "filename_prefix",
+                         f"{prefix!r} must be a relative name inside the output folder (letters, digits, _ - . / and "
+                         "spaces; no '..', no absolute paths), e.g. 'attention/my_run'")
+    return cleaned
+
+
+class JointAttentionMaps:
+    CATEGORY = f"{CATEGORY}/maps"
+    RETURN_TYPES = ("IMAGE", "MASK", "STRING")
+    RETURN_NAMES = ("heatmaps", "masks", "info")
+    OUTPUT_TOOLTIPS = ("One heatmap per word (over the image when given).", "Per-word maps scaled to 0-1.",
+                       "Words, tokens, blocks and steps used; region leakage when regions were active.")
+    FUNCTION = "render"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Turns a capture into per-word heatmaps and masks, and can save PNGs plus the raw maps (.safetensors)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "capture": (CAPTURE_TYPE, {"tooltip": "From the Attention Capture node."}),
+                "samples": ("LATENT", {"tooltip": "The sampler's output, so the maps are read after sampling."}),
+                "words": ("STRING", {"default": "", "tooltip": "Comma-separated words (or #position) to show; empty = all words."}),
+                "filename_prefix": ("STRING", {"default": "", "tooltip": "Save under the output folder with this prefix; empty = do not save."}),
+            },
+            "optional": {
+                "clip": ("CLIP", {"tooltip": "The text encoder of the prompt, to label tokens (T5 for FLUX)."}),
+                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "The positive prompt, to label tokens."}),
+                "image": ("IMAGE", {"tooltip": "Overlay the heatmaps on this image (e.g. the decoded result)."}),
+            },
+        }
+
+    def render(self, capture, samples, words, filename_prefix, clip=None, prompt="", image=None):
+        node = "JointAttentionMaps"
+        result = capture.take() if isinstance(capture, CaptureHandle) else None
+        if result is None:
+            raise node_error(node, "capture", "no attention was recorded: the sampler using the capture's model did not "
+                             "run in this prompt (ComfyUI reused its cached result). Change a sampler input (e.g. the "
+                             "seed) or run with the cache cleared")
+        maps = result["maps"]  # [N_img, N_txt]
+        n_img = maps.shape[0]
+        rows, cols = _grid(samples, n_img)
+        labels, token_names = self._labels(clip, prompt, result, node)
+        chosen = self._select(labels, words, node)
+        raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
+        lo = raw.flatten(1).min(dim=1).values[:, None, None]
+        hi = raw.flatten(1).max(dim=1).values[:, None, None]
+        norm = (raw - lo) / (hi - lo).clamp_min(1e-12)
+        height, width = (image.shape[1], image.shape[2]) if image is not None else (rows * 16, cols * 16)
+        masks = F.interpolate(norm[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
+        heat = torch.stack([colormap(m) for m in masks])
+        if image is not None:
+            heat = 0.55 * heat + 0.45 * image[:1].float().expand(len(chosen), -1, -1, -1)
+        info = self._info(result, chosen, labels)
+        ui = {"text": [info]}
+        if filename_prefix.strip():
+            ui["images"] = self._save(safe_prefix(filename_prefix), heat, maps, rows, cols, chosen, token_names, result)
+        return {"ui": ui, "result": (heat, masks, info)}
+
+    # -- labels ----------------------------------------------------------------
+    def _labels(self, clip, prompt, result, node):
+        """([(label, positions)] words of the base prompt, then each region text; a name per text column)."""
+        n_txt, n_cols = result["n_txt"], result["maps"].shape[1]
+        names = [f"#{i}" for i in range(n_cols)]
+        if clip is not None and prompt.strip():
+            tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
+            labels = words_of(tokens)
+            for position, text, _ in tokens:
+                names[position] = text
+        elif clip is not None or prompt.strip():
+            raise node_error(node, "clip" if clip is None else "prompt", "labelling needs both 'clip' and 'prompt'")
+        else:
+            labels = [("base prompt", list(range(n_txt)))]
+        start = n_txt
+        for r, length in enumerate(result["region_lens"]):
+            labels.append((f"region {r + 1}", list(range(start, start + length))))
+            for t in range(length):
+                if start + t < n_cols:
+                    names[start + t] = f"region {r + 1} token {t}"
+            start += length
+        labels = [(label, [p for p in positions if p < n_cols]) for label, positions in labels]
+        return [entry for entry in labels if entry[1]], names
+
+    def _select(self, labels, words, node):
+        wanted = [w.strip() for w in words.split(",") if w.strip()]
+        if not wanted:
+            return labels
+        chosen = []
+        for w in wanted:
+            if w.startswith("#") and w[1:].isdigit():
+                chosen.append((f"#{w[1:]}", [int(w[1:])]))
+                continue
+            hits = [entry for entry in labels if entry[0].lower() == w.lower()]
+            if not hits:
+                known = ", ".join(label for label, _ in labels[:40])
+                raise node_error(node, "words", f"{w!r} is not among the prompt's words ({known}); write a word, or #position")
+            chosen.extend(hits)
+        return chosen
+
+    # -- info and files ----------------------------------------------------------------
+    def _info(self, result, chosen, labels):
+        lines = [f"blocks: {result['blocks']}", f"steps: {result['steps']}",
+                 "words: " + "; ".join(f"{label} {positions}" for label, positions in chosen)]
+        for r, leak in enumerate(region_leakage(result)):
+            lines.append(f"region {r + 1} leakage: {leak:.4f} (share of its text's attention outside its mask)")
+        return "\n".join(lines)
+
+    def _save(self, prefix, heat, maps, rows, cols, chosen, token_names, result):
+        import folder_paths
+        from safetensors.torch import save_file
+
+        out_dir = folder_paths.get_output_directory()
+        try:
+            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir, heat.shape[2], heat.shape[1])
+        except Exception as exc:  # ComfyUI refuses paths outside the output folder
+            raise node_error("JointAttentionMaps", "filename_prefix", str(exc)) from None
+        real_out = os.path.realpath(out_dir)
+        if os.path.commonpath([os.path.realpath(folder), real_out]) != real_out:
+            raise node_error("JointAttentionMaps", "filename_prefix", "resolves outside the output folder")
+        os.makedirs(folder, exist_ok=True)
+        import numpy as np
+        from PIL import Image
+
+        saved = []
+        for i, (label, _) in enumerate(chosen):
+            safe = re.sub(r"[^A-Za-z0-9_-]+", "_", label)[:40] or "token"
+            file = f"{name}_{counter:05}_{i:02}_{safe}.png"
+            Image.fromarray((heat[i].numpy() * 255).astype(np.uint8)).save(os.path.join(folder, file))
+            saved.append({"filename": file, "subfolder": subfolder, "type": "output"})
+        raw = maps.t().reshape(maps.shape[1], rows, cols).contiguous()
+        metadata = {"words": json.dumps([(label, positions) for label, positions in chosen]),
+                    "blocks": json.dumps(result["blocks"]), "steps": str(result["steps"]),
+                    "layout": json.dumps({"n_txt": result["n_txt"], "region_lens": list(result["region_lens"])}),
+                    "tokens": json.dumps(token_names)}
+        save_file({"maps": raw}, os.path.join(folder, f"{name}_{counter:05}_maps.safetensors"), metadata=metadata)
+        return saved
+
+
+def _grid(samples, n_img):
+    latent = samples["samples"]
+    h, w = latent.shape[-2], latent.shape[-1]
+    for patch in (2, 1):
+        rows, cols = -(-h // patch), -(-w // patch)
+        if rows * cols == n_img:
+            return rows, cols
+    side = int(round(n_img ** 0.5))
+    if side * side == n_img:
+        return side, side
+    raise node_error("JointAttentionMaps", "samples", f"the latent ({h}x{w}) does not match the captured image tokens ({n_img}); "
+                     "connect the output of the sampler that used the capture's model")
+
+
+def region_leakage(result) -> list:
+    """Per region: share of image-to-region-text attention that falls outside the region's mask."""
+    masks = result.get("region_masks")
+    if masks is None:
+        return []
+    maps = result["maps"]
+    out, start = [], result["n_txt"]
+    for r, length in enumerate(result["region_lens"]):
+        mass = maps[:, start:start + length].sum(dim=1)
+        start += length
+        total = float(mass.sum())
+        out.append(float(mass[masks[r] == 0].sum()) / total if total > 0 else 0.0)
+    return out
+
+
+NODE_CLASS_MAPPINGS = {"JointAttentionCapture": JointAttentionCapture, "JointAttentionMaps": JointAttentionMaps}
+NODE_DISPLAY_NAME_MAPPINGS = {"JointAttentionCapture": "Attention Capture", "JointAttentionMaps": "Attention Maps"}
