@@ -169,17 +169,20 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
         chunks = []
         for start in range(0, qg.shape[-2], _CAPTURE_ROWS):
             stop = min(start + _CAPTURE_ROWS, qg.shape[-2])
-            logits = (qg[..., start:stop, :].float() @ kt) * (scale * part.logit_scale)
-            probs = torch.zeros_like(logits)
-            if in_main:
-                main = logits
+            logits = torch.matmul(qg[..., start:stop, :].float(), kt).mul_(scale * part.logit_scale)
+            base_logits = logits.clone() if (in_main and in_base) else logits
+            probs = None
+            if in_main:  # in place: this runs for every captured call, keep passes over memory few
                 if isinstance(part.main_bias, torch.Tensor):
-                    main = main + part.main_bias[start:stop].to(logits.device, torch.float32)[:, None]
+                    logits.add_(part.main_bias[start:stop].to(logits.device, torch.float32)[:, None])
                 if part.key_bias is not None:
-                    main = main + part.key_bias.to(logits.device, torch.float32)
-                probs += (1.0 - b) * torch.exp(main - lse_main[..., start:stop, None].float())
+                    logits.add_(part.key_bias.to(logits.device, torch.float32))
+                probs = logits.sub_(lse_main[..., start:stop, None].float()).exp_()
+                if b > 0.0:
+                    probs.mul_(1.0 - b)
             if in_base:
-                probs += b * torch.exp(logits - lse_base[..., start:stop, None].float())
+                base = base_logits.sub_(lse_base[..., start:stop, None].float()).exp_().mul_(b)
+                probs = base if probs is None else probs.add_(base)
             chunks.append(probs.mean(dim=1))
         yield part.text_offset, torch.cat(chunks, dim=1)
 

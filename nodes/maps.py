@@ -120,7 +120,8 @@ def words_of(tokens):
         entry = words.setdefault(word, {"text": "", "positions": []})
         entry["text"] += text
         entry["positions"].append(position)
-    return [(w["text"] or f"word {i}", w["positions"]) for i, w in sorted(words.items())]
+    # Punctuation-only "words" (commas, periods) are not offered.
+    return [(w["text"], w["positions"]) for _, w in sorted(words.items()) if any(c.isalnum() for c in w["text"])]
 
 
 def colormap(x: torch.Tensor) -> torch.Tensor:

@@ -144,6 +144,21 @@ GRAPHS = {
           "hide it with the checkbox. Keep the canvas width/height equal to the latent size. Connect an image to "
           "'background' and run once to trace over it. " + NOTE_REGIONS)],
     ),
+    "attention_maps_flux.json": (
+        lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [
+            Node(40, "JointAttentionCapture", {}, {"model": (28, 0)}),
+        ] + flux_tail((40, 0), "a sunny park, photo, detailed", "attention_maps_flux") + [
+            Node(41, "JointAttentionMaps", {"words": "", "filename_prefix": "attention_maps_flux/maps",
+                                            "prompt": "a sunny park, photo, detailed"},
+                 {"capture": (40, 1), "samples": (8, 0), "clip": (2, 0), "image": (9, 0)}),
+            Node(42, "PreviewImage", {}, {"images": (41, 0)}, title="Attention heatmaps"),
+        ],
+        [("How to use", "Where does each word land? Attention Capture records, while the sampler runs, the exact share "
+          "of attention every image token gives to every text token (regions and TACA included), averaged over heads, "
+          "blocks and steps. Attention Maps turns it into one heatmap per word (labelled with the T5 tokenizer), "
+          "masks you can reuse, the region leakage, and saves PNGs plus the raw maps as .safetensors. Type words in "
+          "'words' to show only those; keep 'prompt' equal to the positive prompt.")],
+    ),
     "regional_taca_flux.json": (
         lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [
             Node(40, "JointAttentionTACA", {"gamma": 1.2, "sigma_threshold": 0.97}, {"model": (28, 0)}),

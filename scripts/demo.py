@@ -21,6 +21,7 @@ EXAMPLES = {
     "regional_flux.json": "regional FLUX, the flagship example (2 regions)",
     "regional_sd3.json": "regional SD3 (2 regions, CFG 4.5 with a negative prompt)",
     "regional_taca_flux.json": "regions + TACA on FLUX",
+    "attention_maps_flux.json": "attention maps of the regional FLUX run (one per word and region, next to the image)",
 }
 
 
@@ -45,7 +46,7 @@ def main() -> int:
             prompt = with_masks_saved(tiny_prompt(name, info, size=256, steps=8, prefix=prefix), prefix)
             entry = server.wait(server.queue(prompt), timeout=600)
             files = [OUT / img.get("subfolder", "") / img["filename"]
-                     for out in entry["outputs"].values() for img in out.get("images", [])]
+                     for out in entry["outputs"].values() for img in out.get("images", []) if img.get("type") == "output"]
             print(f"[demo] {title} ({name}):")
             for f in sorted(files):
                 print(f"    {f.relative_to(ROOT)}")

@@ -104,3 +104,34 @@ def test_bad_input_gets_a_node_error_and_server_keeps_serving(comfy_server):
         comfy_server.wait(prompt_id, timeout=60)
     assert "double_blocks" in str(err.value) and "valid numbers are" in str(err.value)
     comfy_server.wait(comfy_server.queue(regional_prompt(save=False, seed=9)), timeout=120)
+
+
+def test_captured_maps_are_saved_and_twenty_captured_prompts_leave_no_growth(comfy_server):
+    from ja_prompts import captured_prompt
+
+    entry = comfy_server.wait(comfy_server.queue(captured_prompt(prefix="maps/run")), timeout=120)
+    saved = [img for out in entry["outputs"].values() for img in out.get("images", []) if img["type"] == "output"]
+    folder = comfy_server.output_dir / "maps"
+    assert len(saved) == 3  # base prompt, region 1, region 2 (no clip given: whole texts)
+    assert all((folder / img["filename"]).is_file() for img in saved)
+    assert len(list(folder.glob("*.safetensors"))) == 1
+    baseline = memory(comfy_server, objects=True)
+    for i in range(20):
+        comfy_server.wait(comfy_server.queue(captured_prompt(seed=i + 1, split=16 + 16 * (i % 5))), timeout=120)
+        report = memory(comfy_server)
+        assert report["by_lifetime"]["run"] == 0
+        assert report["tensors"] <= baseline["tensors"]
+    final = memory(comfy_server, objects=True)
+    assert final["process_tensors"] <= baseline["process_tensors"] + 8
+
+
+def test_traversal_prefix_is_refused_and_nothing_is_written_outside(comfy_server):
+    from ja_prompts import captured_prompt
+
+    outside = comfy_server.output_dir.parent / "escaped"
+    prompt_id = comfy_server.queue(captured_prompt(prefix="../escaped/maps", seed=99))
+    with pytest.raises(Exception) as err:
+        comfy_server.wait(prompt_id, timeout=120)
+    assert "filename_prefix" in str(err.value) and "output folder" in str(err.value)
+    assert not outside.exists()
+    assert comfy_server.get("/system_stats")

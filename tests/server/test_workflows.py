@@ -10,7 +10,7 @@ from ja_workflows import EXAMPLES, load, tiny_prompt, wf
 pytestmark = pytest.mark.server
 
 NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scale_sd3.json", "regional_taca_flux.json",
-         "regional_canvas_flux.json"]
+         "regional_canvas_flux.json", "attention_maps_flux.json"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,7 @@ def test_example_loads_without_missing_nodes_or_widget_errors(object_info, name)
 def test_example_runs_on_tiny_models_with_only_loaders_swapped(comfy_server, object_info, name):
     prompt = tiny_prompt(name, object_info, prefix=f"example_{Path(name).stem}")
     entry = comfy_server.wait(comfy_server.queue(prompt), timeout=300)
-    images = [img for out in entry["outputs"].values() for img in out.get("images", []) if img["type"] == "output"]
-    assert images and images[0]["filename"].startswith(f"example_{Path(name).stem}")
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])
+              if img["type"] == "output" and img["filename"].startswith(f"example_{Path(name).stem}")]
+    assert images
     assert (comfy_server.output_dir / images[0].get("subfolder", "") / images[0]["filename"]).is_file()

@@ -41,3 +41,14 @@ def regional_prompt(family="flux", seed=0, steps=3, cfg=3.0, width=96, height=64
 
 def memory_prompt(free_caches=False):
     return {"mem": {"class_type": "JointAttentionMemory", "inputs": {"free_caches": free_caches}}}
+
+
+def captured_prompt(prefix="", seed=0, split=48, words=""):
+    """The regional prompt with an Attention Capture on the model and Attention Maps after sampling."""
+    p = regional_prompt(seed=seed, split=split, save=False)
+    p["capture"] = {"class_type": "JointAttentionCapture", "inputs": {
+        "model": ["apply", 0], "double_blocks": "all", "single_blocks": "all", "start_percent": 0.0, "end_percent": 1.0}}
+    p["sampler"]["inputs"]["model"] = ["capture", 0]
+    p["maps"] = {"class_type": "JointAttentionMaps", "inputs": {
+        "capture": ["capture", 1], "samples": ["sampler", 0], "words": words, "filename_prefix": prefix}}
+    return p
