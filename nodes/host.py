@@ -46,12 +46,19 @@ class UnsupportedModel(ValueError):
     pass
 
 
-def model_family(model_patcher) -> str:
-    base = model_patcher.model
+def _family_of_base(base) -> str:
     for family, class_name in _FAMILIES:
         cls = getattr(comfy.model_base, class_name, None)
         if cls is not None and isinstance(base, cls):
             return family
+    return "unknown"
+
+
+def model_family(model_patcher) -> str:
+    base = model_patcher.model
+    family = _family_of_base(base)
+    if family != "unknown":
+        return family
     raise UnsupportedModel(
         f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5), got {type(base).__name__!r}; "
         "connect the MODEL output of a FLUX or SD3 checkpoint/UNET loader"
@@ -60,7 +67,10 @@ def model_family(model_patcher) -> str:
 
 def block_counts(model_patcher) -> tuple:
     """(double/joint blocks, single blocks) of the diffusion model."""
-    dm = model_patcher.model.diffusion_model
+    return _block_counts(model_patcher.model.diffusion_model)
+
+
+def _block_counts(dm) -> tuple:
     if hasattr(dm, "double_blocks"):
         return len(dm.double_blocks), len(getattr(dm, "single_blocks", ()))
     if hasattr(dm, "joint_blocks"):
@@ -116,7 +126,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     dm = base.diffusion_model
     patch = getattr(dm, "patch_size", 2)
     rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
-    n_double, n_single = (len(dm.double_blocks), len(dm.single_blocks)) if hasattr(dm, "double_blocks") else (len(dm.joint_blocks), 0)
+    n_double, n_single = _block_counts(dm)
     sigmas = transformer_options.get("sigmas")
     sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(t.max())
     kinds, items = _rows(transformer_options, x.shape[0])
@@ -152,14 +162,6 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
 
 
 RUN_KEY = "joint_attention_run"
-
-
-def _family_of_base(base) -> str:
-    for family, class_name in _FAMILIES:
-        cls = getattr(comfy.model_base, class_name, None)
-        if cls is not None and isinstance(base, cls):
-            return family
-    return "unknown"
 
 
 def install(model, modifier):
