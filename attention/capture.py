@@ -8,12 +8,13 @@ nothing per step is stored.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Optional
 
 import torch
 
-from .dispatcher import COND, Modifier
+from .dispatcher import BLOCK_KEY, COND, FORWARD_KEY, RECORD_KEY, Modifier
 
 _IDS = itertools.count(1)
 
@@ -30,9 +31,14 @@ class CaptureSink:
         self.n_txt = 0
         self.region_masks: Optional[torch.Tensor] = None
         self.family = ""
+        self.concept_sum: Optional[torch.Tensor] = None  # [n_concepts, N_img] saliency summed over calls
+        self.concept_calls = 0
+        self.concept_blocks: set = set()
+        self.concept_names: list = []
 
     def tensors(self) -> list:
-        return [self.sum, self.counts] + ([self.region_masks] if self.region_masks is not None else [])
+        extra = [t for t in (self.region_masks, self.concept_sum) if t is not None]
+        return [self.sum, self.counts] + extra
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
@@ -76,6 +82,10 @@ class CaptureSink:
             "steps": len(self.sigmas),
             "region_masks": None if self.region_masks is None else self.region_masks.to("cpu", copy=True),
             "family": self.family,
+            "concept_maps": None if self.concept_sum is None
+            else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
+            "concept_blocks": sorted(self.concept_blocks),
+            "concept_names": list(self.concept_names),
         }
 
 
@@ -105,14 +115,15 @@ class CaptureHandle:
     def tensors(self) -> list:
         if not self.result:
             return []
-        return [t for t in (self.result["maps"], self.result["region_masks"]) if t is not None]
+        return [t for t in (self.result["maps"], self.result["region_masks"], self.result.get("concept_maps"))
+                if t is not None]
 
 
 class CaptureModifier(Modifier):
     """Records text-to-image maps in selected blocks inside a sigma window, cond rows only."""
 
     def __init__(self, handle: CaptureHandle, double_blocks, single_blocks, sigma_start: float, sigma_end: float,
-                 registry=None):
+                 registry=None, concepts=None):
         self.key = f"capture:{handle.id}"  # two captures on one model never mix
         self.handle = handle
         handle.registry = registry
@@ -120,6 +131,10 @@ class CaptureModifier(Modifier):
         self.sigma_start = float(sigma_start)
         self.sigma_end = float(sigma_end)
         self.registry = registry
+        self.concepts = concepts  # ConceptStream or None
+
+    def tensors(self) -> list:
+        return [self.concepts.tokens] if self.concepts is not None else []
 
     def describe(self) -> str:
         return f"capture #{self.handle.id}"
@@ -133,13 +148,92 @@ class CaptureModifier(Modifier):
             sink = CaptureSink(state.n_img, state.data.get("device", torch.device("cpu")))
             sink.registry = self.registry
             sink.family = state.family
+            sink.concept_names = self.concepts.names if self.concepts is not None else []
             run.keep(self.key, sink, "capture", on_success=lambda: self.handle.deliver(sink.result()))
         return sink
 
+    def _active(self, state) -> bool:
+        return self.sigma_end <= state.sigma <= self.sigma_start
+
+    # -- ConceptAttention: a concept stream beside the model, never attended to by the image ----------
+    def before_block(self, state, block, stream):
+        c = self.concepts
+        if c is None or block.kind != "double" or not self._active(state) or COND not in state.row_kinds:
+            return None
+        key = self.key + ":concepts"
+        if block.index == 0 or key not in state.data:
+            rows = sum(1 for kind in state.row_kinds if kind == COND)
+            weight = next(c.embed.parameters())
+            start = c.embed(c.tokens.to(weight.device, weight.dtype))
+            state.data[key] = start.unsqueeze(0).expand(rows, -1, -1)
+        # The host block may update its inputs in place (FLUX: img += ...): copy the cond rows now.
+        cond = torch.tensor([i for i, kind in enumerate(state.row_kinds) if kind == COND])
+        batch = len(state.row_kinds)
+        state.data[key + ":inputs"] = {name: _rows(value, cond, batch, copy=True)
+                                       for name, value in stream.items() if name not in ("transformer_options", "txt")}
+        if block.index in c.blocks:
+            outputs = state.data.setdefault(key + ":img", {})
+            joint = state.n_context + state.n_img
+
+            def record(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
+                if b not in outputs and out.shape[1] >= joint:
+                    outputs[b] = out
+
+            stream["transformer_options"] = {**stream["transformer_options"], RECORD_KEY: record}
+        return None
+
+    def after_block(self, state, block, stream, run_block, output):
+        c = self.concepts
+        key = self.key + ":concepts"
+        if c is None or block.kind != "double" or key not in state.data:
+            return
+        cond = torch.tensor([i for i, kind in enumerate(state.row_kinds) if kind == COND])
+        residual = state.data[key]
+        n_c = residual.shape[1]
+        side = dict(state.data.pop(key + ":inputs"))
+        side["txt"] = residual.to(side["img"].dtype)
+        if stream.get("pe") is not None:  # concept positions are 0, like text: reuse a text row of the RoPE table
+            pe = side["pe"]
+            side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, state.n_context:]], dim=2)
+        recorded = {}
+        options = {k: v for k, v in stream["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY)}
+        options[BLOCK_KEY] = block
+        if block.index in c.blocks:
+            def record(out):
+                if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
+                    recorded["out"] = out
+
+            options[RECORD_KEY] = record
+        side["transformer_options"] = options
+        result = run_block(side)
+        if result.get("txt") is not None:
+            state.data[key] = result["txt"]
+        else:
+            state.data.pop(key)
+        image_out = state.data.get(key + ":img", {}).pop(block.index, None)
+        if "out" in recorded and image_out is not None:
+            o_concepts = recorded["out"][:, :n_c].float()
+            o_image = image_out[cond.to(image_out.device), state.n_context:state.n_context + state.n_img].float()
+            saliency = torch.softmax(torch.einsum("bcd,bnd->bcn", o_concepts, o_image), dim=1).mean(0)
+            sink = self._sink(state)
+            if sink is not None:
+                if sink.concept_sum is None:
+                    sink.concept_sum = torch.zeros_like(saliency)
+                    if self.registry is not None:
+                        self.registry.track(sink.concept_sum, "capture", "run")
+                sink.concept_sum += saliency
+                sink.concept_calls += 1
+                sink.concept_blocks.add(block.number)
+                sink.sigmas.add(round(state.sigma, 6))
+
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
+        # With concepts, only the concept stream is recorded: every attention call of the model stays
+        # the host's own, so the sampled image is bit-identical to a run without capture.
+        if self.concepts is not None:
+            return
         if row_kind != COND or block.index not in self.selected.get(block.kind, ()):
             return
-        if not (self.sigma_end <= state.sigma <= self.sigma_start):
+        if not self._active(state):
             return
         sink = self._sink(state)
         if sink is None:
@@ -152,3 +246,30 @@ class CaptureModifier(Modifier):
             if self.registry is not None:
                 self.registry.track(sink.region_masks, "capture", "run")
         spec.capture = sink
+
+
+class ConceptStream:
+    """Concept words for ConceptAttention: their first-token embeddings [n, C], the model's text input
+    layer (applied once at the first double block), and the double blocks whose outputs are read."""
+
+    def __init__(self, names, tokens: torch.Tensor, embed, blocks):
+        self.names = list(names)
+        self.tokens = tokens
+        self.embed = embed
+        self.blocks = frozenset(blocks)
+
+
+def _rows(value, rows: torch.Tensor, batch: int, copy: bool = False):
+    """`value` restricted to the given batch rows (tensors with a batch dimension, nested tuples)."""
+    if torch.is_tensor(value):
+        if value.ndim and value.shape[0] == batch:
+            return value.index_select(0, rows.to(value.device))  # index_select always copies
+        return value.clone() if copy else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # FLUX.2 modulation outputs
+        return dataclasses.replace(value, **{f.name: _rows(getattr(value, f.name), rows, batch, copy)
+                                             for f in dataclasses.fields(value)})
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+        return type(value)(*(_rows(v, rows, batch, copy) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, rows, batch, copy) for v in value)
+    return value

@@ -29,6 +29,7 @@ log = logging.getLogger("joint_attention")
 
 FORWARD_KEY = "joint_attention_forward"
 BLOCK_KEY = "joint_attention_block"
+RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
 COND, UNCOND = 0, 1
 
 
@@ -91,6 +92,9 @@ class Modifier:
     def before_block(self, state: ForwardState, block: BlockRef, stream: dict) -> Optional[str]:
         """Edit the block's inputs (`stream` holds "txt"/"img"); return "skip" to skip the block."""
         return None
+
+    def after_block(self, state: ForwardState, block: BlockRef, stream: dict, run_block, output: dict) -> None:
+        """Called after the block ran; `run_block(args)` runs the host's block again on other inputs."""
 
     def to(self, device) -> "Modifier":
         return self
@@ -166,6 +170,10 @@ class JointAttentionDispatcher:
             action = m.before_block(state, block, stream) or action
         return action
 
+    def after_block(self, state: ForwardState, block: BlockRef, stream: dict, run_block, output: dict) -> None:
+        for m in self.modifiers:
+            m.after_block(state, block, stream, run_block, output)
+
     # -- per attention call ----------------------------------------------------
     def __call__(self, func, *args, **kwargs):
         impl = func
@@ -177,8 +185,13 @@ class JointAttentionDispatcher:
             if specs is not None:
                 impl = partial(self._attention, specs, state)
         if self.previous is not None:
-            return self.previous(impl, *args, **kwargs)
-        return impl(*args, **kwargs)
+            out = self.previous(impl, *args, **kwargs)
+        else:
+            out = impl(*args, **kwargs)
+        recorder = options.get(RECORD_KEY)
+        if recorder is not None:
+            recorder(out)  # reads only: the output goes on unchanged
+        return out
 
     def _specs(self, state: ForwardState, block: BlockRef, args, kwargs):
         total = args[0].shape[2] if kwargs.get("skip_reshape", False) else args[0].shape[1]

@@ -103,9 +103,10 @@ class BlockPatch:
         if dispatcher is not None and state is not None:
             if dispatcher.before_block(state, self.ref, args) == "skip":
                 return {k: args[k] for k in ("img", "txt") if k in args}
-        if self.inner is not None:
-            return self.inner(args, extra)
-        return extra["original_block"](args)
+        output = self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
+        if dispatcher is not None and state is not None:
+            dispatcher.after_block(state, self.ref, args, extra["original_block"], output)
+        return output
 
 
 def _rows(options, batch: int) -> tuple:

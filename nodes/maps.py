@@ -9,7 +9,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from ..attention.capture import CaptureHandle, CaptureModifier
+from ..attention.capture import CaptureHandle, CaptureModifier, ConceptStream
 from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
 from .host import install
 from .runtime import MEMORY
@@ -40,22 +40,54 @@ class JointAttentionCapture:
                                           "tooltip": "Where in the schedule recording stops."}),
             },
             "optional": {
-                "concepts": ("STRING", {"default": "", "tooltip": "Comma-separated words for ConceptAttention (not available yet: leave empty)."}),
-                "clip": ("CLIP", {"tooltip": "Text encoder for the concepts."}),
+                "concepts": ("STRING", {"default": "", "tooltip": "Comma-separated words for ConceptAttention segmentation "
+                                        "(e.g. 'cat, sky, grass'); the sampled image is unchanged."}),
+                "clip": ("CLIP", {"tooltip": "Text encoder for the concepts (the one used for the prompt)."}),
             },
         }
 
     def apply(self, model, double_blocks, single_blocks, start_percent, end_percent, concepts="", clip=None):
         node = "JointAttentionCapture"
         family_of(node, model)
-        if concepts and concepts.strip():
-            raise node_error(node, "concepts", "ConceptAttention segmentation is not available in this version of the "
-                             "pack; leave 'concepts' empty to capture text-to-image maps")
         double, single = selections(node, model, double_blocks, single_blocks)
         sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
         handle = CaptureHandle()
-        modifier = CaptureModifier(handle, double, single, sigma_start, sigma_end, registry=MEMORY.registry)
+        stream = concept_stream(node, model, concepts, clip, double, double_blocks) if concepts and concepts.strip() else None
+        modifier = CaptureModifier(handle, double, single, sigma_start, sigma_end, registry=MEMORY.registry, concepts=stream)
         return (install(model, modifier), handle)
+
+
+def concept_stream(node, model, concepts: str, clip, double: frozenset, double_text: str):
+    """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
+    from .host import block_counts
+    from .regional import text_feature_size
+
+    if clip is None:
+        raise node_error(node, "clip", "concepts need the text encoder: connect the CLIP used for the prompt")
+    names = [c.strip() for c in concepts.split(",") if c.strip()]
+    if len(names) > 64:
+        raise node_error(node, "concepts", f"at most 64 concepts, got {len(names)}")
+    tokens = []
+    for name in names:
+        tokenized = clip.tokenize(name)
+        first = 0
+        for chunk in clip.tokenizer.tokenize_with_weights(name, return_word_ids=True).values():
+            word_ids = [t[2] if len(t) > 2 else 1 for t in chunk[0]] if chunk else []
+            first = next((i for i, w in enumerate(word_ids) if w > 0), 0)
+            break
+        cond = clip.encode_from_tokens_scheduled(tokenized)[0][0]
+        tokens.append(cond[0, min(first, cond.shape[1] - 1)].detach().cpu())
+    tokens = torch.stack(tokens)
+    expected = text_feature_size(model)
+    if expected is not None and tokens.shape[-1] != expected:
+        raise node_error(node, "clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
+                         f"{expected}: connect the text encoder that matches the model")
+    dm = model.model.diffusion_model
+    embed = getattr(dm, "txt_in", None) or getattr(dm, "context_embedder", None)
+    n_double, _ = block_counts(model)
+    # Default for concepts (ConceptAttention paper): the last 4 double blocks.
+    blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
+    return ConceptStream(names, tokens, embed, blocks)
 
 
 def context_tokens(clip, prompt: str, n_txt: int, family: str):
@@ -179,8 +211,14 @@ class JointAttentionMaps:
         n_img = maps.shape[0]
         rows, cols = _grid(samples, n_img)
         labels, token_names = self._labels(clip, prompt, result, node)
-        chosen = self._select(labels, words, node)
-        raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
+        concept_maps = result.get("concept_maps")
+        if concept_maps is not None and not words.strip():
+            # ConceptAttention segmentation: one map per concept.
+            chosen = [(f"concept {name}", []) for name in result["concept_names"]]
+            raw = concept_maps.reshape(-1, rows, cols)
+        else:
+            chosen = self._select(labels, words, node)
+            raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
         lo = raw.flatten(1).min(dim=1).values[:, None, None]
         hi = raw.flatten(1).max(dim=1).values[:, None, None]
         norm = (raw - lo) / (hi - lo).clamp_min(1e-12)
@@ -237,7 +275,10 @@ class JointAttentionMaps:
 
     # -- info and files ----------------------------------------------------------------
     def _info(self, result, chosen, labels):
-        lines = [f"blocks: {result['blocks']}", f"steps: {result['steps']}",
+        lines = [f"blocks: {result['blocks']}", f"steps: {result['steps']}"]
+        if result.get("concept_maps") is not None:
+            lines.append(f"concepts: {result['concept_names']} (ConceptAttention, double blocks {result['concept_blocks']})")
+        lines += [
                  "words: " + "; ".join(f"{label} {positions}" for label, positions in chosen)]
         for r, leak in enumerate(region_leakage(result)):
             lines.append(f"region {r + 1} leakage: {leak:.4f} (share of its text's attention outside its mask)")

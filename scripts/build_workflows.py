@@ -159,6 +159,22 @@ GRAPHS = {
           "masks you can reuse, the region leakage, and saves PNGs plus the raw maps as .safetensors. Type words in "
           "'words' to show only those; keep 'prompt' equal to the positive prompt.")],
     ),
+    "concept_segmentation_flux.json": (
+        lambda: flux_loaders() + [
+            Node(40, "JointAttentionCapture", {"concepts": "dog, grass, sky, tree"}, {"model": (1, 0), "clip": (2, 0)}),
+        ] + flux_tail((40, 0), "a dog running on the grass in a park, trees and a blue sky", "concept_segmentation_flux") + [
+            Node(41, "JointAttentionMaps", {"words": "", "filename_prefix": "concept_segmentation_flux/concepts"},
+                 {"capture": (40, 1), "samples": (8, 0), "image": (9, 0)}),
+            Node(42, "PreviewImage", {}, {"images": (41, 0)}, title="Concept maps"),
+            Node(43, "PreviewImage", {}, {"images": (41, 1)}, title="Concept masks (use them as MASK)"),
+        ],
+        [("How to use", "ConceptAttention (arXiv 2502.04320): type the concepts to segment in Attention Capture "
+          "(comma-separated). Each concept is encoded alone and carried through the double blocks beside the model; "
+          "the image never attends to it, so the generated image is exactly the same as without the capture. "
+          "Attention Maps outputs one heatmap and one mask per concept (softmax over concepts of output-space "
+          "similarities, averaged over the last 4 double blocks and all steps). Connect its masks to any node "
+          "that takes a MASK.")],
+    ),
     "regional_taca_flux.json": (
         lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [
             Node(40, "JointAttentionTACA", {"gamma": 1.2, "sigma_threshold": 0.97}, {"model": (28, 0)}),

@@ -10,7 +10,7 @@ from ja_workflows import EXAMPLES, load, tiny_prompt, wf
 pytestmark = pytest.mark.server
 
 NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scale_sd3.json", "regional_taca_flux.json",
-         "regional_canvas_flux.json", "attention_maps_flux.json"]
+         "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json"]
 
 
 @pytest.fixture(scope="module")
