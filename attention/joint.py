@@ -149,8 +149,9 @@ def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=N
     return out
 
 
-# Query rows per chunk when computing captured probabilities: bounds the [B,H,rows,text] scratch.
-_CAPTURE_ROWS = 1024
+# Elements of the fp32 [B, H, rows, text keys] scratch when computing captured probabilities
+# (128 MiB): few chunks where it is small, bounded memory at 1024x1024 with many regions.
+_CAPTURE_SCRATCH = 32 * 2**20
 
 
 def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float):
@@ -167,8 +168,9 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
             continue
         kt = take(k, part.index).float().transpose(-1, -2)
         chunks = []
-        for start in range(0, qg.shape[-2], _CAPTURE_ROWS):
-            stop = min(start + _CAPTURE_ROWS, qg.shape[-2])
+        step = max(64, _CAPTURE_SCRATCH // max(1, qg.shape[0] * qg.shape[1] * kt.shape[-1]))
+        for start in range(0, qg.shape[-2], step):
+            stop = min(start + step, qg.shape[-2])
             logits = torch.matmul(qg[..., start:stop, :].float(), kt).mul_(scale * part.logit_scale)
             base_logits = logits.clone() if (in_main and in_base) else logits
             probs = None
