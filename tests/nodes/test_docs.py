@@ -24,3 +24,15 @@ def test_every_node_and_input_is_documented():
         for group in ("required", "optional"):
             for name, (_kind, *rest) in cls.INPUT_TYPES().get(group, {}).items():
                 assert rest and rest[0].get("tooltip"), f"{key}.{name} has no tooltip"
+
+
+def test_registry_metadata():
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    comfy = meta["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"].endswith("docs/icon.png")
+    assert (ROOT / "docs" / "icon.png").is_file()
+    assert {"js", "example_workflows"} <= set(comfy["includes"])
+    assert meta["project"]["license"]["text"] == "GPL-3.0-or-later" and (ROOT / "LICENSE").is_file()
+    assert meta["project"]["version"] in (ROOT / "CHANGELOG.md").read_text()
