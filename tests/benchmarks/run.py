@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import statistics
@@ -16,16 +15,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # only this process: `attention` is pure torch, no ComfyUI here
 
-from attention.capture import CaptureSink  # noqa: E402
-from attention.joint import RowSpec, joint_attention  # noqa: E402
-from attention.kernels import KernelSelector  # noqa: E402
-from attention.layout import TokenLayout  # noqa: E402
-from attention.regional import RegionalPlan  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cases import Api, cases  # noqa: E402
+
+API = Api("attention")
 
 COMMAND = "make bench   (= .venv/bin/python tests/benchmarks/run.py)"
 
@@ -40,185 +38,173 @@ def _once(fn, device):
     return time.perf_counter() - start
 
 
-def timed_against(fn, plain, device, repeats):
-    """Medians of `fn` and of plain attention, runs interleaved so that machine drift hits both alike."""
+def timed_against(fn, plain, device, repeats, calls=1):
+    """Medians of `fn` and of `calls` plain-attention calls, runs interleaved so that machine drift
+    hits both alike."""
+    def plain_calls():
+        for _ in range(calls):
+            plain()
+
     fn()  # warm-up (kernel choice, allocator)
-    plain()
+    plain_calls()
     case_times, plain_times = [], []
     for _ in range(repeats):
         case_times.append(_once(fn, device))
-        plain_times.append(_once(plain, device))
+        plain_times.append(_once(plain_calls, device))
     return statistics.median(case_times), statistics.median(plain_times)
 
 
-def region_masks(n, grid):
-    """n vertical stripes covering the image (hard masks on the token grid)."""
-    rows, cols = grid
-    m = torch.zeros(n, rows, cols)
-    for r in range(n):
-        m[r, :, r * cols // n:(r + 1) * cols // n] = 1.0
-    return m.reshape(n, -1)
+def peak_extra_bytes(fn, device):
+    """Peak of the bytes allocated while `fn` runs, above what was allocated before (its outputs
+    included). CUDA: the allocator's peak counter. CPU: allocation events of the profiler."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.profiler import profile
+
+    with profile(profile_memory=True) as prof:
+        fn()
+    events = []
+
+    def walk(node):
+        if type(node.extra_fields).__name__ == "_ExtraFields_Allocation" and node.extra_fields.device.type == "cpu":
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        for child in node.children:
+            walk(child)
+
+    for root in prof.profiler.kineto_results.experimental_event_tree():
+        walk(root)
+    live = peak = 0
+    for _, size in sorted(events, key=lambda e: e[0]):
+        live += size
+        peak = max(peak, live)
+    return peak
 
 
-def pair_count_regional(layout, masks, image_attention, global_prompt, base_ratio):
-    """q-k pairs an exact block-sparse evaluation must touch (the FLOP floor), for hard masks."""
-    n_img, n_txt, lens = layout.n_img, layout.n_txt, layout.region_lens
-    cover = masks > 0
-    pairs = n_txt * (n_txt + n_img)  # base text queries
-    for r, length in enumerate(lens):
-        pairs += length * (length + int(cover[r].sum()))
-    for i in range(n_img):
-        regions = cover[:, i]
-        keys = sum(lens[r] for r in range(len(lens)) if regions[r])
-        full = bool((masks[:, i] >= 1).any())
-        sees_t0 = global_prompt == "everywhere" or not full
-        if image_attention == "open":
-            allowed = n_img
-        else:
-            allowed = int((cover[regions].any(0)).sum()) if regions.any() else int((~cover.any(0)).sum())
-        if base_ratio > 0:
-            keys += n_txt + n_img  # the base softmax spans [T0 ; I]
-        else:
-            keys += allowed + (n_txt if sees_t0 else 0)
-        pairs += keys
-    return pairs
-
-
-def cases(device, dtype, heads, head_dim, n_img, n_txt, region_len, quick):
-    grid = (int(math.isqrt(n_img)),) * 2
-    scale = 1.0 / math.sqrt(head_dim)
-    g = torch.Generator().manual_seed(0)
-
-    def qkv(total):
-        return [torch.randn(1, heads, total, head_dim, generator=g).to(device, dtype) for _ in range(3)]
-
-    plain_layout = TokenLayout(n_txt, n_img, 0, (), grid)
-    q0, k0, v0 = qkv(plain_layout.total)
-    yield "plain attention", (lambda: F.scaled_dot_product_attention(q0, k0, v0)), plain_layout.total ** 2, "", None
-    kernels = KernelSelector()
-    yield ("TACA (gamma 1.2)", lambda: joint_attention(q0, k0, v0, plain_layout, RowSpec(text_gamma=1.2), kernels, scale),
-           plain_layout.total ** 2, "", None)
-    sink = CaptureSink(n_img, device)
-    yield ("capture (attention maps) of the call", lambda: joint_attention(q0, k0, v0, plain_layout, RowSpec(capture=sink), kernels, scale),
-           plain_layout.total ** 2 + n_img * n_txt, f"{n_img * n_txt * 4 / 2**20:.1f} MiB buffer", None)
-    settings = [("restricted", "background", 0.2), ("open", "background", 0.0)]
-    if not quick:
-        settings = [(ia, gp, br) for ia in ("restricted", "open") for gp in ("background", "everywhere") for br in (0.0, 0.2)]
-    for n in (2, 4):
-        layout = TokenLayout(n_txt, n_img, 0, (region_len,) * n, grid)
-        q, k, v = qkv(layout.total)
-        masks = region_masks(n, grid).to(device)
-        for ia, gp, br in settings:
-            plan = RegionalPlan(masks, [1.0] * n, ia, gp, br)
-            spec = RowSpec(isolate_regions=False, regional=plan)
-            floor = pair_count_regional(layout, masks.cpu(), ia, gp, br)
-            name = f"regional, {n} regions, {ia} / {gp} / base_ratio {br}"
-            yield name, (lambda q=q, k=k, v=v, layout=layout, spec=spec: joint_attention(q, k, v, layout, spec, kernels, scale)), \
-                floor, f"{plan.nbytes() / 2**20:.2f} MiB plan", None
-        spec_all = RowSpec(isolate_regions=False, regional=RegionalPlan(masks, [1.0] * n, "restricted", "background", 0.2),
-                           text_gamma=1.2)
-        yield (f"regional defaults + TACA, {n} regions",
-               lambda q=q, k=k, v=v, layout=layout, spec=spec_all: joint_attention(q, k, v, layout, spec, kernels, scale),
-               pair_count_regional(layout, masks.cpu(), "restricted", "background", 0.2), "", None)
-        sink_all = CaptureSink(n_img, device)
-        spec_everything = RowSpec(isolate_regions=False, regional=spec_all.regional, text_gamma=1.2, capture=sink_all)
-        yield (f"everything: regional defaults + TACA + capture, {n} regions",
-               lambda q=q, k=k, v=v, layout=layout, spec=spec_everything: joint_attention(q, k, v, layout, spec, kernels, scale),
-               pair_count_regional(layout, masks.cpu(), "restricted", "background", 0.2) + n_img * layout.n_context,
-               f"{n_img * layout.n_context * 4 / 2**20:.1f} MiB maps buffer", None)
-        # Baselines measured in the same run.
-        dense_bytes = heads * layout.total ** 2 * torch.finfo(dtype).bits // 8
-        if dense_bytes < 2 * 2**30:
-            dense = torch.zeros(1, heads, layout.total, layout.total, device=device, dtype=dtype)
-            yield (f"baseline: dense [B,H,L,L] additive mask, {n} regions",
-                   lambda q=q, k=k, v=v, dense=dense: F.scaled_dot_product_attention(q, k, v, attn_mask=dense),
-                   layout.total ** 2, f"{dense_bytes / 2**20:.0f} MiB mask", None)
-            del dense
-        yield (f"baseline: one pass per region (core masked conditioning), {n} regions",
-               lambda n=n: [F.scaled_dot_product_attention(q0, k0, v0) for _ in range(n + 1)],
-               (n + 1) * plain_layout.total ** 2, "", None)
-
-
-def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats, quick):
+def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats, quick, all_blocks=0):
+    """Rows (name, seconds, ratio, floor, kept, peak bytes, note) of one suite."""
     rows = []
     plain = None
     plain_pairs = (n_txt + n_img) ** 2
-    for name, fn, pairs, memory, _ in cases(device, dtype, heads, head_dim, n_img, n_txt, region_len, quick):
-        plain = plain or fn  # the first case is plain attention itself
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        seconds, plain_seconds = timed_against(fn, plain, device, repeats)
-        if device.type == "cuda":
-            memory = f"{(torch.cuda.max_memory_allocated() - before) / 2**20:.1f} MiB peak extra"
+    for case in cases(API, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick=quick, all_blocks=all_blocks):
+        floor = case.pairs / (plain_pairs * case.calls)
+        if case.skipped:
+            rows.append((case.name, None, None, floor, case.kept, None, case.skipped))
+            print(f"  {case.name:<78} {case.skipped}", flush=True)
+            continue
+        plain = plain or case.fn  # the first case is plain attention itself
+        seconds, plain_seconds = timed_against(case.fn, plain, device, repeats, case.calls)
+        peak = peak_extra_bytes(case.fn, device)
         ratio = seconds / plain_seconds
-        rows.append((name, seconds, ratio, pairs / plain_pairs, memory))
-        print(f"  {name:<78} {seconds * 1e3:9.2f} ms  {ratio:5.2f}x  (floor {pairs / plain_pairs:4.2f}x)", flush=True)
+        rows.append((case.name, seconds, ratio, floor, case.kept, peak, ""))
+        print(f"  {case.name:<78} {seconds * 1e3:9.2f} ms  {ratio:5.2f}x  (floor {floor:4.2f}x)  peak {peak / 2**20:7.1f} MiB",
+              flush=True)
     return rows
 
 
 def table(title, rows):
-    out = [f"### {title}", "", "| case | median ms | vs plain | exact-FLOP floor | memory |", "|---|---:|---:|---:|---|"]
-    for name, seconds, ratio, floor, memory in rows:
-        out.append(f"| {name} | {seconds * 1e3:.2f} | {ratio:.2f}x | {floor:.2f}x | {memory or '-'} |")
+    out = [f"### {title}", "", "| case | median ms | vs plain | exact-FLOP floor | kept memory | peak extra during the call |",
+           "|---|---:|---:|---:|---|---:|"]
+    for name, seconds, ratio, floor, kept, peak, note in rows:
+        if seconds is None:
+            out.append(f"| {name} | {note} | - | {floor:.2f}x | {kept or '-'} | - |")
+        else:
+            out.append(f"| {name} | {seconds * 1e3:.2f} | {ratio:.2f}x | {floor:.2f}x | {kept or '-'} | {peak / 2**20:.1f} MiB |")
     return "\n".join(out) + "\n"
 
 
-def verdict(results, suite_prefix, case, target):
+def _find(results, suite_prefix, case):
     for title, rows in results.items():
         if title.startswith(suite_prefix) and case in rows:
-            ratio, floor = rows[case]
-            if ratio <= target:
-                return f"met: {ratio:.2f}x"
-            why = " (the exact-FLOP floor itself is above the target)" if floor > target else ""
-            return f"not met: {ratio:.2f}x, floor {floor:.2f}x{why}"
-    return "not measured in this run (needs a GPU)"
+            return rows[case]
+    return None
+
+
+def verdict(results, suite_prefix, case, target):
+    row = _find(results, suite_prefix, case)
+    if row is None or row["ratio"] is None:
+        return "not measured in this run (needs a GPU)" if suite_prefix.startswith("CUDA") else "not measured in this run"
+    ratio, floor = row["ratio"], row["floor"]
+    if ratio <= target:
+        return f"met: {ratio:.2f}x"
+    why = " (the exact-FLOP floor itself is above the target)" if floor > target else ""
+    return f"not met: {ratio:.2f}x, floor {floor:.2f}x{why}"
+
+
+def memory_verdict(results, suite_prefix, case, limit_mib):
+    row, plain = _find(results, suite_prefix, case), _find(results, suite_prefix, "plain attention")
+    if row is None or row["peak"] is None:
+        return "not measured in this run (needs a GPU)"
+    extra = (row["peak"] - plain["peak"]) / 2**20
+    status = "met" if extra <= limit_mib else "not met"
+    return f"{status}: {extra:.1f} MiB above plain attention's own peak (kept between calls: {row['kept']})"
+
+
+CASE_DEFAULTS_4 = "regional, 4 regions, restricted / background / base_ratio 0.2"
+CASE_EVERYTHING_4 = "everything: regional defaults + TACA + text scale + capture, 4 regions"
 
 
 def targets(results):
-    cpu, gpu = "CPU fp32, FLUX", "CUDA bfloat16"
+    cpu, gpu = "CPU fp32, FLUX dims (24 heads x 128), 1024", "CUDA bfloat16, FLUX"
     rows = [
-        ("TACA <= 1.1x (CPU, FLUX dims)", verdict(results, cpu, "TACA (gamma 1.2)", 1.1)),
-        ("capture of a call <= 1.3x (CPU, FLUX dims)", verdict(results, cpu, "capture (attention maps) of the call", 1.3)),
+        ("TACA <= 1.1x (CPU, FLUX dims, 1024 + 256)", verdict(results, cpu, "TACA (gamma 1.2)", 1.1)),
+        ("capture of all blocks <= 1.3x (CPU, FLUX dims, 1024 + 256)",
+         verdict(results, cpu, "capture of all blocks (57 calls into one buffer)", 1.3)),
         ("regional defaults <= 1.3x (CPU, 2 regions)",
          verdict(results, cpu, "regional, 2 regions, restricted / background / base_ratio 0.2", 1.3)),
         ("`open` + `base_ratio 0` <= 1.15x (CPU, 2 regions)",
          verdict(results, cpu, "regional, 2 regions, open / background / base_ratio 0.0", 1.15)),
-        ("GPU 4096 + 512, 4 regions, defaults <= 1.15x",
-         verdict(results, gpu, "regional, 4 regions, restricted / background / base_ratio 0.2", 1.15)),
-        ("GPU, all features together <= 1.35x",
-         verdict(results, gpu, "everything: regional defaults + TACA + capture, 4 regions", 1.35)),
+        ("GPU 4096 + 512, 4 regions, defaults <= 1.15x (bf16)", verdict(results, gpu, CASE_DEFAULTS_4, 1.15)),
+        ("GPU, all features together <= 1.35x (bf16, 4 regions)", verdict(results, gpu, CASE_EVERYTHING_4, 1.35)),
+        ("GPU, mask and capture memory <= 128 MiB (bf16, all features, 4 regions)",
+         memory_verdict(results, gpu, CASE_EVERYTHING_4, 128)),
     ]
     return "| target | status |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer settings and repeats")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    sections = []
-    repeats = 3 if args.quick else 5
+def suites(quick):
     cpu = torch.device("cpu")
-    suites = [
+    flux, sd35 = dict(heads=24, head_dim=128), dict(heads=38, head_dim=64)
+    out = [
         ("CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens",
-         dict(device=cpu, dtype=torch.float32, heads=24, head_dim=128, n_img=1024, n_txt=256, region_len=256)),
-        ("CPU fp32, SD3.5-L dims (38 heads x 64), 1024 image + 333 text tokens, region prompts of 154 tokens",
-         dict(device=cpu, dtype=torch.float32, heads=38, head_dim=64, n_img=1024, n_txt=333, region_len=154)),
+         dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=256, region_len=256, all_blocks=0 if quick else 57, **flux)),
+        ("CPU fp32, SD3.5-L dims (38 heads x 64), 1024 image + 333 text tokens (77 CLIP + 256 T5), region prompts of 154 tokens",
+         dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=333, region_len=154, **sd35)),
     ]
+    if not quick:
+        out.append(("CPU fp32, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens; "
+                    "the two main settings, 3 runs",
+                    dict(device=cpu, dtype=torch.float32, n_img=4096, n_txt=512, region_len=512, quick=True, repeats=3, **flux)))
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         for dtype in (torch.float16, torch.bfloat16):
             name = str(dtype).replace("torch.", "")
-            suites.append((f"CUDA {name}, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens",
-                           dict(device=gpu, dtype=dtype, heads=24, head_dim=128, n_img=4096, n_txt=512, region_len=512)))
-    results = {}
-    for title, kw in suites:
+            out.append((f"CUDA {name}, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens",
+                        dict(device=gpu, dtype=dtype, n_img=4096, n_txt=512, region_len=512, all_blocks=57, repeats=20, **flux)))
+            out.append((f"CUDA {name}, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 tokens",
+                        dict(device=gpu, dtype=dtype, n_img=4096, n_txt=333, region_len=154, repeats=20, **sd35)))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer suites, settings and repeats (a smoke run)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    sections, results = [], {}
+    default_repeats = 3 if args.quick else 5
+    for title, kw in suites(args.quick):
         print(title, flush=True)
-        quick = args.quick or kw["heads"] == 38
-        rows = run_suite(repeats=repeats, quick=quick, **kw)
-        results[title] = {name: (ratio, floor) for name, _, ratio, floor, _ in rows}
+        kw.setdefault("quick", args.quick)
+        kw.setdefault("repeats", default_repeats)
+        rows = run_suite(**kw)
+        results[title] = {name: dict(ratio=ratio, floor=floor, peak=peak, kept=kept)
+                          for name, _, ratio, floor, kept, peak, _ in rows}
         sections.append(table(title, rows))
     if not torch.cuda.is_available():
         sections.append("### CUDA\n\nNo GPU was available to this run; GPU figures are not recorded (none are estimated).\n")
@@ -226,18 +212,23 @@ def main() -> int:
 
 Produced by `{COMMAND}` on {datetime.date.today().isoformat()}; every ratio is against plain fused attention
 (`scaled_dot_product_attention` over the base text + image tokens, no region texts) measured in the same process.
+The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/test_bench_cases.py` (part of
+`make test`) runs every engine case at small sizes against the dense float64 reference.
 
 - machine: {platform.platform()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}
 - torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}
-- cases: one attention call of one block, batch 1 (a cond row); medians of {repeats} runs after a warm-up, each
-  case's runs interleaved with plain-attention runs (its own denominator), so machine drift cancels out. On the
-  2-core CI-class machine ratios still move by about +-10% between runs (interleaving also runs each case with
-  colder caches than back-to-back repeats would); compare cases within one run
+- cases: one attention call of one block, batch 1 (a cond row), unless the name says otherwise; medians of
+  the stated runs after a warm-up, each case's runs interleaved with plain-attention runs (its own denominator),
+  so machine drift cancels out. On the 2-core CI-class machine ratios still move by about +-10% between runs;
+  compare cases within one run
 - "exact-FLOP floor": query-key pairs an exact evaluation must touch, relative to plain. Region prompts add tokens
   (FLUX's T5 prompts are at least 256 tokens in ComfyUI), and `base_ratio` adds a second softmax over [base ; image],
   so the defaults cannot reach plain cost exactly; the gap between "vs plain" and the floor is the engine's overhead.
-- memory: bytes the case keeps (the regional plan, or the dense mask of the baseline); on CUDA, peak extra
-  allocation during the call.
+- kept memory: what the case holds between calls (the regional plan, the capture buffer, the dense mask of the
+  baseline). Peak extra: the most bytes allocated at once during one run of the case, its output included
+  (CPU: the profiler's allocation events; CUDA: the allocator's peak counter); compare with plain attention's row
+- text scale multiplies the text stream before a block; the block's attention is then plain, so its row is that
+  edit plus the call
 
 ## Targets (issues 4, 5, 8) and where they stand
 
