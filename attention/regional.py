@@ -116,8 +116,8 @@ class RegionalPlan:
         img0 = layout.img.start
         groups = []
         # Base text and reference queries: T0, image, reference; never region texts.
-        plain_keys = cat_index([layout.txt, layout.visual], device)
-        groups.append(QueryGroup(cat_index([layout.txt, layout.ref], device), [KeyPart(plain_keys)]))
+        # Two parts, not one gathered index: the engine attends two slices without copying k and v.
+        groups.append(QueryGroup(cat_index([layout.txt, layout.ref], device), [KeyPart(layout.txt), KeyPart(layout.visual)]))
         # Region text queries: their own text, and the image where their mask is > 0.
         for r in range(self.n_regions):
             cols = torch.nonzero(self.cover[r]).flatten()
