@@ -19,13 +19,20 @@ API = bench_cases.Api("joint_attention_pack.attention")
 HEAD_DIM = 16
 
 
-def _all_cases():
-    return list(bench_cases.cases(API, torch.device("cpu"), torch.float32, heads=2, head_dim=HEAD_DIM, n_img=64, n_txt=12,
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# fp32: 1e-5. Half inputs: 1e-3 against a float64 reference computed from the same rounded
+# inputs, plus the output's own rounding (about 4e-3 relative in bf16, 5e-4 in fp16).
+OUT_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-3 + 4e-3, torch.float16: 1e-3 + 5e-4}
+MAPS_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-3, torch.float16: 1e-3}
+
+
+def _all_cases(dtype=torch.float32):
+    return list(bench_cases.cases(API, torch.device("cpu"), dtype, heads=2, head_dim=HEAD_DIM, n_img=64, n_txt=12,
                                   region_len=6, all_blocks=3))
 
 
 CASES = _all_cases()
-ENGINE_CASES = [c for c in CASES if c.check is not None]
+ENGINE_CASES = [(dtype, c) for dtype in DTYPES for c in _all_cases(dtype) if c.check is not None]
 
 
 def test_the_benchmark_covers_every_setting_and_baseline():
@@ -43,8 +50,8 @@ def test_the_benchmark_covers_every_setting_and_baseline():
     assert all(n.startswith(("plain", "baseline", "text scale")) for n in unchecked), unchecked
 
 
-@pytest.mark.parametrize("case", ENGINE_CASES, ids=[c.name for c in ENGINE_CASES])
-def test_engine_case_matches_dense_reference(case):
+@pytest.mark.parametrize("dtype,case", ENGINE_CASES, ids=[f"{str(d)[6:]}-{c.name}" for d, c in ENGINE_CASES])
+def test_engine_case_matches_dense_reference(dtype, case):
     check = case.check
     layout = check.layout
     if check.masks is not None:
@@ -58,16 +65,17 @@ def test_engine_case_matches_dense_reference(case):
         check.sink.counts.zero_()
     for _ in range(check.calls):
         got = check.output()
-    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, rtol=OUT_TOL[dtype], atol=OUT_TOL[dtype])
     if check.sink is not None:
         maps = check.sink.result()["maps"]  # [N_img, N_text]: mean over calls, rows and heads
         want_maps = probs[..., layout.img, : layout.n_context].mean(dim=(0, 1))
         assert maps.shape == want_maps.shape
-        torch.testing.assert_close(maps.double(), want_maps, rtol=0, atol=1e-5)
+        torch.testing.assert_close(maps.double(), want_maps, rtol=MAPS_TOL[dtype], atol=MAPS_TOL[dtype])
         assert check.sink.counts.max().item() == check.calls * check.q.shape[0]
     # The case's timed function computes the same thing.
     if case.calls == 1:
-        torch.testing.assert_close(case.fn().double(), want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(case.fn().double(), want, rtol=OUT_TOL[dtype], atol=OUT_TOL[dtype])
 
 
 def test_text_scale_case_scales_only_the_text_stream():
