@@ -6,6 +6,7 @@ Rewrites BENCHMARKS.md. Pure torch (imports the pack's `attention/` by path); CP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -54,6 +55,20 @@ def timed_against(fn, plain, device, repeats, calls=1):
     return statistics.median(case_times), statistics.median(plain_times)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """The profiler's native start/stop log lines go straight to fd 2; keep the bench output readable."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_extra_bytes(fn, device):
     """Peak of the bytes allocated while `fn` runs, above what was allocated before (its outputs
     included). CUDA: the allocator's peak counter. CPU: allocation events of the profiler."""
@@ -66,7 +81,7 @@ def peak_extra_bytes(fn, device):
         return torch.cuda.max_memory_allocated() - before
     from torch.profiler import profile
 
-    with profile(profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(profile_memory=True) as prof:
         fn()
     events = []
 
