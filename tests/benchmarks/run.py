@@ -122,13 +122,15 @@ def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats,
 
 
 def table(title, rows):
-    out = [f"### {title}", "", "| case | median ms | vs plain | exact-FLOP floor | kept memory | peak extra during the call |",
-           "|---|---:|---:|---:|---|---:|"]
+    out = [f"### {title}", "",
+           "| case | median ms | vs plain | exact-FLOP floor | vs floor | kept memory | peak extra during the call |",
+           "|---|---:|---:|---:|---:|---|---:|"]
     for name, seconds, ratio, floor, kept, peak, note in rows:
         if seconds is None:
-            out.append(f"| {name} | {note} | - | {floor:.2f}x | {kept or '-'} | - |")
+            out.append(f"| {name} | {note} | - | {floor:.2f}x | - | {kept or '-'} | - |")
         else:
-            out.append(f"| {name} | {seconds * 1e3:.2f} | {ratio:.2f}x | {floor:.2f}x | {kept or '-'} | {peak / 2**20:.1f} MiB |")
+            out.append(f"| {name} | {seconds * 1e3:.2f} | {ratio:.2f}x | {floor:.2f}x | {ratio / floor:.2f}x | {kept or '-'} "
+                       f"| {peak / 2**20:.1f} MiB |")
     return "\n".join(out) + "\n"
 
 
@@ -147,16 +149,16 @@ def verdict(results, suite_prefix, case, target):
     if ratio <= target:
         return f"met: {ratio:.2f}x"
     why = " (the exact-FLOP floor itself is above the target)" if floor > target else ""
-    return f"not met: {ratio:.2f}x, floor {floor:.2f}x{why}"
+    return f"not met: {ratio:.2f}x, floor {floor:.2f}x{why}; engine overhead over the floor {ratio / floor:.2f}x"
 
 
-def memory_verdict(results, suite_prefix, case, limit_mib):
+def memory_verdict(results, suite_prefix, case, limit_mib, judged=True):
     row, plain = _find(results, suite_prefix, case), _find(results, suite_prefix, "plain attention")
     if row is None or row["peak"] is None:
-        return "not measured in this run (needs a GPU)"
+        return "not measured in this run (needs a GPU)" if suite_prefix.startswith("CUDA") else "not measured in this run"
     extra = (row["peak"] - plain["peak"]) / 2**20
-    status = "met" if extra <= limit_mib else "not met"
-    return f"{status}: {extra:.1f} MiB above plain attention's own peak (kept between calls: {row['kept']})"
+    status = ("met: " if extra <= limit_mib else "not met: ") if judged else ""
+    return f"{status}{extra:.1f} MiB above plain attention's own peak (kept between calls: {row['kept']})"
 
 
 CASE_DEFAULTS_4 = "regional, 4 regions, restricted / background / base_ratio 0.2"
@@ -177,6 +179,8 @@ def targets(results):
         ("GPU, all features together <= 1.35x (bf16, 4 regions)", verdict(results, gpu, CASE_EVERYTHING_4, 1.35)),
         ("GPU, mask and capture memory <= 128 MiB (bf16, all features, 4 regions)",
          memory_verdict(results, gpu, CASE_EVERYTHING_4, 128)),
+        ("(for reference, not the target: the same case on CPU in fp32, 4096 + 512, twice bf16's bytes)",
+         memory_verdict(results, "CPU fp32, FLUX dims, 4096", CASE_EVERYTHING_4, 128, judged=False)),
     ]
     return "| target | status |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
@@ -236,9 +240,10 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
   the stated runs after a warm-up, each case's runs interleaved with plain-attention runs (its own denominator),
   so machine drift cancels out. On the 2-core CI-class machine ratios still move by about +-10% between runs;
   compare cases within one run
-- "exact-FLOP floor": query-key pairs an exact evaluation must touch, relative to plain. Region prompts add tokens
-  (FLUX's T5 prompts are at least 256 tokens in ComfyUI), and `base_ratio` adds a second softmax over [base ; image],
-  so the defaults cannot reach plain cost exactly; the gap between "vs plain" and the floor is the engine's overhead.
+- "exact-FLOP floor": query-key pairs an exact evaluation must touch, relative to plain (capture's recomputed
+  text logits count half a pair: no value product). Region prompts add tokens (FLUX's T5 prompts are at least 256
+  tokens in ComfyUI), and `base_ratio` adds a second softmax over [base ; image], so the defaults cannot reach
+  plain cost exactly. "vs floor" (= vs plain / floor) is the engine's own overhead.
 - kept memory: what the case holds between calls (the regional plan, the capture buffer, the dense mask of the
   baseline). Peak extra: the most bytes allocated at once during one run of the case, its output included
   (CPU: the profiler's allocation events; CUDA: the allocator's peak counter); compare with plain attention's row
@@ -248,6 +253,17 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
 ## Targets (issues 4, 5, 8) and where they stand
 
 {targets(results)}
+Where the remaining gap comes from (profiled on the CPU machine; read the tables for the figures of this run):
+- The two regional CPU targets sit below their exact-FLOP floors: 256-token region prompts and the base softmax
+  are work an exact result needs, so no exact engine can meet them on this shape. Not computing them
+  (trimming region prompts to their words, dropping the base blend) would change the image, so it is not done.
+- Over the floor, the engine's overhead is the "vs floor" column: about 1.1-1.25x at 1024 image tokens, 1.03-1.1x
+  at 4096. It is kernel calls smaller than plain's (a 256-row call costs about 10% more per pair than a
+  1280-row one on this CPU), key/value gathers for the image tokens of restricted coverage classes, and first
+  touches of freshly allocated buffers. Unbiased key parts in two or three separate slices are attended slice by
+  slice and merged instead of gathered (no copy of k and v).
+- Not built: FlexAttention block masks on GPU. They need `torch.compile` per shape, and no GPU was available to
+  check them against the reference; the GPU suite above runs the fused flash/efficient kernels as they are.
 """
     text = header + "\n".join(sections)
     if not args.no_write:
