@@ -198,6 +198,9 @@ def suites(quick):
         out.append(("CPU fp32, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens; "
                     "the two main settings, 3 runs",
                     dict(device=cpu, dtype=torch.float32, n_img=4096, n_txt=512, region_len=512, quick=True, repeats=3, **flux)))
+        out.append(("CPU fp32, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 tokens; "
+                    "the two main settings, 3 runs",
+                    dict(device=cpu, dtype=torch.float32, n_img=4096, n_txt=333, region_len=154, quick=True, repeats=3, **sd35)))
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         for dtype in (torch.float16, torch.bfloat16):
