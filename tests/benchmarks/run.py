@@ -263,8 +263,8 @@ Where the remaining gap comes from (profiled on the CPU machine; read the tables
 - The two regional CPU targets sit below their exact-FLOP floors: 256-token region prompts and the base softmax
   are work an exact result needs, so no exact engine can meet them on this shape. Not computing them
   (trimming region prompts to their words, dropping the base blend) would change the image, so it is not done.
-- Over the floor, the engine's overhead is the "vs floor" column: about 1.1-1.25x at 1024 image tokens, 1.03-1.1x
-  at 4096. It is kernel calls smaller than plain's (a 256-row call costs about 10% more per pair than a
+- Over the floor, the engine's overhead is the "vs floor" column: mostly 1.1-1.3x at 1024 image tokens (up to
+  1.45x with every feature on at SD3.5-L dims), 1.05-1.2x at 4096. It is kernel calls smaller than plain's (a 256-row call costs about 10% more per pair than a
   1280-row one on this CPU), key/value gathers for the image tokens of restricted coverage classes, and first
   touches of freshly allocated buffers. Unbiased key parts in two or three separate slices are attended slice by
   slice and merged instead of gathered (no copy of k and v).
