@@ -233,6 +233,13 @@ class JointAttentionDispatcher:
         else:
             out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
             for spec, row_list in groups:
+                if row_list == list(range(row_list[0], row_list[-1] + 1)):
+                    # Contiguous rows (CFG halves): views, no copy of q/k/v and no index tensor
+                    # (a host-to-device copy that would stall the GPU stream on every call).
+                    lo, n = row_list[0], len(row_list)
+                    out.narrow(0, lo, n).copy_(joint_attention(
+                        q.narrow(0, lo, n), k.narrow(0, lo, n), v.narrow(0, lo, n), layout, spec, self.kernels, scale))
+                    continue
                 rows = torch.tensor(row_list, device=q.device)
                 part = joint_attention(
                     q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows),

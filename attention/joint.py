@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 import torch
 
-from .kernels import KernelSelector, merge_partials
+from .kernels import KernelSelector, merge_partials, weighted_sum
 from .layout import TokenLayout
 
 Index = Union[slice, torch.Tensor]
@@ -70,6 +70,15 @@ class QueryGroup:
     parts: list = field(default_factory=list)
     base_ratio: float = 0.0
     image_rows: Optional[Index] = None  # positions within the image, for capture
+    # Kernel calls worked out on first use, per device (`_recipe`); not part of the group's identity.
+    prepared: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def nbytes(self) -> int:
+        """Bytes of the index and bias tensors the group holds (its parts and prepared calls)."""
+        items = [self.index] + [x for p in self.parts for x in (p.index, p.key_bias, p.main_bias)]
+        own = sum(t.numel() * t.element_size() for t in items if isinstance(t, torch.Tensor))
+        calls = [c for recipe in self.prepared.values() if recipe for c in recipe.values()]
+        return own + sum(c.nbytes() for c in calls)
 
 
 def take(x: torch.Tensor, index: Index, dim: int = 2) -> torch.Tensor:
@@ -190,23 +199,21 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
         yield part.text_offset, torch.cat(chunks, dim=1)
 
 
-def _gather_keys(k, v, parts, device):
-    """Keys/values of `parts` concatenated, each part's logit scale folded into its keys.
+@dataclass(eq=False)
+class _KeyCall:
+    """One kernel call of a query group over some of its key parts, worked out once per group and
+    device (index joins, bias layout, finiteness checks) so that a call only moves data: no index
+    building and no host-device synchronisation per attention call."""
 
-    Returns (k, v, segments) where segments are (start, stop) of each part in the result."""
-    index = cat_index([p.index for p in parts], device)
-    kc, vc = take(k, index), take(v, index)
-    segments, start = [], 0
-    for p in parts:
-        stop = start + index_len(p.index)
-        segments.append((start, stop))
-        start = stop
-    scaled = [(seg, p.logit_scale) for seg, p in zip(segments, parts) if p.logit_scale != 1.0]
-    if scaled:
-        kc = kc.clone() if isinstance(index, slice) else kc
-        for (lo, hi), factor in scaled:
-            kc[:, :, lo:hi] *= factor
-    return kc, vc, segments
+    runs: Optional[list] = None  # unbiased key slices attended one by one and merged (no k/v copy)
+    index: Index = None  # otherwise: the keys, gathered for one call
+    scaled: tuple = ()  # (lo, hi, factor): logit scales folded into the gathered keys
+    key_bias: Optional[torch.Tensor] = None  # [1, 1, 1, keys] fp32, for the kernel
+    query_biases: tuple = ()  # ((lo, hi), [rows] fp32): per-query biases on extra head dims
+
+    def nbytes(self) -> int:
+        tensors = [self.index, self.key_bias] + [b for _, b in self.query_biases]
+        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
 # Unbiased parts that lie in up to this many separate key runs are attended run by run and
@@ -232,44 +239,62 @@ def _separate_runs(parts):
     return runs
 
 
-def _attend_parts(qg, k, v, parts, kernels, scale, with_bias: bool):
-    """One kernel call over `parts`; per-query biases (constant within a part) ride on extra
-    head dims: q' = [q, b_p(i)/scale], k' = [k, onehot(p)]. Per-key biases go to the kernel.
+def _prepare_call(parts, with_bias: bool, device) -> _KeyCall:
+    """How to attend `parts` in one kernel call. Per-query biases (constant within a part) ride on
+    extra head dims: q' = [q, b_p(i)/scale], k' = [k, onehot(p)]. Per-key biases go to the kernel.
     Unbiased parts in a few separate key runs are attended run by run and merged instead."""
     unbiased = not (with_bias and any(isinstance(p.main_bias, torch.Tensor) for p in parts))
     runs = _separate_runs(parts) if unbiased else None
     if runs and 1 < len(runs) <= _MAX_SPLIT_RUNS:
+        return _KeyCall(runs=runs)
+    index = cat_index([p.index for p in parts], device)
+    segments, start = [], 0
+    for p in parts:
+        stop = start + index_len(p.index)
+        segments.append((start, stop))
+        start = stop
+    scaled = tuple((lo, hi, p.logit_scale) for (lo, hi), p in zip(segments, parts) if p.logit_scale != 1.0)
+    key_bias = None
+    if with_bias and any(p.key_bias is not None for p in parts):
+        key_bias = torch.zeros(start, device=device, dtype=torch.float32)
+        for (lo, hi), p in zip(segments, parts):
+            if p.key_bias is not None:
+                key_bias[lo:hi] = p.key_bias.to(device, torch.float32)
+        key_bias = key_bias.view(1, 1, 1, -1)
+    query_biases = tuple((seg, p.main_bias.to(device, torch.float32)) for seg, p in zip(segments, parts)
+                         if with_bias and isinstance(p.main_bias, torch.Tensor))
+    return _KeyCall(index=index, scaled=scaled, key_bias=key_bias, query_biases=query_biases)
+
+
+def _attend_call(qg, k, v, call: _KeyCall, kernels, scale):
+    if call.runs is not None:
         outs, lses = [], []
-        for index in runs:
+        for index in call.runs:
             o, lse = kernels.attend(qg, take(k, index), take(v, index), scale)
             outs.append(o)
             lses.append(lse)
-        return merge_partials(outs, lses, [None] * len(outs))
-    kc, vc, segments = _gather_keys(k, v, parts, qg.device)
-    key_bias = None
-    if with_bias and any(p.key_bias is not None for p in parts):
-        key_bias = torch.zeros(kc.shape[-2], device=qg.device, dtype=torch.float32)
-        for (lo, hi), p in zip(segments, parts):
-            if p.key_bias is not None:
-                key_bias[lo:hi] = p.key_bias.to(torch.float32)
-        key_bias = key_bias.view(1, 1, 1, -1)
-    biased = [(seg, p.main_bias) for seg, p in zip(segments, parts) if with_bias and isinstance(p.main_bias, torch.Tensor)]
-    if not biased:
-        return kernels.attend(qg, kc, vc, scale, key_bias)
+        return merge_partials(outs, lses, [None] * len(outs), consume=True)
+    kc, vc = take(k, call.index), take(v, call.index)
+    if call.scaled:  # fold logit scales into a copy of the keys (a gather already is one)
+        kc = kc.clone() if isinstance(call.index, slice) else kc
+        for lo, hi, factor in call.scaled:
+            kc[:, :, lo:hi] *= factor
+    if not call.query_biases:
+        return kernels.attend(qg, kc, vc, scale, call.key_bias)
     # Extra dims in fp32 keep the biases exact; pad to a multiple of 8 for the fused kernels.
-    extra = -(-len(biased) // 8) * 8
+    extra = -(-len(call.query_biases) // 8) * 8
     b, h, nq, d = qg.shape
     qa = torch.zeros(b, h, nq, d + extra, dtype=torch.float32, device=qg.device)
     ka = torch.zeros(b, h, kc.shape[-2], d + extra, dtype=torch.float32, device=qg.device)
     qa[..., :d] = qg
     ka[..., :d] = kc
-    for j, ((lo, hi), bias) in enumerate(biased):
-        qa[..., d + j] = (bias.to(qg.device, torch.float32) / scale)
+    for j, ((lo, hi), bias) in enumerate(call.query_biases):
+        qa[..., d + j] = bias / scale
         ka[:, :, lo:hi, d + j] = 1.0
     # Fused kernels want one head size for q, k and v: pad v with zeros and drop the extra outputs.
     va = torch.zeros(b, h, kc.shape[-2], d + extra, dtype=torch.float32, device=qg.device)
     va[..., : vc.shape[-1]] = vc
-    out, lse = kernels.attend(qa, ka, va, scale, key_bias)
+    out, lse = kernels.attend(qa, ka, va, scale, call.key_bias)
     return out[..., : vc.shape[-1]], lse
 
 
@@ -277,27 +302,46 @@ def _finite(bias) -> bool:
     return not isinstance(bias, torch.Tensor) or bool(torch.isfinite(bias).all())
 
 
+def _recipe(group: QueryGroup, device):
+    """The group's kernel calls, prepared on first use and kept on the group (groups of a regional
+    plan live as long as the plan: every block and step reuses them). None: general merge path."""
+    key = str(device)
+    if key in group.prepared:
+        return group.prepared[key]
+    parts = [p for p in group.parts if index_len(p.index) > 0]
+    recipe = None
+    if all(_finite(p.main_bias) for p in parts):
+        main = [p for p in parts if p.main_bias is not EXCLUDED]
+        if group.base_ratio <= 0.0:
+            recipe = {"main": _prepare_call(main, True, device)}
+        else:
+            # Keys seen unbiased by both softmaxes (shared), keys of the main softmax only or with
+            # biases (main), keys of the base softmax only (base).
+            plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
+            shared = {id(p) for p in plain}
+            main_only = [p for p in main if id(p) not in shared]
+            base_only = [p for p in parts if p.in_base and id(p) not in shared]
+            recipe = {name: _prepare_call(chosen, with_bias, device)
+                      for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True),
+                                                      ("base", base_only, False)) if chosen}
+    group.prepared[key] = recipe
+    return recipe
+
+
 def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
-    """At most three kernel calls: keys seen unbiased by both softmaxes (shared), keys of the main
-    softmax only or with biases (main), keys of the base softmax only (base); then one weighted sum."""
+    """At most three kernel calls (see `_recipe`), then one weighted sum."""
     qg = take(q, group.index)
     b = group.base_ratio
-    parts = [p for p in group.parts if index_len(p.index) > 0]
-    if not all(_finite(p.main_bias) for p in parts):
+    recipe = _recipe(group, q.device)
+    if recipe is None:
         return _run_group_merged(qg, k, v, group, kernels, scale)
-    main = [p for p in parts if p.main_bias is not EXCLUDED]
     if b <= 0.0:
-        out, lse = _attend_parts(qg, k, v, main, kernels, scale, with_bias=True)
+        out, lse = _attend_call(qg, k, v, recipe["main"], kernels, scale)
         return out.to(q.dtype), lse, None
-    plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
-    shared = {id(p) for p in plain}
-    main_only = [p for p in main if id(p) not in shared]
-    base_only = [p for p in parts if p.in_base and id(p) not in shared]
-    results = {}
-    for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True), ("base", base_only, False)):
-        if chosen:
-            results[name] = _attend_parts(qg, k, v, chosen, kernels, scale, with_bias)
-    neg = torch.full(qg.shape[:-1], float("-inf"), device=qg.device)
+    results = {name: _attend_call(qg, k, v, call, kernels, scale) for name, call in recipe.items()}
+    neg = None
+    if len(results) < 3:
+        neg = torch.full(qg.shape[:-1], float("-inf"), device=qg.device)
     l_shared = results["shared"][1] if "shared" in results else neg
     l_main = results["main"][1] if "main" in results else neg
     l_base = results["base"][1] if "base" in results else neg
@@ -308,10 +352,7 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
         "main": (1.0 - b) * torch.exp(l_main - lse_main),
         "base": b * torch.exp(l_base - lse_base),
     }
-    out = None
-    for name, (o, _) in results.items():
-        term = o.float() * coef[name].unsqueeze(-1)
-        out = term if out is None else out.add_(term)
+    out = weighted_sum([o for o, _ in results.values()], [coef[name] for name in results], consume=True)
     return out.to(q.dtype), lse_main, lse_base
 
 

@@ -142,7 +142,7 @@ class KernelSelector:
         )
 
 
-def merge_partials(outs, lses, biases):
+def merge_partials(outs, lses, biases, consume: bool = False):
     """Exact softmax over the union of key parts, from per-part results.
 
     outs[p] [B,H,Lq,D] and lses[p] [B,H,Lq] come from attention over part p alone;
@@ -155,8 +155,21 @@ def merge_partials(outs, lses, biases):
     stacked = torch.stack(weights)  # [P,B,H,Lq]
     total = torch.logsumexp(stacked, dim=0)
     share = torch.exp(stacked - total.unsqueeze(0))  # [P,B,H,Lq]
+    return weighted_sum(outs, share.unbind(0), consume), total
+
+
+def weighted_sum(outs, weights, consume: bool):
+    """sum_p outs[p] * weights[p][..., None] in fp32, accumulated in place.
+
+    `consume`: the parts are kernel outputs nobody else reads; the first fp32 one becomes the
+    result instead of a new buffer (fresh multi-MiB buffers cost page faults on every call on CPU).
+    """
     out = None
-    for p, part_out in enumerate(outs):
-        contrib = part_out.float() * share[p].unsqueeze(-1)
-        out = contrib if out is None else out.add_(contrib)
-    return out, total
+    for part_out, weight in zip(outs, weights):
+        w = weight.unsqueeze(-1)
+        if out is None:
+            fresh = consume and part_out.dtype == torch.float32
+            out = part_out.mul_(w) if fresh else part_out.float() * w
+        else:
+            out.addcmul_(part_out, w)
+    return out

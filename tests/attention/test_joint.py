@@ -149,3 +149,32 @@ def test_soft_masks_stay_on_the_fused_kernel(caplog):
         joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), kernels, SCALE)
     assert "reference kernel" not in caplog.text
     assert set(kernels.chosen().values()) == {"cpu_flash"}
+
+
+def _host_reads(fn) -> int:
+    """Ops that read a tensor's value on the host: each one stalls a GPU stream until it drains."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name in ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero"))
+
+
+@pytest.mark.parametrize("mask_kind", ["hard", "soft"])
+@pytest.mark.parametrize("base_ratio", [0.0, 0.3])
+def test_regional_calls_read_nothing_back_to_the_host_after_the_first(mask_kind, base_ratio):
+    """Checks on bias values (finite? soft?) run once per plan, not per attention call: a call that
+    reads a device value back waits for the GPU queue to drain, 57 times per model forward."""
+    layout = _layout()
+    plan = RegionalPlan(_masks(mask_kind), [1.0, 2.0], "restricted", "background", base_ratio)
+    q, k, v = _qkv(layout)
+    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3)
+    kernels = KernelSelector()
+
+    def call():
+        return joint_attention(q, k, v, layout, spec, kernels, SCALE)
+
+    first = call()
+    assert _host_reads(call) == 0
+    torch.testing.assert_close(call(), first, rtol=0, atol=0)
+    assert _host_reads(lambda: plan.groups(layout, spec, q.device)) == 0  # cached

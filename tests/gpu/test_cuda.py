@@ -68,3 +68,23 @@ def test_cuda_memory_returns_to_baseline_over_many_runs():
     comfy.model_management.unload_all_models()
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= baseline
+
+
+@pytest.mark.parametrize("base_ratio", [0.0, 0.2])
+def test_regional_calls_do_not_synchronise_the_stream(base_ratio):
+    """After the first call (kernel probe, plan preparation), an attention call queues work only."""
+    layout = TokenLayout(n_txt=40, n_img=96, n_ref=0, region_lens=(24, 16), grid=(8, 12))
+    masks = torch.zeros(2, 96, device="cuda")
+    masks[0, :50] = 1.0
+    masks[1, 40:90] = torch.linspace(0.1, 1.0, 50, device="cuda")
+    q, k, v = (torch.randn(2, 4, layout.total, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    plan = RegionalPlan(masks, [1.0, 1.5], "restricted", "background", base_ratio)
+    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=1.2)
+    kernels = KernelSelector()
+    joint_attention(q, k, v, layout, spec, kernels, 0.125)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        joint_attention(q, k, v, layout, spec, kernels, 0.125)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
