@@ -101,7 +101,18 @@ def pair_count_regional(layout, masks, image_attention, global_prompt, base_rati
 def cases(api: Api, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick=False, all_blocks=0,
           region_counts=(2, 4), dense_limit=2 * 2**30, seed=0):
     """Yields the cases of one suite. `all_blocks`: attention calls of one model forward for the
-    "capture of all blocks" case (0 leaves it out)."""
+    "capture of all blocks" case (0 leaves it out). Cases that run the pack's engine carry its
+    kernel selector in `extra["kernels"]` (the benchmark times the kernel calls inside a case)."""
+    kernels = api.KernelSelector()
+    for case in _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick, all_blocks,
+                       region_counts, dense_limit, seed):
+        if case.check is not None:
+            case.extra["kernels"] = kernels
+        yield case
+
+
+def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick, all_blocks, region_counts,
+           dense_limit, seed):
     grid = (int(math.isqrt(n_img)),) * 2
     scale = 1.0 / math.sqrt(head_dim)
     g = torch.Generator().manual_seed(seed)
@@ -109,7 +120,6 @@ def cases(api: Api, device, dtype, heads, head_dim, n_img, n_txt, region_len, qu
     def qkv(total):
         return [torch.randn(1, heads, total, head_dim, generator=g).to(device, dtype) for _ in range(3)]
 
-    kernels = api.KernelSelector()
 
     def engine(q, k, v, layout, spec):
         return lambda: api.joint_attention(q, k, v, layout, spec, kernels, scale)
