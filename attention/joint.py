@@ -77,8 +77,7 @@ class QueryGroup:
         """Bytes of the index and bias tensors the group holds (its parts and prepared calls)."""
         items = [self.index] + [x for p in self.parts for x in (p.index, p.key_bias, p.main_bias)]
         own = sum(t.numel() * t.element_size() for t in items if isinstance(t, torch.Tensor))
-        calls = [c for recipe in self.prepared.values() if recipe for c in recipe.values()]
-        return own + sum(c.nbytes() for c in calls)
+        return own + sum(recipe.nbytes() for recipe in self.prepared.values() if recipe is not None)
 
 
 def take(x: torch.Tensor, index: Index, dim: int = 2) -> torch.Tensor:
@@ -302,6 +301,17 @@ def _finite(bias) -> bool:
     return not isinstance(bias, torch.Tensor) or bool(torch.isfinite(bias).all())
 
 
+@dataclass(eq=False)
+class _Recipe:
+    """A group's prepared kernel calls by role ("main", or "shared" / "main" / "base" with base_ratio)."""
+
+    calls: dict
+    blend: Optional[torch.Tensor] = None  # [4,1,1,1]: (1-b, 1-b, b, b), on the device, for the weights
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes() for c in self.calls.values()) + (0 if self.blend is None else self.blend.numel() * 4)
+
+
 def _recipe(group: QueryGroup, device):
     """The group's kernel calls, prepared on first use and kept on the group (groups of a regional
     plan live as long as the plan: every block and step reuses them). None: general merge path."""
@@ -312,8 +322,9 @@ def _recipe(group: QueryGroup, device):
     recipe = None
     if all(_finite(p.main_bias) for p in parts):
         main = [p for p in parts if p.main_bias is not EXCLUDED]
-        if group.base_ratio <= 0.0:
-            recipe = {"main": _prepare_call(main, True, device)}
+        b = group.base_ratio
+        if b <= 0.0:
+            recipe = _Recipe({"main": _prepare_call(main, True, device)})
         else:
             # Keys seen unbiased by both softmaxes (shared), keys of the main softmax only or with
             # biases (main), keys of the base softmax only (base).
@@ -321,9 +332,11 @@ def _recipe(group: QueryGroup, device):
             shared = {id(p) for p in plain}
             main_only = [p for p in main if id(p) not in shared]
             base_only = [p for p in parts if p.in_base and id(p) not in shared]
-            recipe = {name: _prepare_call(chosen, with_bias, device)
-                      for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True),
-                                                      ("base", base_only, False)) if chosen}
+            calls = {name: _prepare_call(chosen, with_bias, device)
+                     for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True),
+                                                     ("base", base_only, False)) if chosen}
+            blend = torch.tensor([1.0 - b, 1.0 - b, b, b], dtype=torch.float32).view(4, 1, 1, 1).to(device)
+            recipe = _Recipe(calls, blend)
     group.prepared[key] = recipe
     return recipe
 
@@ -336,9 +349,9 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     if recipe is None:
         return _run_group_merged(qg, k, v, group, kernels, scale)
     if b <= 0.0:
-        out, lse = _attend_call(qg, k, v, recipe["main"], kernels, scale)
+        out, lse = _attend_call(qg, k, v, recipe.calls["main"], kernels, scale)
         return out.to(q.dtype), lse, None
-    results = {name: _attend_call(qg, k, v, call, kernels, scale) for name, call in recipe.items()}
+    results = {name: _attend_call(qg, k, v, call, kernels, scale) for name, call in recipe.calls.items()}
     neg = None
     if len(results) < 3:
         neg = torch.full(qg.shape[:-1], float("-inf"), device=qg.device)
@@ -347,11 +360,11 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     l_base = results["base"][1] if "base" in results else neg
     lse_main = torch.logaddexp(l_shared, l_main)
     lse_base = torch.logaddexp(l_shared, l_base)
-    coef = {
-        "shared": (1.0 - b) * torch.exp(l_shared - lse_main) + b * torch.exp(l_shared - lse_base),
-        "main": (1.0 - b) * torch.exp(l_main - lse_main),
-        "base": b * torch.exp(l_base - lse_base),
-    }
+    # The four softmax weights in one pass (few ops: on a GPU each one is a launch):
+    # (1 - b) e^(ls - lse_main), (1 - b) e^(lm - lse_main), b e^(ls - lse_base), b e^(lb - lse_base).
+    w = torch.exp(torch.stack([l_shared, l_main, l_shared, l_base]) - torch.stack([lse_main, lse_main, lse_base, lse_base]))
+    w.mul_(recipe.blend)
+    coef = {"shared": w[0].add_(w[2]), "main": w[1], "base": w[3]}
     out = weighted_sum([o for o, _ in results.values()], [coef[name] for name in results], consume=True)
     return out.to(q.dtype), lse_main, lse_base
 

@@ -88,7 +88,9 @@ class RegionalPlan:
         return self.masks.shape[0]
 
     def nbytes(self) -> int:
-        return self.masks.numel() * 4 + self.cover.numel() + sum(c.rows.numel() * 8 for c in self._classes)
+        """Masks, classes, and the query groups (with their prepared calls) built so far."""
+        groups = sum(g.nbytes() for built in self._groups.values() for g in built)
+        return self.masks.numel() * 4 + self.cover.numel() + sum(c.rows.numel() * 8 for c in self._classes) + groups
 
     def _image_classes(self):
         n = self.n_regions

@@ -128,13 +128,19 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
     masks[0, :32] = 0.5
     layout = TokenLayout(n_txt=512, n_img=4096, region_lens=(512,) * 4, grid=grid)
     plan = RegionalPlan(masks, [1.0] * 4, "restricted", "background", 0.2)
-    groups = plan.groups(layout, RowSpec(isolate_regions=False, regional=plan), torch.device("cpu"))
+    bare = plan.nbytes()
+    spec = RowSpec(isolate_regions=False, regional=plan)
+    groups = plan.groups(layout, spec, torch.device("cpu"))
     index_bytes = 0
     for g in groups:
         for item in [g.index] + [p.index for p in g.parts] + [p.key_bias for p in g.parts] + [p.main_bias for p in g.parts]:
             if isinstance(item, torch.Tensor):
                 index_bytes += item.numel() * item.element_size()
-    total = plan.nbytes() + index_bytes
+    assert plan.nbytes() == bare + index_bytes  # the plan accounts for the groups it built
+    q, k, v = (torch.zeros(1, 1, layout.total, 8) for _ in range(3))
+    joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)  # prepares each group's kernel calls
+    total = plan.nbytes()
+    assert total > bare + index_bytes  # ... and the calls it prepared
     assert total <= 64 * 2**20, total
     assert total < layout.total ** 2  # far below even one byte per query-key pair
 
