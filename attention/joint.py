@@ -33,7 +33,9 @@ class RowSpec:
     """What applies to one set of batch rows in one attention call.
 
     `isolate_regions`: appended region-text tokens are invisible to every other token
-    and see only each other (uncond rows, or rows regional prompting does not touch).
+    and each sees only itself (uncond rows, or rows regional prompting does not touch).
+    Nothing reads those tokens there (no other token attends to them and models output
+    image tokens only), so the cheapest well-defined attention is used: output = v.
     `regional`: a `RegionalPlan` to enforce (cond rows in a selected block); when None
     and not isolated, region texts take part unmasked.
     `text_gamma`: TACA multiplier on image-query x text-key logits.
@@ -70,6 +72,7 @@ class QueryGroup:
     parts: list = field(default_factory=list)
     base_ratio: float = 0.0
     image_rows: Optional[Index] = None  # positions within the image, for capture
+    self_only: bool = False  # each row sees only its own key: output = v (isolated region texts)
     # Kernel calls worked out on first use, per device (`_recipe`); not part of the group's identity.
     prepared: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -121,7 +124,13 @@ def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
     if has_regions and spec.isolate_regions:
         text_keys = layout.txt
         main = cat_index([layout.txt, layout.visual], device)
-        groups.append(QueryGroup(layout.regions, [KeyPart(layout.regions)]))
+        groups.append(QueryGroup(layout.regions, self_only=True))
+        if gamma == 1.0 and spec.capture is None:
+            # [T0] and [I ; F] query slices over the two key slices around the region texts: the
+            # engine attends them without copying q, k or v (rows isolated from regions: CFG's uncond).
+            outside = [KeyPart(layout.txt), KeyPart(layout.visual)]
+            groups += [QueryGroup(layout.txt, outside), QueryGroup(layout.visual, outside)]
+            return groups
     else:
         text_keys = slice(0, layout.n_context)
         main = slice(0, layout.total)
@@ -145,6 +154,9 @@ def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=N
     out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
     for group in groups:
         if index_len(group.index) == 0:
+            continue
+        if group.self_only:  # a softmax over one key is 1: the row's own value
+            out[:, :, group.index] = take(v, group.index)
             continue
         result, lse_main, lse_base = _run_group(q, k, v, group, kernels, scale)
         if isinstance(group.index, slice):

@@ -49,6 +49,7 @@ class Check:
     settings: tuple = DEFAULTS
     gamma: float = 1.0
     sink: object = None  # CaptureSink the case writes its maps to (reset before checking)
+    isolate: bool = False  # region texts isolated (the uncond rows of a regional run)
     calls: int = 1
     output: Callable = None  # one call of the engine with the case's spec -> [B,H,L,D]
 
@@ -180,6 +181,11 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
             yield Case(f"regional, {n} regions, {ia} / {gp} / base_ratio {br}", engine(q, k, v, layout, spec),
                        pair_count_regional(layout, masks.cpu(), ia, gp, br), f"{plan.nbytes() / 2**20:.2f} MiB plan",
                        check=Check(q, k, v, layout, masks, (ia, gp, br), output=engine(q, k, v, layout, spec)))
+        # CFG's negative half of the same run: region texts appended but isolated (each sees itself).
+        spec = api.RowSpec(isolate_regions=True)
+        yield Case(f"regional, uncond row of CFG (region texts isolated), {n} regions", engine(q, k, v, layout, spec),
+                   plain_pairs + layout.n_regions_tokens,
+                   check=Check(q, k, v, layout, isolate=True, output=engine(q, k, v, layout, spec)))
         defaults = api.RegionalPlan(masks, [1.0] * n, *DEFAULTS)
         floor = pair_count_regional(layout, masks.cpu(), *DEFAULTS)
         spec = api.RowSpec(isolate_regions=False, regional=defaults, text_gamma=TACA_GAMMA)

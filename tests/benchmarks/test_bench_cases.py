@@ -43,6 +43,7 @@ def test_the_benchmark_covers_every_setting_and_baseline():
         assert f"baseline: dense [B,H,L,L] additive mask, {n} regions" in names
         assert f"baseline: one pass per region (core masked conditioning), {n} regions" in names
         assert f"everything: regional defaults + TACA + text scale + capture, {n} regions" in names
+        assert f"regional, uncond row of CFG (region texts isolated), {n} regions" in names
     assert {"plain attention", "TACA (gamma 1.2)", "text scale (x1.5 before the block)",
             "capture (attention maps) of the call", "capture of all blocks (3 calls into one buffer)"} <= set(names)
     # Every engine case is checked below; the rest are plain attention or the baselines.
@@ -58,7 +59,7 @@ def test_engine_case_matches_dense_reference(dtype, case):
         ia, gp, br = check.settings
         bias = dense_bias(layout, check.masks, [1.0] * len(layout.region_lens), ia, gp)
     else:
-        br, bias = 0.0, dense_bias(layout)
+        br, bias = 0.0, dense_bias(layout, isolate_regions=check.isolate)
     want, probs = dense_attention(check.q, check.k, check.v, bias, 1.0 / math.sqrt(HEAD_DIM), check.gamma, layout, br)
     if check.sink is not None:
         check.sink.sum.zero_()

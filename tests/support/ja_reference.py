@@ -25,11 +25,11 @@ def dense_bias(layout, masks=None, strengths=None, image_attention="restricted",
     R = [range(layout.region(r).start, layout.region(r).stop) for r in range(n)]
     all_regions = [t for rr in R for t in rr]
     if isolate_regions or masks is None:
-        if isolate_regions:
-            for a in list(T0) + list(I) + list(Fr):
-                for t in all_regions:
-                    bias[a, t] = NEG
-                    bias[t, a] = NEG
+        if isolate_regions:  # region texts: invisible to every other token, each sees only itself
+            for t in all_regions:
+                bias[t, :] = NEG
+                bias[:, t] = NEG
+                bias[t, t] = 0.0
         return bias
     m = masks.double()
     bias[:] = NEG
