@@ -31,13 +31,18 @@ browser-deps:
 demo: setup
 	@$(PY) scripts/demo.py
 
+# --rootdir=tests: the repository root is the pack's package (an __init__.py with relative imports), and pytest
+# imports it while collecting; with the repository as rootdir it names it after the checkout folder, which fails
+# for folder names that are not Python identifiers (a clone into "comfyui-joint-attention": every test errors).
+PYTEST := $(PY) -m pytest -q --rootdir=tests
+
 test: setup browser-deps
 	@$(PY) -m ruff check .
 	@node --test js/tests/
-	@$(PY) -m pytest -q tests
+	@$(PYTEST) tests
 
 test-fast: setup
-	@$(PY) -m pytest -q tests -m "not server and not browser"
+	@$(PYTEST) tests -m "not server and not browser"
 
 bench: setup
 	@$(PY) tests/benchmarks/run.py
