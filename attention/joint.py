@@ -119,26 +119,19 @@ def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
     if spec.regional is not None:
         return spec.regional.groups(layout, spec, device)
     gamma = spec.text_gamma
-    has_regions = bool(layout.region_lens)
     groups = []
-    if has_regions and spec.isolate_regions:
-        text_keys = layout.txt
-        main = cat_index([layout.txt, layout.visual], device)
+    if layout.region_lens and spec.isolate_regions:
+        # Region texts are read by nothing here: each sees itself. Every other token attends the two
+        # key slices around them, slice by slice (no copy of q, k or v).
         groups.append(QueryGroup(layout.regions, self_only=True))
-        if gamma == 1.0 and spec.capture is None:
-            # [T0] and [I ; F] query slices over the two key slices around the region texts: the
-            # engine attends them without copying q, k or v (rows isolated from regions: CFG's uncond).
-            outside = [KeyPart(layout.txt), KeyPart(layout.visual)]
-            groups += [QueryGroup(layout.txt, outside), QueryGroup(layout.visual, outside)]
-            return groups
+        text_keys, keys = layout.txt, [KeyPart(layout.txt), KeyPart(layout.visual)]
+        query_runs = [layout.txt, layout.visual]
     else:
-        text_keys = slice(0, layout.n_context)
-        main = slice(0, layout.total)
-    non_image_queries = cat_index([slice(0, layout.n_txt if has_regions and spec.isolate_regions else layout.n_context), layout.ref], device)
+        text_keys, keys = slice(0, layout.n_context), [KeyPart(slice(0, layout.total))]
+        query_runs = [slice(0, layout.total)]
     if gamma == 1.0 and spec.capture is None:
-        groups.append(QueryGroup(cat_index([non_image_queries, layout.img], device), [KeyPart(main)]))
-        return groups
-    groups.append(QueryGroup(non_image_queries, [KeyPart(main)]))
+        return groups + [QueryGroup(rows, keys) for rows in query_runs]
+    groups.append(QueryGroup(cat_index([text_keys, layout.ref], device), keys))
     image_parts = [
         KeyPart(text_keys, logit_scale=gamma, text_offset=0),
         KeyPart(layout.visual),
