@@ -58,6 +58,8 @@ class ForwardState:
     n_double: int
     n_single: int
     latent_hw: tuple = (0, 0)  # latent rows/cols before patch padding
+    patch: int = 2  # latent cells per token side
+    latent_px: int = 8  # image pixels per latent cell side (FLUX.2: 16)
     row_items: tuple = ()  # per batch row: which image of the batch it is (0 when unknown)
     data: dict = field(default_factory=dict)  # per-modifier data for this forward
     run: Any = None  # per-sampling-run state (captures), if a run wrapper is installed

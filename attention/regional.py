@@ -16,7 +16,7 @@ restriction becomes a gather of allowed keys, never a mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,19 +30,24 @@ GLOBAL_PROMPT = ("background", "everywhere")
 _SNAP = 1e-6
 
 
-def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, cell_px: int = 16, vae_scale: int = 8):
+def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, patch: int = 2, latent_px: int = 8):
     """Average each region mask over every image token's cell.
 
-    masks [n,H,W] in [0,1] at any resolution/aspect are stretched over the image
-    (latent size x vae_scale pixels); cells past the image edge (ComfyUI pads
-    latents to whole patches) count as uncovered. Returns [n, rows*cols] float32.
+    masks [n,H,W] in [0,1] at any resolution/aspect are stretched over the image, which is
+    the latent (`latent_hw` cells) at `latent_px` pixels per latent cell (8 for SD3 / FLUX.1,
+    16 for FLUX.2); a token covers `patch` x `patch` latent cells. Cells past the image edge
+    (ComfyUI pads latents to whole patches) count as uncovered. Returns [n, rows*cols] float32.
     """
     n = masks.shape[0]
-    height, width = latent_hw[0] * vae_scale, latent_hw[1] * vae_scale
+    cell_px = patch * latent_px
+    height, width = latent_hw[0] * latent_px, latent_hw[1] * latent_px
     m = masks.float().unsqueeze(1)
-    if m.shape[-2:] != (height, width):
-        down = m.shape[-2] > height or m.shape[-1] > width
-        m = F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False, antialias=down)
+    # Per axis: a finer mask is box-averaged (exact cell averages for integer ratios), a coarser one is
+    # stretched with nearest-exact, so its pixels stay blocks and hard masks stay hard.
+    if m.shape[-2] != height:
+        m = F.interpolate(m, size=(height, m.shape[-1]), mode="area" if m.shape[-2] > height else "nearest-exact")
+    if m.shape[-1] != width:
+        m = F.interpolate(m, size=(height, width), mode="area" if m.shape[-1] > width else "nearest-exact")
     m = m.clamp_(0.0, 1.0)
     rows, cols = grid
     m = F.pad(m, (0, cols * cell_px - width, 0, rows * cell_px - height))
@@ -195,6 +200,9 @@ class Region:
     mask: torch.Tensor
     strength: float
     content_hash: str  # identifies tokens + mask + strength for caching
+    # What came with the tokens (pooled vector...), opaque here: the host adapter uses it to
+    # turn the tokens into the text the model sees for a prompt.
+    options: dict = field(default_factory=dict, compare=False)
 
 
 class RegionalModifier(Modifier):
@@ -251,7 +259,7 @@ class RegionalModifier(Modifier):
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
         state.data[self.key] = [
-            self._cached(("plan", i, state.latent_hw, state.grid, str(device)), lambda i=i: self._plan(state, device, i))
+            self._cached(("plan", i, state.latent_hw, state.grid, state.patch, state.latent_px, str(device)), lambda i=i: self._plan(state, device, i))
             for i in range(n_plans)
         ]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
@@ -266,9 +274,10 @@ class RegionalModifier(Modifier):
         """Plan for image `item` of the batch (masks with batch 1 serve every image)."""
         masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
         if len({tuple(m.shape) for m in masks}) == 1:
-            tm = token_masks(torch.stack(masks).to(device), state.latent_hw, state.grid)
+            tm = token_masks(torch.stack(masks).to(device), state.latent_hw, state.grid, state.patch, state.latent_px)
         else:
-            tm = torch.cat([token_masks(m[None].to(device), state.latent_hw, state.grid) for m in masks])
+            tm = torch.cat([token_masks(m[None].to(device), state.latent_hw, state.grid, state.patch, state.latent_px)
+                            for m in masks])
         return RegionalPlan(tm, [r.strength for r in self.regions], self.image_attention, self.global_prompt, self.base_ratio)
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:

@@ -78,6 +78,26 @@ def _block_counts(dm) -> tuple:
     raise UnsupportedModel(f"cannot find the transformer blocks of {type(dm).__name__!r}")
 
 
+def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
+    """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
+    conditioning path (`encode_model_conds` -> the model's `extra_conds`), which e.g. left-pads FLUX.2
+    text to 512 tokens. Returns `tokens` itself when the model leaves text unchanged."""
+    import comfy.sampler_helpers
+    import comfy.samplers
+
+    base = model_patcher.model
+    channels = getattr(base.latent_format, "latent_channels", 4)
+    noise = torch.zeros(1, channels, 8, 8)
+    conds = comfy.sampler_helpers.convert_cond([[tokens[None], dict(options)]])
+    conds = comfy.samplers.encode_model_conds(base.extra_conds, conds, noise, torch.device("cpu"), "positive")
+    seen = conds[0]["model_conds"].get("c_crossattn")
+    seen = getattr(seen, "cond", None)
+    if not torch.is_tensor(seen) or seen.ndim != 3 or seen.shape[-1] != tokens.shape[-1]:
+        return tokens
+    seen = seen[0].to(tokens.dtype)
+    return tokens if seen.shape == tokens.shape and torch.equal(seen, tokens) else seen
+
+
 def find_dispatcher(transformer_options) -> JointAttentionDispatcher | None:
     found = (transformer_options or {}).get("patches", {}).get(PACK_KEY)
     return found[0] if found else None
@@ -144,6 +164,8 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         n_double=n_double,
         n_single=n_single,
         latent_hw=(x.shape[-2], x.shape[-1]),
+        patch=patch,
+        latent_px=latent_pixels(base),
         run=transformer_options.get(RUN_KEY),
     )
     state.data["device"] = x.device
@@ -159,10 +181,48 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         c_crossattn = torch.cat([c_crossattn, tokens.unsqueeze(0).expand(c_crossattn.shape[0], -1, -1)], dim=1)
         state.n_context = c_crossattn.shape[1]
     options = {**transformer_options, FORWARD_KEY: state}
+    if state.region_lens:
+        patches = options.get("patches") or {}
+        options["patches"] = {**patches, "post_input": list(patches.get("post_input", ())) + [RegionTextPositions(state)]}
     return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
 
 
 RUN_KEY = "joint_attention_run"
+
+# Image pixels per latent cell for hosts whose latent formats do not say (`spacial_downscale_ratio`
+# arrived after 0.3.75): FLUX.2's latent is 1/16 of the image, the others' 1/8.
+_LATENT_PX_FALLBACK = {"flux2": 16}
+
+
+def latent_pixels(base) -> int:
+    declared = getattr(getattr(base, "latent_format", None), "spacial_downscale_ratio", None)
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    return _LATENT_PX_FALLBACK.get(_family_of_base(base), 8)
+
+
+class RegionTextPositions:
+    """FLUX `post_input` patch: each region text gets the text positions it would have as the prompt alone.
+
+    The host numbers text tokens along the whole context (FLUX.2: a rope axis counts 0..T-1), so
+    appended region texts would read as a continuation of the base prompt. Positions of a text
+    depend only on the token's index, so region r's tokens take the ids of positions 0..T_r-1;
+    base text and image ids are unchanged. FLUX.1 / Chroma ids are all zero: a no-op there."""
+
+    def __init__(self, state: ForwardState):
+        self.state = state
+
+    def __call__(self, args):
+        txt_ids = args.get("txt_ids")
+        state = self.state
+        if txt_ids is None or txt_ids.ndim != 3 or txt_ids.shape[1] != state.n_context:
+            return args
+        txt_ids = txt_ids.clone()
+        start = state.n_txt
+        for length in state.region_lens:
+            txt_ids[:, start:start + length] = txt_ids[:, :length]
+            start += length
+        return {**args, "txt_ids": txt_ids}
 
 
 def install(model, modifier):

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 
 import torch
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, Region, RegionalModifier
 from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
-from .host import install
+from .host import install, model_text
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
@@ -50,7 +51,13 @@ def region_from(node: str, conditioning, mask, strength: float):
     if not bool((mask > 0).any()):
         log.warning("[joint_attention] %s: the mask is empty (all zero); this region is dropped", node)
         return None
-    return Region(tokens, mask, float(strength), _digest(tokens, mask, extra=repr(float(strength))))
+    options = {k: v for k, v in conditioning[0][1].items() if k in _TEXT_OPTIONS}
+    return Region(tokens, mask, float(strength), _digest(tokens, mask, extra=repr(float(strength))), options)
+
+
+# Conditioning entries that describe the text itself (kept so the model can prepare region texts as it
+# prepares a prompt); others (reference latents, areas, masks, hooks) belong to the sampler's conditioning.
+_TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance")
 
 
 class JointAttentionRegion:
@@ -123,6 +130,7 @@ class JointAttentionRegionalApply:
             log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
             return (model,)
         _check_feature_size(node, model, regions)
+        regions = as_model_text(node, model, regions)
         double, single = selections(node, model, double_blocks, single_blocks)
         sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
         modifier = RegionalModifier(
@@ -130,6 +138,21 @@ class JointAttentionRegionalApply:
             cache=MEMORY.cache, registry=MEMORY.registry,
         )
         return (install(model, modifier),)
+
+
+def as_model_text(node, model, regions):
+    """Each region's tokens as the model sees a prompt (FLUX.2 pads text to 512 tokens)."""
+    out = []
+    for i, region in enumerate(regions):
+        try:
+            tokens = model_text(model, region.tokens, region.options)
+        except Exception as exc:  # the host's conditioning code raised: say which region
+            raise node_error(node, "regions", f"region {i + 1}'s prompt could not be prepared for this model "
+                             f"({type(exc).__name__}: {exc}); encode it with the model's text encoder") from None
+        if tokens is not region.tokens:
+            region = replace(region, tokens=tokens, content_hash=f"{region.content_hash}:{tuple(tokens.shape)}")
+        out.append(region)
+    return tuple(out)
 
 
 def text_feature_size(model):
