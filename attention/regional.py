@@ -26,6 +26,9 @@ from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
 
 IMAGE_ATTENTION = ("restricted", "open")
+# Regions one Apply node accepts. Each adds its prompt's tokens to every attention call (256 for FLUX.1,
+# 512 for FLUX.2), so far fewer are practical; the limit bounds memory, not exactness.
+MAX_REGIONS = 128
 GLOBAL_PROMPT = ("background", "everywhere")
 _SNAP = 1e-6
 
@@ -98,17 +101,19 @@ class RegionalPlan:
         return self.masks.numel() * 4 + self.cover.numel() + sum(c.rows.numel() * 8 for c in self._classes) + groups
 
     def _image_classes(self):
+        """Image tokens grouped by the exact set of regions covering them (plus, in background mode,
+        whether one covers them fully). Rows of a boolean matrix, so any number of regions is exact."""
         n = self.n_regions
-        weights = (2 ** torch.arange(n, device=self.masks.device, dtype=torch.float64))
-        sig = (self.cover.double() * weights[:, None]).sum(0).long()
+        pattern = self.cover
         if self.global_prompt == "background":
-            full = (self.masks >= 1.0).any(0)
-            sig = sig + full.long() * (2 ** n)
+            pattern = torch.cat([pattern, (self.masks >= 1.0).any(0, keepdim=True)])
+        else:
+            pattern = torch.cat([pattern, torch.zeros_like(pattern[:1])])
+        kinds, inverse = torch.unique(pattern.t(), dim=0, return_inverse=True)
         classes = []
-        for value in torch.unique(sig).tolist():
-            rows = torch.nonzero(sig == value).flatten()
-            cover = tuple(r for r in range(n) if (value >> r) & 1)
-            classes.append(_ImageClass(rows, cover, bool((value >> n) & 1)))
+        for c, kind in enumerate(kinds.tolist()):
+            rows = torch.nonzero(inverse == c).flatten()
+            classes.append(_ImageClass(rows, tuple(r for r in range(n) if kind[r]), bool(kind[n])))
         return classes
 
     def groups(self, layout: TokenLayout, spec, device):

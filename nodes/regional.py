@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, Region, RegionalModifier
+from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
 from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
 from .host import install, model_text
 from .runtime import MEMORY
@@ -86,8 +86,12 @@ class JointAttentionRegion:
         }
 
     def build(self, conditioning, mask, strength, regions=None):
-        region = region_from("Region (mask + prompt)", conditioning, mask, strength)
+        node = "Region (mask + prompt)"
         previous = tuple(regions or ())
+        if len(previous) >= MAX_REGIONS:
+            raise node_error(node, "regions", f"already holds {len(previous)} regions; a chain takes at most "
+                             f"{MAX_REGIONS} (merge masks that share a prompt)")
+        region = region_from(node, conditioning, mask, strength)
         return (previous + ((region,) if region is not None else ()),)
 
 
@@ -129,6 +133,9 @@ class JointAttentionRegionalApply:
         if not regions:
             log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
             return (model,)
+        if len(regions) > MAX_REGIONS:
+            raise node_error(node, "regions", f"{len(regions)} regions; at most {MAX_REGIONS} are accepted "
+                             "(merge masks that share a prompt)")
         _check_feature_size(node, model, regions)
         regions = as_model_text(node, model, regions)
         double, single = selections(node, model, double_blocks, single_blocks)

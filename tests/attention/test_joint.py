@@ -184,3 +184,24 @@ def test_regional_calls_read_nothing_back_to_the_host_after_the_first(mask_kind,
     assert _host_reads(call) == 0
     torch.testing.assert_close(call(), first, rtol=0, atol=0)
     assert _host_reads(lambda: plan.groups(layout, spec, q.device)) == 0  # cached
+
+
+@pytest.mark.parametrize("n_regions", [54, 64, 100])
+@pytest.mark.parametrize("global_prompt", ["background", "everywhere"])
+def test_many_regions_on_random_cells_match_dense_reference(n_regions, global_prompt):
+    """Issue 15: each image token's region set was a float64 sum cast to int64 (wrong from 54 regions on, an
+    OverflowError at 64): 64 image tokens, random cells, hard and soft masks, every class exact."""
+    g = torch.Generator().manual_seed(n_regions)
+    layout = TokenLayout(n_txt=3, n_img=64, n_ref=0, region_lens=tuple([2] * n_regions), grid=(8, 8))
+    masks = (torch.rand(n_regions, 64, generator=g) < 0.3).float()
+    masks[::3] *= torch.rand(masks[::3].shape, generator=g) * 0.5 + 0.5  # soft masks on a third of the regions
+    masks[0] = (torch.rand(64, generator=g) < 0.5).float()  # hard masks: some tokens fully covered
+    strengths = (torch.rand(n_regions, generator=g) * 2 + 0.25).tolist()
+    plan = RegionalPlan(masks, strengths, "restricted", global_prompt, 0.2)
+    signatures = {tuple(masks[:, i].gt(0).tolist()) for i in range(64)}
+    assert len(plan._image_classes()) >= len(signatures)
+    q, k, v = _qkv(layout, batch=1, seed=4)
+    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan), KernelSelector(), SCALE)
+    bias = dense_bias(layout, masks, strengths, "restricted", global_prompt)
+    ref, _ = dense_attention(q, k, v, bias, SCALE, 1.0, layout, 0.2)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)

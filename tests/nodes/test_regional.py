@@ -189,3 +189,50 @@ def test_one_mask_per_image_of_the_batch():
     torch.testing.assert_close(mixed[0], all_left[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(mixed[1], all_right[1], atol=1e-5, rtol=1e-5)
     assert (all_left[0] - all_right[0]).abs().max() > 1e-3
+
+
+def test_one_hundred_chained_regions_on_random_cells_match_reference():
+    """Issue 15: 100 chained Region nodes (random 16 px cells, soft and hard) through the real sampler."""
+    from joint_attention_pack.attention.blocks import parse_blocks
+
+    tiny = build("flux")
+    base = patcher(tiny)
+    g = torch.Generator().manual_seed(100)
+    cells = (torch.rand(100, 4, 6, generator=g) < 0.25).float()
+    cells[::4] *= 0.5
+    cells[:, 0, 0] = 0.0  # some tokens stay uncovered
+    cells[-1, 0, 1] = 1.0
+    pixels = cells.repeat_interleave(16, 1).repeat_interleave(16, 2)
+    regions, conds = None, []
+    strengths = (torch.rand(100, generator=g) + 0.5).tolist()
+    for i in range(100):
+        cond = make_cond(tiny, seed=100 + i, n_tokens=2)
+        conds.append(cond[0][0][0])
+        regions = JointAttentionRegion().build(cond, pixels[i:i + 1], strengths[i], regions)[0]
+    kept = [i for i in range(100) if cells[i].any()]
+    assert len(regions) == len(kept)
+    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    sampling = base.get_model_object("model_sampling")
+    config = ReferenceConfig(
+        regions=[conds[i] for i in kept], masks=cells[kept].reshape(len(kept), -1), strengths=[strengths[i] for i in kept],
+        base_ratio=0.2, sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(1.0)),
+        double=parse_blocks("all", tiny.n_double), single=parse_blocks("all", tiny.n_single))
+    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=2.0, width=WIDTH, height=HEIGHT)
+    torch.testing.assert_close(sample(model, pos, neg, **kw), sample(reference, pos, neg, **kw), atol=1e-5, rtol=1e-5)
+
+
+def test_region_count_limit_is_refused_before_sampling():
+    from joint_attention_pack.attention.regional import MAX_REGIONS
+
+    tiny = build("flux")
+    cond = make_cond(tiny, seed=3, n_tokens=2)
+    regions = None
+    for _ in range(MAX_REGIONS):
+        regions = JointAttentionRegion().build(cond, torch.ones(1, 8, 8), 1.0, regions)[0]
+    with pytest.raises(ValueError, match=rf"\[Region \(mask \+ prompt\)\] input 'regions'.*at most {MAX_REGIONS}"):
+        JointAttentionRegion().build(cond, torch.ones(1, 8, 8), 1.0, regions)
+    with pytest.raises(ValueError, match=rf"\[Apply Regional Attention\] input 'regions'.*at most {MAX_REGIONS}"):
+        JointAttentionRegionalApply().apply(patcher(tiny), regions + regions[:1], 0.2, 0.0, 1.0, "all", "all",
+                                            "restricted", "background")
