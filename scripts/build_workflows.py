@@ -1,6 +1,10 @@
 """Regenerate example_workflows/*.json from the graphs below and the real server's /object_info.
 
 Usage: .venv/bin/python scripts/build_workflows.py   (the test suite checks the files are current)
+
+Run it with the pinned host's environment (.venv): the files are written from its /object_info. On another host
+they differ only in what core owns (unlinked outputs of core nodes), which the freshness test leaves out
+(tools/workflow_json.py owned_view), so either host finds them current.
 """
 from __future__ import annotations
 

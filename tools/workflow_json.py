@@ -176,3 +176,19 @@ def validate(workflow: dict, object_info: dict) -> list:
         if values:
             problems.append(f"node {n['id']} ({n['type']}): {len(values)} widget values left over")
     return problems
+
+
+def owned_view(workflow: dict, owned_types) -> dict:
+    """What a workflow file says that its author owns, for comparing two renderings across ComfyUI versions.
+
+    Everything is kept (graph, layout, titles, links, widget values, notes) except the unlinked outputs of nodes
+    whose type is not in `owned_types`: those are the host's node definition, not the workflow's (ComfyUI 0.29's
+    SaveImage / PreviewImage list an IMAGE output that 0.3.75's do not). Outputs of owned nodes stay whole, so a
+    change to one of the pack's own node definitions still shows."""
+    view = copy.deepcopy(workflow)
+    owned = set(owned_types)
+    for node in view["nodes"]:
+        if node["type"] in owned or node["type"] in NOTE_TYPES:
+            continue
+        node["outputs"] = [out for out in node.get("outputs", []) if out.get("links")]
+    return view

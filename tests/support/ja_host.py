@@ -1,4 +1,8 @@
-"""Boot the pinned ComfyUI in this process and import the pack as a package."""
+"""Boot the ComfyUI host in this process and import the pack as a package.
+
+Which host: COMFYUI_PATH (any ComfyUI tree), else JA_HOST=latest (the tree `make setup-latest` named in
+.host/latest/host_path), else the pinned host `make setup` named in .host/host_path.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -15,13 +19,27 @@ def test_device() -> str:
     return os.environ.get("JA_TEST_DEVICE", "cpu")
 
 
+HOSTS = {"pinned": (ROOT / ".host" / "host_path", "make setup"),
+         "latest": (ROOT / ".host" / "latest" / "host_path", "make setup-latest")}
+
+
 def host_path() -> Path:
     if os.environ.get("COMFYUI_PATH"):
         return Path(os.environ["COMFYUI_PATH"]).resolve()
-    marker = ROOT / ".host" / "host_path"
+    name = os.environ.get("JA_HOST") or "pinned"
+    if name not in HOSTS:
+        raise RuntimeError(f"JA_HOST={name!r}: expected one of {', '.join(HOSTS)}")
+    marker, command = HOSTS[name]
     if not marker.is_file():
-        raise RuntimeError("no ComfyUI host: run `make setup` first")
+        raise RuntimeError(f"no ComfyUI host ({name}): run `{command}` first")
     return Path(marker.read_text().strip())
+
+
+def host_version() -> str:
+    """The booted host's version, for reports only (tests feature-detect, they never branch on it)."""
+    ns: dict = {}
+    exec((host_path() / "comfyui_version.py").read_text(), ns)
+    return ns["__version__"]
 
 
 def boot() -> Path:

@@ -47,12 +47,32 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
     return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
 
 
+def _as_detected(params_cls, cfg, detected):
+    """Add what the host's own model detection (comfy/model_detection.py) sets for this family to a hand-made
+    unet config, for each key the host's params dataclass has a field for. Hosts that added a required field
+    (ComfyUI 0.29's `txt_ids_dims`; Chroma's `vec_in_dim`) get the detected value; older ones are left as they were.
+    Feature-detected, never keyed on a version."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(params_cls)}
+    cfg.update({k: v for k, v in detected.items() if k in fields and k not in cfg})
+    return cfg
+
+
+def _flux_params():
+    import comfy.ldm.flux.model
+
+    return comfy.ldm.flux.model.FluxParams
+
+
 def tiny_flux(depth=2, depth_single=2, seed=0):
     import comfy.supported_models
 
     cfg = dict(image_model="flux", in_channels=16, patch_size=2, out_channels=16, vec_in_dim=POOLED_DIM,
                context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=depth,
                depth_single_blocks=depth_single, axes_dim=[8, 12, 12], theta=10000, qkv_bias=True, guidance_embed=True)
+    # Detection: FLUX.1 text tokens carry no position ids.
+    _as_detected(_flux_params(), cfg, {"txt_ids_dims": []})
     return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed)
 
 
@@ -63,15 +83,20 @@ def tiny_flux2(depth=2, depth_single=2, seed=0):
                context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=depth,
                depth_single_blocks=depth_single, axes_dim=[8, 8, 8, 8], theta=2000, qkv_bias=False, guidance_embed=True,
                global_modulation=True, mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
+    # Detection: FLUX.2 text tokens carry their position on the 4th rope axis.
+    _as_detected(_flux_params(), cfg, {"txt_ids_dims": [3]})
     return _finish(comfy.supported_models.Flux2, cfg, "flux2", 128, depth, depth_single, seed)
 
 
 def tiny_chroma(depth=2, depth_single=2, seed=0):
+    import comfy.ldm.chroma.model
     import comfy.supported_models
 
     cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=CONTEXT_DIM, hidden_size=64,
                mlp_ratio=2.0, num_heads=2, depth=depth, depth_single_blocks=depth_single, axes_dim=[8, 12, 12],
                theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2)
+    # Detection: Chroma goes through the FLUX branch (no vector_in weights, no text position ids).
+    _as_detected(comfy.ldm.chroma.model.ChromaParams, cfg, {"txt_ids_dims": [], "vec_in_dim": None})
     return _finish(comfy.supported_models.Chroma, cfg, "chroma", 16, depth, depth_single, seed)
 
 
