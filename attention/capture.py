@@ -102,8 +102,12 @@ class CaptureHandle:
 
     registry = None
 
+    def ran(self) -> None:
+        """A sampling run with this capture's model completed; `deliver` follows if anything was recorded."""
+        self.result = {"recorded": False}
+
     def deliver(self, result: dict) -> None:
-        self.result = result
+        self.result = {**result, "recorded": True}
         self.runs += 1
         if self.registry is not None:  # held by the node output until read
             self.registry.track_all(self.tensors(), f"capture:{self.id}", "patch")
@@ -113,7 +117,7 @@ class CaptureHandle:
         return result
 
     def tensors(self) -> list:
-        if not self.result:
+        if not self.result or not self.result.get("recorded"):
             return []
         return [t for t in (self.result["maps"], self.result["region_masks"], self.result.get("concept_maps"))
                 if t is not None]
@@ -138,6 +142,14 @@ class CaptureModifier(Modifier):
 
     def describe(self) -> str:
         return f"capture #{self.handle.id}"
+
+    def begin_forward(self, state):
+        # Mark the run, so that a run which records nothing (a window no step falls in, every captured
+        # block skipped) is told apart from a sampler result ComfyUI took from its cache.
+        run = state.run
+        if run is not None and self.key + ":ran" not in run.items:
+            run.keep(self.key + ":ran", (), "capture", on_success=self.handle.ran)
+        return None
 
     def _sink(self, state) -> Optional[CaptureSink]:
         run = state.run

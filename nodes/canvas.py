@@ -29,7 +29,8 @@ class JointAttentionRegionCanvas:
     OUTPUT_TOOLTIPS = (
         "The drawn regions with their prompts encoded; connect to Apply Regional Attention.",
         "One mask per visible region, at width x height.",
-        "The regions in their colours over the background (or grey where nothing is drawn).",
+        "The regions in their colours over the background (or grey where nothing is drawn), at most 1024 px on "
+        "its long side.",
     )
     FUNCTION = "build"
     DESCRIPTION = ("Draw regions (rectangle, brush, eraser) and give each its prompt and strength. Saved inside the "
@@ -64,25 +65,26 @@ class JointAttentionRegionCanvas:
         except canvas_state.CanvasValueError as exc:
             raise node_error(NODE, "regions", str(exc)) from None
         visible = [r for r in drawn if not r.hidden]
-        out_regions, masks, colors = (), [], []
+        # The masks output is the only full-resolution tensor made here: regions carry their masks at the
+        # drawing's 1/8 resolution (the engine stretches masks over the image), the preview is at most
+        # PREVIEW_MAX_SIDE pixels on its long side.
+        mask_batch = torch.zeros(max(len(visible), 1), height, width)
+        out_regions = ()
         for i, r in enumerate(visible):
-            mask = canvas_state.full_mask(r, width, height)
-            masks.append(mask)
-            colors.append(r.color)
+            canvas_state.full_mask(r, width, height, out=mask_batch[i])
             if not r.prompt.strip():
                 log.warning("[joint_attention] %s: region %d has no prompt and is skipped", NODE, i + 1)
                 continue
-            region = region_from(NODE, encode(clip, r.prompt), mask[None], r.strength)
+            region = region_from(NODE, encode(clip, r.prompt), r.mask[None], r.strength)
             if region is not None:
                 out_regions += (region,)
         if not out_regions:
             log.warning("[joint_attention] %s: nothing drawn with a prompt; regional attention will pass through", NODE)
-        mask_batch = torch.stack(masks) if masks else torch.zeros(1, height, width)
         bg = None
         if background is not None:
-            bg = F.interpolate(background[:1].movedim(-1, 1), size=(height, width), mode="bilinear",
-                               align_corners=False).movedim(1, -1)[0]
-        image = canvas_state.preview(masks, colors, width, height, bg)
+            bg = F.interpolate(background[:1].movedim(-1, 1).float(), size=canvas_state.preview_size(width, height),
+                               mode="bilinear", align_corners=False, antialias=True).movedim(1, -1)[0]
+        image = canvas_state.preview(visible, width, height, bg)
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
         return {"ui": ui, "result": (out_regions, mask_batch, image)}
 

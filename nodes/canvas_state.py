@@ -10,14 +10,13 @@ import re
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 VERSION = 1
 CELL = 8
 MAX_REGIONS = 32
 MAX_PROMPT = 4000
 MAX_VALUE_BYTES = 4 * 1024 * 1024
-_RLE = re.compile(r"^[0-9a-z]+(\.[0-9a-z]+)*$")
+_RLE = re.compile(r"^[0-9a-z]{1,8}(\.[0-9a-z]{1,8})*$")  # 8 base-36 digits hold any run of an 8192 x 8192 canvas
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -53,18 +52,25 @@ def parse(text: str):
     """(width, height, regions) of a widget value; an empty value has no regions."""
     if text is None or not str(text).strip() or str(text).strip() == "{}":
         return None, None, []
-    if len(text) > MAX_VALUE_BYTES:
-        raise CanvasValueError(f"the drawing is {len(text)} bytes; the limit is {MAX_VALUE_BYTES}")
+    if not isinstance(text, str):
+        raise CanvasValueError("the value must be text (the canvas's JSON)")
+    size = len(text) if len(text) > MAX_VALUE_BYTES else len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_VALUE_BYTES:
+        raise CanvasValueError(f"the drawing is {size} bytes; the limit is {MAX_VALUE_BYTES}")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CanvasValueError(f"the value is not JSON ({exc.msg}); clear the canvas or reload the workflow") from None
+    except RecursionError:
+        raise CanvasValueError("the value is nested too deeply to be a drawing; clear the canvas") from None
+    except ValueError:  # e.g. a number with thousands of digits
+        raise CanvasValueError("the value holds a number too large to read; clear the canvas") from None
     if not isinstance(raw, dict):
         raise CanvasValueError("the value must be a JSON object")
     if raw.get("version") != VERSION:
         raise CanvasValueError(f"unsupported canvas version {raw.get('version')!r}; this pack reads version {VERSION}")
     width, height = raw.get("width"), raw.get("height")
-    if not all(isinstance(v, int) and 16 <= v <= 8192 for v in (width, height)):
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192 for v in (width, height)):
         raise CanvasValueError("width/height in the value must be integers between 16 and 8192")
     regions = raw.get("regions")
     if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
@@ -78,7 +84,7 @@ def parse(text: str):
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
             raise CanvasValueError(f"region {i + 1}: the prompt must be text of at most {MAX_PROMPT} characters")
         strength = r.get("strength", 1.0)
-        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 4.0:
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 4.0:
             raise CanvasValueError(f"region {i + 1}: strength must be a number between 0 and 4")
         color = r.get("color") if isinstance(r.get("color"), str) and _COLOR.match(r.get("color")) else PALETTE[i % len(PALETTE)]
         try:
@@ -89,20 +95,50 @@ def parse(text: str):
     return width, height, out
 
 
-def full_mask(region: CanvasRegion, width: int, height: int) -> torch.Tensor:
+def nearest_index(size_out: int, size_in: int) -> torch.Tensor:
+    """Source index of each output pixel for a nearest-exact stretch of `size_in` pixels to `size_out`."""
+    pos = (torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)
+    return pos.floor().long().clamp_(max=size_in - 1)
+
+
+def stretch(small: torch.Tensor, height: int, width: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`small` [h, w, ...] stretched to [height, width, ...] (nearest-exact), written into `out` if given:
+    one pass, with no full-size temporaries."""
+    rows = small.index_select(0, nearest_index(height, small.shape[0]))
+    return torch.index_select(rows, 1, nearest_index(width, small.shape[1]), out=out)
+
+
+def full_mask(region: CanvasRegion, width: int, height: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """The region's mask at the node's width/height, [height, width] in {0, 1}."""
-    return F.interpolate(region.mask[None, None], size=(height, width), mode="nearest-exact")[0, 0]
+    return stretch(region.mask, height, width, out)
 
 
-def preview(masks: list, colors: list, width: int, height: int, background=None) -> torch.Tensor:
-    """[1, H, W, 3] overlay: regions in their colours (overlaps mix), uncovered area grey or the background."""
-    base = torch.full((height, width, 3), 0.35) if background is None else background
-    out = base.clone()
-    for mask, color in zip(masks, colors):
-        rgb = torch.tensor([int(color[j:j + 2], 16) / 255.0 for j in (1, 3, 5)])
-        alpha = 0.55 * mask[..., None]
-        out = out * (1 - alpha) + rgb * alpha
-    return out[None].clamp(0, 1)
+PREVIEW_MAX_SIDE = 1024
+
+
+def preview_size(width: int, height: int) -> tuple:
+    """(height, width) of the preview: the canvas size, at most PREVIEW_MAX_SIDE on its long side."""
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(width, height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def preview(regions: list, width: int, height: int, background=None) -> torch.Tensor:
+    """[1, h, w, 3] overlay (`preview_size`): regions in their colours (overlaps mix), uncovered area grey
+    or the background ([h, w, 3]). Alpha compositing is linear in the base, so the overlay of all regions
+    is worked out once at the masks' own 1/8 resolution (keep * base + paint) and stretched."""
+    h, w = preview_size(width, height)
+    if regions:
+        keep = torch.ones(regions[0].mask.shape + (1,))
+        paint = torch.zeros(regions[0].mask.shape + (3,))
+        for r in regions:
+            rgb = torch.tensor([int(r.color[j:j + 2], 16) / 255.0 for j in (1, 3, 5)])
+            alpha = 0.55 * r.mask[..., None]
+            keep, paint = keep * (1 - alpha), paint * (1 - alpha) + rgb * alpha
+        out = torch.full((h, w, 3), 0.35) if background is None else background.float().contiguous()
+        out.mul_(stretch(keep, h, w)).add_(stretch(paint, h, w))
+    else:
+        out = torch.full((h, w, 3), 0.35) if background is None else background.float().clone()
+    return out[None].clamp_(0, 1)
 
 
 def encode_rle(bits) -> str:

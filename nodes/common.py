@@ -1,6 +1,8 @@
 """Shared helpers for the node classes: validation with messages that name the node."""
 from __future__ import annotations
 
+import math
+
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from .host import UnsupportedModel, block_counts, model_family
 
@@ -9,6 +11,18 @@ CATEGORY = "joint_attention"
 
 def node_error(node: str, input_name: str, message: str) -> ValueError:
     return ValueError(f"[{node}] input '{input_name}': {message}")
+
+
+def finite(node: str, input_name: str, value, lo: float, hi: float) -> float:
+    """A float widget value checked in-process: ComfyUI's own range check lets NaN through
+    (`nan < min` is false) and API prompts can send bare NaN or Infinity."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise node_error(node, input_name, f"{value!r} is not a number; use a value from {lo} to {hi}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise node_error(node, input_name, f"{value!r} is outside {lo}..{hi}; use a finite value in that range")
+    return number
 
 
 def family_of(node: str, model) -> str:
@@ -35,6 +49,8 @@ def selections(node: str, model, double_text: str, single_text: str):
 
 
 def sigma_window(node: str, model, start_percent: float, end_percent: float):
+    start_percent = finite(node, "start_percent", start_percent, 0.0, 1.0)
+    end_percent = finite(node, "end_percent", end_percent, 0.0, 1.0)
     if end_percent < start_percent:
         raise node_error(node, "end_percent", f"must not be below start_percent ({end_percent} < {start_percent})")
     sampling = model.get_model_object("model_sampling")

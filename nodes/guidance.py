@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..attention.blocks import BlockSelectionError, parse_blocks, parse_token_range
 from ..attention.taca import APPLY_TO, TacaModifier
 from ..attention.text_scale import MODES, TextScaleModifier
-from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
+from .common import CATEGORY, block_range_fields, family_of, finite, node_error, selections, sigma_window
 from .host import block_counts, install
 
 
@@ -34,6 +34,8 @@ class JointAttentionTACA:
     def apply(self, model, gamma, sigma_threshold, apply_to, double_blocks, single_blocks):
         node = "JointAttentionTACA"
         family_of(node, model)
+        gamma = finite(node, "gamma", gamma, 0.5, 3.0)
+        sigma_threshold = finite(node, "sigma_threshold", sigma_threshold, 0.0, 1000.0)
         double, single = selections(node, model, double_blocks, single_blocks)
         if gamma == 1.0 or not (double or single):
             return (model,)
@@ -73,6 +75,7 @@ class JointAttentionTextScale:
     def apply(self, model, blocks, scale, mode, start_percent, end_percent, token_range=""):
         node = "JointAttentionTextScale"
         family_of(node, model)
+        scale = finite(node, "scale", scale, 0.0, 10.0)
         n_double, n_single = block_counts(model)
         try:
             chosen = parse_blocks(blocks, n_double + n_single, "blocks")

@@ -17,6 +17,11 @@ from .runtime import MEMORY
 log = logging.getLogger("joint_attention")
 CAPTURE_TYPE = "JA_CAPTURE"
 _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. /]*$")
+MAX_MAPS = 64  # maps one Attention Maps node renders (each is an image-sized heatmap and mask)
+MAX_WORDS_CHARS = 4096
+MAX_PREFIX_CHARS = 120
+MAX_PREFIX_PART = 64
+MAX_PREFIX_DEPTH = 8
 
 
 class JointAttentionCapture:
@@ -156,6 +161,21 @@ def words_of(tokens):
     return [(w["text"], w["positions"]) for _, w in sorted(words.items()) if any(c.isalnum() for c in w["text"])]
 
 
+_POSITION = re.compile(r"^#\d{1,9}$")
+
+
+def _wanted(words: str, node: str) -> list:
+    """The comma-separated entries of `words`, checked for form and size (duplicates are merged later)."""
+    if len(words) > MAX_WORDS_CHARS:
+        raise node_error(node, "words", f"is {len(words)} characters long; at most {MAX_WORDS_CHARS}, and at most "
+                         f"{MAX_MAPS} different words")
+    wanted = [w.strip() for w in words.split(",") if w.strip()]
+    for w in wanted:
+        if w.startswith("#") and not _POSITION.match(w):
+            raise node_error(node, "words", f"{_shown(w)} is not a position: write # and a number, e.g. #3")
+    return wanted
+
+
 def colormap(x: torch.Tensor) -> torch.Tensor:
     """[H, W] in [0, 1] -> [H, W, 3], dark blue through red to yellow."""
     stops = torch.tensor([[0.05, 0.03, 0.25], [0.45, 0.05, 0.55], [0.9, 0.2, 0.2], [1.0, 0.85, 0.2]])
@@ -166,12 +186,23 @@ def colormap(x: torch.Tensor) -> torch.Tensor:
 
 
 def safe_prefix(prefix: str) -> str:
-    cleaned = prefix.strip()
-    if os.path.isabs(cleaned) or ".." in cleaned.replace("\\", "/").split("/") or "\\" in cleaned or not _PREFIX.match(cleaned):
-        raise node_error("JointAttentionMaps", "filename_prefix",
-                         f"{prefix!r} must be a relative name inside the output folder (letters, digits, _ - . / and "
-                         "spaces; no '..', no absolute paths), e.g. 'attention/my_run'")
+    node, field = "JointAttentionMaps", "filename_prefix"
+    cleaned = prefix.strip() if isinstance(prefix, str) else ""
+    parts = cleaned.replace("\\", "/").split("/")
+    if os.path.isabs(cleaned) or ".." in parts or "\\" in cleaned or not _PREFIX.match(cleaned):
+        raise node_error(node, field, f"{_shown(prefix)} must be a relative name inside the output folder (letters, "
+                         "digits, _ - . / and spaces; no '..', no absolute paths), e.g. 'attention/my_run'")
+    if len(cleaned) > MAX_PREFIX_CHARS or len(parts) > MAX_PREFIX_DEPTH or any(len(p) > MAX_PREFIX_PART for p in parts) \
+            or any(not p.strip() for p in parts):
+        raise node_error(node, field, f"{_shown(prefix)} is too long: at most {MAX_PREFIX_CHARS} characters, "
+                         f"{MAX_PREFIX_DEPTH} folders and {MAX_PREFIX_PART} characters per name, no empty folder names")
     return cleaned
+
+
+def _shown(value, limit: int = 60) -> str:
+    """A user value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 class JointAttentionMaps:
@@ -200,6 +231,18 @@ class JointAttentionMaps:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix=None, words=None, **kwargs):
+        # Checked when the prompt is queued, so a bad name does not cost a sampling run.
+        try:
+            if isinstance(filename_prefix, str) and filename_prefix.strip():
+                safe_prefix(filename_prefix)
+            if isinstance(words, str):
+                _wanted(words, "JointAttentionMaps")
+        except ValueError as exc:
+            return str(exc)
+        return True
+
     def render(self, capture, samples, words, filename_prefix, clip=None, prompt="", image=None):
         node = "JointAttentionMaps"
         result = capture.take() if isinstance(capture, CaptureHandle) else None
@@ -207,6 +250,12 @@ class JointAttentionMaps:
             raise node_error(node, "capture", "no attention was recorded: the sampler using the capture's model did not "
                              "run in this prompt (ComfyUI reused its cached result). Change a sampler input (e.g. the "
                              "seed) or run with the cache cleared")
+        if not result.get("recorded"):
+            raise node_error(node, "capture", "the sampler ran but recorded nothing: no step fell inside the capture's "
+                             "start/end_percent window, or every captured block was skipped (Text Scale 'skip'). "
+                             "Widen the window or choose blocks that run")
+        if filename_prefix.strip():
+            safe_prefix(filename_prefix)
         maps = result["maps"]  # [N_img, N_txt]
         n_img = maps.shape[0]
         rows, cols = _grid(samples, n_img)
@@ -217,7 +266,7 @@ class JointAttentionMaps:
             chosen = [(f"concept {name}", []) for name in result["concept_names"]]
             raw = concept_maps.reshape(-1, rows, cols)
         else:
-            chosen = self._select(labels, words, node)
+            chosen = self._select(labels, words, node, maps.shape[1])
             raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
         lo = raw.flatten(1).min(dim=1).values[:, None, None]
         hi = raw.flatten(1).max(dim=1).values[:, None, None]
@@ -257,20 +306,34 @@ class JointAttentionMaps:
         labels = [(label, [p for p in positions if p < n_cols]) for label, positions in labels]
         return [entry for entry in labels if entry[1]], names
 
-    def _select(self, labels, words, node):
-        wanted = [w.strip() for w in words.split(",") if w.strip()]
+    def _select(self, labels, words, node, n_cols):
+        wanted = _wanted(words, node)
         if not wanted:
-            return labels
-        chosen = []
+            if len(labels) > MAX_MAPS:
+                log.warning("[joint_attention] %s: %d words; showing the first %d (name words to choose others)",
+                            node, len(labels), MAX_MAPS)
+            return labels[:MAX_MAPS]
+        chosen, seen = [], set()
         for w in wanted:
-            if w.startswith("#") and w[1:].isdigit():
-                chosen.append((f"#{w[1:]}", [int(w[1:])]))
-                continue
-            hits = [entry for entry in labels if entry[0].lower() == w.lower()]
+            if w.startswith("#"):
+                position = int(w[1:])
+                if position >= n_cols:
+                    raise node_error(node, "words", f"{w!r} is past the captured text: positions run from #0 to "
+                                     f"#{n_cols - 1}")
+                hits = [(f"#{position}", [position])]
+            else:
+                hits = [entry for entry in labels if entry[0].lower() == w.lower()]
             if not hits:
                 known = ", ".join(label for label, _ in labels[:40])
-                raise node_error(node, "words", f"{w!r} is not among the prompt's words ({known}); write a word, or #position")
-            chosen.extend(hits)
+                raise node_error(node, "words", f"{_shown(w)} is not among the prompt's words ({known}); write a word, "
+                                 "or #position")
+            for label, positions in hits:
+                key = (label.lower(), tuple(positions))
+                if key not in seen:  # a word named twice is one map
+                    seen.add(key)
+                    chosen.append((label, positions))
+        if len(chosen) > MAX_MAPS:
+            raise node_error(node, "words", f"{len(chosen)} maps asked for; at most {MAX_MAPS} per node")
         return chosen
 
     # -- info and files ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
-from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
+from .common import CATEGORY, block_range_fields, family_of, finite, node_error, selections, sigma_window
 from .host import install, model_text
 from .runtime import MEMORY
 
@@ -36,15 +36,23 @@ def region_from(node: str, conditioning, mask, strength: float):
     if tokens.ndim != 3 or tokens.shape[1] == 0:
         raise node_error(node, "conditioning", f"expected text tokens [1, T, C], got shape {tuple(tokens.shape)}")
     tokens = tokens[0].detach().to("cpu")
+    if not bool(torch.isfinite(tokens).all()):
+        raise node_error(node, "conditioning", "holds NaN or infinite values; re-encode the prompt")
     if mask.ndim == 2:
         mask = mask[None]
     if mask.ndim != 3:
         raise node_error(node, "mask", f"expected a MASK [batch, height, width], got shape {tuple(mask.shape)}")
-    mask = mask.detach().to("cpu").float().clamp(0.0, 1.0)
+    if mask.numel() == 0:
+        raise node_error(node, "mask", f"is empty (shape {tuple(mask.shape)}); connect a mask with pixels")
+    mask = mask.detach().to("cpu").float()
+    if not bool(torch.isfinite(mask).all()):
+        raise node_error(node, "mask", "holds NaN or infinite values; masks take values from 0 to 1")
+    mask = mask.clamp(0.0, 1.0)
     if mask.shape[0] > 1 and bool((mask == mask[:1]).all()):
         mask = mask[:1]  # one mask repeated: keep one
     if mask.shape[0] > 1:
         log.info("[joint_attention] %s: %d masks, one per image of the batch", node, mask.shape[0])
+    strength = finite(node, "strength", strength, 0.0, 4.0)
     if strength <= 0:
         log.warning("[joint_attention] %s: strength 0 drops this region", node)
         return None
@@ -138,6 +146,7 @@ class JointAttentionRegionalApply:
                              "(merge masks that share a prompt)")
         _check_feature_size(node, model, regions)
         regions = as_model_text(node, model, regions)
+        base_ratio = finite(node, "base_ratio", base_ratio, 0.0, 1.0)
         double, single = selections(node, model, double_blocks, single_blocks)
         sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
         modifier = RegionalModifier(

@@ -6,9 +6,12 @@ keep their own data on their patch objects. ComfyUI's freeing (model unload, POS
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
+import threading
+import time
 
 import torch
 
@@ -35,12 +38,13 @@ class PackMemory:
     def __init__(self):
         self.registry = MemoryRegistry()
         self.cache = BoundedCache(self.registry, _budget_from_env())
+        self._count_lock = threading.Lock()
+        self._count = None  # (monotonic time, tensors)
 
     def report(self, count_objects: bool = False) -> dict:
         report = self.registry.report()
         if count_objects:
-            # Every tensor the Python process can reach: the leak check of last resort.
-            report["process_tensors"] = sum(1 for obj in gc.get_objects() if torch.is_tensor(obj))
+            report["process_tensors"] = self.process_tensors()
         report["cache"] = {
             "entries": len(self.cache),
             "bytes": self.cache.bytes,
@@ -55,6 +59,18 @@ class PackMemory:
                 "max_allocated_bytes": torch.cuda.max_memory_allocated(),
             }
         return report
+
+    def process_tensors(self) -> int:
+        """Every tensor the Python process can reach: the leak check of last resort. The walk over all
+        objects takes a fraction of a second, so one runs at a time, and callers that waited for it take
+        the count of a walk that started after they asked (never an older one)."""
+        asked = time.monotonic()
+        with self._count_lock:
+            if self._count is not None and self._count[0] >= asked:
+                return self._count[1]
+            started = time.monotonic()
+            self._count = (started, sum(1 for obj in gc.get_objects() if torch.is_tensor(obj)))
+            return self._count[1]
 
     def free(self, lifetime: str | None = None) -> None:
         self.registry.release(lifetime=lifetime)
@@ -81,4 +97,6 @@ def register_routes() -> None:
     @instance.routes.get("/joint_attention/memory")
     async def memory_report(request):
         count = request.rel_url.query.get("objects", "") in ("1", "true")
-        return web.json_response(MEMORY.report(count_objects=count))
+        # Off the event loop: counting every object must not stall the server's other requests.
+        report = await asyncio.get_running_loop().run_in_executor(None, MEMORY.report, count)
+        return web.json_response(report)
