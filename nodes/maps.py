@@ -17,8 +17,8 @@ from .runtime import MEMORY
 log = logging.getLogger("joint_attention")
 CAPTURE_TYPE = "JA_CAPTURE"
 _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. /]*$")
-MAX_MAPS = 64  # maps one Attention Maps node renders (each is an image-sized heatmap and mask)
-MAX_WORDS_CHARS = 4096
+MAX_MAPS = 32  # maps one Attention Maps node renders (each is an image-sized heatmap and mask)
+MAX_WORDS_CHARS = 32768
 MAX_PREFIX_CHARS = 120
 MAX_PREFIX_PART = 64
 MAX_PREFIX_DEPTH = 8

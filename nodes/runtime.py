@@ -83,6 +83,12 @@ class PackMemory:
 MEMORY = PackMemory()
 
 
+async def report_off_loop(count_objects: bool) -> dict:
+    """The memory report, computed on a worker thread: counting every object must not stall the
+    server's event loop (and with it every other request)."""
+    return await asyncio.get_running_loop().run_in_executor(None, MEMORY.report, count_objects)
+
+
 def register_routes() -> None:
     """GET /joint_attention/memory: the same report as the JointAttentionMemory node."""
     try:
@@ -97,6 +103,4 @@ def register_routes() -> None:
     @instance.routes.get("/joint_attention/memory")
     async def memory_report(request):
         count = request.rel_url.query.get("objects", "") in ("1", "true")
-        # Off the event loop: counting every object must not stall the server's other requests.
-        report = await asyncio.get_running_loop().run_in_executor(None, MEMORY.report, count)
-        return web.json_response(report)
+        return web.json_response(await report_off_loop(count))
