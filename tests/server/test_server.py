@@ -127,11 +127,13 @@ def test_captured_maps_are_saved_and_twenty_captured_prompts_leave_no_growth(com
 
 def test_traversal_prefix_is_refused_and_nothing_is_written_outside(comfy_server):
     from ja_prompts import captured_prompt
+    from ja_server import PromptRejected
 
     outside = comfy_server.output_dir.parent / "escaped"
-    prompt_id = comfy_server.queue(captured_prompt(prefix="../escaped/maps", seed=99))
-    with pytest.raises(Exception) as err:
-        comfy_server.wait(prompt_id, timeout=120)
+    # Refused when queued (the node's VALIDATE_INPUTS), so no sampling run is wasted on it.
+    with pytest.raises(PromptRejected) as err:
+        comfy_server.queue(captured_prompt(prefix="../escaped/maps", seed=99))
+    assert err.value.status == 400
     assert "filename_prefix" in str(err.value) and "output folder" in str(err.value)
     assert not outside.exists()
     assert comfy_server.get("/system_stats")

@@ -73,6 +73,22 @@ class JATestLatentToImage:
         return (rgb.contiguous(),)
 
 
+class JATestLatentStats:
+    CATEGORY = "ja_test"
+    RETURN_TYPES = ()
+    FUNCTION = "stats"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Reports whether a latent is finite (tests read it from /history)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",)}}
+
+    def stats(self, samples):
+        x = samples["samples"]
+        return {"ui": {"ja_latent": [{"finite": bool(torch.isfinite(x).all()), "shape": list(x.shape)}]}}
+
+
 class JATestTinyCLIP:
     CATEGORY = "ja_test"
     RETURN_TYPES = ("CLIP",)
@@ -123,4 +139,5 @@ NODE_CLASS_MAPPINGS = {
     "JATestTinyModel": JATestTinyModel,
     "JATestEncode": JATestEncode,
     "JATestLatentToImage": JATestLatentToImage,
+    "JATestLatentStats": JATestLatentStats,
 }
