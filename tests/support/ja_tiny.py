@@ -76,12 +76,14 @@ def tiny_flux(depth=2, depth_single=2, seed=0):
     return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed)
 
 
-def tiny_flux2(depth=2, depth_single=2, seed=0):
+def tiny_flux2(depth=2, depth_single=2, seed=0, guidance_embed=True):
+    """FLUX.2 [dev] layout; guidance_embed=False is the Klein layout (no guidance weights, as detection finds)."""
     import comfy.supported_models
 
     cfg = dict(image_model="flux2", in_channels=128, patch_size=1, out_channels=128, vec_in_dim=None,
                context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=depth,
-               depth_single_blocks=depth_single, axes_dim=[8, 8, 8, 8], theta=2000, qkv_bias=False, guidance_embed=True,
+               depth_single_blocks=depth_single, axes_dim=[8, 8, 8, 8], theta=2000, qkv_bias=False,
+               guidance_embed=guidance_embed,
                global_modulation=True, mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
     # Detection: FLUX.2 text tokens carry their position on the 4th rope axis.
     _as_detected(_flux_params(), cfg, {"txt_ids_dims": [3]})
