@@ -100,7 +100,7 @@ def _canvas_value(**over):
     value = {"version": 1, "width": 64, "height": 64,
              "regions": [{"prompt": "a", "strength": 1.0, "mask": canvas_state.encode_rle([1] * 64)}]}
     value.update(over)
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 @pytest.mark.parametrize("value", [
@@ -110,7 +110,7 @@ def _canvas_value(**over):
     _canvas_value(regions=[{"prompt": "a", "mask": "z" * 9}]),
     _canvas_value(width=True),
     _canvas_value(regions=[{"prompt": "a", "strength": float("nan"), "mask": canvas_state.encode_rle([1] * 64)}]),
-    _canvas_value(regions=[{"prompt": "\U0001F600" * 1_100_000, "mask": "1s"}]),  # 1.1 M emoji = 4.4 MB of UTF-8
+    _canvas_value(note="\U0001F600" * 1_100_000),  # 1.1 M characters, 4.4 MB of UTF-8: over the 4 MiB limit
 ], ids=["deep", "huge-width", "long-run", "run-digits", "bool-width", "nan-strength", "emoji-bytes"])
 def test_malformed_canvas_values_get_the_canvas_error(value):
     message = JointAttentionRegionCanvas.VALIDATE_INPUTS(regions=value)
