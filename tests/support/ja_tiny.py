@@ -43,7 +43,10 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
             if b.is_floating_point():
                 b.copy_(torch.randn(b.shape, generator=generator) * 0.08)
     model.eval()
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device(test_device()), offload_device=torch.device("cpu"))
+    # The host's own loaders wrap models in CoreModelPatcher where it has one (0.29: ModelPatcherDynamic once main.py
+    # enables DynamicVRAM on an NVIDIA GPU; plain ModelPatcher otherwise, and on the CPU).
+    patcher_cls = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+    patcher = patcher_cls(model, load_device=torch.device(test_device()), offload_device=torch.device("cpu"))
     return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
 
 
