@@ -22,7 +22,7 @@ COMFYUI_ARCHIVE ?= ../shared/hosts/ComfyUI-0.29.0.tar.gz
 # torchvision). The pack's tests never call torchaudio; the host only needs it to import.
 TORCH_SPEC_LATEST ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.1
 
-.PHONY: setup setup-latest browser-deps demo test test-latest test-fast bench lint clean-host
+.PHONY: setup setup-latest browser-deps demo test test-latest tested-on test-fast bench lint clean-host
 
 setup: $(STAMP)
 	@$(PY) scripts/setup_host.py
@@ -68,12 +68,18 @@ PYTEST := $(PY) -m pytest -q --rootdir=tests
 test: setup browser-deps
 	@$(PY) -m ruff check .
 	@node --test js/tests/
-	@$(PYTEST) tests
+	@$(PYTEST) tests --junitxml=.host/junit.xml
+	@$(PY) scripts/tested_on.py --record --junit .host/junit.xml
 
 # The same suite on the latest host (ruff and the JS unit tests do not depend on the host: `make test` runs them).
 # JA_HOST=latest makes the tests boot .host/latest's ComfyUI (tests/support/ja_host.py).
 test-latest: setup-latest browser-deps
-	@env -u COMFYUI_PATH JA_HOST=latest $(PY_LATEST) -m pytest -q --rootdir=tests tests
+	@env -u COMFYUI_PATH JA_HOST=latest $(PY_LATEST) -m pytest -q --rootdir=tests tests --junitxml=.host/latest/junit.xml
+	@env -u COMFYUI_PATH JA_HOST=latest $(PY_LATEST) scripts/tested_on.py --record --junit .host/latest/junit.xml
+
+# README's "Tested on" table from the runs `make test` and `make test-latest` recorded under .host/tested_on.
+tested-on:
+	@$(PY) scripts/tested_on.py --readme
 
 test-fast: setup
 	@$(PYTEST) tests -m "not server and not browser"

@@ -119,7 +119,7 @@ def link_pack(root: Path) -> None:
     custom = root / "custom_nodes"
     custom.mkdir(exist_ok=True)
     link = custom / PACK_NAME
-    if link.is_symlink() and link.resolve() == PACK_ROOT:
+    if link.resolve() == PACK_ROOT:  # linked already, or this checkout is that folder (cloned into custom_nodes/)
         return
     if link.exists() or link.is_symlink():
         if link.is_symlink():
