@@ -8,13 +8,13 @@ nothing per step is stored.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Optional
 
 import torch
 
-from .dispatcher import BLOCK_KEY, COND, FORWARD_KEY, RECORD_KEY, Modifier
+from .forward import COND, Modifier
+from .gate import Gate
 
 _IDS = itertools.count(1)
 
@@ -98,7 +98,6 @@ class CaptureHandle:
     def __init__(self):
         self.id = next(_IDS)
         self.result: Optional[dict] = None
-        self.runs = 0
 
     registry = None
 
@@ -108,7 +107,6 @@ class CaptureHandle:
 
     def deliver(self, result: dict) -> None:
         self.result = {**result, "recorded": True}
-        self.runs += 1
         if self.registry is not None:  # held by the node output until read
             self.registry.track_all(self.tensors(), f"capture:{self.id}", "patch")
 
@@ -124,24 +122,19 @@ class CaptureHandle:
 
 
 class CaptureModifier(Modifier):
-    """Records text-to-image maps in selected blocks inside a sigma window, cond rows only."""
+    """Records text-to-image maps in the blocks and sigma window of its gate, cond rows only.
 
-    def __init__(self, handle: CaptureHandle, double_blocks, single_blocks, sigma_start: float, sigma_end: float,
-                 registry=None, concepts=None):
+    Subclasses record something else into the same per-run sink (the host side's ConceptAttention
+    stream) and then record no maps: `records_maps` False."""
+
+    records_maps = True
+
+    def __init__(self, handle: CaptureHandle, gate: Gate, registry=None):
         self.key = f"capture:{handle.id}"  # two captures on one model never mix
         self.handle = handle
         handle.registry = registry
-        self.selected = {"double": frozenset(double_blocks), "single": frozenset(single_blocks)}
-        self.sigma_start = float(sigma_start)
-        self.sigma_end = float(sigma_end)
+        self.gate = gate
         self.registry = registry
-        self.concepts = concepts  # ConceptStream or None
-
-    def tensors(self) -> list:
-        return [self.concepts.tokens] if self.concepts is not None else []
-
-    def describe(self) -> str:
-        return f"capture #{self.handle.id}"
 
     def begin_forward(self, state):
         # Mark the run, so that a run which records nothing (a window no step falls in, every captured
@@ -151,103 +144,23 @@ class CaptureModifier(Modifier):
             run.keep(self.key + ":ran", (), "capture", on_success=self.handle.ran)
         return None
 
-    def _sink(self, state) -> Optional[CaptureSink]:
+    def sink(self, state) -> Optional[CaptureSink]:
+        """This run's sink, made on first use; None when sampling runs outside a run (nothing to deliver to)."""
         run = state.run
         if run is None:
-            return None  # sampling outside a run wrapper: nothing to deliver to
+            return None
         sink = run.items.get(self.key)
         if sink is None:
-            sink = CaptureSink(state.n_img, state.data.get("device", torch.device("cpu")))
+            sink = CaptureSink(state.n_img, state.device or torch.device("cpu"))
             sink.registry = self.registry
             sink.family = state.family
-            sink.concept_names = self.concepts.names if self.concepts is not None else []
             run.keep(self.key, sink, "capture", on_success=lambda: self.handle.deliver(sink.result()))
         return sink
 
-    def _active(self, state) -> bool:
-        return self.sigma_end <= state.sigma <= self.sigma_start
-
-    # -- ConceptAttention: a concept stream beside the model, never attended to by the image ----------
-    def before_block(self, state, block, stream):
-        c = self.concepts
-        if c is None or block.kind != "double" or not self._active(state) or COND not in state.row_kinds:
-            return None
-        key = self.key + ":concepts"
-        if block.index == 0 or key not in state.data:
-            rows = sum(1 for kind in state.row_kinds if kind == COND)
-            weight = next(c.embed.parameters())
-            start = c.embed(c.tokens.to(weight.device, weight.dtype))
-            state.data[key] = start.unsqueeze(0).expand(rows, -1, -1)
-        # The host block may update its inputs in place (FLUX: img += ...): copy the cond rows now.
-        cond = torch.tensor([i for i, kind in enumerate(state.row_kinds) if kind == COND])
-        batch = len(state.row_kinds)
-        state.data[key + ":inputs"] = {name: _rows(value, cond, batch, copy=True)
-                                       for name, value in stream.items() if name not in ("transformer_options", "txt")}
-        if block.index in c.blocks:
-            outputs = state.data.setdefault(key + ":img", {})
-            joint = state.n_context + state.n_img
-
-            def record(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
-                if b not in outputs and out.shape[1] >= joint:
-                    outputs[b] = out
-
-            stream["transformer_options"] = {**stream["transformer_options"], RECORD_KEY: record}
-        return None
-
-    def after_block(self, state, block, stream, run_block, output):
-        c = self.concepts
-        key = self.key + ":concepts"
-        if c is None or block.kind != "double" or key not in state.data:
-            return
-        cond = torch.tensor([i for i, kind in enumerate(state.row_kinds) if kind == COND])
-        residual = state.data[key]
-        n_c = residual.shape[1]
-        side = dict(state.data.pop(key + ":inputs"))
-        side["txt"] = residual.to(side["img"].dtype)
-        if stream.get("pe") is not None:  # concept positions are 0, like text: reuse a text row of the RoPE table
-            pe = side["pe"]
-            side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, state.n_context:]], dim=2)
-        recorded = {}
-        options = {k: v for k, v in stream["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY)}
-        options[BLOCK_KEY] = block
-        if block.index in c.blocks:
-            def record(out):
-                if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
-                    recorded["out"] = out
-
-            options[RECORD_KEY] = record
-        side["transformer_options"] = options
-        result = run_block(side)
-        if result.get("txt") is not None:
-            state.data[key] = result["txt"]
-        else:
-            state.data.pop(key)
-        image_out = state.data.get(key + ":img", {}).pop(block.index, None)
-        if "out" in recorded and image_out is not None:
-            o_concepts = recorded["out"][:, :n_c].float()
-            o_image = image_out[cond.to(image_out.device), state.n_context:state.n_context + state.n_img].float()
-            saliency = torch.softmax(torch.einsum("bcd,bnd->bcn", o_concepts, o_image), dim=1).mean(0)
-            sink = self._sink(state)
-            if sink is not None:
-                if sink.concept_sum is None:
-                    sink.concept_sum = torch.zeros_like(saliency)
-                    if self.registry is not None:
-                        self.registry.track(sink.concept_sum, "capture", "run")
-                sink.concept_sum += saliency
-                sink.concept_calls += 1
-                sink.concept_blocks.add(block.number)
-                sink.sigmas.add(round(state.sigma, 6))
-
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
-        # With concepts, only the concept stream is recorded: every attention call of the model stays
-        # the host's own, so the sampled image is bit-identical to a run without capture.
-        if self.concepts is not None:
+        if not self.records_maps or row_kind != COND or not self.gate.open(block, state.sigma):
             return
-        if row_kind != COND or block.index not in self.selected.get(block.kind, ()):
-            return
-        if not self._active(state):
-            return
-        sink = self._sink(state)
+        sink = self.sink(state)
         if sink is None:
             return
         sink.blocks.add(block.number)
@@ -260,28 +173,20 @@ class CaptureModifier(Modifier):
         spec.capture = sink
 
 
-class ConceptStream:
-    """Concept words for ConceptAttention: their first-token embeddings [n, C], the model's text input
-    layer (applied once at the first double block), and the double blocks whose outputs are read."""
-
-    def __init__(self, names, tokens: torch.Tensor, embed, blocks):
-        self.names = list(names)
-        self.tokens = tokens
-        self.embed = embed
-        self.blocks = frozenset(blocks)
+def concept_saliency(o_concepts: torch.Tensor, o_image: torch.Tensor) -> torch.Tensor:
+    """ConceptAttention's saliency of one block: attention outputs (before the output projection) of
+    concept tokens [B, n_c, D] and image tokens [B, N_img, D] -> softmax over concepts of their dot
+    products, averaged over the batch rows: [n_c, N_img]."""
+    return torch.softmax(torch.einsum("bcd,bnd->bcn", o_concepts.float(), o_image.float()), dim=1).mean(0)
 
 
-def _rows(value, rows: torch.Tensor, batch: int, copy: bool = False):
-    """`value` restricted to the given batch rows (tensors with a batch dimension, nested tuples)."""
-    if torch.is_tensor(value):
-        if value.ndim and value.shape[0] == batch:
-            return value.index_select(0, rows.to(value.device))  # index_select always copies
-        return value.clone() if copy else value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # FLUX.2 modulation outputs
-        return dataclasses.replace(value, **{f.name: _rows(getattr(value, f.name), rows, batch, copy)
-                                             for f in dataclasses.fields(value)})
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
-        return type(value)(*(_rows(v, rows, batch, copy) for v in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_rows(v, rows, batch, copy) for v in value)
-    return value
+def record_concepts(sink: CaptureSink, saliency: torch.Tensor, block_number: int, sigma: float, registry=None) -> None:
+    """Add one block's saliency to the run's sum (averaged over blocks and steps when read)."""
+    if sink.concept_sum is None:
+        sink.concept_sum = torch.zeros_like(saliency)
+        if registry is not None:
+            registry.track(sink.concept_sum, "capture", "run")
+    sink.concept_sum += saliency
+    sink.concept_calls += 1
+    sink.concept_blocks.add(block_number)
+    sink.sigmas.add(round(sigma, 6))

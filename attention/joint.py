@@ -8,12 +8,17 @@ one plain attention call; parts are merged exactly through their log-sum-exps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
 from .kernels import KernelSelector, merge_partials, weighted_sum
 from .layout import TokenLayout
+from .taca import with_temperature
+
+if TYPE_CHECKING:
+    from .capture import CaptureSink
+    from .regional import RegionalPlan
 
 Index = Union[slice, torch.Tensor]
 
@@ -43,9 +48,9 @@ class RowSpec:
     """
 
     isolate_regions: bool = True
-    regional: Optional[object] = None
+    regional: Optional["RegionalPlan"] = None
     text_gamma: float = 1.0
-    capture: Optional[object] = None
+    capture: Optional["CaptureSink"] = None
 
     def is_plain(self, layout: TokenLayout) -> bool:
         return (
@@ -76,11 +81,14 @@ class QueryGroup:
     # Kernel calls worked out on first use, per device (`_recipe`); not part of the group's identity.
     prepared: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def nbytes(self) -> int:
-        """Bytes of the index and bias tensors the group holds (its parts and prepared calls)."""
+    def tensors(self) -> list:
+        """The index and bias tensors the group holds: its parts and its prepared calls."""
         items = [self.index] + [x for p in self.parts for x in (p.index, p.key_bias, p.main_bias)]
-        own = sum(t.numel() * t.element_size() for t in items if isinstance(t, torch.Tensor))
-        return own + sum(recipe.nbytes() for recipe in self.prepared.values() if recipe is not None)
+        items += [t for recipe in self.prepared.values() for t in recipe.tensors()]
+        return [t for t in items if isinstance(t, torch.Tensor)]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
 
 
 def take(x: torch.Tensor, index: Index, dim: int = 2) -> torch.Tensor:
@@ -115,10 +123,25 @@ def cat_index(pieces, device) -> Index:
 
 
 def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
-    """Query groups for the cases that need no region masks (see `RowSpec`)."""
-    if spec.regional is not None:
-        return spec.regional.groups(layout, spec, device)
-    gamma = spec.text_gamma
+    """The query groups of one call: the structure (the regional plan's, or the plain one), then
+    each feature's effect on logits (TACA's temperature). A regional plan keeps the result per
+    layout, gamma and device, so its groups' prepared kernel calls serve every block and step."""
+    plan = spec.regional
+    if plan is None:
+        return with_temperature(_plain_groups(layout, spec, device), spec.text_gamma)
+    key = (layout, spec.text_gamma, str(device))
+    groups = plan.planned.get(key)
+    if groups is None:
+        groups = plan.planned[key] = with_temperature(plan.groups(layout, device), spec.text_gamma)
+        for group in groups:  # kernel calls prepared now, so that the plan's size is known once
+            if not group.self_only and index_len(group.index):
+                _recipe(group, device)
+        plan.grew()
+    return groups
+
+
+def _plain_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
+    """Query groups without region masks: region texts isolated (read by nothing) or unmasked."""
     groups = []
     if layout.region_lens and spec.isolate_regions:
         # Region texts are read by nothing here: each sees itself. Every other token attends the two
@@ -129,15 +152,19 @@ def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
     else:
         text_keys, keys = slice(0, layout.n_context), [KeyPart(slice(0, layout.total))]
         query_runs = [slice(0, layout.total)]
-    if gamma == 1.0 and spec.capture is None:
+    if spec.text_gamma == 1.0 and spec.capture is None:
         return groups + [QueryGroup(rows, keys) for rows in query_runs]
+    # Image rows apart, with their text keys as a part of their own (for TACA and capture).
     groups.append(QueryGroup(cat_index([text_keys, layout.ref], device), keys))
-    image_parts = [
-        KeyPart(text_keys, logit_scale=gamma, text_offset=0),
-        KeyPart(layout.visual),
-    ]
+    image_parts = [KeyPart(text_keys, text_offset=0), KeyPart(layout.visual)]
     groups.append(QueryGroup(layout.img, image_parts, image_rows=slice(0, layout.n_img)))
     return groups
+
+
+def blend_weights(b: float) -> tuple:
+    """The base_ratio blend, h = (1 - b) * h_main + b * h_base: the weights of the two softmaxes. Outputs
+    (`_run_group`) and captured probabilities (`text_probabilities`) are blended with the same pair."""
+    return 1.0 - b, b
 
 
 def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=None) -> torch.Tensor:
@@ -173,6 +200,7 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
     image group: the exact softmax weights the output used, (1 - b) P_main + b P_base."""
     qg = take(q, group.index)
     b = group.base_ratio
+    w_main, w_base = blend_weights(b)
     for part in group.parts:
         if part.text_offset is None or index_len(part.index) == 0:
             continue
@@ -195,9 +223,9 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
                     logits.add_(part.key_bias.to(logits.device, torch.float32))
                 probs = logits.sub_(lse_main[..., start:stop, None].float()).exp_()
                 if b > 0.0:
-                    probs.mul_(1.0 - b)
+                    probs.mul_(w_main)
             if in_base:
-                base = base_logits.sub_(lse_base[..., start:stop, None].float()).exp_().mul_(b)
+                base = base_logits.sub_(lse_base[..., start:stop, None].float()).exp_().mul_(w_base)
                 probs = base if probs is None else probs.add_(base)
             chunks.append(probs.mean(dim=1))
         yield part.text_offset, torch.cat(chunks, dim=1)
@@ -215,9 +243,9 @@ class _KeyCall:
     key_bias: Optional[torch.Tensor] = None  # [1, 1, 1, keys] fp32, for the kernel
     query_biases: tuple = ()  # ((lo, hi), [rows] fp32): per-query biases on extra head dims
 
-    def nbytes(self) -> int:
-        tensors = [self.index, self.key_bias] + [b for _, b in self.query_biases]
-        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    def tensors(self) -> list:
+        items = [self.index, self.key_bias] + [b for _, b in self.query_biases]
+        return [t for t in items if isinstance(t, torch.Tensor)]
 
 
 # Unbiased parts that lie in up to this many separate key runs are attended run by run and
@@ -302,10 +330,6 @@ def _attend_call(qg, k, v, call: _KeyCall, kernels, scale):
     return out[..., : vc.shape[-1]], lse
 
 
-def _finite(bias) -> bool:
-    return not isinstance(bias, torch.Tensor) or bool(torch.isfinite(bias).all())
-
-
 @dataclass(eq=False)
 class _Recipe:
     """A group's prepared kernel calls by role ("main", or "shared" / "main" / "base" with base_ratio)."""
@@ -313,35 +337,38 @@ class _Recipe:
     calls: dict
     blend: Optional[torch.Tensor] = None  # [4,1,1,1]: (1-b, 1-b, b, b), on the device, for the weights
 
-    def nbytes(self) -> int:
-        return sum(c.nbytes() for c in self.calls.values()) + (0 if self.blend is None else self.blend.numel() * 4)
+    def tensors(self) -> list:
+        return [t for c in self.calls.values() for t in c.tensors()] + ([] if self.blend is None else [self.blend])
 
 
-def _recipe(group: QueryGroup, device):
+def _recipe(group: QueryGroup, device) -> _Recipe:
     """The group's kernel calls, prepared on first use and kept on the group (groups of a regional
-    plan live as long as the plan: every block and step reuses them). None: general merge path."""
+    plan live as long as the plan: every block and step reuses them)."""
     key = str(device)
     if key in group.prepared:
         return group.prepared[key]
     parts = [p for p in group.parts if index_len(p.index) > 0]
-    recipe = None
-    if all(_finite(p.main_bias) for p in parts):
-        main = [p for p in parts if p.main_bias is not EXCLUDED]
-        b = group.base_ratio
-        if b <= 0.0:
-            recipe = _Recipe({"main": _prepare_call(main, True, device)})
-        else:
-            # Keys seen unbiased by both softmaxes (shared), keys of the main softmax only or with
-            # biases (main), keys of the base softmax only (base).
-            plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
-            shared = {id(p) for p in plain}
-            main_only = [p for p in main if id(p) not in shared]
-            base_only = [p for p in parts if p.in_base and id(p) not in shared]
-            calls = {name: _prepare_call(chosen, with_bias, device)
-                     for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True),
-                                                     ("base", base_only, False)) if chosen}
-            blend = torch.tensor([1.0 - b, 1.0 - b, b, b], dtype=torch.float32).view(4, 1, 1, 1).to(device)
-            recipe = _Recipe(calls, blend)
+    for p in parts:  # a hidden key is EXCLUDED, never a -inf bias (checked once per plan, not per call)
+        for bias in (p.main_bias, p.key_bias):
+            if isinstance(bias, torch.Tensor) and not bool(torch.isfinite(bias).all()):
+                raise ValueError("key part biases must be finite; mark hidden keys EXCLUDED")
+    main = [p for p in parts if p.main_bias is not EXCLUDED]
+    b = group.base_ratio
+    if b <= 0.0:
+        recipe = _Recipe({"main": _prepare_call(main, True, device)})
+    else:
+        # Keys seen unbiased by both softmaxes (shared), keys of the main softmax only or with
+        # biases (main), keys of the base softmax only (base).
+        plain = [p for p in main if p.in_base and p.main_bias is None and p.key_bias is None]
+        shared = {id(p) for p in plain}
+        main_only = [p for p in main if id(p) not in shared]
+        base_only = [p for p in parts if p.in_base and id(p) not in shared]
+        calls = {name: _prepare_call(chosen, with_bias, device)
+                 for name, chosen, with_bias in (("shared", plain, False), ("main", main_only, True),
+                                                 ("base", base_only, False)) if chosen}
+        w_main, w_base = blend_weights(b)
+        blend = torch.tensor([w_main, w_main, w_base, w_base], dtype=torch.float32).view(4, 1, 1, 1).to(device)
+        recipe = _Recipe(calls, blend)
     group.prepared[key] = recipe
     return recipe
 
@@ -351,8 +378,6 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     qg = take(q, group.index)
     b = group.base_ratio
     recipe = _recipe(group, q.device)
-    if recipe is None:
-        return _run_group_merged(qg, k, v, group, kernels, scale)
     if b <= 0.0:
         out, lse = _attend_call(qg, k, v, recipe.calls["main"], kernels, scale)
         return out.to(q.dtype), lse, None
@@ -372,35 +397,6 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     coef = {"shared": w[0].add_(w[2]), "main": w[1], "base": w[3]}
     out = weighted_sum([o for o, _ in results.values()], [coef[name] for name in results], consume=True)
     return out.to(q.dtype), lse_main, lse_base
-
-
-def _run_group_merged(qg, k, v, group: QueryGroup, kernels: KernelSelector, scale: float):
-    """General path: one call per part, merged through log-sum-exps (handles any bias values)."""
-    need_base = group.base_ratio > 0.0
-    outs, lses, main_biases, in_base = [], [], [], []
-    for part in group.parts:
-        wanted_main = part.main_bias is not EXCLUDED
-        if not wanted_main and not (need_base and part.in_base):
-            continue
-        if index_len(part.index) == 0:
-            continue
-        kb = None if part.key_bias is None else part.key_bias.view(1, 1, 1, -1)
-        o, lse = kernels.attend(qg, take(k, part.index), take(v, part.index), scale * part.logit_scale, kb)
-        outs.append(o)
-        lses.append(lse)
-        main_biases.append(part.main_bias)
-        in_base.append(part.in_base)
-    main_sel = [i for i, b in enumerate(main_biases) if b is not EXCLUDED]
-    out_main, lse_main = merge_partials(
-        [outs[i] for i in main_sel], [lses[i] for i in main_sel], [main_biases[i] for i in main_sel]
-    )
-    lse_base = None
-    if need_base:
-        base_sel = [i for i, b in enumerate(in_base) if b]
-        out_base, lse_base = merge_partials([outs[i] for i in base_sel], [lses[i] for i in base_sel], [None] * len(base_sel))
-        b = group.base_ratio
-        out_main = out_main.mul_(1.0 - b).add_(out_base, alpha=b)
-    return out_main.to(qg.dtype), lse_main, lse_base
 
 
 def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: KernelSelector, scale: float):

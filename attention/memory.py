@@ -75,10 +75,6 @@ class MemoryRegistry:
             self.track(t, owner, lifetime)
         return value
 
-    def untrack(self, tensor: torch.Tensor) -> None:
-        with self._lock:
-            self._entries.pop(id(tensor), None)
-
     def add_holder(self, holder) -> None:
         with self._lock:
             self._holders = [h for h in self._holders if h() is not None]
@@ -165,7 +161,20 @@ class BoundedCache:
             self._items[key] = (value, size, owner)
             self._items.move_to_end(key)
             self._evict()
+        if hasattr(value, "on_grow"):  # e.g. a regional plan, which gains query groups as it is used
+            ref = weakref.ref(value)  # no cycle through the value: dropped from the cache, it dies at once
+            value.on_grow = lambda: self._grew(key, ref())
         return value
+
+    def _grew(self, key: Hashable, value: Any) -> None:
+        """A kept value holds more than when it was stored: count it again, evicting past the budget."""
+        with self._lock:
+            item = self._items.get(key)
+            if value is None or item is None or item[0] is not value:
+                return  # evicted (or replaced) meanwhile: whoever uses it holds it
+            self.registry.track_all(value, item[2], "cache")
+            self._items[key] = (value, tensor_bytes(value), item[2])
+            self._evict()
 
     def _evict(self) -> None:
         total = sum(item[1] for item in self._items.values())

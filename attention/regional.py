@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .dispatcher import Modifier
+from .forward import COND, Modifier
+from .gate import Gate
 from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
 
@@ -68,7 +69,11 @@ class _ImageClass:
 
 
 class RegionalPlan:
-    """Per-forward, per-device structure of the regional attention (no L x L data)."""
+    """The structure of regional attention for one set of token masks on one device (no L x L data).
+
+    Plans are cached (keyed by region content, settings, image size and device) and serve every
+    block and step of every run that matches; `planned` holds the executor's query groups per
+    layout and TACA gamma, `on_grow` lets the cache re-measure the plan when they are added."""
 
     def __init__(
         self,
@@ -89,7 +94,8 @@ class RegionalPlan:
         self.base_ratio = float(base_ratio)
         self.cover = self.masks > 0
         self._classes = self._image_classes()
-        self._groups: dict = {}  # (layout, gamma, device) -> query groups; a plan lives for one forward
+        self.planned: dict = {}  # (layout, gamma, device) -> query groups, filled by the executor (joint.py)
+        self.on_grow = None  # set by a cache holding the plan
 
     @property
     def n_regions(self) -> int:
@@ -97,8 +103,12 @@ class RegionalPlan:
 
     def nbytes(self) -> int:
         """Masks, classes, and the query groups (with their prepared calls) built so far."""
-        groups = sum(g.nbytes() for built in self._groups.values() for g in built)
-        return self.masks.numel() * 4 + self.cover.numel() + sum(c.rows.numel() * 8 for c in self._classes) + groups
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def grew(self) -> None:
+        """The executor added query groups (or prepared calls) to this plan."""
+        if self.on_grow is not None:
+            self.on_grow()
 
     def _image_classes(self):
         """Image tokens grouped by the exact set of regions covering them (plus, in background mode,
@@ -116,13 +126,8 @@ class RegionalPlan:
             classes.append(_ImageClass(rows, tuple(r for r in range(n) if kind[r]), bool(kind[n])))
         return classes
 
-    def groups(self, layout: TokenLayout, spec, device):
-        key = (layout, spec.text_gamma, str(device))
-        if key not in self._groups:
-            self._groups[key] = self._build_groups(layout, spec.text_gamma, device)
-        return self._groups[key]
-
-    def _build_groups(self, layout: TokenLayout, gamma: float, device):
+    def groups(self, layout: TokenLayout, device) -> list:
+        """Query groups of the regional structure (who sees whom, with which biases)."""
         if len(layout.region_lens) != self.n_regions:
             raise ValueError(f"layout has {len(layout.region_lens)} region texts, plan has {self.n_regions}")
         img0 = layout.img.start
@@ -142,10 +147,10 @@ class RegionalPlan:
         # Image queries, one group per coverage class.
         uncovered = torch.nonzero(~self.cover.any(0)).flatten()
         for cls in self._classes:
-            groups.append(self._image_group(cls, layout, gamma, uncovered, device))
+            groups.append(self._image_group(cls, layout, uncovered, device))
         return groups
 
-    def _image_group(self, cls: _ImageClass, layout: TokenLayout, gamma: float, uncovered, device):
+    def _image_group(self, cls: _ImageClass, layout: TokenLayout, uncovered, device):
         img0 = layout.img.start
         m = self.masks[:, cls.rows]  # [n, nq]
         parts = []
@@ -156,13 +161,13 @@ class RegionalPlan:
             t0_bias = EXCLUDED
         else:
             t0_bias = torch.log1p(-m.max(0).values) if cls.cover else None
-        parts.append(KeyPart(layout.txt, gamma, t0_bias, in_base=True, text_offset=0))
+        parts.append(KeyPart(layout.txt, main_bias=t0_bias, in_base=True, text_offset=0))
         # Region texts of the regions covering this class.
         for r in cls.cover:
             bias = m[r].log() + math.log(self.strengths[r])
             if bool((bias == 0).all()):
                 bias = None
-            parts.append(KeyPart(layout.region(r), gamma, bias, text_offset=layout.region(r).start))
+            parts.append(KeyPart(layout.region(r), main_bias=bias, text_offset=layout.region(r).start))
         # Image and reference keys.
         if self.image_attention == "open":
             parts.append(KeyPart(layout.visual, in_base=True))
@@ -182,18 +187,12 @@ class RegionalPlan:
         return QueryGroup(cls.rows + img0, parts, base_ratio=self.base_ratio, image_rows=cls.rows)
 
     def tensors(self) -> list:
-        return [self.masks, self.cover] + [c.rows for c in self._classes]
-
-    def to(self, device):
-        if self.masks.device != torch.device(device):
-            plan = RegionalPlan.__new__(RegionalPlan)
-            plan.__dict__.update(self.__dict__)
-            plan.masks = self.masks.to(device)
-            plan.cover = self.cover.to(device)
-            plan._classes = [_ImageClass(c.rows.to(device), c.cover, c.full) for c in self._classes]
-            plan._groups = {}
-            return plan
-        return self
+        """Every tensor the plan holds: masks, classes, and the executor's groups and prepared calls."""
+        own = [self.masks, self.cover] + [c.rows for c in self._classes]
+        for groups in self.planned.values():
+            for g in groups:
+                own += [t for t in g.tensors()]
+        return own
 
 
 @dataclass(frozen=True)
@@ -210,24 +209,28 @@ class Region:
     options: dict = field(default_factory=dict, compare=False)
 
 
+class MaskBatchMismatch(ValueError):
+    """Region masks come in batches that match neither one image nor the sampled batch."""
+
+    def __init__(self, batches: list, n_items: int):
+        super().__init__(f"mask batches of {batches} do not match the {n_items} image(s) being sampled; give each "
+                         "region one mask, or one mask per image")
+
+
 class RegionalModifier(Modifier):
-    """Dispatcher modifier enforcing regions in selected blocks inside a sigma window."""
+    """Dispatcher modifier enforcing regions in the blocks and sigma window of its gate."""
 
     key = "regional"
 
-    def __init__(self, regions, base_ratio, sigma_start, sigma_end, double_blocks, single_blocks,
-                 image_attention="restricted", global_prompt="background", cache=None, registry=None):
+    def __init__(self, regions, base_ratio, gate: Gate, image_attention="restricted", global_prompt="background",
+                 cache=None, registry=None):
         if image_attention not in IMAGE_ATTENTION:
             raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
         if global_prompt not in GLOBAL_PROMPT:
             raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
         self.regions = tuple(r for r in regions if r.strength > 0)
-        self.base_ratio = float(base_ratio)
-        self.sigma_start = float(sigma_start)
-        self.sigma_end = float(sigma_end)
-        self.selected = {"double": frozenset(double_blocks), "single": frozenset(single_blocks)}
-        self.image_attention = image_attention
-        self.global_prompt = global_prompt
+        self.settings = (image_attention, global_prompt, float(base_ratio))  # what a plan depends on besides masks
+        self.gate = gate
         self.cache = cache
         self.registry = registry
         self._identity = "|".join(r.content_hash for r in self.regions)
@@ -236,62 +239,44 @@ class RegionalModifier(Modifier):
                 registry.track(r.tokens, "regional:tokens", "patch")
                 registry.track(r.mask, "regional:masks", "patch")
 
-    # ComfyUI moves patch tensors with the model; region data is small and stays where
-    # the node made it (CPU). Device copies live in the bounded cache, keyed by device.
-    def to(self, device):
-        return self
-
     def tensors(self) -> list:
         return [t for r in self.regions for t in (r.tokens, r.mask)]
 
-    def describe(self) -> str:
-        return (f"regional: {len(self.regions)} regions, base_ratio={self.base_ratio}, "
-                f"image_attention={self.image_attention}, global_prompt={self.global_prompt}")
-
-    def active_at(self, sigma: float) -> bool:
-        return bool(self.regions) and self.sigma_end <= sigma <= self.sigma_start
-
     def begin_forward(self, state):
-        if not self.active_at(state.sigma):
+        if not self.regions or not self.gate.in_window(state.sigma):
             return None
-        device = state.data.get("device", torch.device("cpu"))
+        device = state.device or torch.device("cpu")
         n_items = max(state.row_items, default=0) + 1
         batches = {r.mask.shape[0] for r in self.regions} - {1}
         if batches and batches != {n_items}:
-            raise ValueError(
-                f"[Region (mask + prompt)] input 'mask': mask batches of {sorted(batches)} do not match the "
-                f"{n_items} image(s) being sampled; give each region one mask, or one mask per image")
+            raise MaskBatchMismatch(sorted(batches), n_items)
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
-        state.data[self.key] = [
-            self._cached(("plan", i, state.latent_hw, state.grid, state.patch, state.latent_px, str(device)), lambda i=i: self._plan(state, device, i))
-            for i in range(n_plans)
-        ]
+        size = (state.latent_hw, state.grid, state.patch, state.latent_px, str(device))
+        state.data[self.key] = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
+                                for i in range(n_plans)]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
 
     def _cached(self, key, factory):
         if self.cache is None:
             return factory()
-        return self.cache.get((self.key, self._identity, self.base_ratio, self.image_attention, self.global_prompt) + key,
-                              factory, owner="regional")
+        return self.cache.get((self.key, self._identity, self.settings) + key, factory, owner="regional")
 
     def _plan(self, state, device, item: int):
         """Plan for image `item` of the batch (masks with batch 1 serve every image)."""
         masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
+        size = (state.latent_hw, state.grid, state.patch, state.latent_px)
         if len({tuple(m.shape) for m in masks}) == 1:
-            tm = token_masks(torch.stack(masks).to(device), state.latent_hw, state.grid, state.patch, state.latent_px)
+            tm = token_masks(torch.stack(masks).to(device), *size)
         else:
-            tm = torch.cat([token_masks(m[None].to(device), state.latent_hw, state.grid, state.patch, state.latent_px)
-                            for m in masks])
-        return RegionalPlan(tm, [r.strength for r in self.regions], self.image_attention, self.global_prompt, self.base_ratio)
+            tm = torch.cat([token_masks(m[None].to(device), *size) for m in masks])
+        image_attention, global_prompt, base_ratio = self.settings
+        return RegionalPlan(tm, [r.strength for r in self.regions], image_attention, global_prompt, base_ratio)
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
         plans = state.data.get(self.key)
-        if plans is None or row_kind != 0:
+        if plans is None or row_kind != COND:
             return  # outside the window there are no region tokens; other rows stay isolated
         spec.isolate_regions = False
-        if block.index in self.selected.get(block.kind, ()):
+        if self.gate.selects(block):
             spec.regional = plans[item if len(plans) > 1 else 0]
-
-    def before_block(self, state, block, stream):
-        return None

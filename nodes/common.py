@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ..attention.blocks import BlockSelectionError, parse_blocks
+from ..attention.gate import Gate
 from .host import UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
@@ -55,6 +56,14 @@ def sigma_window(node: str, model, start_percent: float, end_percent: float):
         raise node_error(node, "end_percent", f"must not be below start_percent ({end_percent} < {start_percent})")
     sampling = model.get_model_object("model_sampling")
     return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
+
+
+def gate(node: str, model, double_text: str, single_text: str, start_percent: float = 0.0,
+         end_percent: float = 1.0) -> Gate:
+    """The feature's gate from the node's block selections and schedule window."""
+    double, single = selections(node, model, double_text, single_text)
+    sigma_high, sigma_low = sigma_window(node, model, start_percent, end_percent)
+    return Gate(double, single, sigma_high, sigma_low)
 
 
 def block_range_fields():

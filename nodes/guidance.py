@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..attention.blocks import BlockSelectionError, parse_blocks, parse_token_range
+from ..attention.gate import Gate
 from ..attention.taca import APPLY_TO, TacaModifier
 from ..attention.text_scale import MODES, TextScaleModifier
 from .common import CATEGORY, block_range_fields, family_of, finite, node_error, selections, sigma_window
@@ -39,7 +40,7 @@ class JointAttentionTACA:
         double, single = selections(node, model, double_blocks, single_blocks)
         if gamma == 1.0 or not (double or single):
             return (model,)
-        return (install(model, TacaModifier(gamma, sigma_threshold, apply_to, double, single)),)
+        return (install(model, TacaModifier(gamma, apply_to, Gate(double, single, sigma_low=sigma_threshold))),)
 
 
 class JointAttentionTextScale:
@@ -83,8 +84,8 @@ class JointAttentionTextScale:
         except BlockSelectionError as exc:
             field = "token_range" if str(exc).startswith("token_range") else "blocks"
             raise node_error(node, field, str(exc)) from None
-        sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
-        modifier = TextScaleModifier(chosen, scale, mode, tokens, sigma_start, sigma_end)
+        sigma_high, sigma_low = sigma_window(node, model, start_percent, end_percent)
+        modifier = TextScaleModifier(Gate(numbers=chosen, sigma_high=sigma_high, sigma_low=sigma_low), scale, mode, tokens)
         if modifier.is_identity():
             return (model,)
         return (install(model, modifier),)

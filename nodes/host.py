@@ -13,25 +13,26 @@ Only official extension points are used, always on a clone:
 from __future__ import annotations
 
 import logging
+import math
+from functools import partial
 
 import comfy.model_base
 import comfy.patcher_extension
 import torch
 
-from ..attention.dispatcher import (
-    BLOCK_KEY,
-    COND,
-    FORWARD_KEY,
-    BlockRef,
-    ForwardState,
-    JointAttentionDispatcher,
-)
+from ..attention.dispatcher import JointAttentionDispatcher
+from ..attention.forward import COND, BlockRef, ForwardState, TextStream
+from ..attention.regional import MaskBatchMismatch
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 
 PACK_KEY = "joint_attention"
 OVERRIDE_KEY = "optimized_attention_override"
+# transformer_options entries the pack sets for the calls below them.
+FORWARD_KEY = "joint_attention_forward"  # the ForwardState of the running model forward
+BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
+RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
 
 # Model families, most specific class first (Flux2 and Chroma derive from Flux).
 _FAMILIES = (
@@ -98,14 +99,88 @@ def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tens
     return tokens if seen.shape == tokens.shape and torch.equal(seen, tokens) else seen
 
 
-def find_dispatcher(transformer_options) -> JointAttentionDispatcher | None:
+def find_dispatcher(transformer_options) -> "AttentionOverride | None":
     found = (transformer_options or {}).get("patches", {}).get(PACK_KEY)
     return found[0] if found else None
 
 
+def normalise_qkv(args, kwargs):
+    """q, k, v as [B,H,L,D] whatever ComfyUI's caller passed (FLUX: [B,H,L,D] with skip_reshape;
+    SD3: [B,L,H*D] with heads)."""
+    q, k, v = args[0], args[1], args[2]
+    heads = args[3] if len(args) > 3 else kwargs.get("heads")
+    if kwargs.get("skip_reshape", False):
+        return q, k, v
+    b = q.shape[0]
+    return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+
+
+class AttentionOverride(JointAttentionDispatcher):
+    """The dispatcher in ComfyUI's `optimized_attention_override` slot: reads the forward and block
+    the pack's hooks put into `transformer_options`, and chains to an override that was there before
+    (which is still called exactly once per attention call).
+
+    ComfyUI 0.3.75 deep-copies model_options on every clone: copies return the same object, so no
+    tensor is duplicated per clone."""
+
+    def __init__(self, modifiers=(), kernels=None, previous=None):
+        super().__init__(modifiers, kernels)
+        self.previous = previous
+
+    def with_modifier(self, modifier):
+        made = super().with_modifier(modifier)
+        made.previous = self.previous
+        return made
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+    # ComfyUI's patch protocol (model_patches_to / model_patches_models). Region data stays where the
+    # node made it (CPU); device copies live in the pack's bounded cache, keyed by device.
+    def to(self, device):
+        return self
+
+    def models(self):
+        return []
+
+    def __call__(self, func, *args, **kwargs):
+        impl = func
+        options = kwargs.get("transformer_options") or {}
+        state = options.get(FORWARD_KEY)
+        block = options.get(BLOCK_KEY)
+        if state is not None and block is not None and self.modifiers:
+            total = args[0].shape[2] if kwargs.get("skip_reshape", False) else args[0].shape[1]
+            plan = self.plan(state, block, total)
+            if plan is not None and kwargs.get("mask") is not None:
+                log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
+                plan = None
+            if plan is not None:
+                impl = partial(self._host_attention, plan, len(state.row_kinds))
+        out = self.previous(impl, *args, **kwargs) if self.previous is not None else impl(*args, **kwargs)
+        recorder = options.get(RECORD_KEY)
+        if recorder is not None:
+            recorder(out)  # reads only: the output goes on unchanged
+        return out
+
+    def _host_attention(self, plan, n_rows, *args, **kwargs):
+        q, k, v = normalise_qkv(args, kwargs)
+        if n_rows != q.shape[0]:
+            raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {n_rows} row kinds")
+        # ComfyUI 0.3.75 ignores `scale=` (callers pre-scale q); honour it when given.
+        scale = kwargs.get("scale") or 1.0 / math.sqrt(q.shape[-1])
+        out = self.attend(plan, q, k, v, scale)
+        if kwargs.get("skip_output_reshape", False):
+            return out
+        b, h, length, d = out.shape
+        return out.transpose(1, 2).reshape(b, length, h * d)
+
+
 class BlockPatch:
-    """`patches_replace["dit"]` entry: names the block for the dispatcher, lets modifiers
-    edit the block's inputs, then runs the block (or a foreign patch found there)."""
+    """`patches_replace["dit"]` entry: names the block for the dispatcher, lets modifiers edit the
+    block's text stream, then runs the block (or a foreign patch found there)."""
 
     def __init__(self, ref: BlockRef, inner=None):
         self.ref = ref
@@ -120,11 +195,19 @@ class BlockPatch:
         state = options.get(FORWARD_KEY)
         args = dict(args)
         args["transformer_options"] = {**options, BLOCK_KEY: self.ref}
-        if dispatcher is not None and state is not None:
-            if dispatcher.before_block(state, self.ref, args) == "skip":
+        active = dispatcher is not None and state is not None
+        if active:
+            # FLUX double / SD3 joint blocks get the text as "txt"; FLUX single blocks one joint
+            # stream in "img" whose first n_context tokens are the text.
+            key = "txt" if args.get("txt") is not None else "img"
+            stop = args[key].shape[1] if key == "txt" else state.n_context
+            text = TextStream(args[key], 0, stop)
+            if dispatcher.edit_text(state, self.ref, text) == "skip":
                 return {k: args[k] for k in ("img", "txt") if k in args}
+            args[key] = text.tensor
+            dispatcher.before_block(state, self.ref, args)
         output = self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
-        if dispatcher is not None and state is not None:
+        if active:
             dispatcher.after_block(state, self.ref, args, extra["original_block"], output)
         return output
 
@@ -168,8 +251,11 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         latent_px=latent_pixels(base),
         run=transformer_options.get(RUN_KEY),
     )
-    state.data["device"] = x.device
-    extra = dispatcher.begin_forward(state)
+    state.device = x.device
+    try:
+        extra = dispatcher.begin_forward(state)
+    except MaskBatchMismatch as exc:
+        raise ValueError(f"[Region (mask + prompt)] input 'mask': {exc}") from None
     if extra is not None:
         if extra.shape[-1] != c_crossattn.shape[-1]:
             raise ValueError(
@@ -243,7 +329,7 @@ def install(model, modifier):
         dispatcher = mine.with_modifier(modifier)
         dispatcher.previous = mine.previous if current is mine else current
     else:
-        dispatcher = JointAttentionDispatcher([modifier], previous=current)
+        dispatcher = AttentionOverride([modifier], previous=current)
     options[OVERRIDE_KEY] = dispatcher
     patches = dict(options.get("patches", {}))
     patches[PACK_KEY] = [dispatcher]

@@ -9,8 +9,9 @@ import re
 import torch
 import torch.nn.functional as F
 
-from ..attention.capture import CaptureHandle, CaptureModifier, ConceptStream
-from .common import CATEGORY, block_range_fields, family_of, node_error, selections, sigma_window
+from ..attention.capture import CaptureHandle, CaptureModifier
+from .common import CATEGORY, block_range_fields, family_of, gate, node_error
+from .concepts import ConceptModifier, ConceptStream
 from .host import install
 from .runtime import MEMORY
 
@@ -54,11 +55,13 @@ class JointAttentionCapture:
     def apply(self, model, double_blocks, single_blocks, start_percent, end_percent, concepts="", clip=None):
         node = "JointAttentionCapture"
         family_of(node, model)
-        double, single = selections(node, model, double_blocks, single_blocks)
-        sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
+        where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
         handle = CaptureHandle()
-        stream = concept_stream(node, model, concepts, clip, double, double_blocks) if concepts and concepts.strip() else None
-        modifier = CaptureModifier(handle, double, single, sigma_start, sigma_end, registry=MEMORY.registry, concepts=stream)
+        if concepts and concepts.strip():
+            stream = concept_stream(node, model, concepts, clip, where.double, double_blocks)
+            modifier = ConceptModifier(handle, where, stream, registry=MEMORY.registry)
+        else:
+            modifier = CaptureModifier(handle, where, registry=MEMORY.registry)
         return (install(model, modifier), handle)
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
-from .common import CATEGORY, block_range_fields, family_of, finite, node_error, selections, sigma_window
+from .common import CATEGORY, block_range_fields, family_of, finite, gate, node_error
 from .host import install, model_text
 from .runtime import MEMORY
 
@@ -147,12 +147,9 @@ class JointAttentionRegionalApply:
         _check_feature_size(node, model, regions)
         regions = as_model_text(node, model, regions)
         base_ratio = finite(node, "base_ratio", base_ratio, 0.0, 1.0)
-        double, single = selections(node, model, double_blocks, single_blocks)
-        sigma_start, sigma_end = sigma_window(node, model, start_percent, end_percent)
-        modifier = RegionalModifier(
-            regions, base_ratio, sigma_start, sigma_end, double, single, image_attention, global_prompt,
-            cache=MEMORY.cache, registry=MEMORY.registry,
-        )
+        where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
+        modifier = RegionalModifier(regions, base_ratio, where, image_attention, global_prompt,
+                                    cache=MEMORY.cache, registry=MEMORY.registry)
         return (install(model, modifier),)
 
 

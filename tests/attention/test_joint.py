@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
-from joint_attention_pack.attention.joint import RowSpec, joint_attention
+from joint_attention_pack.attention.joint import RowSpec, joint_attention, plan_groups
 from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
@@ -130,15 +130,15 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
     plan = RegionalPlan(masks, [1.0] * 4, "restricted", "background", 0.2)
     bare = plan.nbytes()
     spec = RowSpec(isolate_regions=False, regional=plan)
-    groups = plan.groups(layout, spec, torch.device("cpu"))
+    groups = plan_groups(layout, spec, torch.device("cpu"))  # the executor's groups, kept on the plan
     index_bytes = 0
     for g in groups:
         for item in [g.index] + [p.index for p in g.parts] + [p.key_bias for p in g.parts] + [p.main_bias for p in g.parts]:
             if isinstance(item, torch.Tensor):
                 index_bytes += item.numel() * item.element_size()
-    assert plan.nbytes() == bare + index_bytes  # the plan accounts for the groups it built
+    assert plan.nbytes() == bare + sum(g.nbytes() for g in groups)  # the plan accounts for the groups it holds
     q, k, v = (torch.zeros(1, 1, layout.total, 8) for _ in range(3))
-    joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)  # prepares each group's kernel calls
+    joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)  # uses the kernel calls prepared with them
     total = plan.nbytes()
     assert total > bare + index_bytes  # ... and the calls it prepared
     assert total <= 64 * 2**20, total
@@ -183,7 +183,7 @@ def test_regional_calls_read_nothing_back_to_the_host_after_the_first(mask_kind,
     first = call()
     assert _host_reads(call) == 0
     torch.testing.assert_close(call(), first, rtol=0, atol=0)
-    assert _host_reads(lambda: plan.groups(layout, spec, q.device)) == 0  # cached
+    assert _host_reads(lambda: plan_groups(layout, spec, q.device)) == 0  # cached
 
 
 @pytest.mark.parametrize("n_regions", [54, 64, 100])

@@ -33,8 +33,9 @@ class Api:
         self.RegionalPlan = importlib.import_module(f"{prefix}.regional").RegionalPlan
         self.CaptureSink = importlib.import_module(f"{prefix}.capture").CaptureSink
         self.TextScaleModifier = importlib.import_module(f"{prefix}.text_scale").TextScaleModifier
-        dispatcher = importlib.import_module(f"{prefix}.dispatcher")
-        self.BlockRef, self.ForwardState = dispatcher.BlockRef, dispatcher.ForwardState
+        self.Gate = importlib.import_module(f"{prefix}.gate").Gate
+        forward = importlib.import_module(f"{prefix}.forward")
+        self.BlockRef, self.ForwardState, self.TextStream = forward.BlockRef, forward.ForwardState, forward.TextStream
 
 
 @dataclass
@@ -138,14 +139,14 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
     # Text scale edits the text stream before a block; the block's attention is then plain.
     # Its cost is that edit: the text stream [B, n_txt, heads * head_dim] scaled, plus the call.
     txt_stream = torch.randn(1, n_txt, heads * head_dim, generator=g).to(device, dtype)
-    text_scale = api.TextScaleModifier(frozenset({0}), TEXT_SCALE, "scale", None, 1e9, 0.0)
+    text_scale = api.TextScaleModifier(api.Gate(numbers=frozenset({0})), TEXT_SCALE, "scale", None)
     state = api.ForwardState("flux", n_txt, n_txt, (), n_img, grid, (0,), 1.0, 1, 0)
     block = api.BlockRef("double", 0, 0)
 
     def scaled_then_plain():
-        stream = {"txt": txt_stream, "img": None}
-        text_scale.before_block(state, block, stream)
-        return stream["txt"], plain()
+        stream = api.TextStream(txt_stream, 0, n_txt)
+        text_scale.edit_text(state, block, stream)
+        return stream.tensor, plain()
 
     yield Case(f"text scale (x{TEXT_SCALE} before the block)", scaled_then_plain, plain_pairs,
                extra={"text_scale": (text_scale, state, block, txt_stream)})
@@ -199,7 +200,7 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
         everything_state = api.ForwardState("flux", layout.n_context, n_txt, layout.region_lens, n_img, grid, (0,), 1.0, 1, 0)
 
         def all_features(everything=everything, stream=stream, state=everything_state):
-            text_scale.before_block(state, block, {"txt": stream, "img": None})
+            text_scale.edit_text(state, block, api.TextStream(stream, 0, stream.shape[1]))
             return everything()
 
         yield Case(f"everything: regional defaults + TACA + text scale + capture, {n} regions", all_features,

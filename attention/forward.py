@@ -1,0 +1,99 @@
+"""What a feature sees of a model forward: its state, the running block, the block's text.
+
+Plain data and the `Modifier` base class; the host adapter (nodes/) fills them in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from .layout import TokenLayout
+
+COND, UNCOND = 0, 1
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block of the model: kind "double" (FLUX double / SD3 joint) or "single", its index
+    within the kind, and `number`, the model-wide numbering (FLUX: singles follow doubles)."""
+
+    kind: str
+    index: int
+    number: int
+
+
+@dataclass
+class ForwardState:
+    """What the dispatcher knows about one model forward."""
+
+    family: str
+    n_context: int  # text-stream tokens, region texts included
+    n_txt: int  # base text tokens (T0)
+    region_lens: tuple
+    n_img: int
+    grid: tuple
+    row_kinds: tuple  # per batch row: COND or UNCOND
+    sigma: float
+    n_double: int
+    n_single: int
+    latent_hw: tuple = (0, 0)  # latent rows/cols before patch padding
+    patch: int = 2  # latent cells per token side
+    latent_px: int = 8  # image pixels per latent cell side (FLUX.2: 16)
+    row_items: tuple = ()  # per batch row: which image of the batch it is (0 when unknown)
+    data: dict = field(default_factory=dict)  # per-modifier data for this forward
+    run: Any = None  # per-sampling-run state (captures), if the host gives one
+    device: Optional[torch.device] = None
+    call_layout: Optional[TokenLayout] = None  # layout of the attention call being planned
+    _layouts: dict = field(default_factory=dict)
+
+    def layout_for(self, total: int) -> Optional[TokenLayout]:
+        """Layout of a joint sequence of `total` tokens, None for image-only calls (SD3.5 attn2)."""
+        if total in self._layouts:
+            return self._layouts[total]
+        n_ref = total - self.n_context - self.n_img
+        layout = None
+        if n_ref >= 0:
+            layout = TokenLayout(self.n_txt, self.n_img, n_ref, tuple(self.region_lens), tuple(self.grid))
+        self._layouts[total] = layout
+        return layout
+
+
+@dataclass
+class TextStream:
+    """The text of a block's input: `tensor[:, start:stop]` ([B, tokens, C]). A modifier may put a
+    new tensor in `tensor`; the host adapter passes it on to the block."""
+
+    tensor: torch.Tensor
+    start: int
+    stop: int
+
+
+class Modifier:
+    """Base class of features. Settings are fixed at construction; hooks default to no-ops."""
+
+    key = "modifier"
+
+    def begin_forward(self, state: ForwardState) -> Optional[torch.Tensor]:
+        """Called once per forward before the model runs. May return text tokens
+        `[T, C]` to append to the context of every row (region texts)."""
+        return None
+
+    def contribute(self, state: ForwardState, block: BlockRef, row_kind: int, spec, item: int = 0) -> None:
+        """Adjust `spec` for rows of `row_kind` (COND/UNCOND) that hold image `item` of the batch."""
+
+    def edit_text(self, state: ForwardState, block: BlockRef, text: TextStream) -> Optional[str]:
+        """Before a block: edit its text stream; return "skip" to skip the block."""
+        return None
+
+    # Hooks for modifiers that live on the host side (nodes/) and work on the host's own block
+    # inputs; the pure features above never need them.
+    def before_block(self, state: ForwardState, block: BlockRef, inputs: dict) -> None:
+        return None
+
+    def after_block(self, state: ForwardState, block: BlockRef, inputs: dict, run_block, output: dict) -> None:
+        return None
+
+    def tensors(self) -> list:
+        return []
