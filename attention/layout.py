@@ -56,6 +56,3 @@ class TokenLayout:
     def visual(self) -> slice:
         """Image and reference tokens together (contiguous)."""
         return slice(self.n_context, self.total)
-
-    def without_regions(self) -> "TokenLayout":
-        return TokenLayout(self.n_txt, self.n_img, self.n_ref, (), self.grid)

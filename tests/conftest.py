@@ -1,4 +1,8 @@
-"""Boots the real ComfyUI host in-process and imports the pack before any test module.
+"""Test set-up shared by every folder.
+
+tests/attention needs torch alone: the pack is registered as a package without importing ComfyUI.
+Every other folder's conftest boots the real ComfyUI host in-process and imports the whole pack
+(`ja_host.load_pack()`) before its test modules.
 
 Test helpers live in tests/support under unique `ja_*` names: ComfyUI's root already has a
 `tests` package and a `nodes` module, so neither the repository nor tests/ goes on sys.path.
@@ -15,8 +19,7 @@ if str(SUPPORT) not in sys.path:
 
 import ja_host  # noqa: E402
 
-ja_host.boot()
-ja_host.load_pack()
+ja_host.pack_package()
 logging.getLogger().setLevel(logging.WARNING)
 
 

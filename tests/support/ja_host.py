@@ -56,13 +56,25 @@ def boot() -> Path:
     return path
 
 
+def pack_package():
+    """The repository as the package `joint_attention_pack`, registered without running its
+    `__init__` (which registers the ComfyUI nodes): enough to import the pure-torch `attention`
+    modules with no ComfyUI anywhere (tests/attention runs that way)."""
+    module = sys.modules.get(PACK_MODULE)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(PACK_MODULE, ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_MODULE] = module
+    return module
+
+
 def load_pack():
-    """Import the repository as the package `joint_attention_pack` (its folder name has dashes)."""
-    if PACK_MODULE in sys.modules:
-        return sys.modules[PACK_MODULE]
-    boot()
-    spec = importlib.util.spec_from_file_location(PACK_MODULE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_MODULE] = module
-    spec.loader.exec_module(module)
+    """Boot the host and import the whole pack as the package `joint_attention_pack` (its folder
+    name has dashes). Idempotent."""
+    module = pack_package()
+    if not getattr(module, "_ja_loaded", False):
+        boot()
+        module.__spec__.loader.exec_module(module)
+        module._ja_loaded = True
     return module
