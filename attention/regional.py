@@ -191,8 +191,8 @@ class RegionalPlan:
         own = [self.masks, self.cover] + [c.rows for c in self._classes]
         for groups in self.planned.values():
             for g in groups:
-                own += [t for t in g.tensors()]
-        return own
+                own += g.tensors()
+        return list({id(t): t for t in own}.values())  # a tensor two groups share counts once
 
 
 @dataclass(frozen=True)

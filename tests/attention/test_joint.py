@@ -136,7 +136,8 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
         for item in [g.index] + [p.index for p in g.parts] + [p.key_bias for p in g.parts] + [p.main_bias for p in g.parts]:
             if isinstance(item, torch.Tensor):
                 index_bytes += item.numel() * item.element_size()
-    assert plan.nbytes() == bare + sum(g.nbytes() for g in groups)  # the plan accounts for the groups it holds
+    distinct = {id(t): t for g in groups for t in g.tensors()}.values()
+    assert plan.nbytes() == bare + sum(t.numel() * t.element_size() for t in distinct)  # ... the groups it holds
     q, k, v = (torch.zeros(1, 1, layout.total, 8) for _ in range(3))
     joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)  # uses the kernel calls prepared with them
     total = plan.nbytes()
@@ -205,3 +206,24 @@ def test_many_regions_on_random_cells_match_dense_reference(n_regions, global_pr
     bias = dense_bias(layout, masks, strengths, "restricted", global_prompt)
     ref, _ = dense_attention(q, k, v, bias, SCALE, 1.0, layout, 0.2)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_a_cached_plan_is_counted_with_the_query_groups_it_gains():
+    """Issue 16: the cache measured a plan when it was stored, before its groups and prepared calls existed."""
+    from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
+
+    layout = _layout(n_ref=0)
+    registry = MemoryRegistry()
+    cache = BoundedCache(registry, budget_bytes=1 << 30)
+    plan = cache.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3), "regional")
+    stored = cache.bytes
+    q, k, v = _qkv(layout)
+    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), KernelSelector(), SCALE)
+    assert plan.planned and cache.bytes == plan.nbytes() > stored
+    assert registry.total_bytes("cache") == plan.nbytes()  # every group tensor is accounted
+    # A budget the grown plan exceeds: it leaves the cache when it grows past it.
+    small = BoundedCache(registry, budget_bytes=stored + 1)
+    plan2 = small.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3))
+    assert len(small) == 1
+    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan2), KernelSelector(), SCALE)
+    assert len(small) == 0 and small.bytes == 0
