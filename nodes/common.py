@@ -5,7 +5,7 @@ import math
 
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.gate import Gate
-from .host import UnsupportedModel, block_counts, model_family
+from .families import UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
 

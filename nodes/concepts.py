@@ -16,6 +16,8 @@ import torch
 
 from ..attention.capture import CaptureModifier, concept_saliency, record_concepts
 from ..attention.forward import COND
+from .common import node_error
+from .families import model_family
 from .host import BLOCK_KEY, FORWARD_KEY, RECORD_KEY
 
 
@@ -108,6 +110,37 @@ class ConceptModifier(CaptureModifier):
             if sink is not None:
                 record_concepts(sink, concept_saliency(recorded["out"][:, :n_c], o_image), block.number, state.sigma,
                                 self.registry)
+
+
+def concept_stream(node, model, concepts: str, clip, double: frozenset, double_text: str):
+    """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
+    if clip is None:
+        raise node_error(node, "clip", "concepts need the text encoder: connect the CLIP used for the prompt")
+    names = [c.strip() for c in concepts.split(",") if c.strip()]
+    if len(names) > 64:
+        raise node_error(node, "concepts", f"at most 64 concepts, got {len(names)}")
+    tokens = []
+    for name in names:
+        tokenized = clip.tokenize(name)
+        first = 0
+        for chunk in clip.tokenizer.tokenize_with_weights(name, return_word_ids=True).values():
+            word_ids = [t[2] if len(t) > 2 else 1 for t in chunk[0]] if chunk else []
+            first = next((i for i, w in enumerate(word_ids) if w > 0), 0)
+            break
+        cond = clip.encode_from_tokens_scheduled(tokenized)[0][0]
+        tokens.append(cond[0, min(first, cond.shape[1] - 1)].detach().cpu())
+    tokens = torch.stack(tokens)
+    family = model_family(model)
+    dm = family.diffusion_model(model)
+    expected = family.text_features(dm)
+    if expected is not None and tokens.shape[-1] != expected:
+        raise node_error(node, "clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
+                         f"{expected}: connect the text encoder that matches the model")
+    embed = family.text_embedder(dm)
+    n_double, _ = family.block_counts(dm)
+    # Default for concepts (ConceptAttention paper): the last 4 double blocks.
+    blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
+    return ConceptStream(names, tokens, embed, blocks)
 
 
 def _cond_rows(state) -> torch.Tensor:

@@ -6,7 +6,8 @@ from ..attention.gate import Gate
 from ..attention.taca import APPLY_TO, TacaModifier
 from ..attention.text_scale import MODES, TextScaleModifier
 from .common import CATEGORY, block_range_fields, family_of, finite, node_error, selections, sigma_window
-from .host import block_counts, install
+from .families import block_counts
+from .host import install
 
 
 class JointAttentionTACA:

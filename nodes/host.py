@@ -16,13 +16,13 @@ import logging
 import math
 from functools import partial
 
-import comfy.model_base
 import comfy.patcher_extension
 import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import COND, BlockRef, ForwardState, TextStream
 from ..attention.regional import MaskBatchMismatch
+from .families import block_counts, family_of_base, model_family
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
@@ -33,51 +33,6 @@ OVERRIDE_KEY = "optimized_attention_override"
 FORWARD_KEY = "joint_attention_forward"  # the ForwardState of the running model forward
 BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
 RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
-
-# Model families, most specific class first (Flux2 and Chroma derive from Flux).
-_FAMILIES = (
-    ("flux2", "Flux2"),
-    ("chroma", "Chroma"),
-    ("flux", "Flux"),
-    ("sd3", "SD3"),
-)
-
-
-class UnsupportedModel(ValueError):
-    pass
-
-
-def _family_of_base(base) -> str:
-    for family, class_name in _FAMILIES:
-        cls = getattr(comfy.model_base, class_name, None)
-        if cls is not None and isinstance(base, cls):
-            return family
-    return "unknown"
-
-
-def model_family(model_patcher) -> str:
-    base = model_patcher.model
-    family = _family_of_base(base)
-    if family != "unknown":
-        return family
-    raise UnsupportedModel(
-        f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5), got {type(base).__name__!r}; "
-        "connect the MODEL output of a FLUX or SD3 checkpoint/UNET loader"
-    )
-
-
-def block_counts(model_patcher) -> tuple:
-    """(double/joint blocks, single blocks) of the diffusion model."""
-    return _block_counts(model_patcher.model.diffusion_model)
-
-
-def _block_counts(dm) -> tuple:
-    if hasattr(dm, "double_blocks"):
-        return len(dm.double_blocks), len(getattr(dm, "single_blocks", ()))
-    if hasattr(dm, "joint_blocks"):
-        return len(dm.joint_blocks), 0
-    raise UnsupportedModel(f"cannot find the transformer blocks of {type(dm).__name__!r}")
-
 
 def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
     """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
@@ -227,15 +182,18 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     if dispatcher is None or not dispatcher.modifiers or c_crossattn is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     base = executor.class_obj
+    family = family_of_base(base)
+    if family is None:  # the model was swapped for another kind under the pack's patches
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     dm = base.diffusion_model
-    patch = getattr(dm, "patch_size", 2)
+    patch = family.patch_size(dm)
     rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
-    n_double, n_single = _block_counts(dm)
+    n_double, n_single = family.block_counts(dm)
     sigmas = transformer_options.get("sigmas")
     sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(t.max())
     kinds, items = _rows(transformer_options, x.shape[0])
     state = ForwardState(
-        family=_family_of_base(base),
+        family=family.name,
         n_context=c_crossattn.shape[1],
         n_txt=c_crossattn.shape[1],
         region_lens=(),
@@ -248,7 +206,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         n_single=n_single,
         latent_hw=(x.shape[-2], x.shape[-1]),
         patch=patch,
-        latent_px=latent_pixels(base),
+        latent_px=family.latent_pixels(base),
         run=transformer_options.get(RUN_KEY),
     )
     state.device = x.device
@@ -274,18 +232,6 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
 
 
 RUN_KEY = "joint_attention_run"
-
-# Image pixels per latent cell for hosts whose latent formats do not say (`spacial_downscale_ratio`
-# arrived after 0.3.75): FLUX.2's latent is 1/16 of the image, the others' 1/8.
-_LATENT_PX_FALLBACK = {"flux2": 16}
-
-
-def latent_pixels(base) -> int:
-    declared = getattr(getattr(base, "latent_format", None), "spacial_downscale_ratio", None)
-    if isinstance(declared, int) and declared > 0:
-        return declared
-    return _LATENT_PX_FALLBACK.get(_family_of_base(base), 8)
-
 
 class RegionTextPositions:
     """FLUX `post_input` patch: each region text gets the text positions it would have as the prompt alone.

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from ..attention.capture import CaptureHandle, CaptureModifier
 from .common import CATEGORY, block_range_fields, family_of, gate, node_error
-from .concepts import ConceptModifier, ConceptStream
+from .concepts import ConceptModifier, concept_stream
 from .host import install
+from .labels import context_tokens, words_of
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
@@ -63,105 +64,6 @@ class JointAttentionCapture:
         else:
             modifier = CaptureModifier(handle, where, registry=MEMORY.registry)
         return (install(model, modifier), handle)
-
-
-def concept_stream(node, model, concepts: str, clip, double: frozenset, double_text: str):
-    """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
-    from .host import block_counts
-    from .regional import text_feature_size
-
-    if clip is None:
-        raise node_error(node, "clip", "concepts need the text encoder: connect the CLIP used for the prompt")
-    names = [c.strip() for c in concepts.split(",") if c.strip()]
-    if len(names) > 64:
-        raise node_error(node, "concepts", f"at most 64 concepts, got {len(names)}")
-    tokens = []
-    for name in names:
-        tokenized = clip.tokenize(name)
-        first = 0
-        for chunk in clip.tokenizer.tokenize_with_weights(name, return_word_ids=True).values():
-            word_ids = [t[2] if len(t) > 2 else 1 for t in chunk[0]] if chunk else []
-            first = next((i for i, w in enumerate(word_ids) if w > 0), 0)
-            break
-        cond = clip.encode_from_tokens_scheduled(tokenized)[0][0]
-        tokens.append(cond[0, min(first, cond.shape[1] - 1)].detach().cpu())
-    tokens = torch.stack(tokens)
-    expected = text_feature_size(model)
-    if expected is not None and tokens.shape[-1] != expected:
-        raise node_error(node, "clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
-                         f"{expected}: connect the text encoder that matches the model")
-    dm = model.model.diffusion_model
-    embed = getattr(dm, "txt_in", None) or getattr(dm, "context_embedder", None)
-    n_double, _ = block_counts(model)
-    # Default for concepts (ConceptAttention paper): the last 4 double blocks.
-    blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
-    return ConceptStream(names, tokens, embed, blocks)
-
-
-def context_tokens(clip, prompt: str, n_txt: int, family: str):
-    """[(position, token string, word number)] for the base text's positions in the model's context.
-
-    Word number 0 marks start/end/padding tokens. ComfyUI's word ids count weighted segments,
-    so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word, SentencePiece's
-    "▁" starts one."""
-    tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
-    order = []
-    if family == "sd3" and "t5xxl" in tokens and ("l" in tokens or "g" in tokens):
-        order = [("l" if "l" in tokens else "g"), "t5xxl"]
-    elif "t5xxl" in tokens:
-        order = ["t5xxl"]
-    else:
-        order = [next(iter(tokens))]
-    out, position, word, open_word = [], 0, 0, False
-    for key in order:
-        hf = _hf_tokenizer(clip, key)
-        for chunk in tokens[key]:
-            for token in chunk:
-                tok_id, segment = token[0], token[2] if len(token) > 2 else 1
-                raw = _raw_token(hf, tok_id)
-                if segment <= 0:
-                    number, open_word = 0, False
-                else:
-                    if not open_word or raw.startswith("\u2581"):
-                        word += 1
-                    number = word
-                    open_word = not raw.endswith("</w>")
-                if position < n_txt:
-                    out.append((position, _clean(raw), number))
-                position += 1
-            open_word = False
-    return out
-
-
-def _hf_tokenizer(clip, key):
-    for name in (f"clip_{key}", key):
-        wrapper = getattr(clip.tokenizer, name, None)
-        if wrapper is not None and hasattr(wrapper, "tokenizer"):
-            return wrapper.tokenizer
-    return None
-
-
-def _raw_token(hf, tok_id) -> str:
-    if hf is None or not isinstance(tok_id, int):
-        return str(tok_id)
-    return str(hf.convert_ids_to_tokens(tok_id))
-
-
-def _clean(raw: str) -> str:
-    return raw.replace("</w>", "").replace("\u2581", "")
-
-
-def words_of(tokens):
-    """Group token positions by word id; word id 0 (start/end/padding) is never offered."""
-    words: dict = {}
-    for position, text, word in tokens:
-        if word <= 0:
-            continue
-        entry = words.setdefault(word, {"text": "", "positions": []})
-        entry["text"] += text
-        entry["positions"].append(position)
-    # Punctuation-only "words" (commas, periods) are not offered.
-    return [(w["text"], w["positions"]) for _, w in sorted(words.items()) if any(c.isalnum() for c in w["text"])]
 
 
 _POSITION = re.compile(r"^#\d{1,9}$")

@@ -9,6 +9,7 @@ import torch
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
 from .common import CATEGORY, block_range_fields, family_of, finite, gate, node_error
+from .families import model_family
 from .host import install, model_text
 from .runtime import MEMORY
 
@@ -168,19 +169,9 @@ def as_model_text(node, model, regions):
     return tuple(out)
 
 
-def text_feature_size(model):
-    dm = model.model.diffusion_model
-    for name in ("txt_in", "context_embedder"):
-        layer = getattr(dm, name, None)
-        if layer is not None and hasattr(layer, "in_features"):
-            return layer.in_features
-        if layer is not None and hasattr(layer, "weight"):
-            return layer.weight.shape[1]
-    return None
-
-
 def _check_feature_size(node, model, regions):
-    expected = text_feature_size(model)
+    family = model_family(model)
+    expected = family.text_features(family.diffusion_model(model))
     if expected is None:
         return
     for i, region in enumerate(regions):

@@ -1,0 +1,94 @@
+"""Model families: the one place that knows how each supported model looks inside ComfyUI.
+
+A family says which `comfy.model_base` class it is, where its transformer blocks and text input
+layer are, how many image pixels a latent cell covers, and which text encoders' tokens make up its
+context (for labelling maps). Adding a family is one entry here, its tiny test model and its
+example workflow; the attention math (attention/) never sees a model object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import comfy.model_base
+
+
+class UnsupportedModel(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    base_class: str  # comfy.model_base class (a subclass listed before its base)
+    double_blocks: str  # attribute of the diffusion model with the double / joint blocks
+    single_blocks: str  # ... and with the single blocks ("" when there are none)
+    text_input: str  # the layer that turns text-encoder features into the text stream
+    latent_px: int = 8  # image pixels per latent cell, for hosts whose latent format does not say
+    # Tokenizer keys whose tokens make up the context, in order; the first present wins when only one is.
+    context_encoders: tuple = ("t5xxl",)
+
+    def diffusion_model(self, model_patcher):
+        return model_patcher.model.diffusion_model
+
+    def block_counts(self, dm) -> tuple:
+        """(double / joint blocks, single blocks)."""
+        double = getattr(dm, self.double_blocks, None)
+        if double is None:
+            raise UnsupportedModel(f"cannot find the transformer blocks of {type(dm).__name__!r}")
+        return len(double), len(getattr(dm, self.single_blocks, ())) if self.single_blocks else 0
+
+    def patch_size(self, dm) -> int:
+        return getattr(dm, "patch_size", 2)
+
+    def text_embedder(self, dm):
+        return getattr(dm, self.text_input, None)
+
+    def text_features(self, dm):
+        """Features per text token the model takes, or None when it cannot be read."""
+        layer = self.text_embedder(dm)
+        if layer is not None and hasattr(layer, "in_features"):
+            return layer.in_features
+        if layer is not None and hasattr(layer, "weight"):
+            return layer.weight.shape[1]
+        return None
+
+    def latent_pixels(self, base) -> int:
+        """Image pixels per latent cell side: the host's latent format says so where it can
+        (`spacial_downscale_ratio`, after 0.3.75), else the family's own figure."""
+        declared = getattr(getattr(base, "latent_format", None), "spacial_downscale_ratio", None)
+        return declared if isinstance(declared, int) and declared > 0 else self.latent_px
+
+
+_FLUX_LIKE = dict(double_blocks="double_blocks", single_blocks="single_blocks", text_input="txt_in")
+
+# Most specific class first: Flux2 and Chroma derive from Flux.
+FAMILIES = (
+    Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
+    Family("chroma", "Chroma", **_FLUX_LIKE),
+    Family("flux", "Flux", **_FLUX_LIKE),
+    Family("sd3", "SD3", double_blocks="joint_blocks", single_blocks="", text_input="context_embedder",
+           context_encoders=("l", "g", "t5xxl")),
+)
+
+
+def family_of_base(base):
+    """The family of a `comfy.model_base` instance, or None."""
+    for family in FAMILIES:
+        cls = getattr(comfy.model_base, family.base_class, None)
+        if cls is not None and isinstance(base, cls):
+            return family
+    return None
+
+
+def model_family(model_patcher) -> Family:
+    family = family_of_base(model_patcher.model)
+    if family is None:
+        raise UnsupportedModel(
+            f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5), got {type(model_patcher.model).__name__!r}; "
+            "connect the MODEL output of a FLUX or SD3 checkpoint/UNET loader")
+    return family
+
+
+def block_counts(model_patcher) -> tuple:
+    family = model_family(model_patcher)
+    return family.block_counts(family.diffusion_model(model_patcher))
