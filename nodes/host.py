@@ -107,11 +107,19 @@ class AttentionOverride(JointAttentionDispatcher):
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
         if state is not None and block is not None and self.modifiers:
-            total = args[0].shape[2] if kwargs.get("skip_reshape", False) else args[0].shape[1]
+            seq = 2 if kwargs.get("skip_reshape", False) else 1
+            total = args[0].shape[seq]
             plan = self.plan(state, block, total)
             if plan is not None and kwargs.get("mask") is not None:
                 log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
                 plan = None
+            if plan is not None and args[1].shape[seq] != total:
+                # Keys the queries do not have (0.29's FluxKVCache appends cached reference keys through
+                # attn1_patch): the pack's layout would be wrong, and skipping would silently drop the feature.
+                raise ValueError(
+                    f"[joint_attention] block {block.kind} {block.index} attends {args[1].shape[seq]} keys with "
+                    f"{total} queries (another node adds cached keys to attention, e.g. a KV cache): the pack's "
+                    "regions, TACA and capture cannot act on such calls; remove that node or the pack's node")
             if plan is not None:
                 impl = partial(self._host_attention, plan, len(state.row_kinds))
         out = self.previous(impl, *args, **kwargs) if self.previous is not None else impl(*args, **kwargs)

@@ -134,3 +134,27 @@ def test_second_node_extends_the_same_dispatcher_and_input_model_is_untouched():
     assert d2.previous is None  # not nested inside the first dispatcher
     assert base.model_options["transformer_options"] == before
     assert find_dispatcher(base.model_options["transformer_options"]) is None
+
+
+def test_calls_with_more_keys_than_queries_are_refused_not_silently_wrong():
+    """A node that appends cached keys in attention (0.29's FluxKVCache via attn1_patch) would shift the
+    pack's layout: with a feature active in the call, the pack stops with an error instead."""
+    from joint_attention_pack.attention.forward import BlockRef, ForwardState
+    from joint_attention_pack.attention.gate import Gate
+    from joint_attention_pack.attention.taca import TacaModifier
+    from joint_attention_pack.nodes.host import BLOCK_KEY, FORWARD_KEY, AttentionOverride
+
+    override = AttentionOverride([TacaModifier(1.5, "both", Gate(frozenset({0}), frozenset()))])
+    state = ForwardState("flux", 4, 4, (), 6, (2, 3), (0,), 1.0, 1, 0)
+    block = BlockRef("double", 0, 0)
+    q = torch.randn(1, 2, 10, 8)
+    options = {FORWARD_KEY: state, BLOCK_KEY: block}
+
+    def host(q, k, v, heads, **kwargs):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, q.shape[2], -1)
+
+    out = override(host, q, q, q, 2, skip_reshape=True, transformer_options=options)  # same lengths: the pack acts
+    assert out.shape == (1, 10, 16)
+    longer = torch.randn(1, 2, 13, 8)
+    with pytest.raises(ValueError, match=r"attends 13 keys with 10 queries"):
+        override(host, q, longer, longer, 2, skip_reshape=True, transformer_options=options)
