@@ -4,12 +4,31 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  addRegion, History, maskDims, paintRect, paintStroke, parseState, resizeState, serializeState, snap, CELL, TOKEN_GRID,
+  addRegion, CELL, featherMask, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect, paintStroke, parseState,
+  regionAt, resizeState, serializeState, snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
 const WIDGET = "JA_REGION_CANVAS";
 const NODE_TYPE = "JointAttentionRegionCanvas";
-const SHORTCUTS = "R rectangle · B brush · E eraser · G snap to 16 px grid · Ctrl+Z undo · Ctrl+Y / Ctrl+Shift+Z redo · Del clear region";
+const HELP = [
+  ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
+  ["R", "rectangle"], ["B", "brush"], ["E", "eraser (tick “all” to erase every region)"],
+  ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
+  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "clear the selected region (undo offered)"],
+  ["F / double-click", "full-window editor: wheel zooms, middle button or Space+drag pans, 0 fits, Esc closes"],
+];
+
+// UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
+// undo, and are not part of the saved value.
+const uiPrefs = new Map();
+// Where a removed editor was mounted, by node id: with Vue node rendering a graph undo rebuilds the node under the
+// same id and the node's component keeps its (now empty) widget container instead of mounting the new element.
+const orphanSlots = new Map();
+
+// Vue node rendering sizes nodes to their content; the classic canvas gives DOM widgets a fixed height.
+function contentSizedNodes() {
+  return app.ui?.settings?.getSettingValue?.("Comfy.VueNodes.Enabled") === true;
+}
 
 function loadStylesheet() {
   const href = new URL("./region_canvas.css", import.meta.url).href;
@@ -28,24 +47,39 @@ function el(tag, className, props = {}) {
   return node;
 }
 
+function labelled(text, input, className = "ja-rc-field") {
+  const label = el("label", className);
+  label.append(el("span", "", { textContent: text }), input);
+  return label;
+}
+
 export class RegionCanvasEditor {
   constructor(node, value) {
     this.node = node;
-    this.tool = "rect";
-    this.brush = 48;
-    this.snapToGrid = true;
+    const prefs = uiPrefs.get(node.id) ?? {};
+    this.tool = prefs.tool ?? "rect";
+    this.brush = prefs.brush ?? 48;
+    this.snapToGrid = prefs.snapToGrid ?? true;
+    this.opacity = prefs.opacity ?? 0.45;
+    this.eraseAll = prefs.eraseAll ?? false;
     this.selected = 0;
-    this.error = "";
+    this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
+    this.message = "";
     this.drag = null;
+    this.hover = null;
     this.frame = 0;
     this.background = null;
+    this.backgroundNote = "";
     this.listeners = [];
+    this.overlays = new WeakMap();
+    this.view = { zoom: 1, x: 0, y: 0 };
+    this.full = null;
+    this.spaceDown = false;
     this.history = new History();
-    this.state = this.#parse(value);
-    this.value = serializeState(this.state);
-    this.history.record(this.value);
+    this.#load(value);
     this.#build();
     this.render(true);
+    this.#adopt(40);
   }
 
   // -- value -----------------------------------------------------------------
@@ -54,15 +88,22 @@ export class RegionCanvasEditor {
     return [get("width", 1024), get("height", 1024)];
   }
 
-  #parse(value) {
+  #load(value) {
     const [width, height] = this.#size();
     try {
-      this.error = "";
-      return parseState(value, width, height);
+      this.state = parseState(value, width, height);
+      this.unreadable = "";
+      this.value = serializeState(this.state);
     } catch (err) {
-      this.error = `${err.message}. The saved drawing was not loaded; drawing now replaces it.`;
-      return parseState("", width, height);
+      // Nothing is replaced: the saved text stays the widget's value until the user chooses to start anew.
+      this.unreadable = `${err.message}. The saved drawing is kept as it is (the backend will report it);`
+        + " start a new drawing to replace it.";
+      this.state = parseState("", width, height);
+      this.value = typeof value === "string" ? value : JSON.stringify(value);
     }
+    this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
+    this.history = new History();
+    this.history.record(this.value);
   }
 
   getValue() {
@@ -71,26 +112,42 @@ export class RegionCanvasEditor {
 
   setValue(value) {
     if (value === this.value) return;
-    this.state = this.#parse(value);
-    this.value = serializeState(this.state);
-    this.history = new History();
-    this.history.record(this.value);
+    this.#load(value);
     this.render(true);
   }
 
-  // `structural`: regions were added, removed, reordered or replaced, so the list is rebuilt;
-  // plain edits keep the list (and the focus of the field being typed in).
-  commit(structural = false) {
+  // Every edit is in the widget value at once (a queued prompt or a saved workflow sees it); `record` also puts it in
+  // the editor's undo history and ComfyUI's change history; `structural` rebuilds the region list.
+  commit({ structural = false, record = true } = {}) {
     this.value = serializeState(this.state);
-    this.history.record(this.value);
+    if (record) {
+      this.history.record(this.value);
+      this.#graphChanged();
+    }
     this.node.setDirtyCanvas?.(true, true);
     this.render(structural);
   }
 
+  // ComfyUI's change tracker takes a snapshot of the graph when LiteGraph says a change ended.
+  #graphChanged() {
+    const canvas = app.canvas;
+    if (!canvas?.emitBeforeChange || !canvas?.emitAfterChange) return;
+    canvas.emitBeforeChange();
+    canvas.emitAfterChange();
+  }
+
+  #savePrefs() {
+    uiPrefs.set(this.node.id, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid, opacity: this.opacity,
+      eraseAll: this.eraseAll });
+  }
+
   resize() {
     const [width, height] = this.#size();
+    if (width === this.state.width && height === this.state.height) return;
+    const before = `${this.state.width}×${this.state.height}`;
     resizeState(this.state, width, height);
-    this.commit(true);
+    this.#offerUndo(`Canvas ${before} → ${width}×${height}: the drawing was scaled to fit, not stretched.`);
+    this.commit({ structural: true });
   }
 
   // -- DOM -------------------------------------------------------------------
@@ -99,94 +156,193 @@ export class RegionCanvasEditor {
     this.listeners.push([target, type, handler, options]);
   }
 
+  #button(label, title, fn, className = "ja-rc-action") {
+    const b = el("button", className, { type: "button", textContent: label, title });
+    this.#on(b, "click", fn);
+    return b;
+  }
+
   #build() {
-    this.root = el("div", "ja-rc", { tabIndex: 0 });
+    this.root = el("div", "ja-rc");
+    // Keyboard focus of the drawing: a read-only text field, so the frontend treats the canvas like the text
+    // inputs that have their own undo (its graph undo leaves them alone) and shortcuts typed here stay here.
+    this.keys = el("textarea", "ja-rc-keys", { readOnly: true, tabIndex: 0, rows: 1 });
+    this.keys.setAttribute("aria-label", "Region canvas (keyboard shortcuts: see ?)");
     const bar = el("div", "ja-rc-toolbar");
     this.toolButtons = {};
-    for (const [tool, label] of [["rect", "▭ Rect"], ["brush", "✎ Brush"], ["eraser", "⌫ Eraser"]]) {
-      const b = el("button", "ja-rc-tool", { textContent: label, title: `${label.slice(2)} (${tool[0].toUpperCase()})` });
+    for (const [tool, label, key] of [["select", "⬚ Select", "V"], ["rect", "▭ Rect", "R"], ["brush", "✎ Brush", "B"],
+      ["eraser", "⌫ Eraser", "E"]]) {
+      const b = this.#button(label, `${label.slice(2)} (${key})`, () => this.setTool(tool), "ja-rc-tool");
       b.dataset.tool = tool;
-      this.#on(b, "click", () => this.setTool(tool));
       this.toolButtons[tool] = b;
       bar.appendChild(b);
     }
-    this.sizeInput = el("input", "ja-rc-size", { type: "range", min: 8, max: 256, value: this.brush, title: "Brush size" });
-    this.#on(this.sizeInput, "input", () => { this.brush = Number(this.sizeInput.value); });
-    this.snapBox = el("input", "", { type: "checkbox", checked: this.snapToGrid, title: "Snap to the 16 px token grid (G)" });
-    this.#on(this.snapBox, "change", () => { this.snapToGrid = this.snapBox.checked; this.render(); });
-    const snapLabel = el("label", "ja-rc-snap", { textContent: "snap" });
-    snapLabel.prepend(this.snapBox);
-    const actions = [
-      ["Fill", "Fill the selected region", () => this.fill(1)],
-      ["Clear", "Clear the selected region (Del)", () => this.fill(0)],
-      ["↶", "Undo (Ctrl+Z)", () => this.undo()],
-      ["↷", "Redo (Ctrl+Y)", () => this.redo()],
-    ];
-    bar.append(this.sizeInput, snapLabel);
-    for (const [label, title, fn] of actions) {
-      const b = el("button", "ja-rc-action", { textContent: label, title });
-      this.#on(b, "click", fn);
-      bar.appendChild(b);
+    this.eraseAllBox = el("input", "ja-rc-erase-all", { type: "checkbox", checked: this.eraseAll,
+      title: "The eraser removes every region under it, not only the selected one" });
+    this.#on(this.eraseAllBox, "change", () => { this.eraseAll = this.eraseAllBox.checked; this.#savePrefs(); });
+    this.sizeInput = el("input", "ja-rc-size", { type: "range", min: 8, max: 256, step: 8, value: this.brush,
+      title: "Brush size in image pixels ([ and ])" });
+    this.sizeOut = el("output", "ja-rc-size-value");
+    this.#on(this.sizeInput, "input", () => this.setBrush(Number(this.sizeInput.value)));
+    this.snapBox = el("input", "ja-rc-snap-box", { type: "checkbox", checked: this.snapToGrid,
+      title: "Snap rectangles and the brush to the 16 px token grid (G)" });
+    this.#on(this.snapBox, "change", () => { this.snapToGrid = this.snapBox.checked; this.#savePrefs(); this.render(); });
+    this.opacityInput = el("input", "ja-rc-opacity", { type: "range", min: 10, max: 90, step: 5,
+      value: Math.round(this.opacity * 100), title: "How strongly the regions cover the background" });
+    this.opacityOut = el("output", "ja-rc-opacity-value");
+    this.#on(this.opacityInput, "input", () => {
+      this.opacity = Number(this.opacityInput.value) / 100;
+      this.#savePrefs();
+      this.render();
+    });
+    this.fullButton = this.#button("⤢", "Full-window editor (F, or double-click the canvas)", () => (this.full ? this.closeFull() : this.openFull()));
+    this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
+    bar.append(labelled("all", this.eraseAllBox, "ja-rc-check"), this.sizeInput, this.sizeOut, labelled("snap", this.snapBox, "ja-rc-check"),
+      labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut,
+      this.#button("Fill", "Fill the selected region", () => this.fill(1)),
+      this.#button("Clear", "Clear the selected region (Del); Undo is offered", () => this.clearSelected()),
+      this.#button("↶", "Undo (Ctrl+Z)", () => this.undo()), this.#button("↷", "Redo (Ctrl+Y)", () => this.redo()),
+      this.fullButton, this.helpButton);
+    this.help = el("div", "ja-rc-help", { hidden: true });
+    for (const [key, text] of HELP) {
+      const row = el("div");
+      row.append(el("kbd", "", { textContent: key }), document.createTextNode(` ${text}`));
+      this.help.appendChild(row);
     }
-    bar.appendChild(el("span", "ja-rc-help", { textContent: "?", title: SHORTCUTS }));
+    this.errorBox = el("div", "ja-rc-error");
+    this.errorText = el("span");
+    this.errorBox.append(this.errorText, this.#button("Start a new drawing", "Replace the unreadable value with an empty drawing",
+      () => this.startOver()));
+    this.bgBox = el("div", "ja-rc-note ja-rc-bg-note");
+    this.bgText = el("span");
+    this.matchButton = this.#button("Match width/height to it", "Set the canvas width and height to the background's shape",
+      () => this.matchBackground());
+    this.bgBox.append(this.bgText, this.matchButton);
+    this.notice = el("div", "ja-rc-note ja-rc-notice", { hidden: true });
+    this.noticeText = el("span");
+    this.notice.append(this.noticeText, this.#button("Undo", "Undo this change", () => { this.undo(); this.#clearNotice(); }),
+      this.#button("✕", "Dismiss", () => this.#clearNotice(), "ja-rc-small"));
+    this.stage = el("div", "ja-rc-stage");
     this.canvas = el("canvas", "ja-rc-canvas");
     this.ctx = this.canvas.getContext("2d");
-    this.errorBox = el("div", "ja-rc-error");
+    this.stage.append(this.canvas, this.keys);
+    this.status = el("div", "ja-rc-status");
     this.list = el("div", "ja-rc-list");
-    const add = el("button", "ja-rc-add", { textContent: "+ Add region" });
-    this.#on(add, "click", () => this.addRegion());
-    this.root.append(bar, this.errorBox, this.canvas, this.list, add);
+    this.addButton = this.#button("+ Add region", "Add a region (it becomes the selected one)", () => this.addRegion(), "ja-rc-add");
+    this.root.append(bar, this.help, this.errorBox, this.bgBox, this.notice, this.stage, this.status, this.list, this.addButton);
     this.#on(this.canvas, "pointerdown", (e) => this.#pointerDown(e));
     this.#on(this.canvas, "pointermove", (e) => this.#pointerMove(e));
     this.#on(this.canvas, "pointerup", (e) => this.#pointerUp(e));
     this.#on(this.canvas, "pointercancel", (e) => this.#pointerUp(e));
+    this.#on(this.canvas, "pointerleave", () => { this.hover = null; this.render(); });
+    this.#on(this.canvas, "dblclick", (e) => { e.preventDefault(); e.stopPropagation(); if (!this.full) this.openFull(); });
+    this.#on(this.canvas, "wheel", (e) => this.#wheel(e), { passive: false });
     this.#on(this.root, "keydown", (e) => this.#key(e));
+    this.#on(this.root, "keyup", (e) => { if (e.key === " ") this.spaceDown = false; });
     this.resizeObserver = new ResizeObserver(() => this.render());
-    this.resizeObserver.observe(this.root);
+    this.resizeObserver.observe(this.stage);
+  }
+
+  // With Vue node rendering, a node rebuilt under the same id (graph undo) keeps the old editor's container and
+  // never mounts the new element: take the container the old editor left empty.
+  #adopt(tries) {
+    if (this.destroyed || this.root.isConnected) return;
+    const slot = orphanSlots.get(this.node.id);
+    if (slot?.isConnected && !slot.firstElementChild) {
+      orphanSlots.delete(this.node.id);
+      slot.appendChild(this.root);
+      this.render(true);
+      return;
+    }
+    if (tries > 0) setTimeout(() => this.#adopt(tries - 1), 100);
   }
 
   destroy() {
+    this.destroyed = true;
+    this.closeFull();
     cancelAnimationFrame(this.frame);
     this.resizeObserver?.disconnect();
     for (const [target, type, handler, options] of this.listeners) target.removeEventListener(type, handler, options);
     this.listeners = [];
+    const slot = this.root.parentElement;
+    if (slot && this.node.id !== undefined) orphanSlots.set(this.node.id, slot);
     this.root.remove();
   }
 
   // -- editing -----------------------------------------------------------------
   setTool(tool) {
     this.tool = tool;
+    this.#savePrefs();
+    this.render();
+  }
+
+  setBrush(size) {
+    this.brush = Math.max(8, Math.min(256, Math.round(size / 8) * 8));
+    this.sizeInput.value = this.brush;
+    this.#savePrefs();
     this.render();
   }
 
   current() {
     if (!this.state.regions.length) {
       addRegion(this.state);
+      this.selected = 0;
       this.#renderList();
     }
-    this.selected = Math.min(this.selected, this.state.regions.length - 1);
+    this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
     return this.state.regions[this.selected];
   }
 
   select(i) {
+    if (i < 0 || i >= this.state.regions.length) return;
     this.selected = i;
     [...this.list.children].forEach((row, j) => row.classList.toggle("selected", j === i));
+    this.render();
   }
 
   addRegion() {
-    try {
-      addRegion(this.state);
-      this.selected = this.state.regions.length - 1;
-      this.commit(true);
-    } catch (err) {
-      this.error = err.message;
-      this.render(true);
+    if (this.state.regions.length >= MAX_REGIONS) {
+      this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
+      this.render();
+      return;
     }
+    addRegion(this.state);
+    this.selected = this.state.regions.length - 1;
+    this.commit({ structural: true });
+  }
+
+  startOver() {
+    const [width, height] = this.#size();
+    this.unreadable = "";
+    this.state = parseState("", width, height);
+    this.commit({ structural: true });
+  }
+
+  #touch(r) {
+    r.rev = (r.rev ?? 0) + 1;
   }
 
   fill(value) {
-    this.current().bits.fill(value);
+    const r = this.current();
+    r.bits.fill(value);
+    this.#touch(r);
     this.commit();
+  }
+
+  clearSelected() {
+    if (!this.state.regions.length) return;
+    const i = this.selected;
+    this.fill(0);
+    this.#offerUndo(`Cleared region ${i + 1}.`);
+  }
+
+  #offerUndo(text) {
+    this.noticeText.textContent = text;
+    this.notice.hidden = false;
+  }
+
+  #clearNotice() {
+    this.notice.hidden = true;
   }
 
   undo() {
@@ -203,30 +359,87 @@ export class RegionCanvasEditor {
     const [width, height] = this.#size();
     this.state = parseState(snapshot, width, height);
     this.value = snapshot;
+    this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
+    this.#graphChanged();
     this.node.setDirtyCanvas?.(true, true);
     this.render(true);
   }
 
+  // -- view: image pixels <-> canvas CSS pixels ----------------------------------
+  #layout() {
+    const cw = this.canvas.clientWidth || 1;
+    const ch = this.canvas.clientHeight || 1;
+    const fit = Math.min(cw / this.state.width, ch / this.state.height);
+    const scale = fit * this.view.zoom;
+    return { cw, ch, scale, tx: (cw - this.state.width * scale) / 2 + this.view.x, ty: (ch - this.state.height * scale) / 2 + this.view.y };
+  }
+
   #toImage(e) {
     const rect = this.canvas.getBoundingClientRect();
-    return [((e.clientX - rect.left) / rect.width) * this.state.width, ((e.clientY - rect.top) / rect.height) * this.state.height];
+    const { scale, tx, ty, cw } = this.#layout();
+    // The node can be drawn scaled (graph zoom): client pixels -> the canvas's own CSS pixels first.
+    const k = cw / (rect.width || 1);
+    return [((e.clientX - rect.left) * k - tx) / scale, ((e.clientY - rect.top) * k - ty) / scale];
+  }
+
+  #wheel(e) {
+    if (!this.full) return; // inside the node the wheel belongs to the graph
+    e.preventDefault();
+    e.stopPropagation();
+    const rect = this.canvas.getBoundingClientRect();
+    const before = this.#layout();
+    const px = e.clientX - rect.left;
+    const py = e.clientY - rect.top;
+    const ix = (px - before.tx) / before.scale;
+    const iy = (py - before.ty) / before.scale;
+    this.view.zoom = Math.max(0.25, Math.min(32, this.view.zoom * Math.exp(-e.deltaY * 0.0015)));
+    const after = this.#layout();
+    // Keep the image point under the pointer where it was.
+    this.view.x += px - (after.tx + ix * after.scale);
+    this.view.y += py - (after.ty + iy * after.scale);
+    this.render();
   }
 
   #pointerDown(e) {
-    if (e.button !== 0) return;
+    if (this.unreadable) return;
+    const pan = this.full && (e.button === 1 || (e.button === 0 && this.spaceDown));
+    if (e.button !== 0 && !pan) return;
     e.preventDefault();
     e.stopPropagation();
     this.canvas.setPointerCapture(e.pointerId);
-    this.root.focus({ preventScroll: true });
+    this.keys.focus({ preventScroll: true });
+    if (pan) {
+      this.drag = { pan: true, x: e.clientX, y: e.clientY };
+      return;
+    }
     const p = this.#toImage(e);
-    this.drag = { start: p, last: p, points: [p] };
+    if (this.tool === "select" || e.altKey) {
+      const i = regionAt(this.state, p[0], p[1]);
+      if (i >= 0) this.select(i);
+      return;
+    }
+    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false };
     if (this.tool !== "rect") this.#stroke([p]);
+    this.render();
   }
 
   #pointerMove(e) {
-    if (!this.drag) return;
-    e.preventDefault();
     const p = this.#toImage(e);
+    this.hover = p;
+    if (!this.drag) {
+      if (this.tool === "brush" || this.tool === "eraser") this.render();
+      return;
+    }
+    e.preventDefault();
+    if (this.drag.pan) {
+      this.view.x += e.clientX - this.drag.x;
+      this.view.y += e.clientY - this.drag.y;
+      this.drag.x = e.clientX;
+      this.drag.y = e.clientY;
+      this.render();
+      return;
+    }
+    if (Math.hypot(e.clientX - this.drag.x, e.clientY - this.drag.y) > 3) this.drag.moved = true;
     if (this.tool === "rect") {
       this.drag.last = p;
     } else {
@@ -239,29 +452,54 @@ export class RegionCanvasEditor {
   #pointerUp(e) {
     if (!this.drag) return;
     if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
+    const drag = this.drag;
+    this.drag = null;
+    if (drag.pan) return;
     if (this.tool === "rect") {
-      let [x0, y0] = this.drag.start;
+      if (!drag.moved) {
+        // A click without dragging selects the region under the pointer.
+        const i = regionAt(this.state, drag.start[0], drag.start[1]);
+        if (i >= 0) this.select(i);
+        this.render();
+        return;
+      }
+      let [x0, y0] = drag.start;
       let [x1, y1] = this.#toImage(e);
       if (this.snapToGrid) [x0, y0, x1, y1] = [x0, y0, x1, y1].map((v) => snap(v));
-      paintRect(this.current().bits, this.state.width, this.state.height, x0, y0, x1, y1, 1);
+      const r = this.current();
+      paintRect(r.bits, this.state.width, this.state.height, x0, y0, x1, y1, 1);
+      this.#touch(r);
     }
-    this.drag = null;
     this.commit();
   }
 
   #stroke(points) {
+    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.current()];
     const value = this.tool === "eraser" ? 0 : 1;
-    paintStroke(this.current().bits, this.state.width, this.state.height, points, this.brush / 2, value);
+    for (const r of targets) {
+      paintStroke(r.bits, this.state.width, this.state.height, points, this.brush / 2, value, this.snapToGrid ? TOKEN_GRID : 0);
+      this.#touch(r);
+    }
   }
 
   #key(e) {
-    if (e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement) return;
+    const t = e.target;
+    if (t !== this.keys && (t instanceof HTMLTextAreaElement || t instanceof HTMLInputElement)) return; // native editing
     const key = e.key.toLowerCase();
     const mod = e.ctrlKey || e.metaKey;
-    const handled = mod ? { z: () => (e.shiftKey ? this.redo() : this.undo()), y: () => this.redo() }[key]
-      : { r: () => this.setTool("rect"), b: () => this.setTool("brush"), e: () => this.setTool("eraser"),
-        g: () => { this.snapToGrid = !this.snapToGrid; this.snapBox.checked = this.snapToGrid; this.render(); },
-        delete: () => this.fill(0) }[key];
+    let handled;
+    if (mod && !e.altKey) {
+      handled = { z: () => (e.shiftKey ? this.redo() : this.undo()), y: () => this.redo() }[key];
+    } else if (!mod && !e.altKey) {
+      handled = { v: () => this.setTool("select"), r: () => this.setTool("rect"), b: () => this.setTool("brush"),
+        e: () => this.setTool("eraser"), "[": () => this.setBrush(this.brush - 8), "]": () => this.setBrush(this.brush + 8),
+        g: () => { this.snapToGrid = !this.snapToGrid; this.snapBox.checked = this.snapToGrid; this.#savePrefs(); this.render(); },
+        delete: () => this.clearSelected(), backspace: () => this.clearSelected(),
+        f: () => (this.full ? this.closeFull() : this.openFull()),
+        escape: this.full ? () => this.closeFull() : undefined,
+        0: this.full ? () => { this.view = { zoom: 1, x: 0, y: 0 }; this.render(); } : undefined,
+        " ": this.full ? () => { this.spaceDown = true; } : undefined }[key];
+    }
     if (handled) {
       e.preventDefault();
       e.stopPropagation();
@@ -269,10 +507,66 @@ export class RegionCanvasEditor {
     }
   }
 
+  // -- full-window editor: the same editor (state, undo history) moved into an overlay -------------------
+  openFull() {
+    if (this.full) return;
+    const overlay = el("div", "ja-rc-overlay");
+    overlay.setAttribute("role", "dialog");
+    overlay.setAttribute("aria-label", "Region Canvas editor");
+    this.full = { overlay, parent: this.root.parentElement, next: this.root.nextSibling };
+    document.body.appendChild(overlay);
+    overlay.appendChild(this.root);
+    this.root.classList.add("ja-rc-full");
+    this.view = { zoom: 1, x: 0, y: 0 };
+    this.fullButton.textContent = "✕ Close";
+    this.fullButton.title = "Back to the node (Esc)";
+    this.keys.focus({ preventScroll: true });
+    this.render(true);
+  }
+
+  closeFull() {
+    if (!this.full) return;
+    const { overlay, parent, next } = this.full;
+    this.full = null;
+    this.root.classList.remove("ja-rc-full");
+    if (parent?.isConnected) parent.insertBefore(this.root, next?.parentElement === parent ? next : null);
+    else this.root.remove();
+    overlay.remove();
+    this.view = { zoom: 1, x: 0, y: 0 };
+    this.fullButton.textContent = "⤢";
+    this.fullButton.title = "Full-window editor (F, or double-click the canvas)";
+    this.render(true);
+  }
+
+  // -- background ---------------------------------------------------------------
   setBackground(url) {
     const img = new Image();
-    img.onload = () => { this.background = img; this.render(); };
+    img.onload = () => {
+      this.background = img;
+      this.backgroundNote = "";
+      this.render();
+    };
+    img.onerror = () => {
+      this.background = null;
+      this.backgroundNote = "The background of the last run is no longer on the server; run the workflow to show it again.";
+      this.render();
+    };
     img.src = url;
+  }
+
+  matchBackground() {
+    const img = this.background;
+    if (!img) return;
+    const [width, height] = this.#size();
+    const long = Math.max(width, height);
+    const aspect = img.naturalWidth / img.naturalHeight;
+    const round16 = (v) => Math.max(16, Math.min(8192, Math.round(v / 16) * 16));
+    const [w, h] = aspect >= 1 ? [round16(long), round16(long / aspect)] : [round16(long * aspect), round16(long)];
+    for (const [name, v] of [["width", w], ["height", h]]) {
+      const widget = this.node.widgets?.find((x) => x.name === name);
+      if (widget) widget.value = v;
+    }
+    this.resize();
   }
 
   // -- drawing -------------------------------------------------------------------
@@ -280,94 +574,266 @@ export class RegionCanvasEditor {
     cancelAnimationFrame(this.frame);
     this.frame = requestAnimationFrame(() => this.#draw());
     if (structural) this.#renderList();
-    this.errorBox.textContent = this.error;
-    this.errorBox.hidden = !this.error;
+    this.errorText.textContent = this.unreadable;
+    this.errorBox.hidden = !this.unreadable;
+    this.#renderStatus();
+    this.#renderBackgroundNote();
+    this.sizeOut.value = `${this.brush} px`;
+    this.opacityOut.value = `${Math.round(this.opacity * 100)}%`;
+    for (const [tool, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", tool === this.tool);
+    this.root.classList.toggle("ja-rc-unreadable", !!this.unreadable);
+  }
+
+  #renderStatus() {
+    const n = this.state.regions.length;
+    const parts = [`${n} / ${MAX_REGIONS} regions`];
+    const problems = stateProblems(this.state);
+    if (problems.length) parts.push(`cannot be queued yet: ${problems.join("; ")}`);
+    if (this.message) parts.push(this.message);
+    this.status.textContent = parts.join(" · ");
+    this.status.classList.toggle("ja-rc-bad", problems.length > 0);
+  }
+
+  #renderBackgroundNote() {
+    let text = this.backgroundNote;
+    let offer = false;
+    if (this.background) {
+      const { naturalWidth: iw, naturalHeight: ih } = this.background;
+      const { width, height } = this.state;
+      if (Math.abs(iw / ih - width / height) > 0.01 * (width / height)) {
+        text = `The background is ${iw}×${ih}, the canvas ${width}×${height}: it is shown letterboxed, not stretched.`;
+        offer = true;
+      }
+    }
+    this.bgText.textContent = text;
+    this.matchButton.hidden = !offer;
+    this.bgBox.hidden = !text;
+  }
+
+  #stageSize() {
+    if (this.full) {
+      this.stage.style.height = "";
+      Object.assign(this.canvas.style, { width: "100%", height: "100%", left: "0", top: "0" });
+      return;
+    }
+    const { width, height } = this.state;
+    const sw = Math.max(32, this.stage.clientWidth);
+    // The stage asks for the node's width in the image's shape; classic nodes (a fixed widget height) shrink it to
+    // leave the region list its rows, Vue nodes grow with their content. Adding regions never resizes the canvas.
+    const content = contentSizedNodes();
+    this.root.classList.toggle("ja-rc-content-sized", content);
+    const want = Math.round(Math.min(sw * (height / width), 2 * sw));
+    if (this.stage.style.height !== `${want}px`) this.stage.style.height = `${want}px`;
+    this.stage.style.flex = "";
+    const sh = content ? want : Math.min(want, this.stage.clientHeight || want);
+    const s = Math.min(sw / width, Math.max(16, sh) / height);
+    const w = Math.max(16, Math.floor(width * s));
+    const h = Math.max(16, Math.floor(height * s));
+    Object.assign(this.canvas.style, { width: `${w}px`, height: `${h}px`, left: `${Math.floor((sw - w) / 2)}px`, top: "0" });
+  }
+
+  #overlay(r) {
+    // One small canvas per region at mask resolution (1 px per cell), redrawn only when the region changed.
+    const { mw, mh } = maskDims(this.state.width, this.state.height);
+    const key = `${r.rev ?? 0}|${r.color}|${r.feather ?? 0}|${mw}x${mh}`;
+    const cached = this.overlays.get(r);
+    if (cached?.key === key) return cached.canvas;
+    const canvas = cached?.canvas ?? document.createElement("canvas");
+    canvas.width = mw;
+    canvas.height = mh;
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(mw, mh);
+    const soft = r.feather ? featherMask(r.bits, mw, mh, r.feather) : r.bits;
+    const [cr, cg, cb] = [1, 3, 5].map((j) => parseInt(r.color.slice(j, j + 2), 16));
+    for (let i = 0; i < soft.length; i++) {
+      const a = soft[i];
+      if (!a) continue;
+      image.data[4 * i] = cr;
+      image.data[4 * i + 1] = cg;
+      image.data[4 * i + 2] = cb;
+      image.data[4 * i + 3] = Math.round(255 * a);
+    }
+    ctx.putImageData(image, 0, 0);
+    this.overlays.set(r, { key, canvas });
+    return canvas;
+  }
+
+  #outline(ctx, r, mw, mh) {
+    ctx.beginPath();
+    const on = (x, y) => x >= 0 && y >= 0 && x < mw && y < mh && r.bits[y * mw + x];
+    for (let y = 0; y < mh; y++) {
+      for (let x = 0; x < mw; x++) {
+        if (!r.bits[y * mw + x]) continue;
+        const [px, py] = [x * CELL, y * CELL];
+        if (!on(x, y - 1)) { ctx.moveTo(px, py); ctx.lineTo(px + CELL, py); }
+        if (!on(x, y + 1)) { ctx.moveTo(px, py + CELL); ctx.lineTo(px + CELL, py + CELL); }
+        if (!on(x - 1, y)) { ctx.moveTo(px, py); ctx.lineTo(px, py + CELL); }
+        if (!on(x + 1, y)) { ctx.moveTo(px + CELL, py); ctx.lineTo(px + CELL, py + CELL); }
+      }
+    }
   }
 
   #draw() {
+    this.#stageSize();
     const { width, height } = this.state;
-    // CSS sizes the canvas (full width, the image's aspect); only the pixel buffer follows it, so
-    // the canvas never pushes its container wider (Vue nodes size to content).
-    this.canvas.style.aspectRatio = `${width} / ${height}`;
-    const cssWidth = Math.max(32, this.canvas.clientWidth);
     const ratio = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(cssWidth * ratio);
-    this.canvas.height = Math.round(((cssWidth * height) / width) * ratio);
+    const { cw, ch, scale, tx, ty } = this.#layout();
+    this.canvas.width = Math.max(1, Math.round(cw * ratio));
+    this.canvas.height = Math.max(1, Math.round(ch * ratio));
     const ctx = this.ctx;
-    const scale = this.canvas.width / width;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = "#2a2a2a";
-    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
-    if (this.background) ctx.drawImage(this.background, 0, 0, this.canvas.width, this.canvas.height);
-    ctx.setTransform(scale, 0, 0, scale, 0, 0);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#161616";
+    ctx.fillRect(0, 0, cw, ch);
+    ctx.setTransform(ratio * scale, 0, 0, ratio * scale, ratio * tx, ratio * ty);
+    const px = 1 / scale; // one CSS pixel in image pixels
+    ctx.fillStyle = "#3a3a3a";
+    ctx.fillRect(0, 0, width, height);
+    if (this.background) {
+      // Letterboxed: the image keeps its own shape inside the canvas.
+      const { naturalWidth: iw, naturalHeight: ih } = this.background;
+      const s = Math.min(width / iw, height / ih);
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(this.background, (width - iw * s) / 2, (height - ih * s) / 2, iw * s, ih * s);
+    }
     const { mw, mh } = maskDims(width, height);
-    const covered = new Uint8Array(mw * mh);
-    ctx.globalAlpha = 0.45;
+    ctx.imageSmoothingEnabled = false;
+    ctx.globalAlpha = this.opacity;
+    for (const r of this.state.regions) if (!r.hidden) ctx.drawImage(this.#overlay(r), 0, 0, mw * CELL, mh * CELL);
+    ctx.globalAlpha = 1;
+    // Outlines in each region's colour over a dark edge: a region stays apart from image content of the same colour.
     this.state.regions.forEach((r, i) => {
       if (r.hidden) return;
-      ctx.fillStyle = r.color;
-      for (let idx = 0; idx < r.bits.length; idx++) {
-        if (!r.bits[idx]) continue;
-        covered[idx] = 1;
-        ctx.fillRect((idx % mw) * CELL, Math.floor(idx / mw) * CELL, CELL, CELL);
+      this.#outline(ctx, r, mw, mh);
+      ctx.strokeStyle = "rgba(0,0,0,0.7)";
+      ctx.lineWidth = 3 * px;
+      ctx.setLineDash([]);
+      ctx.stroke();
+      ctx.strokeStyle = r.color;
+      ctx.lineWidth = 1.5 * px;
+      ctx.stroke();
+      if (i === this.selected) {
+        ctx.strokeStyle = "#fff";
+        ctx.lineWidth = 1.5 * px;
+        ctx.setLineDash([4 * px, 4 * px]);
+        ctx.stroke();
+        ctx.setLineDash([]);
       }
     });
-    // Uncovered background: hatched, so holes between regions are seen at a glance.
-    ctx.globalAlpha = 0.25;
-    ctx.fillStyle = "#000";
-    for (let idx = 0; idx < covered.length; idx++) {
-      if (!covered[idx] && ((idx % mw) + Math.floor(idx / mw)) % 2 === 0) {
-        ctx.fillRect((idx % mw) * CELL, Math.floor(idx / mw) * CELL, CELL, CELL);
-      }
-    }
-    ctx.globalAlpha = 1;
-    if (this.snapToGrid) {
-      ctx.strokeStyle = "rgba(255,255,255,0.08)";
-      ctx.lineWidth = 1 / scale;
+    // The token grid only where its lines are far enough apart to read (no moiré), and only while snapping.
+    if (this.snapToGrid && TOKEN_GRID * scale >= 8) {
+      ctx.strokeStyle = "rgba(255,255,255,0.07)";
+      ctx.lineWidth = px;
       ctx.beginPath();
       for (let x = TOKEN_GRID; x < width; x += TOKEN_GRID) { ctx.moveTo(x, 0); ctx.lineTo(x, height); }
       for (let y = TOKEN_GRID; y < height; y += TOKEN_GRID) { ctx.moveTo(0, y); ctx.lineTo(width, y); }
       ctx.stroke();
     }
-    if (this.drag && this.tool === "rect") {
+    if (this.drag && !this.drag.pan && this.tool === "rect") {
       let [x0, y0] = this.drag.start;
       let [x1, y1] = this.drag.last;
       if (this.snapToGrid) [x0, y0, x1, y1] = [x0, y0, x1, y1].map((v) => snap(v));
-      ctx.strokeStyle = this.current().color;
-      ctx.lineWidth = 2 / scale;
+      ctx.strokeStyle = this.state.regions[this.selected]?.color ?? "#fff";
+      ctx.lineWidth = 2 * px;
       ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
     }
-    for (const [tool, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", tool === this.tool);
+    if (this.hover && (this.tool === "brush" || this.tool === "eraser")) {
+      // The brush cursor: its real size in image pixels.
+      ctx.beginPath();
+      ctx.arc(this.hover[0], this.hover[1], this.brush / 2, 0, 2 * Math.PI);
+      ctx.strokeStyle = "rgba(0,0,0,0.8)";
+      ctx.lineWidth = 3 * px;
+      ctx.stroke();
+      ctx.strokeStyle = this.tool === "eraser" ? "#fff" : (this.state.regions[this.selected]?.color ?? "#fff");
+      ctx.lineWidth = 1.5 * px;
+      ctx.stroke();
+    }
+    ctx.strokeStyle = "rgba(255,255,255,0.25)";
+    ctx.lineWidth = px;
+    ctx.strokeRect(0, 0, width, height);
   }
 
   #renderList() {
     this.list.replaceChildren();
-    this.state.regions.forEach((r, i) => {
-      const row = el("div", `ja-rc-region${i === this.selected ? " selected" : ""}`);
-      const swatch = el("input", "ja-rc-color", { type: "color", value: r.color, title: "Colour" });
-      this.#listen(swatch, "change", () => { r.color = swatch.value; this.commit(); });
-      const visible = el("input", "", { type: "checkbox", checked: !r.hidden, title: "Visible (hidden regions are not used)" });
-      this.#listen(visible, "change", () => { r.hidden = !visible.checked; this.commit(); });
-      const prompt = el("textarea", "ja-rc-prompt", { value: r.prompt, placeholder: `Region ${i + 1} prompt`, rows: 2 });
-      this.#listen(prompt, "change", () => { r.prompt = prompt.value; this.commit(); });
-      this.#listen(prompt, "focus", () => this.select(i));
-      const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength, title: "Strength" });
-      this.#listen(strength, "change", () => {
-        const v = Math.min(4, Math.max(0, Number(strength.value) || 0));
-        r.strength = v;
-        strength.value = v;
-        this.commit();
+    this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
+    this.state.regions.forEach((r, i) => this.list.appendChild(this.#row(r, i)));
+    this.list.classList.toggle("empty", !this.state.regions.length);
+  }
+
+  #row(r, i) {
+    const row = el("div", `ja-rc-region${i === this.selected ? " selected" : ""}`);
+    row.style.setProperty("--ja-region-color", r.color);
+    const head = el("div", "ja-rc-region-head");
+    const swatch = el("input", "ja-rc-color", { type: "color", value: r.color, title: "Colour of this region" });
+    this.#listen(swatch, "input", () => { r.color = swatch.value; row.style.setProperty("--ja-region-color", r.color); this.commit({ record: false }); });
+    this.#listen(swatch, "change", () => { r.color = swatch.value; this.commit(); });
+    const visible = el("input", "ja-rc-visible", { type: "checkbox", checked: !r.hidden, title: "Visible (hidden regions are not used)" });
+    this.#listen(visible, "change", () => { r.hidden = !visible.checked; this.commit(); });
+    const name = el("span", "ja-rc-name", { textContent: `Region ${i + 1}` });
+    const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength });
+    const feather = el("input", "ja-rc-feather", { type: "number", min: 0, max: MAX_FEATHER, step: 8, value: r.feather ?? 0 });
+    const note = el("div", "ja-rc-row-note", { hidden: true });
+    const numberField = (input, label, lo, hi, integer, apply) => {
+      const check = () => {
+        const v = Number(input.value);
+        const ok = input.value.trim() !== "" && Number.isFinite(v) && v >= lo && v <= hi && (!integer || Number.isInteger(v));
+        input.classList.toggle("invalid", !ok);
+        note.hidden = ok;
+        note.textContent = ok ? "" : `${label} must be ${integer ? "a whole number " : ""}between ${lo} and ${hi}; ${input.value || "empty"} is not used.`;
+        return ok ? v : null;
+      };
+      this.#listen(input, "input", () => { const v = check(); if (v !== null) { apply(v); this.commit({ record: false }); } });
+      this.#listen(input, "change", () => { if (check() !== null) this.commit(); });
+      this.#listen(input, "blur", () => {
+        if (check() === null) {
+          // Not silently clamped: the row says what was wrong, the field shows the value in use.
+          input.value = label === "strength" ? r.strength : (r.feather ?? 0);
+          input.classList.remove("invalid");
+        }
       });
-      const buttons = [["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
-        ["✕", "Remove", () => this.#remove(i)]].map(([label, title, fn]) => {
-        const b = el("button", "ja-rc-small", { textContent: label, title });
-        this.#listen(b, "click", fn);
-        return b;
-      });
-      this.#listen(row, "pointerdown", () => this.select(i));
-      row.append(swatch, visible, prompt, strength, ...buttons);
-      this.list.appendChild(row);
+    };
+    numberField(strength, "strength", 0, 4, false, (v) => { r.strength = v; });
+    numberField(feather, "feather", 0, MAX_FEATHER, true, (v) => { r.feather = v; this.#touch(r); });
+    const buttons = [["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
+      ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
+      const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });
+      this.#listen(b, "click", fn);
+      return b;
     });
+    head.append(swatch, visible, name, labelled("strength", strength), labelled("feather px", feather), ...buttons);
+    const prompt = el("textarea", "ja-rc-prompt comfy-multiline-input", { value: r.prompt, placeholder: `Region ${i + 1} prompt`,
+      rows: 2, maxLength: MAX_PROMPT });
+    prompt.setAttribute("aria-label", `Region ${i + 1} prompt`);
+    const counter = el("div", "ja-rc-counter");
+    const showCount = () => {
+      counter.textContent = `${r.prompt.length} / ${MAX_PROMPT}`;
+      counter.classList.toggle("ja-rc-bad", r.prompt.length > MAX_PROMPT);
+      counter.classList.toggle("ja-rc-near", r.prompt.length > 0.9 * MAX_PROMPT);
+    };
+    showCount();
+    // Committed on every keystroke (Ctrl+Enter queues what is in the box); one history step per edit session.
+    this.#listen(prompt, "input", () => {
+      let text = prompt.value;
+      if (text.length > MAX_PROMPT && text.length > r.prompt.length) {
+        text = text.slice(0, Math.max(MAX_PROMPT, r.prompt.length));
+        prompt.value = text;
+      }
+      r.prompt = text;
+      showCount();
+      this.commit({ record: false });
+    });
+    this.#listen(prompt, "change", () => this.commit());
+    this.#listen(prompt, "focus", () => this.select(i));
+    this.#listen(row, "pointerdown", () => this.select(i));
+    row.append(head, prompt, counter, note);
+    if (r.problem) {
+      const problem = el("div", "ja-rc-problem", { textContent: r.problem });
+      const dismiss = el("button", "ja-rc-small", { type: "button", textContent: "✕", title: "Dismiss" });
+      this.#listen(dismiss, "click", () => { delete r.problem; problem.remove(); row.classList.remove("ja-rc-bad-row"); });
+      problem.appendChild(dismiss);
+      row.append(problem);
+      row.classList.add("ja-rc-bad-row");
+    }
+    return row;
   }
 
   // Listeners on list rows die with the rows (replaceChildren); no bookkeeping needed.
@@ -381,13 +847,15 @@ export class RegionCanvasEditor {
     const regions = this.state.regions;
     [regions[i], regions[j]] = [regions[j], regions[i]];
     this.selected = j;
-    this.commit(true);
+    this.commit({ structural: true });
   }
 
   #remove(i) {
-    this.state.regions.splice(i, 1);
+    const [r] = this.state.regions.splice(i, 1);
     this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
-    this.commit(true);
+    const what = r.prompt ? ` (“${r.prompt.length > 40 ? `${r.prompt.slice(0, 40)}…` : r.prompt}”)` : "";
+    this.#offerUndo(`Removed region ${i + 1}${what}.`);
+    this.commit({ structural: true });
   }
 }
 
@@ -400,6 +868,11 @@ function chain(object, name, fn) {
   };
 }
 
+function viewURL(ref) {
+  const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
+  return api.apiURL(`/view?${query}`);
+}
+
 app.registerExtension({
   name: "joint_attention.region_canvas",
   getCustomWidgets() {
@@ -410,12 +883,12 @@ app.registerExtension({
         const widget = node.addDOMWidget(inputName, WIDGET, editor.root, {
           getValue: () => editor.getValue(),
           setValue: (v) => editor.setValue(v),
-          getMinHeight: () => 380,
+          getMinHeight: () => 420,
           socketless: true,
           hideOnZoom: false,
         });
         node.jaRegionEditor = editor;
-        return { widget, minWidth: 360, minHeight: 420 };
+        return { widget, minWidth: 420, minHeight: 560 };
       },
     };
   },
@@ -427,11 +900,19 @@ app.registerExtension({
         if (w) chain(w, "callback", () => this.jaRegionEditor?.resize());
       }
     });
+    // The background of the last run is remembered in the node's properties (saved with the workflow) and shown
+    // again after a reload while the server still has the file.
+    chain(nodeType.prototype, "onConfigure", function () {
+      const ref = this.properties?.ja_background;
+      if (ref?.filename && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
+    });
     chain(nodeType.prototype, "onExecuted", function (message) {
       const bg = message?.ja_background?.[0];
       if (bg && this.jaRegionEditor) {
-        const query = new URLSearchParams({ filename: bg.filename, subfolder: bg.subfolder ?? "", type: bg.type ?? "temp" });
-        this.jaRegionEditor.setBackground(api.apiURL(`/view?${query}`));
+        const ref = { filename: bg.filename, subfolder: bg.subfolder ?? "", type: bg.type ?? "temp" };
+        this.properties = this.properties ?? {};
+        this.properties.ja_background = ref;
+        this.jaRegionEditor.setBackground(viewURL(ref));
       }
     });
     chain(nodeType.prototype, "onRemoved", function () {

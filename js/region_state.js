@@ -7,6 +7,8 @@ export const CELL = 8; // pixels per mask cell
 export const TOKEN_GRID = 16; // pixels per image token (VAE /8, patch 2)
 export const MAX_REGIONS = 32;
 export const MAX_PROMPT = 4000;
+export const MAX_FEATHER = 256; // pixels of soft edge on each side of a region's border
+// Distinguishable on dark and on photographs: the first eight are far apart in hue and lightness.
 export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
   "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"];
 
@@ -66,7 +68,7 @@ export function addRegion(state) {
   let n = state.regions.length + 1;
   const ids = new Set(state.regions.map((r) => r.id));
   while (ids.has(`r${n}`)) n++;
-  const region = { id: `r${n}`, prompt: "", strength: 1.0, color: nextColor(state.regions), hidden: false,
+  const region = { id: `r${n}`, prompt: "", strength: 1.0, color: nextColor(state.regions), hidden: false, feather: 0,
     bits: new Uint8Array(mw * mh) };
   state.regions.push(region);
   return region;
@@ -99,24 +101,77 @@ function segmentDistance(px, py, ax, ay, bx, by) {
   return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
 }
 
-// Paint a polyline of pixel points with a round brush of `radius` pixels.
-export function paintStroke(bits, width, height, points, radius, value = 1) {
+// Paint a polyline of pixel points with a round brush of `radius` pixels. With `grid` (pixels, a multiple of
+// CELL), whole grid squares are painted: those whose centre the brush reaches (brush snapping).
+export function paintStroke(bits, width, height, points, radius, value = 1, grid = 0) {
   const { mw, mh } = maskDims(width, height);
+  const step = grid > CELL ? Math.round(grid / CELL) : 1; // cells per grid square
+  const size = step * CELL;
+  const gw = Math.ceil(mw / step);
+  const gh = Math.ceil(mh / step);
   for (let i = 0; i < points.length; i++) {
     const a = points[Math.max(0, i - 1)];
     const b = points[i];
-    const minX = Math.max(0, Math.floor((Math.min(a[0], b[0]) - radius) / CELL));
-    const maxX = Math.min(mw - 1, Math.floor((Math.max(a[0], b[0]) + radius) / CELL));
-    const minY = Math.max(0, Math.floor((Math.min(a[1], b[1]) - radius) / CELL));
-    const maxY = Math.min(mh - 1, Math.floor((Math.max(a[1], b[1]) + radius) / CELL));
-    for (let cy = minY; cy <= maxY; cy++) {
-      for (let cx = minX; cx <= maxX; cx++) {
-        if (segmentDistance((cx + 0.5) * CELL, (cy + 0.5) * CELL, a[0], a[1], b[0], b[1]) <= radius) {
-          bits[cy * mw + cx] = value;
+    const minX = Math.max(0, Math.floor((Math.min(a[0], b[0]) - radius) / size));
+    const maxX = Math.min(gw - 1, Math.floor((Math.max(a[0], b[0]) + radius) / size));
+    const minY = Math.max(0, Math.floor((Math.min(a[1], b[1]) - radius) / size));
+    const maxY = Math.min(gh - 1, Math.floor((Math.max(a[1], b[1]) + radius) / size));
+    for (let gy = minY; gy <= maxY; gy++) {
+      for (let gx = minX; gx <= maxX; gx++) {
+        if (segmentDistance((gx + 0.5) * size, (gy + 0.5) * size, a[0], a[1], b[0], b[1]) > radius) continue;
+        for (let cy = gy * step; cy < Math.min(mh, (gy + 1) * step); cy++) {
+          for (let cx = gx * step; cx < Math.min(mw, (gx + 1) * step); cx++) bits[cy * mw + cx] = value;
         }
       }
     }
   }
+}
+
+// Index of the topmost visible region (the last in the list is drawn on top) covering image pixel (x, y), or -1.
+export function regionAt(state, x, y) {
+  const { mw, mh } = maskDims(state.width, state.height);
+  const cx = Math.floor(x / CELL);
+  const cy = Math.floor(y / CELL);
+  if (cx < 0 || cy < 0 || cx >= mw || cy >= mh) return -1;
+  for (let i = state.regions.length - 1; i >= 0; i--) {
+    const r = state.regions[i];
+    if (!r.hidden && r.bits[cy * mw + cx]) return i;
+  }
+  return -1;
+}
+
+// Soft mask of a region with `feather` pixels of soft edge: two passes of a (2k+1)-cell box blur, k = floor(feather / 16),
+// edges replicated (a region touching the border stays solid there). nodes/canvas_state.py does the same.
+export function featherRadiusCells(feather) {
+  return Math.floor(Math.max(0, Math.min(MAX_FEATHER, Number(feather) || 0)) / (2 * CELL));
+}
+
+export function featherMask(bits, mw, mh, feather) {
+  let a = Float32Array.from(bits);
+  const k = featherRadiusCells(feather);
+  if (!k) return a;
+  const n = 2 * k + 1;
+  const clamp = (v, hi) => (v < 0 ? 0 : v > hi ? hi : v);
+  for (let pass = 0; pass < 2; pass++) {
+    const h = new Float32Array(mw * mh);
+    for (let y = 0; y < mh; y++) {
+      for (let x = 0; x < mw; x++) {
+        let sum = 0;
+        for (let d = -k; d <= k; d++) sum += a[y * mw + clamp(x + d, mw - 1)];
+        h[y * mw + x] = sum / n;
+      }
+    }
+    const v = new Float32Array(mw * mh);
+    for (let y = 0; y < mh; y++) {
+      for (let x = 0; x < mw; x++) {
+        let sum = 0;
+        for (let d = -k; d <= k; d++) sum += h[clamp(y + d, mh - 1) * mw + x];
+        v[y * mw + x] = sum / n;
+      }
+    }
+    a = v;
+  }
+  return a;
 }
 
 // Nearest-neighbour resample, used when width/height change under an existing drawing.
@@ -132,11 +187,29 @@ export function resizeBits(bits, mw, mh, nmw, nmh) {
   return out;
 }
 
+// The drawing under a new width/height keeps its shape: scaled uniformly to fit the new canvas and centred
+// (a change of size alone scales it, a change of aspect adds empty bands instead of stretching it).
+export function fitBits(bits, mw, mh, nmw, nmh) {
+  const out = new Uint8Array(nmw * nmh);
+  const scale = Math.min(nmw / mw, nmh / mh);
+  const ox = (nmw - mw * scale) / 2;
+  const oy = (nmh - mh * scale) / 2;
+  for (let y = 0; y < nmh; y++) {
+    const sy = Math.floor((y + 0.5 - oy) / scale);
+    if (sy < 0 || sy >= mh) continue;
+    for (let x = 0; x < nmw; x++) {
+      const sx = Math.floor((x + 0.5 - ox) / scale);
+      if (sx >= 0 && sx < mw) out[y * nmw + x] = bits[sy * mw + sx];
+    }
+  }
+  return out;
+}
+
 export function resizeState(state, width, height) {
   if (state.width === width && state.height === height) return state;
   const old = maskDims(state.width, state.height);
   const next = maskDims(width, height);
-  for (const r of state.regions) r.bits = resizeBits(r.bits, old.mw, old.mh, next.mw, next.mh);
+  for (const r of state.regions) r.bits = fitBits(r.bits, old.mw, old.mh, next.mw, next.mh);
   state.width = width;
   state.height = height;
   return state;
@@ -147,12 +220,17 @@ export function serializeState(state) {
     version: VERSION,
     width: state.width,
     height: state.height,
-    regions: state.regions.map((r) => ({ id: r.id, prompt: r.prompt, strength: r.strength, color: r.color,
-      hidden: !!r.hidden, mask: encodeRLE(r.bits) })),
+    regions: state.regions.map((r) => {
+      const out = { id: r.id, prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) };
+      if (r.feather) out.feather = r.feather;
+      return out;
+    }),
   });
 }
 
-// Parse a saved value; throws an Error whose message says what is wrong.
+// Parse a saved value. A value that is not a drawing at all (not JSON, another version, a bad size) throws an
+// Error whose message says what is wrong. Anything wrong inside one region never costs the others: that region
+// is loaded with what can be read and carries `problem` (a sentence for the user); the prompt is kept as saved.
 export function parseState(text, width, height) {
   if (text === undefined || text === null || text === "" || text === "{}") return emptyState(width, height);
   let raw;
@@ -161,35 +239,70 @@ export function parseState(text, width, height) {
   } catch (err) {
     throw new Error(`region canvas value is not JSON (${err.message})`);
   }
-  if (typeof raw !== "object" || raw === null) throw new Error("region canvas value must be an object");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error("region canvas value must be an object");
   if (raw.version !== VERSION) throw new Error(`unsupported region canvas version ${JSON.stringify(raw.version)} (expected ${VERSION})`);
   const w = Number(raw.width);
   const h = Number(raw.height);
   if (!Number.isInteger(w) || !Number.isInteger(h) || w < 16 || h < 16 || w > 8192 || h > 8192) {
     throw new Error("region canvas width/height must be integers between 16 and 8192");
   }
-  if (!Array.isArray(raw.regions) || raw.regions.length > MAX_REGIONS) {
-    throw new Error(`region canvas needs a list of at most ${MAX_REGIONS} regions`);
-  }
+  if (!Array.isArray(raw.regions)) throw new Error("region canvas value has no list of regions");
   const { mw, mh } = maskDims(w, h);
   const state = { version: VERSION, width: w, height: h, regions: [] };
   raw.regions.forEach((r, i) => {
-    if (typeof r !== "object" || r === null) throw new Error(`region ${i + 1} is not an object`);
-    const prompt = typeof r.prompt === "string" ? r.prompt : "";
-    if (prompt.length > MAX_PROMPT) throw new Error(`region ${i + 1}: prompt longer than ${MAX_PROMPT} characters`);
-    const strength = Number(r.strength ?? 1);
-    if (!(strength >= 0 && strength <= 4)) throw new Error(`region ${i + 1}: strength must be between 0 and 4`);
+    const problems = [];
+    if (typeof r !== "object" || r === null) {
+      problems.push("it was not a region object");
+      r = {};
+    }
+    if (i >= MAX_REGIONS) problems.push(`a canvas holds at most ${MAX_REGIONS} regions; remove this one or another`);
+    let prompt = r.prompt ?? "";
+    if (typeof prompt !== "string") {
+      problems.push("its prompt was not text and was emptied");
+      prompt = "";
+    }
+    if (prompt.length > MAX_PROMPT) {
+      problems.push(`its prompt has ${prompt.length} characters, the limit is ${MAX_PROMPT}: shorten it`);
+    }
+    let strength = r.strength ?? 1;
+    if (typeof strength !== "number" || !(strength >= 0 && strength <= 4)) {
+      problems.push(`its strength ${JSON.stringify(strength)} was not between 0 and 4 and is now 1`);
+      strength = 1;
+    }
+    let feather = r.feather ?? 0;
+    if (typeof feather !== "number" || !Number.isInteger(feather) || feather < 0 || feather > MAX_FEATHER) {
+      problems.push(`its feather ${JSON.stringify(feather)} was not a whole number of pixels 0-${MAX_FEATHER} and is now 0`);
+      feather = 0;
+    }
     const color = /^#[0-9a-fA-F]{6}$/.test(r.color ?? "") ? r.color : PALETTE[i % PALETTE.length];
     const id = /^[A-Za-z0-9_-]{1,32}$/.test(r.id ?? "") ? r.id : `r${i + 1}`;
     let bits;
     try {
       bits = decodeRLE(r.mask, mw * mh);
     } catch (err) {
-      throw new Error(`region ${i + 1}: ${err.message}`);
+      problems.push(`its mask could not be read (${err.message}) and is empty now: draw it again`);
+      bits = new Uint8Array(mw * mh);
     }
-    state.regions.push({ id, prompt, strength, color, hidden: !!r.hidden, bits });
+    const region = { id, prompt, strength, color, hidden: !!r.hidden, feather, bits };
+    if (problems.length) region.problem = `Region ${i + 1}: ${problems.join("; ")}.`;
+    state.regions.push(region);
   });
+  const ids = new Set();
+  for (const [i, r] of state.regions.entries()) {
+    if (ids.has(r.id)) r.id = `r${i + 1}x${ids.size}`;
+    ids.add(r.id);
+  }
   return resizeState(state, width ?? w, height ?? h);
+}
+
+// What keeps a state from being queued: over-long prompts, too many regions.
+export function stateProblems(state) {
+  const out = [];
+  if (state.regions.length > MAX_REGIONS) out.push(`${state.regions.length} regions; the limit is ${MAX_REGIONS}`);
+  state.regions.forEach((r, i) => {
+    if (r.prompt.length > MAX_PROMPT) out.push(`region ${i + 1}'s prompt has ${r.prompt.length} characters; the limit is ${MAX_PROMPT}`);
+  });
+  return out;
 }
 
 // Undo/redo over serialized snapshots.

@@ -6,7 +6,6 @@ import os
 import uuid
 
 import torch
-import torch.nn.functional as F
 
 from . import canvas_state
 from .common import CATEGORY, node_error
@@ -82,8 +81,8 @@ class JointAttentionRegionCanvas:
             log.warning("[joint_attention] %s: nothing drawn with a prompt; regional attention will pass through", NODE)
         bg = None
         if background is not None:
-            bg = F.interpolate(background[:1].movedim(-1, 1).float(), size=canvas_state.preview_size(width, height),
-                               mode="bilinear", align_corners=False, antialias=True).movedim(1, -1)[0]
+            # Letterboxed, as the editor shows it: a background of another shape is never stretched.
+            bg = canvas_state.letterbox(background[0], *canvas_state.preview_size(width, height))
         image = canvas_state.preview(visible, width, height, bg)
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
         return {"ui": ui, "result": (out_regions, mask_batch, image)}

@@ -16,6 +16,7 @@ CELL = 8
 MAX_REGIONS = 32
 MAX_PROMPT = 4000
 MAX_VALUE_BYTES = 4 * 1024 * 1024
+MAX_FEATHER = 256  # pixels of soft edge on each side of a region's border
 _RLE = re.compile(r"^[0-9a-z]{1,8}(\.[0-9a-z]{1,8})*$")  # 8 base-36 digits hold any run of an 8192 x 8192 canvas
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
@@ -31,7 +32,8 @@ class CanvasRegion:
     strength: float
     color: str
     hidden: bool
-    mask: torch.Tensor  # [mh, mw] float, 1/8 resolution of the saved width/height
+    mask: torch.Tensor  # [mh, mw] float, 1/8 resolution of the saved width/height (soft where feathered)
+    feather: int = 0
 
 
 def mask_dims(width: int, height: int):
@@ -86,13 +88,30 @@ def parse(text: str):
         strength = r.get("strength", 1.0)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 4.0:
             raise CanvasValueError(f"region {i + 1}: strength must be a number between 0 and 4")
+        feather = r.get("feather", 0)
+        if isinstance(feather, bool) or not isinstance(feather, int) or not 0 <= feather <= MAX_FEATHER:
+            raise CanvasValueError(f"region {i + 1}: feather must be a whole number of pixels between 0 and {MAX_FEATHER}")
         color = r.get("color") if isinstance(r.get("color"), str) and _COLOR.match(r.get("color")) else PALETTE[i % len(PALETTE)]
         try:
             bits = decode_rle(r.get("mask"), mw * mh)
         except CanvasValueError as exc:
             raise CanvasValueError(f"region {i + 1}: {exc}") from None
-        out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), bits.reshape(mh, mw)))
+        mask = feather_mask(bits.reshape(mh, mw), feather)
+        out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), mask, feather))
     return width, height, out
+
+
+def feather_mask(mask: torch.Tensor, feather: int) -> torch.Tensor:
+    """Soft edges of `feather` pixels, as js/region_state.js featherMask draws them: two passes of a (2k+1)-cell box
+    blur at the mask's 1/8 resolution, k = feather // 16, edges replicated (a region touching the border stays solid
+    there). Works on the small mask only, so it costs nothing at full size."""
+    k = max(0, min(MAX_FEATHER, int(feather))) // (2 * CELL)
+    if not k:
+        return mask
+    x = mask[None, None].float()
+    for _ in range(2):
+        x = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (k, k, k, k), mode="replicate"), 2 * k + 1, stride=1)
+    return x[0, 0]
 
 
 def nearest_index(size_out: int, size_in: int) -> torch.Tensor:
@@ -120,6 +139,22 @@ def preview_size(width: int, height: int) -> tuple:
     """(height, width) of the preview: the canvas size, at most PREVIEW_MAX_SIDE on its long side."""
     scale = min(1.0, PREVIEW_MAX_SIDE / max(width, height))
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def letterbox(image: torch.Tensor, height: int, width: int, fill: float = 0.35) -> torch.Tensor:
+    """[h, w, 3] image fitted inside [height, width] with its own aspect kept (bilinear, antialiased), centred on
+    `fill` grey: a background of another shape than the canvas is never stretched."""
+    ih, iw = image.shape[0], image.shape[1]
+    scale = min(height / ih, width / iw)
+    fh, fw = max(1, min(height, round(ih * scale))), max(1, min(width, round(iw * scale)))
+    fitted = torch.nn.functional.interpolate(image.movedim(-1, 0)[None].float(), size=(fh, fw), mode="bilinear",
+                                             align_corners=False, antialias=True)[0].movedim(0, -1)
+    if (fh, fw) == (height, width):
+        return fitted.contiguous()
+    out = torch.full((height, width, image.shape[-1]), fill)
+    top, left = (height - fh) // 2, (width - fw) // 2
+    out[top:top + fh, left:left + fw] = fitted
+    return out
 
 
 def preview(regions: list, width: int, height: int, background=None) -> torch.Tensor:
@@ -171,5 +206,6 @@ def encode_value(width: int, height: int, regions: list) -> str:
         "version": VERSION, "width": width, "height": height,
         "regions": [{"id": f"r{i + 1}", "prompt": r["prompt"], "strength": r.get("strength", 1.0),
                      "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
-                     "mask": encode_rle(r["mask"].flatten().tolist())} for i, r in enumerate(regions)],
+                     "mask": encode_rle(r["mask"].flatten().tolist()),
+                     **({"feather": r["feather"]} if r.get("feather") else {})} for i, r in enumerate(regions)],
     }, separators=(",", ":"))

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, decodeRLE, emptyState, encodeRLE, History, maskDims, paintRect, paintStroke, parseState, resizeBits,
-  serializeState, snap,
+  addRegion, decodeRLE, emptyState, encodeRLE, featherMask, fitBits, History, maskDims, MAX_PROMPT, paintRect, paintStroke,
+  parseState, regionAt, resizeBits, serializeState, snap, stateProblems,
 } from "../region_state.js";
 
 test("run-length round trip, including empty and full masks", () => {
@@ -58,25 +58,78 @@ test("serialize / parse round trip keeps regions, order, prompts and masks", () 
   assert.notEqual(a.color, b.color);
 });
 
-test("parse rejects malformed values with a clear message and accepts empty ones", () => {
+test("parse rejects values that are not drawings with a clear message and accepts empty ones", () => {
   assert.deepEqual(parseState("", 32, 32), emptyState(32, 32));
   assert.throws(() => parseState("{nope", 32, 32), /not JSON/);
   assert.throws(() => parseState(JSON.stringify({ version: 9, width: 32, height: 32, regions: [] }), 32, 32), /version/);
-  assert.throws(() => parseState(JSON.stringify({ version: 1, width: 32, height: 32, regions: [{ mask: "0.3" }] }), 32, 32),
-    /region 1: mask covers 3 cells/);
-  assert.throws(() => parseState(JSON.stringify({ version: 1, width: 32, height: 32, regions: [{ mask: "0.10", strength: 9 }] }), 32, 32),
-    /strength/);
+  assert.throws(() => parseState(JSON.stringify({ version: 1, width: 3, height: 32, regions: [] }), 32, 32), /width/);
 });
 
-test("a saved drawing follows a new width/height", () => {
+test("one bad field never costs the drawing: the region is kept and marked", () => {
+  const good = encodeRLE(Uint8Array.from({ length: 16 }, (_, i) => (i < 8 ? 1 : 0)));
+  const text = JSON.stringify({ version: 1, width: 32, height: 32, regions: [
+    { id: "a", prompt: "fine", mask: good },
+    { id: "b", prompt: "x".repeat(MAX_PROMPT + 5), mask: good },
+    { id: "c", prompt: "bad mask", mask: "0.3" },
+    { id: "d", prompt: "bad strength", mask: good, strength: 9 },
+  ] });
+  const state = parseState(text, 32, 32);
+  assert.equal(state.regions.length, 4);
+  assert.equal(state.regions[0].problem, undefined);
+  assert.match(state.regions[1].problem, /Region 2: its prompt has 4005 characters/);
+  assert.equal(state.regions[1].prompt.length, MAX_PROMPT + 5); // kept as saved, for the user to shorten
+  assert.deepEqual([...state.regions[1].bits], [...state.regions[0].bits]);
+  assert.match(state.regions[2].problem, /mask could not be read/);
+  assert.equal(state.regions[2].prompt, "bad mask");
+  assert.match(state.regions[3].problem, /strength 9/);
+  assert.equal(state.regions[3].strength, 1);
+  assert.deepEqual(stateProblems(state), ["region 2's prompt has 4005 characters; the limit is 4000"]);
+});
+
+test("feather is an optional field: absent values stay byte-identical, set ones round-trip", () => {
+  const state = emptyState(128, 64);
+  const r = addRegion(state);
+  paintRect(r.bits, 128, 64, 0, 0, 64, 64);
+  const plain = serializeState(state);
+  assert.ok(!plain.includes("feather"));
+  assert.equal(serializeState(parseState(plain, 128, 64)), plain);
+  r.feather = 32;
+  const soft = serializeState(state);
+  assert.equal(parseState(soft, 128, 64).regions[0].feather, 32);
+  const { mw, mh } = maskDims(128, 64);
+  const m = featherMask(r.bits, mw, mh, 32);
+  assert.equal(m[0], 1); // the canvas border is not softened
+  assert.ok(m[7] > 0.5 && m[7] < 1 && m[8] > 0 && m[8] < 0.5 && m[12] === 0, [...m.slice(0, 16)].join(","));
+  assert.deepEqual([...featherMask(r.bits, mw, mh, 8)], [...r.bits]); // under 16 px: no blur
+});
+
+test("the brush snaps to the 16 px grid when asked, and a click finds the region on top", () => {
+  const { mw, mh } = maskDims(64, 64);
+  const bits = new Uint8Array(mw * mh);
+  paintStroke(bits, 64, 64, [[20, 20]], 6, 1, 16);
+  const on = [...bits].map((b, i) => (b ? [i % mw, Math.floor(i / mw)] : null)).filter(Boolean);
+  assert.deepEqual(on, [[2, 2], [3, 2], [2, 3], [3, 3]]); // the whole 16 px square around (20, 20)
+  const state = emptyState(64, 64);
+  paintRect(addRegion(state).bits, 64, 64, 0, 0, 64, 64);
+  paintRect(addRegion(state).bits, 64, 64, 0, 0, 32, 32);
+  assert.equal(regionAt(state, 8, 8), 1);
+  assert.equal(regionAt(state, 48, 48), 0);
+  state.regions[1].hidden = true;
+  assert.equal(regionAt(state, 8, 8), 0);
+});
+
+test("a saved drawing follows a new width/height without being stretched", () => {
   const state = emptyState(64, 64);
   const r = addRegion(state);
   paintRect(r.bits, 64, 64, 0, 0, 32, 64);
-  const bigger = parseState(serializeState(state), 128, 64);
-  const { mw, mh } = maskDims(128, 64);
+  const bigger = parseState(serializeState(state), 128, 128); // same shape: scaled
+  const { mw, mh } = maskDims(128, 128);
   assert.equal(bigger.regions[0].bits.length, mw * mh);
   assert.equal(bigger.regions[0].bits[0], 1);
-  assert.equal(bigger.regions[0].bits[mw - 1], 0);
+  assert.equal(bigger.regions[0].bits[mw / 2 - 1], 1);
+  assert.equal(bigger.regions[0].bits[mw / 2], 0);
+  // 2x2 -> 4x2: fitted and centred, empty bands at the sides instead of a stretch.
+  assert.deepEqual(fitBits(Uint8Array.from([1, 0, 1, 0]), 2, 2, 4, 2), Uint8Array.from([0, 1, 0, 0, 0, 1, 0, 0]));
   assert.deepEqual(resizeBits(Uint8Array.from([1, 0]), 2, 1, 4, 1), Uint8Array.from([1, 1, 0, 0]));
 });
 

@@ -89,6 +89,7 @@ def test_draw_queue_save_and_reload(comfy_server):
         # Region 2: a brush stroke.
         page.locator(".ja-rc-add").click()
         page.locator(".ja-rc-tool", has_text="Brush").click()
+        page.locator(".ja-rc-snap-box").uncheck()  # a free-hand stroke (snapping squares it to the token grid)
         page.evaluate("() => { const s = document.querySelector('.ja-rc-size'); s.value = 24; s.dispatchEvent(new Event('input')); }")
         page.evaluate("window.jaPointer = []")
         start, end = to_screen(80, 24), to_screen(112, 104)

@@ -44,7 +44,7 @@ def test_resize_zoom_collapse_and_copy_paste(comfy_server):
         first = page.evaluate(VALUE, node_id)
         assert covered(first) == [expected_cells(0.1, 0.1, 0.5, 0.5)]
         # Resize the node: the canvas follows and drawing still maps to image pixels.
-        page.evaluate(f"() => {{ const n = app.graph.getNodeById({node_id}); n.setSize([700, 900]); app.canvas.setDirty(true, true); }}")
+        page.evaluate(f"() => {{ const n = app.graph.getNodeById({node_id}); n.setSize([700, 1060]); app.canvas.setDirty(true, true); }}")
         page.wait_for_timeout(500)
         assert canvas.bounding_box()["width"] > 500
         # Zoom out: the DOM widget scales with the graph; a stroke at the same relative place lands in the same cells.

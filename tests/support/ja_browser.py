@@ -42,3 +42,79 @@ def open_app(page, server):
     page.wait_for_function("window.app && window.app.graph && window.app.extensions?.some(e => e.name === "
                            "'joint_attention.region_canvas')", timeout=90000)
     page.keyboard.press("Escape")  # any dialog left open
+
+
+# -- Region Canvas helpers (public frontend APIs only: app, LiteGraph, node.widgets, app.extensionManager) --------
+@contextmanager
+def node_rendering(server, vue: bool):
+    """The frontend with Vue node rendering on or off (the setting `Comfy.VueNodes.Enabled`)."""
+    server.post("/settings/Comfy.VueNodes.Enabled", bool(vue))
+    try:
+        with frontend(server) as page:
+            assert page.evaluate("app.ui.settings.getSettingValue('Comfy.VueNodes.Enabled')") is bool(vue)
+            page.evaluate("app.graph.clear()")  # not the default workflow
+            yield page
+    finally:
+        server.post("/settings/Comfy.VueNodes.Enabled", False)
+
+
+ADD_CANVAS = """([size, x, y]) => { const n = LiteGraph.createNode('JointAttentionRegionCanvas'); n.pos = [x, y]; app.graph.add(n);
+  for (const name of ['width', 'height']) { const w = n.widgets.find(w => w.name === name); w.value = size; w.callback?.(size); }
+  app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); return n.id; }"""
+
+
+def add_canvas(page, size=128, pos=(120, 80)):
+    node_id = page.evaluate(ADD_CANVAS, [size, pos[0], pos[1]])
+    page.locator(".ja-rc-canvas").first.wait_for(state="visible", timeout=15000)
+    page.wait_for_timeout(400)
+    return node_id
+
+
+def canvas_value(page, node_id) -> str:
+    return page.evaluate("(id) => app.graph.getNodeById(id).widgets.find(w => w.name === 'regions').value", node_id)
+
+
+def set_canvas_value(page, node_id, value: str):
+    page.evaluate("([id, v]) => { app.graph.getNodeById(id).widgets.find(w => w.name === 'regions').value = v; }", [node_id, value])
+    page.wait_for_timeout(300)
+
+
+def drag(page, canvas, fx0, fy0, fx1, fy1, steps=5):
+    """A mouse drag between two points given as fractions of the canvas element."""
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"], steps=steps)
+    page.mouse.up()
+
+
+def click_at(page, canvas, fx, fy):
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def record_graph_state(page):
+    """Let ComfyUI's change tracker take its snapshot now (what it does after every mouse-up on the graph)."""
+    page.evaluate("() => { app.canvas.emitBeforeChange(); app.canvas.emitAfterChange(); }")
+
+
+def graph_undo(page, redo=False):
+    """ComfyUI's own undo / redo command (the toolbar and menu call it), with the focus on the graph."""
+    page.evaluate("(redo) => app.extensionManager.command.execute(redo ? 'Comfy.Redo' : 'Comfy.Undo')", redo)
+    page.wait_for_timeout(1200)
+    # The restored workflow brings its saved view along; put the graph back where the test's coordinates expect it.
+    page.evaluate("() => { app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); }")
+    page.wait_for_timeout(300)
+
+
+def wait_for_history(server, before: set, timeout=300):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = {pid: e for pid, e in (server.get("/history") or {}).items()
+                if pid not in before and e.get("status", {}).get("completed") is not None}
+        if done:
+            return next(iter(done.values()))
+        time.sleep(0.3)
+    raise AssertionError("the queued prompt did not finish")

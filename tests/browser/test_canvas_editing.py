@@ -1,0 +1,156 @@
+"""Issue 20, problems 1-4: undo that belongs to the canvas, edits committed as they happen, no lost drawings.
+
+Each test runs with classic and with Vue node rendering, drives the editor with the mouse and keyboard and checks
+the widget value (what a queued prompt sends) or what the backend received.
+"""
+import json
+
+import pytest
+
+from ja_browser import (
+    add_canvas,
+    canvas_value,
+    drag,
+    graph_undo,
+    node_rendering,
+    record_graph_state,
+    set_canvas_value,
+    wait_for_history,
+)
+
+pytestmark = pytest.mark.browser
+MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
+
+
+def covered(value):
+    from joint_attention_pack.nodes import canvas_state
+
+    _, _, regions = canvas_state.parse(value)
+    return [int((r.mask > 0).sum().item()) for r in regions]
+
+
+def node_count(page):
+    return page.evaluate("app.graph._nodes.length")
+
+
+@MODES
+def test_ctrl_z_in_the_canvas_undoes_the_drawing_and_graph_undo_restores_the_previous_drawing(comfy_server, vue):
+    """Problem 1: Ctrl+Z / Ctrl+Y / Ctrl+Shift+Z with the canvas focused act on the drawing and stop there; each
+    finished stroke is one step of ComfyUI's own history, so its undo restores the previous drawing."""
+    with node_rendering(comfy_server, vue) as page:
+        other = page.evaluate("() => { const n = LiteGraph.createNode('EmptyImage'); n.pos = [700, 80]; app.graph.add(n); return n.id; }")
+        node_id = add_canvas(page)
+        record_graph_state(page)
+        canvas = page.locator(".ja-rc-canvas").first
+        page.locator(".ja-rc-tool[data-tool=brush]").first.click()
+        page.locator(".ja-rc-tool[data-tool=rect]").first.click()
+        drag(page, canvas, 0.1, 0.1, 0.4, 0.4)
+        one = canvas_value(page, node_id)
+        drag(page, canvas, 0.5, 0.5, 0.9, 0.9)
+        two = canvas_value(page, node_id)
+        assert covered(two)[0] > covered(one)[0]
+        page.keyboard.press("Control+z")
+        page.wait_for_timeout(800)  # the frontend's change tracker acts a frame later
+        assert canvas_value(page, node_id) == one
+        assert node_count(page) == 2 and page.evaluate(f"!!app.graph.getNodeById({other})")
+        assert page.evaluate(f"app.graph.getNodeById({node_id}).jaRegionEditor.tool") == "rect"  # tool not reset
+        page.keyboard.press("Control+y")
+        page.wait_for_timeout(800)
+        assert canvas_value(page, node_id) == two
+        page.keyboard.press("Control+z")
+        page.keyboard.press("Control+Shift+z")
+        page.wait_for_timeout(800)
+        assert canvas_value(page, node_id) == two
+        # ComfyUI's undo (toolbar / menu / Ctrl+Z on the graph) steps back through the drawing too.
+        page.mouse.click(1300, 900)  # the empty graph takes the focus
+        graph_undo(page)
+        assert canvas_value(page, node_id) == one
+        assert node_count(page) == 2
+        graph_undo(page, redo=True)
+        assert canvas_value(page, node_id) == two
+
+
+@MODES
+def test_the_editor_survives_a_graph_undo(comfy_server, vue):
+    """Problem 2: with Vue node rendering the editor vanished after a graph undo (only width/height were left)."""
+    with node_rendering(comfy_server, vue) as page:
+        node_id = add_canvas(page)
+        record_graph_state(page)
+        canvas = page.locator(".ja-rc-canvas").first
+        drag(page, canvas, 0.1, 0.1, 0.5, 0.5)
+        page.evaluate(f"() => {{ app.graph.getNodeById({node_id}).pos = [160, 100]; }}")
+        record_graph_state(page)
+        page.mouse.click(1300, 900)
+        graph_undo(page)
+        editor = f"app.graph.getNodeById({node_id}).jaRegionEditor"
+        page.wait_for_function(f"{editor}.root.isConnected", timeout=5000)
+        canvas = page.locator(".ja-rc-canvas").first
+        canvas.wait_for(state="visible", timeout=5000)
+        assert page.locator(".ja-rc").count() == 1
+        assert canvas.bounding_box()["width"] > 100
+        before = covered(canvas_value(page, node_id))
+        drag(page, canvas, 0.6, 0.6, 0.9, 0.9)  # and it still draws
+        assert covered(canvas_value(page, node_id))[0] > before[0]
+
+
+@MODES
+def test_ctrl_enter_while_typing_a_prompt_queues_the_typed_text(comfy_server, vue):
+    """Problem 3: prompts were saved only on blur, so Ctrl+Enter in the box queued the previous text."""
+    with node_rendering(comfy_server, vue) as page:
+        node_id = add_canvas(page)
+        page.evaluate(f"""() => {{
+            const canvasNode = app.graph.getNodeById({node_id});
+            const clip = LiteGraph.createNode('JATestTinyCLIP'); clip.pos = [700, 80]; app.graph.add(clip);
+            const preview = LiteGraph.createNode('PreviewImage'); preview.pos = [700, 300]; app.graph.add(preview);
+            clip.connect(0, canvasNode, 0); canvasNode.connect(2, preview, 0); }}""")
+        drag(page, page.locator(".ja-rc-canvas").first, 0.1, 0.1, 0.6, 0.6)
+        prompt = page.locator(".ja-rc-prompt").first
+        prompt.click()
+        page.keyboard.type("a red barn")
+        before = set(comfy_server.get("/history") or {})
+        page.keyboard.press("Control+Enter")  # still typing: no blur, no change event
+        entry = wait_for_history(comfy_server, before)
+        received = json.loads(entry["prompt"][2][str(node_id)]["inputs"]["regions"])
+        assert [r["prompt"] for r in received["regions"]] == ["a red barn"]
+        assert prompt.evaluate("e => e === document.activeElement")  # the focus stayed in the box
+
+
+@MODES
+def test_an_over_long_prompt_is_refused_in_the_box_and_a_bad_field_never_costs_the_drawing(comfy_server, vue):
+    """Problem 4: a 4,000+ character prompt was accepted in the box, then the whole drawing was discarded on reload."""
+    from joint_attention_pack.nodes import canvas_state
+
+    with node_rendering(comfy_server, vue) as page:
+        node_id = add_canvas(page)
+        canvas = page.locator(".ja-rc-canvas").first
+        drag(page, canvas, 0.1, 0.1, 0.5, 0.9)
+        prompt = page.locator(".ja-rc-prompt").first
+        prompt.fill("x" * (canvas_state.MAX_PROMPT + 300))
+        assert len(json.loads(canvas_value(page, node_id))["regions"][0]["prompt"]) <= canvas_state.MAX_PROMPT
+        assert page.locator(".ja-rc-counter").first.inner_text() == f"{canvas_state.MAX_PROMPT} / {canvas_state.MAX_PROMPT}"
+        assert page.locator(".ja-rc-status").first.inner_text().startswith("1 / 32 regions")
+
+        # A saved value whose second region has a prompt over the limit: both regions load, the bad one is marked.
+        mask = [1] * 8 + [0] * 248
+        saved = json.loads(canvas_state.encode_value(128, 128, [
+            {"prompt": "a red house", "mask": __import__("torch").tensor(mask)},
+            {"prompt": "y" * 5000, "mask": __import__("torch").tensor(mask[::-1])}]))
+        saved["regions"][0]["color"], saved["regions"][1]["color"] = "#e6194b", "#3cb44b"
+        text = json.dumps(saved)
+        set_canvas_value(page, node_id, text)
+        assert page.locator(".ja-rc-region").count() == 2
+        assert "prompt has 5000 characters" in page.locator(".ja-rc-problem").first.inner_text()
+        assert page.locator(".ja-rc-region").nth(1).evaluate("e => e.classList.contains('ja-rc-bad-row')")
+        assert "cannot be queued yet" in page.locator(".ja-rc-status").first.inner_text()
+        value = json.loads(canvas_value(page, node_id))
+        assert [r["mask"] for r in value["regions"]] == [r["mask"] for r in saved["regions"]]
+        assert [r["prompt"] for r in value["regions"]] == ["a red house", "y" * 5000]  # kept for the user to shorten
+
+        # A value that is not a drawing at all is kept as it is (not replaced) until the user starts anew.
+        set_canvas_value(page, node_id, "{not json")
+        assert canvas_value(page, node_id) == "{not json"
+        assert "not JSON" in page.locator(".ja-rc-error").first.inner_text()
+        drag(page, canvas, 0.1, 0.1, 0.5, 0.5)
+        assert canvas_value(page, node_id) == "{not json"
+        page.locator(".ja-rc-error button").first.click()
+        assert json.loads(canvas_value(page, node_id))["regions"] == []
