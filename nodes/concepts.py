@@ -7,6 +7,14 @@ queries thus attend [concepts ; image] with the text-stream weights, and the ima
 to the concepts, so the sampled image is bit-identical. The saliency math and the per-run sum
 are pure (attention/capture.py); everything about block inputs, rope tables and modulation
 objects is here.
+
+Modulation, as ConceptAttention's released code (its FLUX path: `time_in + guidance_in + vector_in(0)`):
+the concept stream is modulated with the block's vector with the pooled text vector replaced by
+zeros (FLUX.1: vector_in(0); SD3: c = t_embedder + y_embedder(0)), while the image tokens the concepts
+attend to keep the prompt's real modulation. The second run of the block gets the zero-pooled vector,
+and in its joint attention call the image keys and values are replaced by the ones the block's own
+run computed (cond rows), so only the concept half sees the changed vector. Families without a
+pooled vector (FLUX.2, Chroma) run the block as it is.
 """
 from __future__ import annotations
 
@@ -18,18 +26,20 @@ from ..attention.capture import CaptureModifier, concept_saliency, record_concep
 from ..attention.forward import COND
 from .common import node_error
 from .families import model_family
-from .host import BLOCK_KEY, FORWARD_KEY, RECORD_KEY
+from .host import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
 
 
 class ConceptStream:
     """Concept words: their first-token embeddings [n, C], the model's text input layer (applied
     at the first double block), and the double blocks whose outputs are read."""
 
-    def __init__(self, names, tokens: torch.Tensor, embed, blocks):
+    def __init__(self, names, tokens: torch.Tensor, embed, blocks, vec_delta=None):
         self.names = list(names)
         self.tokens = tokens
         self.embed = embed
         self.blocks = frozenset(blocks)
+        # callable(vec, pooled) -> what to add to the blocks' vector to zero its pooled term, or None
+        self.vec_delta = vec_delta
 
 
 class ConceptModifier(CaptureModifier):
@@ -60,21 +70,45 @@ class ConceptModifier(CaptureModifier):
             rows = sum(1 for kind in state.row_kinds if kind == COND)
             weight = next(c.embed.parameters())
             start = c.embed(c.tokens.to(weight.device, weight.dtype))
-            state.data[key] = start.unsqueeze(0).expand(rows, -1, -1)
+            # One copy per cond row: the host block updates its text stream in place (FLUX: txt += ...).
+            state.data[key] = start.unsqueeze(0).repeat(rows, 1, 1)
+            state.data[key + ":vec"] = self._vec_delta(state, inputs.get("vec"))
         # The host block may update its inputs in place (FLUX: img += ...): copy the cond rows now.
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
         state.data[key + ":inputs"] = {name: _rows(value, cond, batch, copy=True)
                                        for name, value in inputs.items() if name not in ("transformer_options", "txt")}
+        joint = state.n_context + state.n_img
+        if state.data.get(key + ":vec") is not None:
+            kept = state.data[key + ":kv"] = {}
+            n_context = state.n_context
+
+            def keep(args, kwargs):  # the image keys / values of the block's joint call, cond rows
+                seq = 2 if kwargs.get("skip_reshape", False) else 1
+                if "k" not in kept and args[1].shape[seq] >= joint:
+                    rows = cond.to(args[1].device)
+                    kept["k"], kept["v"] = (t.narrow(seq, n_context, t.shape[seq] - n_context).index_select(0, rows)
+                                            for t in args[1:3])
+                return args
+
+            inputs["transformer_options"] = {**inputs["transformer_options"], KEYS_KEY: keep}
         if block.index in c.blocks:
             outputs = state.data.setdefault(key + ":img", {})
-            joint = state.n_context + state.n_img
 
             def record(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
                 if b not in outputs and out.shape[1] >= joint:
                     outputs[b] = out
 
             inputs["transformer_options"] = {**inputs["transformer_options"], RECORD_KEY: record}
+
+    def _vec_delta(self, state, vec):
+        """For this forward's cond rows: what zeroes the pooled term of the blocks' vector, or None."""
+        pooled = state.data.get(POOLED_KEY)
+        if self.concepts.vec_delta is None or pooled is None or not torch.is_tensor(vec):
+            return None
+        cond = _cond_rows(state)
+        batch = len(state.row_kinds)
+        return self.concepts.vec_delta(_rows(vec, cond, batch), _rows(pooled, cond, batch))
 
     def after_block(self, state, block, inputs, run_block, output):
         key = self.key + ":concepts"
@@ -88,8 +122,28 @@ class ConceptModifier(CaptureModifier):
             pe = side["pe"]
             side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, state.n_context:]], dim=2)
         recorded = {}
-        options = {k: v for k, v in inputs["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY)}
+        options = {k: v for k, v in inputs["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY, KEYS_KEY)}
         options[BLOCK_KEY] = block
+        delta = state.data.get(key + ":vec")
+        kept = state.data.pop(key + ":kv", None)
+        if delta is not None:
+            # Concepts modulated without the prompt's pooled vector; the image keys / values they attend
+            # to are the block's own (modulated with the prompt's vector), put into the call below.
+            vec = side["vec"]
+            side["vec"] = (vec.float() + delta.to(vec.device)).to(vec.dtype)
+            if not kept:
+                raise RuntimeError(f"[joint_attention] ConceptAttention: double block {block.index} made no joint "
+                                   "attention call the concept stream could take its image keys from")
+
+            def swap(args, kwargs):
+                seq = 2 if kwargs.get("skip_reshape", False) else 1
+                if "k" not in kept or args[1].shape[seq] != n_c + kept["k"].shape[seq]:
+                    return args
+                k, v = (torch.cat([t.narrow(seq, 0, n_c), kept.pop(name).to(t.device, t.dtype)], dim=seq)
+                        for t, name in ((args[1], "k"), (args[2], "v")))
+                return (args[0], k, v, *args[3:])
+
+            options[KEYS_KEY] = swap
         if block.index in self.concepts.blocks:
             def record(out):
                 if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
@@ -98,6 +152,9 @@ class ConceptModifier(CaptureModifier):
             options[RECORD_KEY] = record
         side["transformer_options"] = options
         result = run_block(side)
+        if delta is not None and "k" in kept:
+            raise RuntimeError(f"[joint_attention] ConceptAttention: the concept pass of double block {block.index} "
+                               "made no attention call over [concepts ; image]")
         if result.get("txt") is not None:
             state.data[key] = result["txt"]
         else:
@@ -140,7 +197,7 @@ def concept_stream(node, model, concepts: str, clip, double: frozenset, double_t
     n_double, _ = family.block_counts(dm)
     # Default for concepts (ConceptAttention paper): the last 4 double blocks.
     blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
-    return ConceptStream(names, tokens, embed, blocks)
+    return ConceptStream(names, tokens, embed, blocks, vec_delta=lambda vec, pooled: family.concept_vec_delta(dm, vec, pooled))
 
 
 def _cond_rows(state) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import comfy.model_base
+import torch
 
 
 class UnsupportedModel(ValueError):
@@ -26,6 +27,9 @@ class Family:
     latent_px: int = 8  # image pixels per latent cell, for hosts whose latent format does not say
     # Tokenizer keys whose tokens make up the context, in order; the first present wins when only one is.
     context_encoders: tuple = ("t5xxl",)
+    # The layer that adds the pooled text vector (CLIP pooled output) to the blocks' modulation vector,
+    # "" when the family has none (FLUX.2, Chroma).
+    pooled_input: str = ""
 
     def diffusion_model(self, model_patcher):
         return model_patcher.model.diffusion_model
@@ -52,6 +56,25 @@ class Family:
             return layer.weight.shape[1]
         return None
 
+    def concept_vec_delta(self, dm, vec, pooled):
+        """What turns the double blocks' modulation vector `vec` [B, D] (timestep, guidance and the
+        prompt's pooled vector) into the same vector with the pooled input replaced by zeros, as
+        ConceptAttention's released code modulates its concepts (`vector_in(0)`): a [B, D] fp32 tensor
+        to add to `vec` (in fp32), or None when the family has no pooled input or the forward got none (the host then
+        uses zeros itself). FLUX.1: vec = time_in + guidance_in + vector_in(y[:, :vec_in_dim]);
+        SD3: c = t_embedder + y_embedder(y)."""
+        layer = getattr(dm, self.pooled_input, None) if self.pooled_input else None
+        if layer is None or pooled is None or not torch.is_tensor(vec) or vec.ndim != 2:
+            return None
+        width = getattr(getattr(dm, "params", None), "vec_in_dim", None)  # FLUX reads y[:, :vec_in_dim]
+        y = pooled[:, :width] if width else pooled
+        y = y.to(vec.device, vec.dtype)
+        if y.shape[0] != vec.shape[0]:
+            return None
+        with torch.no_grad():
+            # The prompt's term is recomputed from the same input, so it equals what the host added.
+            return layer(torch.zeros_like(y)).float() - layer(y).float()
+
     def latent_pixels(self, base) -> int:
         """Image pixels per latent cell side: the host's latent format says so where it can
         (`spacial_downscale_ratio`, after 0.3.75), else the family's own figure."""
@@ -65,9 +88,9 @@ _FLUX_LIKE = dict(double_blocks="double_blocks", single_blocks="single_blocks", 
 FAMILIES = (
     Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
     Family("chroma", "Chroma", **_FLUX_LIKE),
-    Family("flux", "Flux", **_FLUX_LIKE),
+    Family("flux", "Flux", pooled_input="vector_in", **_FLUX_LIKE),
     Family("sd3", "SD3", double_blocks="joint_blocks", single_blocks="", text_input="context_embedder",
-           context_encoders=("l", "g", "t5xxl")),
+           context_encoders=("l", "g", "t5xxl"), pooled_input="y_embedder"),
 )
 
 

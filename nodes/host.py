@@ -33,6 +33,8 @@ OVERRIDE_KEY = "optimized_attention_override"
 FORWARD_KEY = "joint_attention_forward"  # the ForwardState of the running model forward
 BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
 RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
+KEYS_KEY = "joint_attention_keys"  # callable(args, kwargs) -> args: reads or replaces an attention call's q, k, v
+POOLED_KEY = "joint_attention_pooled"  # ForwardState.data entry: the forward's pooled text vector (`y`), or None
 
 def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
     """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
@@ -104,6 +106,9 @@ class AttentionOverride(JointAttentionDispatcher):
     def __call__(self, func, *args, **kwargs):
         impl = func
         options = kwargs.get("transformer_options") or {}
+        keys = options.get(KEYS_KEY)
+        if keys is not None:  # the ConceptAttention stream (nodes/concepts.py)
+            args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
         if state is not None and block is not None and self.modifiers:
@@ -218,6 +223,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         run=transformer_options.get(RUN_KEY),
     )
     state.device = x.device
+    state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     try:
         extra = dispatcher.begin_forward(state)
     except MaskBatchMismatch as exc:
