@@ -27,7 +27,7 @@ class JointAttentionTACA:
                 "gamma": ("FLOAT", {"default": 1.2, "min": 0.5, "max": 3.0, "step": 0.01,
                                     "tooltip": "Multiplier on image-query x text-key logits (1 = off; the paper uses 1.2)."}),
                 "sigma_threshold": ("FLOAT", {"default": 0.97, "min": 0.0, "max": 1000.0, "step": 0.01,
-                                              "tooltip": "Active while the current sigma is at least this (0.97 = t >= 970/1000 on flow models)."}),
+                                              "tooltip": "Active while the current sigma is at least this. 0.97 = the paper's timestep rule (t >= 970/1000 on flow models); 0 = every step, as the released inference scripts do."}),
                 "apply_to": (list(APPLY_TO), {"default": "both", "tooltip": "Which CFG half is scaled (the official code scales both)."}),
                 **block_range_fields(),
             }
