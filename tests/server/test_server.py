@@ -37,7 +37,12 @@ def test_regional_workflow_with_cfg_and_negative_runs(comfy_server, family):
 
 
 def test_fifty_changing_regional_prompts_leave_no_growth(comfy_server):
-    comfy_server.wait(comfy_server.queue(regional_prompt(split=48, save=False)), timeout=120)
+    # Warm-up: one prompt per region layout the loop uses, with a strength other than 1 as the loop has (a plan's
+    # tensors, counted with its query groups, depend on both), then the pack must hold no more than for any of them.
+    warm = []
+    for split in (16, 32, 48, 64, 80):
+        comfy_server.wait(comfy_server.queue(regional_prompt(split=split, strengths=(1.05, 1.0), save=False)), timeout=120)
+        warm.append(memory(comfy_server)["tensors"])
     baseline = memory(comfy_server, objects=True)
     counts = []
     for i in range(50):
@@ -49,8 +54,8 @@ def test_fifty_changing_regional_prompts_leave_no_growth(comfy_server):
         assert report["by_lifetime"]["run"] == 0
         assert report["cache"]["bytes"] <= report["cache"]["budget_bytes"]
     final = memory(comfy_server, objects=True)
-    assert max(counts) <= baseline["tensors"]
-    assert final["tensors"] <= baseline["tensors"]
+    assert max(counts) <= max(warm)
+    assert final["tensors"] <= max(warm)
     assert final["process_tensors"] <= baseline["process_tensors"] + 8  # no growth beyond noise
 
 
