@@ -4,7 +4,7 @@ Usage: .venv/bin/python scripts/build_workflows.py   (the test suite checks the 
 
 Run it with the pinned host's environment (.venv): the files are written from its /object_info. On another host
 they differ only in what core owns (unlinked outputs of core nodes), which the freshness test leaves out
-(tools/workflow_json.py owned_view), so either host finds them current.
+(scripts/workflow_json.py owned_view), so either host finds them current.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from workflow_json import Node, build_ui  # noqa: E402
 

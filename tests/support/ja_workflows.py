@@ -6,8 +6,8 @@ import sys
 
 from ja_host import ROOT
 
-sys.path.insert(0, str(ROOT / "tools")) if str(ROOT / "tools") not in sys.path else None
-import workflow_json as wf  # noqa: E402  (tools/, by path: ComfyUI owns generic top-level names)
+sys.path.insert(0, str(ROOT / "scripts")) if str(ROOT / "scripts") not in sys.path else None
+import workflow_json as wf  # noqa: E402  (scripts/, by path: ComfyUI owns generic top-level names)
 
 EXAMPLES = ROOT / "example_workflows"
 
