@@ -237,6 +237,12 @@ export class RegionCanvasEditor {
     this.#on(this.canvas, "pointerleave", () => { this.hover = null; this.render(); });
     this.#on(this.canvas, "dblclick", (e) => { e.preventDefault(); e.stopPropagation(); if (!this.full) this.openFull(); });
     this.#on(this.canvas, "wheel", (e) => this.#wheel(e), { passive: false });
+    // Pointer presses on the editor's controls are the editor's: the node around it must not start a node drag
+    // (Vue nodes drag from anywhere in their body).
+    this.#on(this.root, "pointerdown", (e) => {
+      if (e.target instanceof HTMLButtonElement || e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement
+        || e.target instanceof HTMLCanvasElement || e.target.closest?.(".ja-rc-region")) e.stopPropagation();
+    });
     this.#on(this.root, "keydown", (e) => this.#key(e));
     this.#on(this.root, "keyup", (e) => { if (e.key === " ") this.spaceDown = false; });
     this.resizeObserver = new ResizeObserver(() => this.render());
@@ -431,6 +437,7 @@ export class RegionCanvasEditor {
       return;
     }
     e.preventDefault();
+    e.stopPropagation();
     if (this.drag.pan) {
       this.view.x += e.clientX - this.drag.x;
       this.view.y += e.clientY - this.drag.y;
@@ -451,6 +458,7 @@ export class RegionCanvasEditor {
 
   #pointerUp(e) {
     if (!this.drag) return;
+    e.stopPropagation();
     if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
     const drag = this.drag;
     this.drag = null;
@@ -799,7 +807,9 @@ export class RegionCanvasEditor {
       this.#listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, name, labelled("strength", strength), labelled("feather px", feather), ...buttons);
+    head.append(swatch, visible, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
+    strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     const prompt = el("textarea", "ja-rc-prompt comfy-multiline-input", { value: r.prompt, placeholder: `Region ${i + 1} prompt`,
       rows: 2, maxLength: MAX_PROMPT });
     prompt.setAttribute("aria-label", `Region ${i + 1} prompt`);
@@ -824,7 +834,9 @@ export class RegionCanvasEditor {
     this.#listen(prompt, "change", () => this.commit());
     this.#listen(prompt, "focus", () => this.select(i));
     this.#listen(row, "pointerdown", () => this.select(i));
-    row.append(head, prompt, counter, note);
+    const wrap = el("div", "ja-rc-prompt-wrap");
+    wrap.append(prompt, counter);
+    row.append(head, wrap, note);
     if (r.problem) {
       const problem = el("div", "ja-rc-problem", { textContent: r.problem });
       const dismiss = el("button", "ja-rc-small", { type: "button", textContent: "✕", title: "Dismiss" });
