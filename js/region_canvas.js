@@ -113,6 +113,7 @@ export class RegionCanvasEditor {
   setValue(value) {
     if (value === this.value) return;
     this.#load(value);
+    this.#clearNotice(); // an offer to undo belongs to the drawing it was made for
     this.render(true);
   }
 
@@ -141,12 +142,14 @@ export class RegionCanvasEditor {
       eraseAll: this.eraseAll });
   }
 
-  resize() {
+  resize(source = null) {
     const [width, height] = this.#size();
     if (width === this.state.width && height === this.state.height) return;
     const before = `${this.state.width}×${this.state.height}`;
-    resizeState(this.state, width, height);
-    this.#offerUndo(`Canvas ${before} → ${width}×${height}: the drawing was scaled to fit, not stretched.`);
+    const drawn = this.state.regions.some((r) => r.bits.some((b) => b));
+    resizeState(this.state, width, height, source);
+    if (drawn) this.#offerUndo(source ? `Canvas ${before} → ${width}×${height}: the canvas now has the background's shape; the drawing`
+      + " follows the picture." : `Canvas ${before} → ${width}×${height}: the drawing was scaled to fit, not stretched.`);
     this.commit({ structural: true });
   }
 
@@ -543,6 +546,7 @@ export class RegionCanvasEditor {
     this.view = { zoom: 1, x: 0, y: 0 };
     this.fullButton.textContent = "⤢";
     this.fullButton.title = "Full-window editor (F, or double-click the canvas)";
+    if (!this.destroyed) this.keys.focus({ preventScroll: true });
     this.render(true);
   }
 
@@ -570,11 +574,15 @@ export class RegionCanvasEditor {
     const aspect = img.naturalWidth / img.naturalHeight;
     const round16 = (v) => Math.max(16, Math.min(8192, Math.round(v / 16) * 16));
     const [w, h] = aspect >= 1 ? [round16(long), round16(long / aspect)] : [round16(long * aspect), round16(long)];
+    // The drawing was made over the letterboxed picture: the picture's rectangle becomes the new canvas.
+    const s = Math.min(width / img.naturalWidth, height / img.naturalHeight);
+    const [pw, ph] = [img.naturalWidth * s, img.naturalHeight * s];
+    const source = [(width - pw) / 2, (height - ph) / 2, pw, ph];
     for (const [name, v] of [["width", w], ["height", h]]) {
       const widget = this.node.widgets?.find((x) => x.name === name);
       if (widget) widget.value = v;
     }
-    this.resize();
+    this.resize(source);
   }
 
   // -- drawing -------------------------------------------------------------------

@@ -190,26 +190,36 @@ export function resizeBits(bits, mw, mh, nmw, nmh) {
 // The drawing under a new width/height keeps its shape: scaled uniformly to fit the new canvas and centred
 // (a change of size alone scales it, a change of aspect adds empty bands instead of stretching it).
 export function fitBits(bits, mw, mh, nmw, nmh) {
-  const out = new Uint8Array(nmw * nmh);
   const scale = Math.min(nmw / mw, nmh / mh);
-  const ox = (nmw - mw * scale) / 2;
-  const oy = (nmh - mh * scale) / 2;
-  for (let y = 0; y < nmh; y++) {
-    const sy = Math.floor((y + 0.5 - oy) / scale);
+  // The old canvas seen from the new one: centred, uniformly scaled.
+  return mapBits(bits, mw, mh, nmw, nmh, [-(nmw / scale - mw) / 2, -(nmh / scale - mh) / 2, nmw / scale, nmh / scale]);
+}
+
+// Resample so that the source rectangle [x, y, w, h] (in old cells) fills the new mask; cells outside the old mask
+// are empty. Used to follow a letterboxed background when the canvas takes the background's shape.
+export function mapBits(bits, mw, mh, nmw, nmh, [x, y, w, h]) {
+  const out = new Uint8Array(nmw * nmh);
+  for (let ny = 0; ny < nmh; ny++) {
+    const sy = Math.floor(y + ((ny + 0.5) * h) / nmh);
     if (sy < 0 || sy >= mh) continue;
-    for (let x = 0; x < nmw; x++) {
-      const sx = Math.floor((x + 0.5 - ox) / scale);
-      if (sx >= 0 && sx < mw) out[y * nmw + x] = bits[sy * mw + sx];
+    for (let nx = 0; nx < nmw; nx++) {
+      const sx = Math.floor(x + ((nx + 0.5) * w) / nmw);
+      if (sx >= 0 && sx < mw) out[ny * nmw + nx] = bits[sy * mw + sx];
     }
   }
   return out;
 }
 
-export function resizeState(state, width, height) {
-  if (state.width === width && state.height === height) return state;
+// `source`: the rectangle of the old canvas, in image pixels, that becomes the new canvas (default: the whole old
+// canvas, fitted without stretching).
+export function resizeState(state, width, height, source = null) {
+  if (state.width === width && state.height === height && !source) return state;
   const old = maskDims(state.width, state.height);
   const next = maskDims(width, height);
-  for (const r of state.regions) r.bits = fitBits(r.bits, old.mw, old.mh, next.mw, next.mh);
+  for (const r of state.regions) {
+    r.bits = source ? mapBits(r.bits, old.mw, old.mh, next.mw, next.mh, source.map((v) => v / CELL))
+      : fitBits(r.bits, old.mw, old.mh, next.mw, next.mh);
+  }
   state.width = width;
   state.height = height;
   return state;
