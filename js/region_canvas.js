@@ -202,7 +202,10 @@ export class RegionCanvasEditor {
     this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
     bar.append(labelled("all", this.eraseAllBox, "ja-rc-check"), this.sizeInput, this.sizeOut, labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut,
-      this.#button("Fill", "Fill the selected region", () => this.fill(1)),
+      this.#button("Fill", "Fill the selected region (Undo is offered)", () => {
+        this.fill(1);
+        this.#offerUndo(`Filled region ${this.selected + 1}.`);
+      }),
       this.#button("Clear", "Clear the selected region (Del); Undo is offered", () => this.clearSelected()),
       this.#button("↶", "Undo (Ctrl+Z)", () => this.undo()), this.#button("↷", "Redo (Ctrl+Y)", () => this.redo()),
       this.fullButton, this.helpButton);
