@@ -198,6 +198,14 @@ export class RegionCanvasEditor {
       this.#savePrefs();
       this.render();
     });
+    this.importFile = el("input", "ja-rc-import-file", { type: "file", accept: "image/*", hidden: true });
+    this.#on(this.importFile, "change", () => {
+      const file = this.importFile.files?.[0];
+      this.importFile.value = "";
+      if (file) this.importImage(file);
+    });
+    this.importButton = this.#button("Import…", "Add a region from a mask image (white or opaque = inside), e.g. a saved MASK",
+      () => this.importFile.click());
     this.fullButton = this.#button("⤢", "Full-window editor (F, or double-click the canvas)", () => (this.full ? this.closeFull() : this.openFull()));
     this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
     bar.append(labelled("all", this.eraseAllBox, "ja-rc-check"), this.sizeInput, this.sizeOut, labelled("snap", this.snapBox, "ja-rc-check"),
@@ -208,7 +216,7 @@ export class RegionCanvasEditor {
       }),
       this.#button("Clear", "Clear the selected region (Del); Undo is offered", () => this.clearSelected()),
       this.#button("↶", "Undo (Ctrl+Z)", () => this.undo()), this.#button("↷", "Redo (Ctrl+Y)", () => this.redo()),
-      this.fullButton, this.helpButton);
+      this.importButton, this.importFile, this.fullButton, this.helpButton);
     this.help = el("div", "ja-rc-help", { hidden: true });
     for (const [key, text] of HELP) {
       const row = el("div");
@@ -375,6 +383,45 @@ export class RegionCanvasEditor {
     this.#graphChanged();
     this.node.setDirtyCanvas?.(true, true);
     this.render(true);
+  }
+
+  // A mask image becomes a new region: stretched over the canvas (masks are made at the image's size), alpha where the
+  // picture has transparency, brightness otherwise; a cell is inside where the average is at least one half.
+  async importImage(file) {
+    if (this.unreadable) return;
+    if (this.state.regions.length >= MAX_REGIONS) {
+      this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
+      this.render();
+      return;
+    }
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file);
+    } catch (err) {
+      this.message = `${file.name} could not be read as an image.`;
+      this.render();
+      return;
+    }
+    const { mw, mh } = maskDims(this.state.width, this.state.height);
+    const off = document.createElement("canvas");
+    off.width = mw;
+    off.height = mh;
+    const ctx = off.getContext("2d", { willReadFrequently: true });
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(bitmap, 0, 0, mw, mh);
+    bitmap.close?.();
+    const data = ctx.getImageData(0, 0, mw, mh).data;
+    let transparent = false;
+    for (let i = 3; i < data.length; i += 4) if (data[i] < 255) { transparent = true; break; }
+    const region = addRegion(this.state);
+    for (let i = 0; i < mw * mh; i++) {
+      const v = transparent ? data[4 * i + 3] : (0.299 * data[4 * i] + 0.587 * data[4 * i + 1] + 0.114 * data[4 * i + 2]);
+      region.bits[i] = v >= 127.5 ? 1 : 0;
+    }
+    this.selected = this.state.regions.length - 1;
+    this.#offerUndo(`Imported ${file.name} as region ${this.selected + 1}.`);
+    this.commit({ structural: true });
   }
 
   // -- view: image pixels <-> canvas CSS pixels ----------------------------------

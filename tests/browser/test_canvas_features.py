@@ -122,3 +122,29 @@ def test_full_window_editor_zooms_pans_and_shares_the_drawing_and_undo(comfy_ser
         overlay.wait_for(state="visible", timeout=5000)
         page.locator(".ja-rc-overlay button", has_text="Close").click()
         assert overlay.count() == 0
+
+
+@MODES
+def test_a_mask_image_is_imported_as_a_new_region(comfy_server, vue, tmp_path):
+    """Import (toolbar): a mask image (e.g. a MASK saved from another node) becomes a region, white = inside."""
+    from PIL import Image, ImageDraw
+
+    mask = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(mask).rectangle([0, 0, 127, 63], fill=255)  # the top-left half of the top quarter
+    path = tmp_path / "concept_mask.png"
+    mask.save(path)
+    with node_rendering(comfy_server, vue) as page:
+        node_id = add_canvas(page)
+        drag(page, page.locator(".ja-rc-canvas").first, 0.5, 0.5, 0.9, 0.9)
+        with page.expect_file_chooser() as chooser:
+            page.locator(".ja-rc-toolbar button", has_text="Import").first.click()
+        chooser.value.set_files(str(path))
+        page.wait_for_function(f"JSON.parse(app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'regions').value).regions.length === 2")
+        from joint_attention_pack.nodes import canvas_state
+
+        _, _, regions = canvas_state.parse(canvas_value(page, node_id))
+        want = torch.zeros(16, 16)
+        want[:4, :8] = 1  # 64 x 32 image pixels of the 128 px canvas, in 8 px cells
+        assert torch.equal(regions[1].mask, want)
+        assert "Imported concept_mask.png as region 2" in page.locator(".ja-rc-notice").first.inner_text()
+        assert page.evaluate("[...document.querySelectorAll('.ja-rc-region')].map(r => r.classList.contains('selected'))") == [False, True]
