@@ -65,7 +65,10 @@ ADD_CANVAS = """([size, x, y]) => { const n = LiteGraph.createNode('JointAttenti
 
 def add_canvas(page, size=128, pos=(120, 80)):
     node_id = page.evaluate(ADD_CANVAS, [size, pos[0], pos[1]])
-    page.locator(".ja-rc-canvas").first.wait_for(state="visible", timeout=15000)
+    # The classic canvas positions DOM widgets when it draws a frame: ask for frames until the editor shows.
+    page.wait_for_function("""(id) => { app.canvas.setDirty(true, true);
+        const r = app.graph.getNodeById(id)?.jaRegionEditor?.canvas?.getBoundingClientRect();
+        return !!r && r.width > 16 && r.height > 16; }""", arg=node_id, timeout=30000, polling=250)
     page.wait_for_timeout(400)
     return node_id
 
