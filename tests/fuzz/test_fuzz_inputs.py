@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ja_fuzz import any_float, any_text, check_named, fuzz_settings
+from ja_nodes import run_node, validate_node
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
 from joint_attention_pack.nodes import canvas_state
 from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
@@ -32,7 +33,7 @@ def clip():
 
 
 def _regions(tiny):
-    return JointAttentionRegion().build(make_cond(tiny, seed=3), torch.ones(1, 8, 8), 1.0)[0]
+    return run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.ones(1, 8, 8), 1.0)[0]
 
 
 def _finite_sample(model, tiny, batch=1):
@@ -53,20 +54,20 @@ def test_float_inputs(flux, name, value):
             node = APPLY
             kwargs = dict(base_ratio=0.2, start_percent=0.0, end_percent=1.0)
             kwargs[name] = value
-            out = JointAttentionRegionalApply().apply(model, _regions(flux), double_blocks="all", single_blocks="all",
+            out = run_node(JointAttentionRegionalApply, model, _regions(flux), double_blocks="all", single_blocks="all",
                                                       image_attention="restricted", global_prompt="background", **kwargs)
         elif name in ("gamma", "sigma_threshold"):
             node = "JointAttentionTACA"
             kwargs = dict(gamma=1.2, sigma_threshold=0.5)
             kwargs[name] = value
-            out = JointAttentionTACA().apply(model, apply_to="both", double_blocks="all", single_blocks="all", **kwargs)
+            out = run_node(JointAttentionTACA, model, apply_to="both", double_blocks="all", single_blocks="all", **kwargs)
         elif name == "scale":
             node = "JointAttentionTextScale"
-            out = JointAttentionTextScale().apply(model, "0,2", value, "scale", 0.0, 1.0)
+            out = run_node(JointAttentionTextScale, model, "0,2", value, "scale", 0.0, 1.0)
         else:
             node = "Region (mask + prompt)"
-            regions = JointAttentionRegion().build(make_cond(flux, seed=3), torch.ones(1, 8, 8), value)[0]
-            out = JointAttentionRegionalApply().apply(model, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
+            regions = run_node(JointAttentionRegion, make_cond(flux, seed=3), torch.ones(1, 8, 8), value)[0]
+            out = run_node(JointAttentionRegionalApply, model, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
                                                       "background")
     except Exception as exc:  # noqa: BLE001 - the check is on what was raised
         check_named(exc, node, [name])
@@ -80,7 +81,7 @@ def test_block_strings(flux, field, text):
     kwargs = dict(double_blocks="all", single_blocks="all")
     kwargs[field] = text
     try:
-        JointAttentionRegionalApply().apply(patcher(flux), _regions(flux), 0.2, 0.0, 1.0, image_attention="restricted",
+        run_node(JointAttentionRegionalApply, patcher(flux), _regions(flux), 0.2, 0.0, 1.0, image_attention="restricted",
                                             global_prompt="background", **kwargs)
     except Exception as exc:  # noqa: BLE001
         check_named(exc, APPLY, [field])
@@ -90,7 +91,7 @@ def test_block_strings(flux, field, text):
 @given(blocks=any_text, token_range=any_text)
 def test_text_scale_strings(flux, blocks, token_range):
     try:
-        out = JointAttentionTextScale().apply(patcher(flux), blocks, 1.5, "scale", 0.0, 1.0, token_range)
+        out = run_node(JointAttentionTextScale, patcher(flux), blocks, 1.5, "scale", 0.0, 1.0, token_range)
     except Exception as exc:  # noqa: BLE001
         check_named(exc, "JointAttentionTextScale", ["blocks", "token_range"])
         return
@@ -128,11 +129,11 @@ def _mask(shape, fill, seed):
 def test_masks_of_odd_shapes_and_batches(flux, shape, fill, seed, batch):
     mask = _mask(shape, fill, seed)
     try:
-        regions = JointAttentionRegion().build(make_cond(flux, seed=3), mask, 1.0)[0]
+        regions = run_node(JointAttentionRegion, make_cond(flux, seed=3), mask, 1.0)[0]
     except Exception as exc:  # noqa: BLE001
         check_named(exc, "Region (mask + prompt)", ["mask"])
         return
-    model = JointAttentionRegionalApply().apply(patcher(flux), regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
+    model = run_node(JointAttentionRegionalApply, patcher(flux), regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
                                                 "background")[0]
     try:
         _finite_sample(model, flux, batch=batch)
@@ -162,11 +163,11 @@ def test_canvas_values(clip, key, value, raw):
     else:
         drawing["regions"][0][key] = value
     text = raw if raw is not None else json.dumps(drawing)
-    verdict = JointAttentionRegionCanvas.VALIDATE_INPUTS(regions=text)
+    verdict = validate_node(JointAttentionRegionCanvas, regions=text)
     if verdict is not True:
         assert isinstance(verdict, str) and verdict.startswith("[Region Canvas] input 'regions': "), verdict
         return
-    regions, masks, preview = JointAttentionRegionCanvas().build(clip, 64, 48, text)["result"]
+    regions, masks, preview = run_node(JointAttentionRegionCanvas, clip, 64, 48, text).args
     assert masks.shape[1:] == (48, 64) and preview.shape[-1] == 3 and bool(torch.isfinite(preview).all())
 
 
@@ -175,11 +176,11 @@ def test_canvas_values(clip, key, value, raw):
                                           max_size=3000).map(",".join)))
 def test_maps_words(flux, clip, words):
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a sunny meadow"))
-    model, handle = JointAttentionCapture().apply(patcher(flux), "all", "all", 0.0, 1.0)
+    model, handle = run_node(JointAttentionCapture, patcher(flux), "all", "all", 0.0, 1.0)
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=32, height=32)
     try:
-        heat, masks, info = JointAttentionMaps().render(handle, {"samples": latent}, words, "", clip,
-                                                        "a sunny meadow")["result"]
+        heat, masks, info = run_node(JointAttentionMaps, handle, {"samples": latent}, words, "", clip,
+                                                        "a sunny meadow").args
     except Exception as exc:  # noqa: BLE001
         check_named(exc, "JointAttentionMaps", ["words"])
         return
@@ -189,7 +190,7 @@ def test_maps_words(flux, clip, words):
 @fuzz_settings(60)
 @given(prefix=st.one_of(any_text, st.from_regex(r"([a-z.]{0,70}/){0,12}[a-z]{0,70}", fullmatch=True)))
 def test_maps_filename_prefix(prefix):
-    verdict = JointAttentionMaps.VALIDATE_INPUTS(filename_prefix=prefix, words="")
+    verdict = validate_node(JointAttentionMaps, filename_prefix=prefix, words="")
     if verdict is not True:
         assert verdict.startswith("[JointAttentionMaps] input 'filename_prefix': "), verdict
         assert len(verdict) < 1200

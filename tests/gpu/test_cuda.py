@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_reference import dense_attention, dense_bias
 from joint_attention_pack.attention.joint import RowSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
@@ -55,7 +56,7 @@ def test_cuda_memory_returns_to_baseline_over_many_runs():
 
     def run(i):
         regions, _ = regions_for(tiny, torch.roll(pixels, 16 * (i % 3), dims=-1), [1.0 + 0.1 * i, 1.0])
-        model = JointAttentionRegionalApply().apply(tiny.patcher, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
+        model = run_node(JointAttentionRegionalApply, tiny.patcher, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
                                                     "background")[0]
         sample(model, pos, neg, seed=i, steps=3, cfg=2.0, width=96, height=64)
 

@@ -3,6 +3,7 @@ import comfy.patcher_extension
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_tiny import build, sample, tiny_clip
 from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps
 
@@ -133,7 +134,7 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     assert pos[0][1]["pooled_output"].abs().max() > 1
     plain = sample(tiny.patcher, pos, neg, batch=batch, **KW)
     single = "all" if tiny.n_single else "none"
-    model, handle = JointAttentionCapture().apply(tiny.patcher, "all", single, 0.0, 1.0, ", ".join(CONCEPTS), clip)
+    model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", single, 0.0, 1.0, ", ".join(CONCEPTS), clip)
     got = sample(model, pos, neg, batch=batch, **KW)
     assert torch.equal(got, plain)
     result = handle.result
@@ -146,11 +147,11 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
     assert (with_prompt_vec - want).abs().max() > 20 * ATOL
     assert torch.allclose(result["concept_maps"].sum(0), torch.ones(result["concept_maps"].shape[1]), atol=1e-5)
-    heat, masks, info = JointAttentionMaps().render(handle, {"samples": got}, "", "")["result"]
+    heat, masks, info = run_node(JointAttentionMaps, handle, {"samples": got}, "", "").args
     assert heat.shape[0] == 3 and "concepts: ['cat', 'grass', 'sky']" in info
 
 
 def test_concepts_need_the_text_encoder():
     tiny = build("flux")
     with pytest.raises(ValueError, match=r"\[JointAttentionCapture\] input 'clip'"):
-        JointAttentionCapture().apply(tiny.patcher, "all", "all", 0.0, 1.0, "cat, dog")
+        run_node(JointAttentionCapture, tiny.patcher, "all", "all", 0.0, 1.0, "cat, dog")

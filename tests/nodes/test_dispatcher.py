@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.nodes.host import install
@@ -111,7 +112,7 @@ def test_preexisting_override_called_once_per_attention_call():
     plain = sample(counted, pos, neg, seed=0, steps=2, cfg=2.0)
     n_plain = len(calls)
     calls.clear()
-    taca = JointAttentionTACA().apply(counted, 2.0, 0.0, "both", "all", "all")[0]
+    taca = run_node(JointAttentionTACA, counted, 2.0, 0.0, "both", "all", "all")[0]
     scaled = sample(taca, pos, neg, seed=0, steps=2, cfg=2.0)
     assert n_plain > 0 and len(calls) == n_plain
     assert not torch.equal(plain, scaled)  # the pack's attention ran inside the chained override
@@ -124,8 +125,8 @@ def test_second_node_extends_the_same_dispatcher_and_input_model_is_untouched():
     tiny = build("flux")
     base = patcher(tiny)
     before = dict(base.model_options["transformer_options"])
-    one = JointAttentionTACA().apply(base, 1.5, 0.0, "both", "all", "all")[0]
-    two = JointAttentionTextScale().apply(one, "0", 1.5, "scale", 0.0, 1.0)[0]
+    one = run_node(JointAttentionTACA, base, 1.5, 0.0, "both", "all", "all")[0]
+    two = run_node(JointAttentionTextScale, one, "0", 1.5, "scale", 0.0, 1.0)[0]
     d1 = find_dispatcher(one.model_options["transformer_options"])
     d2 = find_dispatcher(two.model_options["transformer_options"])
     assert [m.key for m in d1.modifiers] == ["taca"]

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
@@ -24,7 +25,7 @@ def test_taca_matches_reference(family, apply_to, blocks):
             pytest.skip("SD3 has no single blocks")
         single = "none"
     threshold = 0.5
-    model = JointAttentionTACA().apply(base, 1.8, threshold, apply_to, double, single)[0]
+    model = run_node(JointAttentionTACA, base, 1.8, threshold, apply_to, double, single)[0]
     config = ReferenceConfig(gamma=1.8, gamma_threshold=threshold, gamma_rows=apply_to,
                              gamma_double=parse_blocks(double, tiny.n_double),
                              gamma_single=parse_blocks(single, tiny.n_single) if tiny.n_single else ())
@@ -45,10 +46,10 @@ def test_taca_composes_with_regions(family, order):
     regions, conds = regions_for(tiny, pixels, [1.0, 2.0])
 
     def regional(m):
-        return JointAttentionRegionalApply().apply(m, regions, 0.3, 0.0, 1.0, "all", single, "restricted", "background")[0]
+        return run_node(JointAttentionRegionalApply, m, regions, 0.3, 0.0, 1.0, "all", single, "restricted", "background")[0]
 
     def taca(m):
-        return JointAttentionTACA().apply(m, 1.5, 0.5, "both", "all", single)[0]
+        return run_node(JointAttentionTACA, m, 1.5, 0.5, "both", "all", single)[0]
 
     model = taca(regional(base)) if order == "regions_first" else regional(taca(base))
     sampling = base.get_model_object("model_sampling")
@@ -68,10 +69,10 @@ def test_taca_inactive_below_threshold_and_gamma_one_are_bit_identical():
     base = patcher(tiny)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     plain = sample(base, pos, neg, **KW)
-    above_all = JointAttentionTACA().apply(base, 1.5, 500.0, "both", "all", "all")[0]
+    above_all = run_node(JointAttentionTACA, base, 1.5, 500.0, "both", "all", "all")[0]
     assert torch.equal(sample(above_all, pos, neg, **KW), plain)
-    assert JointAttentionTACA().apply(base, 1.0, 0.0, "both", "all", "all")[0] is base
-    assert JointAttentionTACA().apply(base, 1.5, 0.0, "both", "none", "none")[0] is base
+    assert run_node(JointAttentionTACA, base, 1.0, 0.0, "both", "all", "all")[0] is base
+    assert run_node(JointAttentionTACA, base, 1.5, 0.0, "both", "none", "none")[0] is base
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -83,7 +84,7 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
     n_double, n_single = tiny.n_double, tiny.n_single
     chosen = {0, n_double} if n_single else {0, n_double - 1}  # a double and a single (FLUX), first and last (SD3)
     text = ",".join(str(i) for i in sorted(chosen))
-    model = JointAttentionTextScale().apply(base, text, 1.7, mode, 0.0, 1.0, token_range)[0]
+    model = run_node(JointAttentionTextScale, base, text, 1.7, mode, 0.0, 1.0, token_range)[0]
     lo_hi = None if not token_range else (1, 4)
     n_txt = 6
     pos, neg = make_cond(tiny, seed=1, n_tokens=n_txt), make_cond(tiny, seed=2, n_tokens=n_txt)
@@ -112,15 +113,15 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
 def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
     tiny = build("flux")
     base = patcher(tiny)
-    assert JointAttentionTextScale().apply(base, "2,3", 1.0, "scale", 0.0, 1.0)[0] is base
-    assert JointAttentionTextScale().apply(base, "none", 1.5, "scale", 0.0, 1.0)[0] is base
+    assert run_node(JointAttentionTextScale, base, "2,3", 1.0, "scale", 0.0, 1.0)[0] is base
+    assert run_node(JointAttentionTextScale, base, "none", 1.5, "scale", 0.0, 1.0)[0] is base
     n = tiny.n_double + tiny.n_single
     with pytest.raises(ValueError, match=rf"\[JointAttentionTextScale\] input 'blocks'.*valid numbers are 0-{n - 1}"):
-        JointAttentionTextScale().apply(base, f"{n}", 1.5, "scale", 0.0, 1.0)
+        run_node(JointAttentionTextScale, base, f"{n}", 1.5, "scale", 0.0, 1.0)
     with pytest.raises(ValueError, match=r"input 'token_range'"):
-        JointAttentionTextScale().apply(base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
+        run_node(JointAttentionTextScale, base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
     with pytest.raises(ValueError, match=r"\[JointAttentionTACA\] input 'single_blocks'"):
-        JointAttentionTACA().apply(base, 1.2, 0.97, "both", "all", "5-1")
+        run_node(JointAttentionTACA, base, 1.2, 0.97, "both", "all", "5-1")
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -132,10 +133,10 @@ def test_text_scale_composes_with_regions_in_either_order(family):
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
 
     def regional(m):
-        return JointAttentionRegionalApply().apply(m, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
+        return run_node(JointAttentionRegionalApply, m, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
 
     def scaled(m):
-        return JointAttentionTextScale().apply(m, "0,1", 1.6, "scale", 0.0, 1.0)[0]
+        return run_node(JointAttentionTextScale, m, "0,1", 1.6, "scale", 0.0, 1.0)[0]
 
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     a = sample(scaled(regional(base)), pos, neg, **KW)

@@ -1,9 +1,11 @@
 """Issue 15: each reproduction of the adversarial review, in-process in the real host."""
 import json
+from functools import partial
 
 import pytest
 import torch
 
+from ja_nodes import run_node, validate_node
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
 from joint_attention_pack.nodes import canvas_state
 from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
@@ -20,7 +22,7 @@ def flux():
 
 
 def _regions(tiny):
-    return JointAttentionRegion().build(make_cond(tiny, seed=3), torch.ones(1, 8, 8), 1.0)[0]
+    return run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.ones(1, 8, 8), 1.0)[0]
 
 
 def _float_calls(tiny):
@@ -35,11 +37,11 @@ def _float_calls(tiny):
     region = dict(conditioning=make_cond(tiny, seed=3), mask=torch.ones(1, 8, 8), strength=1.0)
     calls = []
     for label, fn, kwargs, names in (
-        ("Region (mask + prompt)", JointAttentionRegion().build, region, ["strength"]),
-        ("Apply Regional Attention", JointAttentionRegionalApply().apply, apply, ["base_ratio", "start_percent", "end_percent"]),
-        ("JointAttentionTACA", JointAttentionTACA().apply, taca, ["gamma", "sigma_threshold"]),
-        ("JointAttentionTextScale", JointAttentionTextScale().apply, scale, ["scale", "start_percent", "end_percent"]),
-        ("JointAttentionCapture", JointAttentionCapture().apply, capture, ["start_percent", "end_percent"]),
+        ("Region (mask + prompt)", partial(run_node, JointAttentionRegion), region, ["strength"]),
+        ("Apply Regional Attention", partial(run_node, JointAttentionRegionalApply), apply, ["base_ratio", "start_percent", "end_percent"]),
+        ("JointAttentionTACA", partial(run_node, JointAttentionTACA), taca, ["gamma", "sigma_threshold"]),
+        ("JointAttentionTextScale", partial(run_node, JointAttentionTextScale), scale, ["scale", "start_percent", "end_percent"]),
+        ("JointAttentionCapture", partial(run_node, JointAttentionCapture), capture, ["start_percent", "end_percent"]),
     ):
         for name in names:
             calls.append((label, name, lambda v, fn=fn, kwargs=kwargs, name=name: fn(**{**kwargs, name: v})))
@@ -60,13 +62,13 @@ def test_non_finite_masks_and_conditioning_are_refused(flux):
     mask = torch.ones(1, 8, 8)
     mask[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'mask'.*NaN"):
-        JointAttentionRegion().build(make_cond(flux, seed=3), mask, 1.0)
+        run_node(JointAttentionRegion, make_cond(flux, seed=3), mask, 1.0)
     cond = make_cond(flux, seed=3)
     cond[0][0][0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'conditioning'.*infinite"):
-        JointAttentionRegion().build(cond, torch.ones(1, 8, 8), 1.0)
+        run_node(JointAttentionRegion, cond, torch.ones(1, 8, 8), 1.0)
     with pytest.raises(ValueError, match=r"input 'mask'.*empty"):
-        JointAttentionRegion().build(make_cond(flux, seed=3), torch.ones(1, 0, 8), 1.0)
+        run_node(JointAttentionRegion, make_cond(flux, seed=3), torch.ones(1, 0, 8), 1.0)
 
 
 HUGE = "9" * 5000
@@ -79,7 +81,7 @@ def test_block_strings_with_huge_numbers_get_named_errors(flux, field, value):
     kwargs = dict(double_blocks="all", single_blocks="all")
     kwargs[field] = value
     with pytest.raises(ValueError) as err:
-        JointAttentionRegionalApply().apply(patcher(flux), _regions(flux), 0.2, 0.0, 1.0, image_attention="restricted",
+        run_node(JointAttentionRegionalApply, patcher(flux), _regions(flux), 0.2, 0.0, 1.0, image_attention="restricted",
                                             global_prompt="background", **kwargs)
     message = str(err.value)
     assert message.startswith(f"[Apply Regional Attention] input '{field}'") and len(message) < 400
@@ -91,7 +93,7 @@ def test_text_scale_strings_with_huge_numbers_get_named_errors(flux, text):
         kwargs = dict(blocks="0", token_range="")
         kwargs[field] = text
         with pytest.raises(ValueError) as err:
-            JointAttentionTextScale().apply(patcher(flux), scale=1.5, mode="scale", start_percent=0.0, end_percent=1.0,
+            run_node(JointAttentionTextScale, patcher(flux), scale=1.5, mode="scale", start_percent=0.0, end_percent=1.0,
                                             **kwargs)
         assert str(err.value).startswith(f"[JointAttentionTextScale] input '{field}'") and len(str(err.value)) < 400
 
@@ -113,11 +115,11 @@ def _canvas_value(**over):
     _canvas_value(note="\U0001F600" * 1_100_000),  # 1.1 M characters, 4.4 MB of UTF-8: over the 4 MiB limit
 ], ids=["deep", "huge-width", "long-run", "run-digits", "bool-width", "nan-strength", "emoji-bytes"])
 def test_malformed_canvas_values_get_the_canvas_error(value):
-    message = JointAttentionRegionCanvas.VALIDATE_INPUTS(regions=value)
+    message = validate_node(JointAttentionRegionCanvas, regions=value)
     assert isinstance(message, str) and message.startswith("[Region Canvas] input 'regions':"), message
     assert len(message) < 400
     with pytest.raises(ValueError, match=r"^\[Region Canvas\] input 'regions'"):
-        JointAttentionRegionCanvas().build(None, 64, 64, value)
+        run_node(JointAttentionRegionCanvas, None, 64, 64, value)
 
 
 def test_canvas_regions_carry_small_masks_and_full_size_masks_output():
@@ -125,19 +127,19 @@ def test_canvas_regions_carry_small_masks_and_full_size_masks_output():
     mask = torch.zeros(8, 16)
     mask[:, :8] = 1
     value = canvas_state.encode_value(128, 64, [{"prompt": "a red house", "mask": mask}])
-    out = JointAttentionRegionCanvas().build(clip, 128, 64, value)["result"]
+    out = run_node(JointAttentionRegionCanvas, clip, 128, 64, value).args
     regions, masks, image = out
     assert regions[0].mask.shape == (1, 8, 16)  # the drawing's 1/8 resolution
     assert masks.shape == (1, 64, 128) and torch.equal(masks[0, :, :64], torch.ones(64, 64))
     assert torch.equal(masks[0, :, 64:], torch.zeros(64, 64))
     assert image.shape == (1, 64, 128, 3)
-    big = JointAttentionRegionCanvas().build(clip, 4096, 2048, canvas_state.encode_value(4096, 2048, []))["result"]
+    big = run_node(JointAttentionRegionCanvas, clip, 4096, 2048, canvas_state.encode_value(4096, 2048, [])).args
     assert big[2].shape == (1, 512, 1024, 3)  # the preview is at most 1024 px on its long side
 
 
 def _captured(flux, clip, end=1.0, start=0.0, prompt="a sunny meadow"):
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-    model, handle = JointAttentionCapture().apply(patcher(flux), "all", "all", start, end)
+    model, handle = run_node(JointAttentionCapture, patcher(flux), "all", "all", start, end)
     latent = sample(model, cond, cond, steps=2, cfg=1.0, width=64, height=64)
     return handle, {"samples": latent}
 
@@ -153,46 +155,46 @@ def clip():
 def test_maps_words_get_named_errors(flux, clip, words, match):
     handle, samples = _captured(flux, clip)
     with pytest.raises(ValueError, match=r"^\[JointAttentionMaps\] input 'words': .*" + match):
-        JointAttentionMaps().render(handle, samples, words, "", clip, "a sunny meadow")
+        run_node(JointAttentionMaps, handle, samples, words, "", clip, "a sunny meadow")
 
 
 def test_duplicate_words_make_one_map_and_the_map_count_is_limited(flux, clip):
     handle, samples = _captured(flux, clip)
-    out = JointAttentionMaps().render(handle, samples, ",".join(["sunny", "Sunny", "#2", "#2"] * 500), "", clip,
-                                      "a sunny meadow")["result"]
+    out = run_node(JointAttentionMaps, handle, samples, ",".join(["sunny", "Sunny", "#2", "#2"] * 500), "", clip,
+                                      "a sunny meadow").args
     assert out[1].shape[0] == 2
     handle, samples = _captured(flux, clip)
     many = ",".join(f"#{i}" for i in range(MAX_MAPS + 1))
     with pytest.raises(ValueError, match=rf"input 'words'.*at most {MAX_MAPS}"):
-        JointAttentionMaps().render(handle, samples, many, "", clip, "a sunny meadow")
+        run_node(JointAttentionMaps, handle, samples, many, "", clip, "a sunny meadow")
 
 
 @pytest.mark.parametrize("prefix", ["x" * 300, "d/" * 2000 + "x", "a//b", "../x", "/abs"])
 def test_filename_prefix_is_checked_when_queued(prefix):
-    message = JointAttentionMaps.VALIDATE_INPUTS(filename_prefix=prefix, words="")
+    message = validate_node(JointAttentionMaps, filename_prefix=prefix, words="")
     assert isinstance(message, str) and message.startswith("[JointAttentionMaps] input 'filename_prefix'"), message
     assert len(message) < 400
-    assert JointAttentionMaps.VALIDATE_INPUTS(filename_prefix="attention/run", words="a, #3") is True
+    assert validate_node(JointAttentionMaps, filename_prefix="attention/run", words="a, #3") is True
 
 
 def test_a_run_that_recorded_nothing_says_so(flux, clip):
     handle, samples = _captured(flux, clip, start=0.999, end=1.0)  # no step falls in the window
     with pytest.raises(ValueError, match=r"input 'capture': the sampler ran but recorded nothing"):
-        JointAttentionMaps().render(handle, samples, "", "", clip, "a sunny meadow")
-    skip = JointAttentionTextScale().apply(patcher(flux), "all", 1.0, "skip", 0.0, 1.0)[0]
-    model, handle = JointAttentionCapture().apply(skip, "all", "all", 0.0, 1.0)
+        run_node(JointAttentionMaps, handle, samples, "", "", clip, "a sunny meadow")
+    skip = run_node(JointAttentionTextScale, patcher(flux), "all", 1.0, "skip", 0.0, 1.0)[0]
+    model, handle = run_node(JointAttentionCapture, skip, "all", "all", 0.0, 1.0)
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a sunny meadow"))
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=64, height=64)
     with pytest.raises(ValueError, match=r"recorded nothing"):
-        JointAttentionMaps().render(handle, {"samples": latent}, "", "", clip, "a sunny meadow")
+        run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, "a sunny meadow")
     # ComfyUI's cache (the sampler did not run at all) keeps its own message.
     with pytest.raises(ValueError, match=r"ComfyUI reused its cached result"):
-        JointAttentionMaps().render(handle, {"samples": latent}, "", "", clip, "a sunny meadow")
+        run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, "a sunny meadow")
 
 
 def test_non_finite_settings_never_reach_a_latent(flux):
     """What used to give an all-NaN latent (base_ratio NaN) is refused; the finite neighbour samples finite."""
-    model = JointAttentionRegionalApply().apply(patcher(flux), _regions(flux), 0.999, 0.0, 1.0, "all", "all",
+    model = run_node(JointAttentionRegionalApply, patcher(flux), _regions(flux), 0.999, 0.0, 1.0, "all", "all",
                                                 "restricted", "background")[0]
     out = sample(model, make_cond(flux, seed=1), make_cond(flux, seed=2), steps=2, cfg=2.0)
     assert bool(torch.isfinite(out).all())

@@ -16,6 +16,7 @@ Nothing here branches on the host's version: every case runs, and passes, on bot
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
@@ -64,7 +65,7 @@ def test_kontext_reference_with_regions_matches_reference(image_attention, globa
     pixels, token_masks = cell_masks(soft)
     strengths = [1.0, 1.5]
     regions, conds = regions_for(tiny, pixels, strengths)
-    model = JointAttentionRegionalApply().apply(base, regions, base_ratio, 0.0, 0.6, "all", "all", image_attention,
+    model = run_node(JointAttentionRegionalApply, base, regions, base_ratio, 0.0, 0.6, "all", "all", image_attention,
                                                 global_prompt)[0]
     reference = _regional_reference(tiny, base, conds, token_masks, strengths, base_ratio, 0.0, 0.6, image_attention,
                                     global_prompt, "all")
@@ -93,8 +94,8 @@ def test_repeatedly_cloned_model_samples_the_same_and_shares_the_dispatcher():
     base = patcher(tiny)
     pixels, _ = cell_masks(True)
     regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
-    taca = JointAttentionTACA().apply(base, 1.4, 0.5, "both", "all", "all")[0]
-    model = JointAttentionRegionalApply().apply(taca, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
+    taca = run_node(JointAttentionTACA, base, 1.4, 0.5, "both", "all", "all")[0]
+    model = run_node(JointAttentionRegionalApply, taca, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
                                                 "background")[0]
     dispatcher = find_dispatcher(model.model_options["transformer_options"])
     assert dispatcher is not None and [m.key for m in dispatcher.modifiers] == ["taca", "regional"]
@@ -114,13 +115,13 @@ def test_repeatedly_cloned_model_samples_the_same_and_shares_the_dispatcher():
 def test_node_applied_to_a_deep_clone_leaves_the_original_and_the_other_clones_alone():
     tiny = build("flux")
     base = patcher(tiny)
-    taca = JointAttentionTACA().apply(base, 1.4, 0.5, "both", "all", "all")[0]
+    taca = run_node(JointAttentionTACA, base, 1.4, 0.5, "both", "all", "all")[0]
     clones = _chain_of_clones(taca, 4)
     dispatcher = find_dispatcher(taca.model_options["transformer_options"])
     before = {name: list(options) if isinstance(options, list) else options
               for name, options in taca.model_options["transformer_options"].items()}
-    scaled_clone = JointAttentionTextScale().apply(clones[-1], "0", 1.5, "scale", 0.0, 1.0)[0]
-    scaled_direct = JointAttentionTextScale().apply(taca, "0", 1.5, "scale", 0.0, 1.0)[0]
+    scaled_clone = run_node(JointAttentionTextScale, clones[-1], "0", 1.5, "scale", 0.0, 1.0)[0]
+    scaled_direct = run_node(JointAttentionTextScale, taca, "0", 1.5, "scale", 0.0, 1.0)[0]
     extended = find_dispatcher(scaled_clone.model_options["transformer_options"])
     assert extended is not dispatcher and [m.key for m in extended.modifiers] == ["taca", "text_scale"]
     assert [m.key for m in dispatcher.modifiers] == ["taca"]
@@ -144,7 +145,7 @@ def test_flux2_reference_image_with_taca_matches_reference(method, apply_to):
     if method:
         extra["reference_latents_method"] = method
     pos, neg = _with(make_cond(tiny, seed=1), **extra), _with(make_cond(tiny, seed=2), **extra)
-    model = JointAttentionTACA().apply(base, 1.8, 0.5, apply_to, "all", "all")[0]
+    model = run_node(JointAttentionTACA, base, 1.8, 0.5, apply_to, "all", "all")[0]
     config = ReferenceConfig(gamma=1.8, gamma_threshold=0.5, gamma_rows=apply_to,
                              gamma_double=range(tiny.n_double), gamma_single=range(tiny.n_single))
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
@@ -181,7 +182,7 @@ def test_flux2_reference_image_with_regions(method):
         extra["reference_latents_method"] = method
     pixels, _ = cell_masks(True)
     regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
-    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted",
                                                 "background")[0]
     pos, neg = _with(make_cond(tiny, seed=1), **extra), _with(make_cond(tiny, seed=2), **extra)
     kw = dict(KW, steps=2)

@@ -10,6 +10,7 @@ numbers text positions on a rope axis) and how region texts enter the model.
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
@@ -28,9 +29,9 @@ def test_full_image_region_equals_prompting_with_its_text(family, mask_size):
     base = patcher(tiny)
     base_cond = make_cond(tiny, seed=1, n_tokens=7)
     region_cond = make_cond(tiny, seed=5, n_tokens=5)
-    regions = JointAttentionRegion().build(region_cond, torch.ones(1, *mask_size), 1.0)[0]
+    regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, *mask_size), 1.0)[0]
     single = "all" if tiny.n_single else "none"
-    model = JointAttentionRegionalApply().apply(base, regions, 0.0, 0.0, 1.0, "all", single, "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", single, "restricted", "background")[0]
     kw = dict(seed=0, steps=3, cfg=1.0, width=96, height=64)
     neg = make_cond(tiny, seed=2)
     got = sample(model, base_cond, neg, **kw)
@@ -48,8 +49,8 @@ def test_half_image_mask_on_flux2_covers_exactly_half_the_tokens(mask_hw, monkey
     tiny = build("flux2")
     mask = torch.zeros(1, *mask_hw)
     mask[..., : mask_hw[1] // 2] = 1.0
-    regions = JointAttentionRegion().build(make_cond(tiny, seed=5), mask, 1.0)[0]
-    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+    regions = run_node(JointAttentionRegion, make_cond(tiny, seed=5), mask, 1.0)[0]
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
                                                 "background")[0]
     seen = []
     original = regional.RegionalPlan.__init__

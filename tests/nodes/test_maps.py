@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
@@ -18,7 +19,7 @@ KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 
 
 def capture(model, double="all", single="all", start=0.0, end=1.0):
-    return JointAttentionCapture().apply(model, double, single, start, end)
+    return run_node(JointAttentionCapture, model, double, single, start, end)
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -32,14 +33,14 @@ def test_maps_equal_full_softmax_reference(family, features):
     if features != "plain":
         pixels, token_masks = cell_masks(True)
         regions, conds = regions_for(tiny, pixels, [1.0, 2.0])
-        model = JointAttentionRegionalApply().apply(model, regions, 0.3, 0.0, 0.6, "0", "odd" if tiny.n_single else "none",
+        model = run_node(JointAttentionRegionalApply, model, regions, 0.3, 0.0, 0.6, "0", "odd" if tiny.n_single else "none",
                                                     "restricted", "background")[0]
         config = ReferenceConfig(regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
                                  sigma_start=float(sampling.percent_to_sigma(0.0)),
                                  sigma_end=float(sampling.percent_to_sigma(0.6)), double={0},
                                  single=parse_blocks("odd", tiny.n_single) if tiny.n_single else ())
     if features == "regions+taca":
-        model = JointAttentionTACA().apply(model, 1.4, 0.5, "both", "all", single)[0]
+        model = run_node(JointAttentionTACA, model, 1.4, 0.5, "both", "all", single)[0]
         config.gamma, config.gamma_threshold = 1.4, 0.5
         config.gamma_double, config.gamma_single = set(range(tiny.n_double)), set(range(tiny.n_single))
     model, handle = capture(model, "all", single, 0.0, 0.7)
@@ -73,7 +74,7 @@ def test_region_leakage_is_zero_in_selected_blocks_and_positive_elsewhere():
     tiny = build("flux")
     base = patcher(tiny)
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
-    model = JointAttentionRegionalApply().apply(base, regions, 0.0, 0.0, 1.0, "0", "none", "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "0", "none", "restricted", "background")[0]
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     selected, h1 = capture(model, "0", "none")
     sample(selected, pos, neg, **KW)
@@ -94,11 +95,11 @@ def test_maps_node_labels_words_with_the_text_encoders_tokenizer_and_saves(tmp_p
     pos = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
     neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
-    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
     model, handle = capture(model)
     latent = sample(model, pos, neg, **KW)
-    heat, masks, info = JointAttentionMaps().render(handle, {"samples": latent}, "red, house, region 2, #1",
-                                                     "maps/run", clip=clip, prompt=prompt)["result"]
+    heat, masks, info = run_node(JointAttentionMaps, handle, {"samples": latent}, "red, house, region 2, #1",
+                                                     "maps/run", clip=clip, prompt=prompt).args
     assert heat.shape == (4, HEIGHT, WIDTH, 3) and masks.shape == (4, HEIGHT, WIDTH)
     assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
     assert "red [2]" in info and "house [3]" in info and "region 2 leakage" in info
@@ -115,10 +116,9 @@ def test_maps_node_labels_words_with_the_text_encoders_tokenizer_and_saves(tmp_p
     assert tokens[2] == "red" and tokens[3] == "house" and tokens[raw.shape[0] - 1].startswith("region 2")
     # Padding / start / end tokens are never offered as words.
     with pytest.raises(ValueError, match=r"input 'words'.*not among the prompt's words"):
-        heat2 = JointAttentionMaps()
         model2, handle2 = capture(patcher(tiny))
         sample(model2, pos, neg, **KW)
-        heat2.render(handle2, {"samples": latent}, "<|endoftext|>", "", clip=clip, prompt=prompt)
+        run_node(JointAttentionMaps, handle2, {"samples": latent}, "<|endoftext|>", "", clip=clip, prompt=prompt)
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/abs/path", "a/../../b", "bad\\name", "<script>"])
@@ -132,7 +132,7 @@ def test_reading_a_capture_twice_or_before_sampling_gives_a_clear_message():
     tiny = build("flux")
     model, handle = capture(patcher(tiny))
     with pytest.raises(ValueError, match=r"no attention was recorded.*cached"):
-        JointAttentionMaps().render(handle, {"samples": torch.zeros(1, 16, 8, 12)}, "", "")
+        run_node(JointAttentionMaps, handle, {"samples": torch.zeros(1, 16, 8, 12)}, "", "")
 
 
 def test_two_captures_on_one_model_never_mix():

@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_regions import cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
@@ -68,7 +69,7 @@ def test_changed_region_is_never_served_stale():
     for shift in (0, 1, 0):
         moved = torch.roll(pixels, shifts=16 * shift, dims=-1)
         regions, _ = regions_for(tiny, moved, [1.0, 1.0])
-        model = JointAttentionRegionalApply().apply(base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+        model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted", "background")[0]
         outs.append(sample(model, pos, neg, **kw))
     assert not torch.equal(outs[0], outs[1])
     assert torch.equal(outs[0], outs[2])
@@ -77,7 +78,7 @@ def test_changed_region_is_never_served_stale():
 def test_cloning_a_patched_model_does_not_duplicate_tensors():
     tiny = build("flux")
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
-    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
     before = MEMORY.registry.total_bytes("patch")
     dispatcher = find_dispatcher(model.model_options["transformer_options"])
     clones = [model]
@@ -124,7 +125,7 @@ def test_unloading_models_drops_cached_device_tensors():
 
     tiny = build("flux")
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
-    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     comfy.model_management.load_models_gpu([model])
     sample(model, pos, neg, seed=0, steps=2, cfg=2.0, width=96, height=64)

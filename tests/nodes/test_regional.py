@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
@@ -28,7 +29,7 @@ def test_regional_matches_reference(family, image_attention, global_prompt, base
     strengths = [1.0, 1.5]
     regions, conds = regions_for(tiny, pixels, strengths)
     start, end = 0.0, 0.6
-    model = JointAttentionRegionalApply().apply(base, regions, base_ratio, start, end, double, single,
+    model = run_node(JointAttentionRegionalApply, base, regions, base_ratio, start, end, double, single,
                                                 image_attention, global_prompt)[0]
     sampling = base.get_model_object("model_sampling")
     from joint_attention_pack.attention.blocks import parse_blocks
@@ -71,42 +72,42 @@ def test_uncond_rows_match_unpatched_and_outside_window_is_bit_identical(family)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     kw = dict(seed=0, steps=3, cfg=3.0, width=WIDTH, height=HEIGHT)
     single = "all" if tiny.n_single else "none"
-    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", single, "restricted", "background")[0]
     torch.testing.assert_close(_uncond_first_step(model, pos, neg, **kw), _uncond_first_step(base, pos, neg, **kw),
                                atol=1e-5, rtol=1e-5)
     # A window that no step falls in: exactly the unpatched model.
-    late = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.999, 1.0, "all", single, "restricted", "background")[0]
+    late = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.999, 1.0, "all", single, "restricted", "background")[0]
     assert torch.equal(sample(late, pos, neg, **kw), sample(base, pos, neg, **kw))
 
 
 def test_zero_regions_and_empty_masks_pass_through():
     tiny = build("flux")
     base = patcher(tiny)
-    empty = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.zeros(1, 64, 96), 1.0)[0]
+    empty = run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.zeros(1, 64, 96), 1.0)[0]
     assert empty == ()
-    dropped = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.ones(1, 64, 96), 0.0, empty)[0]
+    dropped = run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.ones(1, 64, 96), 0.0, empty)[0]
     assert dropped == ()
-    out = JointAttentionRegionalApply().apply(base, dropped, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
+    out = run_node(JointAttentionRegionalApply, base, dropped, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")[0]
     assert out is base
 
 
 def test_bad_inputs_name_node_input_and_fix():
     tiny = build("flux")
     base = patcher(tiny)
-    two = JointAttentionRegion().build(make_cond(tiny, seed=3), torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 1.0)[0]
-    model = JointAttentionRegionalApply().apply(base, two, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    two = run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 1.0)[0]
+    model = run_node(JointAttentionRegionalApply, base, two, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
     with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'mask'.*do not match the 3 image"):
         sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), steps=1, cfg=2.0, batch=3)
     sd3 = build("sd3")
     foreign, _ = regions_for(sd3, cell_masks(False)[0], [1.0])
     if sd3.context_dim != tiny.context_dim:
         with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions'.*features per token"):
-            JointAttentionRegionalApply().apply(base, foreign, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")
+            run_node(JointAttentionRegionalApply, base, foreign, 0.2, 0.0, 0.4, "all", "all", "restricted", "background")
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
     with pytest.raises(ValueError, match=r"input 'double_blocks'.*valid numbers are 0-"):
-        JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 0.4, "0-99", "all", "restricted", "background")
+        run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 0.4, "0-99", "all", "restricted", "background")
     with pytest.raises(ValueError, match=r"input 'double_blocks'.*cannot read"):
-        JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 0.4, "1-x", "all", "restricted", "background")
+        run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 0.4, "1-x", "all", "restricted", "background")
 
 
 def test_masks_of_any_resolution_and_non_square_images():
@@ -114,8 +115,8 @@ def test_masks_of_any_resolution_and_non_square_images():
     base = patcher(tiny)
     low_res = torch.zeros(1, 3, 2)
     low_res[0, :, 0] = 1.0  # left half, stretched over the image
-    regions = JointAttentionRegion().build(make_cond(tiny, seed=3), low_res, 1.0)[0]
-    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    regions = run_node(JointAttentionRegion, make_cond(tiny, seed=3), low_res, 1.0)[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     for width, height in ((96, 64), (40, 72), (56, 56)):
         out = sample(model, pos, neg, seed=0, steps=2, cfg=2.0, width=width, height=height)
@@ -138,7 +139,7 @@ def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, b
     pixels, token_masks = cell_masks(True)
     regions, _ = regions_for(tiny, pixels, [1.0, 2.0])
     single = "all" if tiny.n_single else "none"
-    model = JointAttentionRegionalApply().apply(patcher(tiny), regions, base_ratio, 0.0, 1.0, "all", single,
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, base_ratio, 0.0, 1.0, "all", single,
                                                 "restricted", "background")[0]
     planned = []
     original = joint.plan_groups
@@ -179,8 +180,8 @@ def test_one_mask_per_image_of_the_batch():
     kw = dict(seed=0, steps=2, cfg=2.0, width=WIDTH, height=HEIGHT, batch=2)
 
     def run(masks):
-        regions = JointAttentionRegion().build(cond, masks, 1.0)[0]
-        model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+        regions = run_node(JointAttentionRegion, cond, masks, 1.0)[0]
+        model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
         return sample(model, pos, neg, **kw)
 
     mixed = run(torch.stack([left, right]))
@@ -208,10 +209,10 @@ def test_one_hundred_chained_regions_on_random_cells_match_reference():
     for i in range(100):
         cond = make_cond(tiny, seed=100 + i, n_tokens=2)
         conds.append(cond[0][0][0])
-        regions = JointAttentionRegion().build(cond, pixels[i:i + 1], strengths[i], regions)[0]
+        regions = run_node(JointAttentionRegion, cond, pixels[i:i + 1], strengths[i], regions)[0]
     kept = [i for i in range(100) if cells[i].any()]
     assert len(regions) == len(kept)
-    model = JointAttentionRegionalApply().apply(base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "all", "restricted", "background")[0]
     sampling = base.get_model_object("model_sampling")
     config = ReferenceConfig(
         regions=[conds[i] for i in kept], masks=cells[kept].reshape(len(kept), -1), strengths=[strengths[i] for i in kept],
@@ -230,9 +231,9 @@ def test_region_count_limit_is_refused_before_sampling():
     cond = make_cond(tiny, seed=3, n_tokens=2)
     regions = None
     for _ in range(MAX_REGIONS):
-        regions = JointAttentionRegion().build(cond, torch.ones(1, 8, 8), 1.0, regions)[0]
+        regions = run_node(JointAttentionRegion, cond, torch.ones(1, 8, 8), 1.0, regions)[0]
     with pytest.raises(ValueError, match=rf"\[Region \(mask \+ prompt\)\] input 'regions'.*at most {MAX_REGIONS}"):
-        JointAttentionRegion().build(cond, torch.ones(1, 8, 8), 1.0, regions)
+        run_node(JointAttentionRegion, cond, torch.ones(1, 8, 8), 1.0, regions)
     with pytest.raises(ValueError, match=rf"\[Apply Regional Attention\] input 'regions'.*at most {MAX_REGIONS}"):
-        JointAttentionRegionalApply().apply(patcher(tiny), regions + regions[:1], 0.2, 0.0, 1.0, "all", "all",
+        run_node(JointAttentionRegionalApply, patcher(tiny), regions + regions[:1], 0.2, 0.0, 1.0, "all", "all",
                                             "restricted", "background")

@@ -1,6 +1,7 @@
 """Region fixtures shared by the in-process tests."""
 import torch
 
+from ja_nodes import run_node
 from ja_tiny import make_cond
 from joint_attention_pack.nodes.regional import JointAttentionRegion
 
@@ -25,5 +26,5 @@ def regions_for(tiny, pixel_masks, strengths):
     for i, strength in enumerate(strengths):
         cond = make_cond(tiny, seed=10 + i, n_tokens=5 + i)
         conds.append(cond[0][0][0])
-        regions = JointAttentionRegion().build(cond, pixel_masks[i:i + 1], strength, regions)[0]
+        regions = run_node(JointAttentionRegion, cond, pixel_masks[i:i + 1], strength, regions)[0]
     return regions, conds

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ja_host  # noqa: E402
+from ja_nodes import run_node  # noqa: E402
 
 
 def _status(field: str) -> int:
@@ -51,12 +52,11 @@ def canvas(n_regions: int, size: int):
         mask[y:y + cells // 3, x:x + cells // 3] = 1
         drawn.append({"prompt": f"region {i}", "mask": mask})
     value = canvas_state.encode_value(size, size, drawn)
-    node = JointAttentionRegionCanvas()
-    node.build(clip, 64, 64, value)  # warm up code paths at a small size
-    extra, out = measure(lambda: node.build(clip, size, size, value))
-    masks = out["result"][1]
+    run_node(JointAttentionRegionCanvas, clip, 64, 64, value)  # warm up code paths at a small size
+    extra, out = measure(lambda: run_node(JointAttentionRegionCanvas, clip, size, size, value))
+    masks = out.args[1]
     return {"extra_peak": extra, "masks_bytes": masks.numel() * masks.element_size(),
-            "regions": len(out["result"][0])}
+            "regions": len(out.args[0])}
 
 
 def words(count: int):
@@ -67,11 +67,11 @@ def words(count: int):
     tiny = build("flux")
     prompt = "a sunny meadow"
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-    model, handle = JointAttentionCapture().apply(tiny.patcher, "all", "all", 0.0, 1.0)
+    model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "all", 0.0, 1.0)
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=128, height=128)
     text = ",".join(["sunny"] * count)
-    extra, out = measure(lambda: JointAttentionMaps().render(handle, {"samples": latent}, text, "", clip, prompt))
-    return {"extra_peak": extra, "maps": int(out["result"][1].shape[0])}
+    extra, out = measure(lambda: run_node(JointAttentionMaps, handle, {"samples": latent}, text, "", clip, prompt))
+    return {"extra_peak": extra, "maps": int(out.args[1].shape[0])}
 
 
 if __name__ == "__main__":
