@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from ja_browser import frontend, open_app
+from ja_browser import frontend, open_app, readme_images
 from ja_host import ROOT
 from ja_workflows import load, swap_loaders_ui
 from joint_attention_pack.nodes import canvas_state
@@ -108,6 +108,7 @@ def test_draw_queue_save_and_reload(comfy_server):
         node_box = page.locator(".ja-rc").bounding_box()
         page.screenshot(path=str(ARTIFACTS / "region_canvas.png"), clip={
             "x": node_box["x"] - 12, "y": node_box["y"] - 110, "width": node_box["width"] + 24, "height": node_box["height"] + 122})
+        readme_images().refresh("region_canvas.png")  # README's picture in docs/images/, when it looks different
         value = page.evaluate(f"app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'regions').value")
 
         before = set(comfy_server.get("/history") or {})
