@@ -56,12 +56,7 @@ function labelled(text, input, className = "ja-rc-field") {
 export class RegionCanvasEditor {
   constructor(node, value) {
     this.node = node;
-    const prefs = uiPrefs.get(node.id) ?? {};
-    this.tool = prefs.tool ?? "rect";
-    this.brush = prefs.brush ?? 48;
-    this.snapToGrid = prefs.snapToGrid ?? true;
-    this.opacity = prefs.opacity ?? 0.45;
-    this.eraseAll = prefs.eraseAll ?? false;
+    this.#usePrefs(uiPrefs.get(node.id) ?? {});
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
@@ -135,6 +130,27 @@ export class RegionCanvasEditor {
     if (!canvas?.emitBeforeChange || !canvas?.emitAfterChange) return;
     canvas.emitBeforeChange();
     canvas.emitAfterChange();
+  }
+
+  #usePrefs(prefs) {
+    this.tool = prefs.tool ?? "rect";
+    this.brush = prefs.brush ?? 48;
+    this.snapToGrid = prefs.snapToGrid ?? true;
+    this.opacity = prefs.opacity ?? 0.45;
+    this.eraseAll = prefs.eraseAll ?? false;
+  }
+
+  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take the choices the
+  // previous editor of this node left, and show them.
+  restorePrefs() {
+    const prefs = uiPrefs.get(this.node.id);
+    if (!prefs) return;
+    this.#usePrefs(prefs);
+    this.sizeInput.value = this.brush;
+    this.snapBox.checked = this.snapToGrid;
+    this.opacityInput.value = Math.round(this.opacity * 100);
+    this.eraseAllBox.checked = this.eraseAll;
+    this.render();
   }
 
   #savePrefs() {
@@ -1093,6 +1109,7 @@ app.registerExtension({
     // The background of the last run is remembered in the node's properties (saved with the workflow) and shown
     // again after a reload while the server still has the file.
     chain(nodeType.prototype, "onConfigure", function () {
+      this.jaRegionEditor?.restorePrefs();
       const ref = safeViewRef(this.properties?.ja_background);
       if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
     });
