@@ -452,14 +452,15 @@ export class RegionCanvasEditor {
   }
 
   // -- masks from the `import_masks` input --------------------------------------------
-  // `offer`: {batch, total, images} from the node's last run. A batch already imported or dismissed (remembered in the
-  // node's properties, saved with the workflow) is not offered again when the node runs again.
+  // `offer`: {batch, total, images} from the node's last run. A mask counts as imported while its region is in the
+  // drawing (an Undo offers it again); a batch all imported or dismissed is remembered in the node's properties (saved
+  // with the workflow) and not offered again when the node runs again.
   offerMasks(offer) {
     const images = (Array.isArray(offer?.images) ? offer.images : []).map(safeViewRef);
     const batch = typeof offer?.batch === "string" ? offer.batch.slice(0, 64) : "";
     if (!images.length || images.some((ref) => !ref) || !batch) return;
-    if (this.node.properties?.ja_masks_done === batch) return;
-    this.offer = { batch, total: Math.max(images.length, Number(offer.total) || 0), images, used: new Set() };
+    if (this.node.properties?.ja_masks_done === batch || this.offer?.batch === batch) return;
+    this.offer = { batch, total: Math.max(images.length, Number(offer.total) || 0), images, regionIds: new Map(), dismissed: false };
     this.maskThumbs.replaceChildren();
     images.forEach((ref, k) => {
       const thumb = el("button", "ja-rc-mask-thumb", { type: "button", title: `Import mask ${k + 1} as a new region` });
@@ -475,7 +476,7 @@ export class RegionCanvasEditor {
   async importOffered(which = null) {
     const offer = this.offer;
     if (!offer) return;
-    const wanted = (which ?? offer.images.map((_, k) => k)).filter((k) => !offer.used.has(k));
+    const wanted = (which ?? offer.images.map((_, k) => k)).filter((k) => !this.#imported(k));
     const added = [];
     for (const k of wanted) {
       if (!this.#roomForImport()) break;
@@ -490,41 +491,45 @@ export class RegionCanvasEditor {
         break;
       }
       if (this.offer !== offer) return; // a newer run replaced the offer meanwhile
-      this.#regionFromBitmap(bitmap);
-      offer.used.add(k);
+      offer.regionIds.set(k, this.#regionFromBitmap(bitmap).id);
       added.push(this.selected + 1);
     }
     if (!added.length) return;
-    if (offer.used.size === offer.images.length) this.#finishOffer();
     const list = added.length === 1 ? `region ${added[0]}` : `regions ${added[0]}-${added[added.length - 1]}`;
     this.#offerUndo(`Imported ${added.length === 1 ? "a mask" : `${added.length} masks`} from import_masks as ${list}.`);
     this.commit({ structural: true });
   }
 
   dismissOffer() {
-    if (this.offer) this.#finishOffer();
+    if (!this.offer) return;
+    this.offer.dismissed = true;
     this.render();
   }
 
-  #finishOffer() {
-    this.node.properties = this.node.properties ?? {};
-    this.node.properties.ja_masks_done = this.offer.batch;
-    this.offer = null;
+  #imported(k) {
+    const id = this.offer?.regionIds.get(k);
+    return id !== undefined && this.state.regions.some((r) => r.id === id);
   }
 
   #renderMaskOffer() {
     const offer = this.offer;
-    this.maskBox.hidden = !offer;
-    if (!offer) return;
-    const n = offer.images.length;
+    const n = offer?.images.length ?? 0;
+    const used = offer ? offer.images.filter((_, k) => this.#imported(k)).length : 0;
+    const open = !!offer && !offer.dismissed && used < n;
+    this.maskBox.hidden = !open;
+    if (offer && !open && this.node.properties?.ja_masks_done !== offer.batch) {
+      this.node.properties = this.node.properties ?? {};
+      this.node.properties.ja_masks_done = offer.batch;
+    }
+    if (!open) return;
     const more = offer.total > n ? ` (the first ${n} of ${offer.total})` : "";
     this.maskText.textContent = `${n === 1 ? "A mask" : `${n} masks`} on import_masks${more}: click one to add it as a region.`;
     for (const thumb of this.maskThumbs.children) {
-      const used = offer.used.has(Number(thumb.dataset.index));
-      thumb.disabled = used;
-      thumb.classList.toggle("ja-rc-used", used);
+      const done = this.#imported(Number(thumb.dataset.index));
+      thumb.disabled = done;
+      thumb.classList.toggle("ja-rc-used", done);
     }
-    this.maskAllButton.textContent = offer.used.size ? `Import the other ${n - offer.used.size}` : `Import all ${n}`;
+    this.maskAllButton.textContent = used ? `Import the other ${n - used}` : `Import all ${n}`;
   }
 
   // -- export: a region's mask as a PNG --------------------------------------------------
