@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from ja_browser import add_canvas, canvas_value, drag, node_rendering, wait_for_history
+from ja_host import ROOT
 
 pytestmark = pytest.mark.browser
 MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
+ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
 def grey(data: bytes) -> torch.Tensor:
@@ -135,6 +137,10 @@ def test_masks_on_import_masks_are_offered_after_a_run_and_imported_as_regions_w
         offer = page.locator(".ja-rc-mask-offer").first
         offer.wait_for(state="visible", timeout=20000)
         assert "2 masks on import_masks" in offer.inner_text()
+        box = page.locator(".ja-rc").first.bounding_box()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"region_canvas_mask_offer_{'vue' if vue else 'classic'}.png"),
+                        clip={"x": box["x"] - 12, "y": box["y"] - 40, "width": box["width"] + 24, "height": box["height"] + 52})
         thumbs = offer.locator(".ja-rc-mask-thumb")
         assert thumbs.count() == 2
         quarter, bottom = torch.zeros(16, 16, dtype=torch.bool), torch.zeros(16, 16, dtype=torch.bool)

@@ -172,6 +172,9 @@ def test_the_second_region_row_is_visible_at_the_default_size_and_the_list_grows
         second, add, root = rows.nth(1).bounding_box(), page.locator(".ja-rc-add").first.bounding_box(), page.locator(".ja-rc").first.bounding_box()
         assert second["y"] + second["height"] <= add["y"] + 1, (second, add)
         assert second["y"] + second["height"] <= root["y"] + root["height"] + 1
+        # Each row's head (colour, visibility, name, strength, feather and its buttons) is one line at this size.
+        heads = page.locator(".ja-rc-region-head").evaluate_all("hs => hs.map(h => [...h.children].map(c => c.getBoundingClientRect().top))")
+        assert all(max(tops) - min(tops) < 8 for tops in heads), heads
         canvas_box = page.locator(".ja-rc-canvas").first.bounding_box()
         for _ in range(5):  # the button may be below the window by now (Vue nodes grow): press it where it is
             page.locator(".ja-rc-add").first.evaluate("b => b.click()")
