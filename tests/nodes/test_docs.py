@@ -55,3 +55,10 @@ def test_registry_metadata():
     assert {"js", "example_workflows"} <= set(comfy["includes"])
     assert meta["project"]["license"]["text"] == "GPL-3.0-or-later" and (ROOT / "LICENSE").is_file()
     assert meta["project"]["version"] in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_shipped_web_folder_holds_no_tests():
+    """WEB_DIRECTORY (js/) is served to every user's browser; the JS unit tests live in tests/js/."""
+    shipped = [p.relative_to(ROOT).as_posix() for p in (ROOT / "js").rglob("*")]
+    assert shipped and not [p for p in shipped if "test" in p.lower()], shipped
+    assert list((ROOT / "tests" / "js").glob("*.test.mjs"))
