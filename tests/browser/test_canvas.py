@@ -71,8 +71,9 @@ def test_draw_queue_save_and_reload(comfy_server):
                 other.widgets.find(w => w.name === 'width').value = {SIZE}; other.widgets.find(w => w.name === 'height').value = {SIZE}; }}
             for (const other of app.graph._nodes) if (other.type === 'KSampler') other.widgets.find(w => w.name === 'steps').value = 2;
             n.jaRegionEditor.setValue('');
-            n.pos = [110, 70]; n.size = [460, 760];
-            app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true);
+            // Left of the example's other nodes and below the workflow tabs: README's picture shows the node alone.
+            n.pos = [-600, 200]; n.size = [460, 760];
+            app.canvas.ds.offset = [710, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true);
         }}""")
         page.wait_for_timeout(800)
         canvas = page.locator(".ja-rc-canvas")
