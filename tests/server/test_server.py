@@ -133,11 +133,13 @@ def test_captured_maps_are_saved_and_twenty_captured_prompts_leave_no_growth(com
 def test_traversal_prefix_is_refused_and_nothing_is_written_outside(comfy_server):
     from ja_prompts import captured_prompt
     outside = comfy_server.output_dir.parent / "escaped"
-    # Refused when queued (the node's VALIDATE_INPUTS), so no sampling run is wasted on it; ComfyUI still runs the
+    # Refused when queued (the node's validate_inputs), so no sampling run is wasted on it; ComfyUI still runs the
     # prompt's other outputs (the preview) and reports the maps node's error.
     status, body = comfy_server.queue_raw(captured_prompt(prefix="../escaped/maps", seed=99))
     errors = json.dumps(body.get("node_errors", {}).get("maps", {}))
     assert "filename_prefix" in errors and "output folder" in errors, body
+    # ComfyUI files a failed check under each input the check takes: the two it reads, not all seven of the node.
+    assert {e["extra_info"]["input_name"] for e in body["node_errors"]["maps"]["errors"]} <= {"filename_prefix", "words"}
     if status == 200:
         entry = comfy_server.wait(body["prompt_id"], timeout=120)
         assert "maps" not in entry["outputs"]
