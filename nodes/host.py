@@ -20,8 +20,9 @@ import comfy.patcher_extension
 import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
-from ..attention.forward import COND, BlockRef, ForwardState, TextStream
+from ..attention.forward import ATTENTION, BLOCKS, COND, BlockRef, ForwardState, TextStream
 from ..attention.regional import MaskBatchMismatch
+from . import reach
 from .families import block_counts, family_of_base, model_family
 from .runtime import MEMORY
 
@@ -111,6 +112,8 @@ class AttentionOverride(JointAttentionDispatcher):
             args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
+        if state is not None and block is not None:
+            reach.reached(state, ATTENTION)
         if state is not None and block is not None and self.modifiers:
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
@@ -165,6 +168,7 @@ class BlockPatch:
         args["transformer_options"] = {**options, BLOCK_KEY: self.ref}
         active = dispatcher is not None and state is not None
         if active:
+            reach.reached(state, BLOCKS)
             # FLUX double / SD3 joint blocks get the text as "txt"; FLUX single blocks one joint
             # stream in "img" whose first n_context tokens are the text.
             key = "txt" if args.get("txt") is not None else "img"
@@ -197,7 +201,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     base = executor.class_obj
     family = family_of_base(base)
     if family is None:  # the model was swapped for another kind under the pack's patches
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        raise reach.PackNotReached(reach.unknown_model(dispatcher.modifiers, base))
     dm = base.diffusion_model
     patch = family.patch_size(dm)
     rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
@@ -242,7 +246,9 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     if state.region_lens:
         patches = options.get("patches") or {}
         options["patches"] = {**patches, "post_input": list(patches.get("post_input", ())) + [RegionTextPositions(state)]}
-    return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+    output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+    reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
+    return output
 
 
 RUN_KEY = "joint_attention_run"
