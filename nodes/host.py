@@ -73,6 +73,14 @@ def normalise_qkv(args, kwargs):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
+# torch.compile (core's TorchCompileModel compiles the whole diffusion model): the pack's hooks read per-step Python
+# state (sigma, windows, counters), which traced code would specialise on, recompiling every step (and 0.29's guard
+# filter drops guards on transformer_options, so a specialised trace could even be reused for the wrong step). The
+# hooks run eagerly instead; the blocks they call are compiled as usual (recursive=False: only the hook's own frame).
+_outside_compile = torch.compiler.disable
+_outside_compile_only_this_frame = partial(torch.compiler.disable, recursive=False)
+
+
 class AttentionOverride(JointAttentionDispatcher):
     """The dispatcher in ComfyUI's `optimized_attention_override` slot: reads the forward and block
     the pack's hooks put into `transformer_options`, and chains to an override that was there before
@@ -104,6 +112,7 @@ class AttentionOverride(JointAttentionDispatcher):
     def models(self):
         return []
 
+    @_outside_compile
     def __call__(self, func, *args, **kwargs):
         impl = func
         options = kwargs.get("transformer_options") or {}
@@ -160,6 +169,7 @@ class BlockPatch:
     def __deepcopy__(self, memo):
         return self
 
+    @_outside_compile_only_this_frame
     def __call__(self, args, extra):
         options = args.get("transformer_options") or {}
         dispatcher = find_dispatcher(options)
@@ -175,6 +185,7 @@ class BlockPatch:
             stop = args[key].shape[1] if key == "txt" else state.n_context
             text = TextStream(args[key], 0, stop)
             if dispatcher.edit_text(state, self.ref, text) == "skip":
+                reach.reached(state, reach.SKIPPED)
                 return {k: args[k] for k in ("img", "txt") if k in args}
             args[key] = text.tensor
             dispatcher.before_block(state, self.ref, args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..attention.forward import ATTENTION, BLOCKS, ForwardState
 
 REACH_KEY = "joint_attention_reach"  # ForwardState.data entry: {hook: calls that reached the pack}
+SKIPPED = "skipped"  # blocks the pack itself skipped (Text Scale per Block, mode skip): they make no attention call
 
 # Modifier keys (or key prefixes, before ":") -> the node that made the modifier, as users see it.
 NODES = {
@@ -49,7 +50,9 @@ def node_of(modifier) -> str:
 
 def check(modifiers, state: ForwardState) -> None:
     """Raise PackNotReached when a modifier expected a hook in this forward that no call reached."""
-    counts = state.data.get(REACH_KEY) or {}
+    counts = dict(state.data.get(REACH_KEY) or {})
+    if counts.get(BLOCKS) and counts.get(SKIPPED) == counts.get(BLOCKS):
+        counts.setdefault(ATTENTION, 1)  # every block ran through the pack, which skipped them all: no attention to reach
     for modifier in modifiers:
         missing = [hook for hook in modifier.expects(state) if not counts.get(hook)]
         if missing:
