@@ -10,6 +10,9 @@
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import torch
 
 OVERRIDE = "optimized_attention_override"
@@ -57,6 +60,9 @@ class ForeignOverride:
         self.chain = chain
         self.calls = 0
 
+    def __deepcopy__(self, memo):  # ComfyUI 0.3.75 deep-copies model_options on clone: keep one counter
+        return self
+
     def __call__(self, func, *args, **kwargs):
         self.calls += 1
         if not self.chain:
@@ -93,3 +99,20 @@ def tiny_lora(model, path, rank=2, seed=0, scale=0.5, match=("attn.qkv", "linear
         lora[f"{key}.lora_down.weight"] = torch.randn(rank, in_f, generator=generator) * scale
     safetensors.torch.save_file(lora, str(path))
     return lora
+
+
+def core_nodes():
+    """ComfyUI's own nodes.py (LoraLoaderModelOnly, UNETLoader, ControlNetApplyAdvanced...). Under pytest the name
+    `nodes` is this repository's tests/nodes folder, so the host's file is loaded under a name of its own."""
+    module = sys.modules.get("nodes")
+    if module is not None and hasattr(module, "KSampler"):
+        return module
+    module = sys.modules.get("ja_comfy_nodes")
+    if module is None:
+        from ja_host import host_path
+
+        spec = importlib.util.spec_from_file_location("ja_comfy_nodes", host_path() / "nodes.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ja_comfy_nodes"] = module
+        spec.loader.exec_module(module)
+    return module
