@@ -52,6 +52,9 @@ def _conds(tiny):
     return make_cond(tiny, seed=1), make_cond(tiny, seed=2)
 
 
+@pytest.mark.works_with("a model implementation that calls attention around ComfyUI's hook (emulated: forward swapped "
+                        "by an object patch)", "Apply Regional Attention, TACA, Attention Capture",
+                        "refused with an error naming the node, never a plain image")
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("feature", ["regions", "taca", "capture"])
 def test_attention_routed_around_the_override_stops_with_the_node_named(family, feature):
