@@ -121,8 +121,8 @@ class AttentionOverride(JointAttentionDispatcher):
             args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
-        if state is not None and block is not None:
-            reach.reached(state, ATTENTION)
+        if state is not None:
+            reach.reached(state, ATTENTION if block is not None else reach.UNNAMED)
         if state is not None and block is not None and self.modifiers:
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]

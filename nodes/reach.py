@@ -16,6 +16,9 @@ from ..attention.forward import ATTENTION, BLOCKS, ForwardState
 
 REACH_KEY = "joint_attention_reach"  # ForwardState.data entry: {hook: calls that reached the pack}
 SKIPPED = "skipped"  # blocks the pack itself skipped (Text Scale per Block, mode skip): they make no attention call
+# Attention calls of the forward that came from a block the pack's block patch did not name: every attention call of
+# the supported families is made inside a block, so that block's patch was replaced after the pack's node.
+UNNAMED = "unnamed"
 
 # Modifier keys (or key prefixes, before ":") -> the node that made the modifier, as users see it.
 NODES = {
@@ -54,9 +57,21 @@ def check(modifiers, state: ForwardState) -> None:
     if counts.get(BLOCKS) and counts.get(SKIPPED) == counts.get(BLOCKS):
         counts.setdefault(ATTENTION, 1)  # every block ran through the pack, which skipped them all: no attention to reach
     for modifier in modifiers:
-        missing = [hook for hook in modifier.expects(state) if not counts.get(hook)]
+        expected = modifier.expects(state)
+        missing = [hook for hook in expected if not counts.get(hook)]
         if missing:
             raise PackNotReached(message(node_of(modifier), state, missing))
+        if ATTENTION in expected and counts.get(UNNAMED):
+            raise PackNotReached(unnamed_blocks(node_of(modifier), state, counts[UNNAMED]))
+
+
+def unnamed_blocks(node: str, state: ForwardState, calls: int) -> str:
+    return (
+        f"[{node}] this node should act in this step (sigma {state.sigma:.4g}), but {calls} attention call(s) of the "
+        "model ran in blocks the pack's block patches did not see: another node or pack replaced those blocks' patches "
+        "(`patches_replace`) after this node, so the effect would silently be missing from them. Fix: connect this "
+        "pack's nodes after that node (the pack then runs the other patch inside its own), or remove that node."
+    )
 
 
 def unknown_model(modifiers, base) -> str:

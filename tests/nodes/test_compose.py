@@ -11,7 +11,7 @@ import importlib
 import pytest
 import torch
 
-from ja_compose import core_nodes, foreign_override, tiny_lora
+from ja_compose import core_nodes, foreign_block_patch, foreign_override, tiny_lora
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
@@ -285,6 +285,26 @@ def test_override_applied_after_the_pack(family):
     with pytest.raises(reach.PackNotReached, match=r"\[Apply Regional Attention\] .*none of its attention calls"):
         sample(replacing, pos, neg, **KW)  # never a silent plain image
     assert override.calls > 0
+
+
+@works_with("another pack's block patches (`patches_replace` dit)", "Apply Regional Attention",
+            "exact when installed before the pack's nodes; refused with an error when installed after")
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_block_patches_of_another_pack(family):
+    tiny = build(family)
+    base = patcher(tiny)
+    regional = Regional(tiny, double="all")
+    pos, neg = _pair(tiny)
+    before, patch = foreign_block_patch(base, "double", 0)
+    got = sample(regional.apply(before), pos, neg, **KW)
+    assert patch.calls > 0  # the pack runs the other patch inside its own
+    want = sample(regional.reference(base), pos, neg, **KW)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    after, patch = foreign_block_patch(regional.apply(base), "double", 0)
+    with pytest.raises(reach.PackNotReached, match=r"\[Apply Regional Attention\] .*ran in blocks the pack's block patches "
+                                                   r"did not see"):
+        sample(after, pos, neg, **KW)  # block 0 would silently run without the regions
+    assert patch.calls > 0
 
 
 # -- ControlNet ------------------------------------------------------------------------------------------------------

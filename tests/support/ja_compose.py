@@ -116,3 +116,25 @@ def core_nodes():
         sys.modules["ja_comfy_nodes"] = module
         spec.loader.exec_module(module)
     return module
+
+
+class ForeignBlockPatch:
+    """Another pack's `patches_replace["dit"]` block patch: counts its calls and runs the block it was given."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, args, extra):
+        self.calls += 1
+        return extra["original_block"](args)
+
+
+def foreign_block_patch(model, kind="double", index=0):
+    """A clone of `model` with another pack's patch on block (`kind`, `index`); returns (model, patch)."""
+    m = model.clone()
+    patch = ForeignBlockPatch()
+    m.set_model_patch_replace(patch, "dit", f"{kind}_block", index)
+    return m, patch
