@@ -132,7 +132,18 @@ BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3"
 
 
 def build(family: str, **kw) -> TinyModel:
-    return BUILDERS[family](**kw)
+    tiny = BUILDERS[family](**kw)
+    # What the host's own loaders leave on their models (ComfyUI 0.29: `cached_patcher_init`): a factory for a
+    # freshly loaded copy, which `ModelPatcher.deepclone_multigpu` (MultiGPU work units) calls per extra device.
+    # Same family, same arguments, same seeded weights.
+    tiny.patcher.cached_patcher_init = (_reload, (family, tuple(sorted(kw.items()))))
+    # ComfyUI 0.3.75's clone() does not carry that attribute: the model itself (shared by clones) keeps it too.
+    tiny.patcher.model.ja_reload = tiny.patcher.cached_patcher_init
+    return tiny
+
+
+def _reload(family, kw_items, disable_dynamic=False):
+    return BUILDERS[family](**dict(kw_items)).patcher
 
 
 def patcher(tiny):
