@@ -51,8 +51,10 @@ class CaptureSink:
     def __init__(self, n_img: int, device):
         self._lock = threading.RLock()
         self.n_img = n_img
-        self.home = (str(torch.device(device)), threading.get_ident())
-        self._parts: dict = {self.home: _Partial(n_img, device)}  # (device, thread) -> buffers, in creation order
+        # The key of the buffers `sum` / `counts` name: the device as its tensors report it ("cuda" -> "cuda:0",
+        # "cpu:0" -> "cpu"), and the thread that made the sink.
+        self.home = (str(torch.empty(0, device=device).device), threading.get_ident())
+        self._parts: dict = {}  # (device, thread) -> buffers, in the order they began
         self.blocks: set = set()
         self.sigmas: set = set()
         self.step_rows: dict = {}  # sigma -> cond rows x captured calls recorded at that step (all devices)
@@ -68,11 +70,13 @@ class CaptureSink:
     # The home device's buffers (a sink used on one device has no other).
     @property
     def sum(self) -> torch.Tensor:
-        return self._parts[self.home].sum
+        with self._lock:
+            return self._keyed(self.home).sum
 
     @property
     def counts(self) -> torch.Tensor:
-        return self._parts[self.home].counts
+        with self._lock:
+            return self._keyed(self.home).counts
 
     @property
     def devices(self) -> list:
@@ -92,11 +96,14 @@ class CaptureSink:
     registry = None  # set by the modifier so grown buffers stay accounted
 
     def _part(self, device) -> _Partial:
-        """The calling thread's buffers on `device` (made on first use); call with the lock held."""
-        key = (str(torch.device(device)), threading.get_ident()) if device is not None else self.home
+        """The calling thread's buffers on `device` (a tensor's device; None: the sink's own); call with the
+        lock held."""
+        return self._keyed((str(device) if device is not None else self.home[0], threading.get_ident()))
+
+    def _keyed(self, key) -> _Partial:
         part = self._parts.get(key)
         if part is None:
-            part = self._parts[key] = _Partial(self.n_img, device)
+            part = self._parts[key] = _Partial(self.n_img, key[0])
         return part
 
     def begin(self, layout, rows: int, device=None, step: Optional[float] = None) -> None:
@@ -155,9 +162,9 @@ class CaptureSink:
         """(sum, counts) over every device and thread, in device order then creation order (one: its own)."""
         order = {key: i for i, key in enumerate(self._parts)}
         parts = [self._parts[key] for key in sorted(self._parts, key=lambda key: (key[0], order[key]))]
-        width = max(p.sum.shape[1] for p in parts)
         if len(parts) == 1:
             return parts[0].sum, parts[0].counts
+        width = max((p.sum.shape[1] for p in parts), default=0)
         total = torch.zeros(self.n_img, width, dtype=torch.float32)
         counts = torch.zeros(width, dtype=torch.float32)
         for p in parts:
