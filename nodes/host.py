@@ -37,6 +37,8 @@ BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
 RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
 KEYS_KEY = "joint_attention_keys"  # callable(args, kwargs) -> args: reads or replaces an attention call's q, k, v
 POOLED_KEY = "joint_attention_pooled"  # ForwardState.data entry: the forward's pooled text vector (`y`), or None
+# ForwardState.data entry: the diffusion model running the forward (with MultiGPU work units, each device's own copy)
+DIFFUSION_MODEL_KEY = "joint_attention_diffusion_model"
 
 def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
     """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
@@ -226,6 +228,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     )
     state.device = x.device
     state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
+    state.data[DIFFUSION_MODEL_KEY] = dm
     try:
         extra = dispatcher.begin_forward(state)
     except MaskBatchMismatch as exc:

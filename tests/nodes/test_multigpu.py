@@ -18,7 +18,7 @@ import torch
 
 from ja_nodes import run_node
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
-from ja_tiny import build, make_cond, patcher, sample
+from ja_tiny import build, make_cond, patcher, sample, tiny_clip
 from ja_workunits import CPU_PAIR, ForwardLog, cfg_split, substitute_devices, twin, unload_all, work_units_missing
 from joint_attention_pack.attention.regional import RegionalModifier
 from joint_attention_pack.nodes.guidance import JointAttentionTACA
@@ -221,6 +221,43 @@ def test_work_units_with_cond_rows_on_both_devices_merge_every_devices_capture(t
     assert [rows for _, rows in units["step_rows"]] == [3 * blocks] * KW["steps"]
     # Maps are taken over all three prompts' columns (the longest prompt's, plus region texts).
     torch.testing.assert_close(units["maps"], single["maps"], rtol=1e-5, atol=1e-6)
+
+
+@needs_work_units
+def test_work_units_run_the_concept_stream_with_each_devices_own_weights(two_cpu_devices):
+    """ConceptAttention with cond rows on both devices: each device's worker thread embeds the concepts with
+    the text input layer of the weights it runs (its device clone's), and the concept maps are the
+    single-device ones."""
+    tiny = build("flux")
+    model, handle = run_node(JointAttentionCapture, patcher(tiny), "all", "all", 0.0, 1.0, "cat, sky", tiny_clip()).args
+    pos = [make_cond(tiny, seed=1 + i, n_tokens=n)[0] for i, n in enumerate((8, 9, 11))]
+    neg = make_cond(tiny, seed=9)
+    want = sample(model, pos, neg, seed=0, **KW)
+    single = handle.take()
+    split = cfg_split(model)
+    clone = split.get_additional_models_with_key("multigpu")[0]
+    layers = {"main": split.model.diffusion_model.txt_in, "clone": clone.model.diffusion_model.txt_in}
+    assert layers["main"] is not layers["clone"]
+    used, lock = {}, threading.Lock()
+
+    def seen(name):
+        def hook(module, args, output):
+            with lock:
+                used.setdefault(threading.current_thread().name, set()).add(name)
+        return hook
+
+    hooks = [layer.register_forward_hook(seen(name)) for name, layer in layers.items()]
+    try:
+        got = sample(split, pos, neg, seed=0, **KW)
+    finally:
+        for h in hooks:
+            h.remove()
+    units = handle.take()
+    assert len(used) == 2 and sorted(len(names) for names in used.values()) == [1, 1]  # each thread: its own
+    assert set().union(*used.values()) == {"main", "clone"}
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert units["concept_blocks"] == single["concept_blocks"] and units["steps"] == single["steps"]
+    torch.testing.assert_close(units["concept_maps"], single["concept_maps"], rtol=1e-5, atol=1e-6)
 
 
 @needs_work_units
