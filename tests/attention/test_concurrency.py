@@ -2,6 +2,7 @@
 sampling at once, or MultiGPU work units: one worker thread per device) give what one thread gives."""
 import math
 import threading
+import time
 
 import torch
 
@@ -113,3 +114,25 @@ def test_token_masks_never_write_the_masks_they_are_given():
     version = mask._version
     token_masks(mask, (4, 6), (2, 3), 2, 8)
     assert mask._version == version
+
+
+def test_threads_missing_one_cache_key_at_once_make_its_value_once():
+    """A device's copy of what a modifier needs (token masks, plans, region texts) is made once per device,
+    however many threads ask for it together; the others wait for it and share it."""
+    cache = BoundedCache(MemoryRegistry(), budget_bytes=1 << 30)
+    made, lock = [], threading.Lock()
+
+    def factory(key):
+        # Held until every thread is inside `get` for this key (the cache counts them), so all ask at once.
+        while cache._building[key][1] < THREADS:
+            time.sleep(0.001)
+        with lock:
+            made.append(key)
+        return torch.ones(16)
+
+    for r in range(ROUNDS):
+        key = ("tokens", r, "cuda:1")
+        got = _at_once([lambda key=key: cache.get(key, lambda: factory(key), "regional")] * THREADS)
+        assert made.count(key) == 1 and all(t is got[0] for t in got)
+    assert cache.misses == ROUNDS and cache.hits == ROUNDS * (THREADS - 1)
+    assert not cache._building  # nothing left behind
