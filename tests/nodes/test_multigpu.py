@@ -17,14 +17,25 @@ import pytest
 import torch
 
 from ja_nodes import run_node
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
-from ja_tiny import build, make_cond, patcher, sample, tiny_clip
-from ja_workunits import CPU_PAIR, ForwardLog, cfg_split, substitute_devices, twin, unload_all, work_units_missing
-from joint_attention_pack.attention.regional import RegionalModifier
-from joint_attention_pack.nodes.guidance import JointAttentionTACA
+from ja_regions import HEIGHT, WIDTH
+from ja_tiny import build, make_cond, noise_for, patcher, sample, tiny_clip
+from ja_workunits import (
+    CPU_PAIR,
+    ForwardLog,
+    assert_untouched,
+    at_once,
+    cfg_split,
+    fingerprint,
+    patched,
+    prompts,
+    shared_tensors,
+    substitute_devices,
+    twin,
+    unload_all,
+    work_units_missing,
+)
 from joint_attention_pack.nodes.host import find_dispatcher
 from joint_attention_pack.nodes.maps import JointAttentionCapture
-from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 from joint_attention_pack.nodes.runtime import MEMORY
 from joint_attention_pack.nodes.workunits import work_unit_devices
 
@@ -32,34 +43,6 @@ KW = dict(steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 ROUNDS = 3  # concurrent rounds per test: a fixed count, no clock
 
 needs_work_units = pytest.mark.skipif(bool(work_units_missing()), reason=work_units_missing() or "has work units")
-
-
-def patched(tiny, capture=True, mixed_masks=False):
-    """Regions (soft masks; with `mixed_masks` one at the image's size and one at the token grid's) + TACA
-    (+ capture over every block and step). Returns (model, capture handle or None)."""
-    pixels, cells = cell_masks(True)
-    if mixed_masks:
-        regions = None
-        for i, mask in enumerate((pixels[0:1], cells.reshape(2, 4, 6)[1:2])):
-            cond = make_cond(tiny, seed=10 + i, n_tokens=5 + i)
-            regions = run_node(JointAttentionRegion, cond, mask, 1.0 + i, regions)[0]
-    else:
-        regions, _ = regions_for(tiny, pixels, [1.0, 2.0])
-    single = "odd" if tiny.n_single else "none"
-    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.3, 0.0, 0.6, "all", single,
-                     "restricted", "background")[0]
-    model = run_node(JointAttentionTACA, model, 1.4, 0.5, "both", "all", "all" if tiny.n_single else "none")[0]
-    if not capture:
-        return model, None
-    model, handle = run_node(JointAttentionCapture, model, "all", "all" if tiny.n_single else "none", 0.0, 1.0)
-    return model, handle
-
-
-def prompts(tiny):
-    """Positive and negative conditioning, made anew for every sampling call: ComfyUI 0.29 writes into the
-    conditioning it samples with (SD3: two threads sampling one CONDITIONING object at once diverge even
-    without this pack), so threads never share one."""
-    return make_cond(tiny, seed=1), make_cond(tiny, seed=2)
 
 
 class Deliveries:
@@ -77,29 +60,6 @@ class Deliveries:
             original(result)
 
         handle.deliver = deliver
-
-
-def _in_threads(fns):
-    """Run the callables at once (released together by a barrier); their results in order, or raise the
-    first error."""
-    barrier = threading.Barrier(len(fns))
-    results, errors = [None] * len(fns), []
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fns[i]()
-        except BaseException as exc:  # noqa: B036 (re-raised in the main thread)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -122,8 +82,9 @@ def test_two_threads_sampling_one_patched_model_give_the_sequential_latents_and_
         # Cached plans are shared by both threads: start every round with none, so that both threads
         # build and grow the same plans at once.
         MEMORY.cache.clear()
-        got = _in_threads([lambda: sample(model, *prompts(tiny), seed=seeds[0], **KW),
-                           lambda: sample(other, *prompts(tiny), seed=seeds[1], **KW)])
+        noise = [noise_for(model, seed, **KW) for seed in seeds]
+        got = at_once([lambda n=noise[0]: sample(model, *prompts(tiny), seed=seeds[0], noise=n, **KW),
+                       lambda n=noise[1]: sample(other, *prompts(tiny), seed=seeds[1], noise=n, **KW)])
         for latent, want in zip(got, want_latents):
             torch.testing.assert_close(latent, want, rtol=0, atol=0)
         # Each run delivered its own maps, once: one delivery equal to each sequential run's maps.
@@ -145,8 +106,9 @@ def test_two_threads_sampling_two_clones_with_their_own_captures():
     want_maps = [h.take()["maps"] for h in (h1, h2)]
     for _ in range(ROUNDS):
         MEMORY.cache.clear()
-        got = _in_threads([lambda: sample(m1, *prompts(tiny), seed=0, **KW),
-                           lambda: sample(m2, *prompts(tiny), seed=1, **KW)])
+        noise = [noise_for(m1, seed, **KW) for seed in (0, 1)]
+        got = at_once([lambda n=noise[0]: sample(m1, *prompts(tiny), seed=0, noise=n, **KW),
+                       lambda n=noise[1]: sample(m2, *prompts(tiny), seed=1, noise=n, **KW)])
         for latent, w in zip(got, want):
             torch.testing.assert_close(latent, w, rtol=0, atol=0)
         for h, w in zip((h1, h2), want_maps):
@@ -270,28 +232,10 @@ def test_work_units_in_two_threads_at_once(two_cpu_devices):
     splits = [cfg_split(model), cfg_split(twin(model))]
     for _ in range(ROUNDS):
         MEMORY.cache.clear()
-        got = _in_threads([lambda s=s: sample(splits[s], *prompts(tiny), seed=s, **KW) for s in (0, 1)])
+        noise = [noise_for(model, s, **KW) for s in (0, 1)]
+        got = at_once([lambda s=s, n=noise: sample(splits[s], *prompts(tiny), seed=s, noise=n[s], **KW) for s in (0, 1)])
         for latent, w in zip(got, want):
             torch.testing.assert_close(latent, w, rtol=1e-5, atol=1e-5)
-
-
-def _shared_tensors(model) -> list:
-    """The tensors every clone of `model` shares: the regions' masks and texts, as the modifier holds them."""
-    dispatcher = find_dispatcher(model.model_options["transformer_options"])
-    regional = next(m for m in dispatcher.modifiers if isinstance(m, RegionalModifier))
-    return [t for r in regional.regions for t in (r.mask, r.tokens)]
-
-
-def _fingerprint(tensors) -> list:
-    return [(t.device, t.data_ptr(), t._version, t.clone()) for t in tensors]
-
-
-def _assert_untouched(tensors, before) -> None:
-    for t, (device, ptr, version, data) in zip(tensors, before):
-        assert t.device == device  # not moved
-        assert t.data_ptr() == ptr  # not given new storage
-        assert t._version == version  # not written in place (torch counts every in-place write)
-        assert torch.equal(t, data)
 
 
 def test_moving_a_clone_leaves_the_shared_region_tensors_in_place():
@@ -302,22 +246,23 @@ def test_moving_a_clone_leaves_the_shared_region_tensors_in_place():
     region's own tensor on a CPU device)."""
     tiny = build("flux")
     model, _ = patched(tiny, capture=False, mixed_masks=True)
-    shared = _shared_tensors(model)
-    before = _fingerprint(shared)
+    shared = shared_tensors(model)
+    before = fingerprint(shared)
     pos, neg = prompts(tiny)
     want = sample(model, pos, neg, seed=0, **KW)
-    _assert_untouched(shared, before)
+    assert_untouched(shared, before)
     moved = twin(model)
     moved.load_device = torch.device("cpu", 0)  # another device to ComfyUI
     dispatcher = find_dispatcher(moved.model_options["transformer_options"])
     assert dispatcher.to(torch.device("cpu", 0)) is dispatcher and dispatcher.to(torch.float16) is dispatcher
     moved.model_patches_to(torch.device("cpu", 0))
     moved.model_patches_to(torch.float16)
-    _assert_untouched(shared, before)
+    assert_untouched(shared, before)
     MEMORY.cache.clear()
-    got = _in_threads([lambda: sample(moved, *prompts(tiny), seed=0, **KW),
-                       lambda: sample(model, *prompts(tiny), seed=0, **KW)])
-    _assert_untouched(shared, before)
+    noise = noise_for(model, 0, **KW)
+    got = at_once([lambda: sample(moved, *prompts(tiny), seed=0, noise=noise, **KW),
+                   lambda: sample(model, *prompts(tiny), seed=0, noise=noise, **KW)])
+    assert_untouched(shared, before)
     for latent in got:
         torch.testing.assert_close(latent, want, rtol=0, atol=0)
 
@@ -326,10 +271,10 @@ def test_moving_a_clone_leaves_the_shared_region_tensors_in_place():
 def test_work_unit_clones_leave_the_shared_region_tensors_in_place(two_cpu_devices):
     tiny = build("flux")
     model, handle = patched(tiny, mixed_masks=True)
-    shared = _shared_tensors(model)
-    before = _fingerprint(shared)
+    shared = shared_tensors(model)
+    before = fingerprint(shared)
     split = cfg_split(model)  # deep-clones the model for cpu:0
-    _assert_untouched(shared, before)
+    assert_untouched(shared, before)
     clones = split.get_additional_models_with_key("multigpu")
     assert [str(c.load_device) for c in clones] == ["cpu:0"]
     for clone in clones:
@@ -338,5 +283,5 @@ def test_work_unit_clones_leave_the_shared_region_tensors_in_place(two_cpu_devic
     pos, neg = prompts(tiny)
     MEMORY.cache.clear()
     sample(split, pos, neg, seed=0, **KW)
-    _assert_untouched(shared, before)
+    assert_untouched(shared, before)
     assert handle.take()["recorded"]

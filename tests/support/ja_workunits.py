@@ -18,6 +18,11 @@ import uuid
 import torch
 
 from ja_nodes import run_node
+from ja_regions import cell_masks, regions_for
+from ja_tiny import make_cond, patcher
+from joint_attention_pack.nodes.guidance import JointAttentionTACA
+from joint_attention_pack.nodes.maps import JointAttentionCapture
+from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
 CPU_PAIR = (torch.device("cpu"), torch.device("cpu", 0))
 
@@ -116,3 +121,77 @@ class ForwardLog:
     def clear(self):
         with self.lock:
             self.forwards.clear()
+
+
+def patched(tiny, capture=True, mixed_masks=False):
+    """Regions (soft masks; with `mixed_masks` one at the image's size and one at the token grid's) + TACA
+    (+ capture over every block and step). Returns (model, capture handle or None)."""
+    pixels, cells = cell_masks(True)
+    if mixed_masks:
+        regions = None
+        for i, mask in enumerate((pixels[0:1], cells.reshape(2, 4, 6)[1:2])):
+            cond = make_cond(tiny, seed=10 + i, n_tokens=5 + i)
+            regions = run_node(JointAttentionRegion, cond, mask, 1.0 + i, regions)[0]
+    else:
+        regions, _ = regions_for(tiny, pixels, [1.0, 2.0])
+    single = "odd" if tiny.n_single else "none"
+    model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.3, 0.0, 0.6, "all", single,
+                     "restricted", "background")[0]
+    model = run_node(JointAttentionTACA, model, 1.4, 0.5, "both", "all", "all" if tiny.n_single else "none")[0]
+    if not capture:
+        return model, None
+    model, handle = run_node(JointAttentionCapture, model, "all", "all" if tiny.n_single else "none", 0.0, 1.0)
+    return model, handle
+
+
+def prompts(tiny):
+    """Positive and negative conditioning, made anew for every sampling call (threads share no host object
+    they need not share). Threads sampling at once also pass noise made beforehand (`ja_tiny.noise_for`):
+    the host's `prepare_noise` seeds torch's global generator, so two threads making their noise at once
+    can swap it (seen on ComfyUI 0.29 without this pack: 3 of 40 rounds)."""
+    return make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+
+
+def at_once(fns):
+    """Run the callables at once (released together by a barrier); their results in order, or raise the
+    first error."""
+    barrier = threading.Barrier(len(fns))
+    results, errors = [None] * len(fns), []
+
+    def run(i):
+        try:
+            barrier.wait()
+            results[i] = fns[i]()
+        except BaseException as exc:  # noqa: B036 (re-raised in the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def shared_tensors(model) -> list:
+    """The tensors every clone of `model` shares: the regions' masks and texts, as the modifier holds them."""
+    from joint_attention_pack.attention.regional import RegionalModifier
+    from joint_attention_pack.nodes.host import find_dispatcher
+
+    dispatcher = find_dispatcher(model.model_options["transformer_options"])
+    regional = next(m for m in dispatcher.modifiers if isinstance(m, RegionalModifier))
+    return [t for r in regional.regions for t in (r.mask, r.tokens)]
+
+
+def fingerprint(tensors) -> list:
+    return [(t.device, t.data_ptr(), t._version, t.clone()) for t in tensors]
+
+
+def assert_untouched(tensors, before) -> None:
+    for t, (device, ptr, version, data) in zip(tensors, before):
+        assert t.device == device  # not moved
+        assert t.data_ptr() == ptr  # not given new storage
+        assert t._version == version  # not written in place (torch counts every in-place write)
+        assert torch.equal(t, data)
