@@ -67,7 +67,7 @@ PYTEST := $(PY) -m pytest -q --rootdir=tests
 
 test: setup browser-deps
 	@$(PY) -m ruff check .
-	@node --test js/tests/
+	@node --test tests/js/
 	@$(PYTEST) tests --junitxml=.host/junit.xml
 	@$(PY) scripts/tested_on.py --record --junit .host/junit.xml
 

@@ -4,8 +4,8 @@ import importlib.util
 WEB_DIRECTORY = "./js"
 
 if importlib.util.find_spec("comfy") is not None:
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-else:  # imported without ComfyUI (the pure-torch `attention` package on its own): no nodes to register
-    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
+    from .nodes import comfy_entrypoint  # ComfyUI registers the nodes through this (V3 extension)
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+    __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]
+else:  # imported without ComfyUI (the pure-torch `attention` package on its own): no nodes to register
+    __all__ = ["WEB_DIRECTORY"]

@@ -1,11 +1,24 @@
-"""ComfyUI node classes, one file per feature; each stays thin over `attention/`."""
+"""ComfyUI node classes (V3 schema), one file per feature; each stays thin over `attention/`."""
+from comfy_api.latest import ComfyExtension
+
 from . import canvas, guidance, maps, memory, regional
 from .runtime import register_routes
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
-for _module in (regional, canvas, guidance, maps, memory):
-    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+NODES = [*regional.NODES, *canvas.NODES, *guidance.NODES, *maps.NODES, *memory.NODES]
+
+
+class JointAttentionExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> JointAttentionExtension:
+    return JointAttentionExtension()
+
+
+def node_info() -> dict:
+    """node id -> the definition the server serves at /object_info (the V1 view of each schema)."""
+    return {info["name"]: info for info in (node.GET_NODE_INFO_V1() for node in NODES)}
+
 
 register_routes()

@@ -6,10 +6,11 @@ import os
 import uuid
 
 import torch
+from comfy_api.latest import io
 
 from . import canvas_state
 from .common import CATEGORY, node_error
-from .regional import REGIONS_TYPE, region_from
+from .regional import Regions, region_from
 
 log = logging.getLogger("joint_attention")
 NODE = "Region Canvas"
@@ -21,44 +22,53 @@ def encode(clip, text: str):
     return clip.encode_from_tokens_scheduled(tokens)
 
 
-class JointAttentionRegionCanvas:
-    CATEGORY = f"{CATEGORY}/regional"
-    RETURN_TYPES = (REGIONS_TYPE, "MASK", "IMAGE")
-    RETURN_NAMES = ("regions", "masks", "preview")
-    OUTPUT_TOOLTIPS = (
-        "The drawn regions with their prompts encoded; connect to Apply Regional Attention.",
-        "One mask per visible region, at width x height.",
-        "The regions in their colours over the background (or grey where nothing is drawn), at most 1024 px on "
-        "its long side.",
-    )
-    FUNCTION = "build"
-    DESCRIPTION = ("Draw regions (rectangle, brush, eraser) and give each its prompt and strength. Saved inside the "
-                   "workflow. Shortcuts: R rectangle, B brush, E eraser, G snap to the 16 px token grid, Ctrl+Z / Ctrl+Y.")
+def _drawing_input():
+    """The drawing: a STRING edited by the canvas widget (frontend type WIDGET), without a socket.
+    0.3.75's `io.String.Input` takes no `extra_dict`; both hosts' `as_dict` merge the attribute set here, which keeps
+    the input a STRING carrying `widgetType` (a V3 `widget_type` would rename the input's type to the widget's)."""
+    drawing = io.String.Input("regions", default="", socketless=True,
+                              tooltip="The drawing: regions, prompts and masks (edited with the canvas).")
+    drawing.extra_dict = {"widgetType": WIDGET}
+    return drawing
+
+
+class JointAttentionRegionCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="JointAttentionRegionCanvas",
+            display_name="Region Canvas",
+            category=f"{CATEGORY}/regional",
+            description="Draw regions (rectangle, brush, eraser) and give each its prompt and strength. Saved inside "
+                        "the workflow. Shortcuts: R rectangle, B brush, E eraser, G snap to the 16 px token grid, "
+                        "Ctrl+Z / Ctrl+Y.",
+            inputs=[
+                io.Clip.Input("clip", tooltip="The text encoder for the region prompts (the one used for the main prompt)."),
+                io.Int.Input("width", default=1024, min=16, max=8192, step=16, tooltip="Image width in pixels."),
+                io.Int.Input("height", default=1024, min=16, max=8192, step=16, tooltip="Image height in pixels."),
+                _drawing_input(),
+                io.Image.Input("background", optional=True,
+                               tooltip="Shown under the drawing after the next run, to trace over."),
+            ],
+            outputs=[
+                Regions.Output("regions_out", display_name="regions", tooltip="The drawn regions with their prompts "
+                               "encoded; connect to Apply Regional Attention."),
+                io.Mask.Output("masks", display_name="masks", tooltip="One mask per visible region, at width x height."),
+                io.Image.Output("preview", display_name="preview", tooltip="The regions in their colours over the "
+                                "background (or grey where nothing is drawn), at most 1024 px on its long side."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "clip": ("CLIP", {"tooltip": "The text encoder for the region prompts (the one used for the main prompt)."}),
-                "width": ("INT", {"default": 1024, "min": 16, "max": 8192, "step": 16, "tooltip": "Image width in pixels."}),
-                "height": ("INT", {"default": 1024, "min": 16, "max": 8192, "step": 16, "tooltip": "Image height in pixels."}),
-                "regions": ("STRING", {"widgetType": WIDGET, "socketless": True, "default": "",
-                                       "tooltip": "The drawing: regions, prompts and masks (edited with the canvas)."}),
-            },
-            "optional": {
-                "background": ("IMAGE", {"tooltip": "Shown under the drawing after the next run, to trace over."}),
-            },
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, regions, **kwargs):
+    def validate_inputs(cls, regions, **kwargs):
         try:
             canvas_state.parse(regions)
         except canvas_state.CanvasValueError as exc:
             return f"[{NODE}] input 'regions': {exc}"
         return True
 
-    def build(self, clip, width, height, regions, background=None):
+    @classmethod
+    def execute(cls, clip, width, height, regions, background=None) -> io.NodeOutput:
         try:
             _, _, drawn = canvas_state.parse(regions)
         except canvas_state.CanvasValueError as exc:
@@ -85,7 +95,7 @@ class JointAttentionRegionCanvas:
             bg = canvas_state.letterbox(background[0], *canvas_state.preview_size(width, height))
         image = canvas_state.preview(visible, width, height, bg)
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
-        return {"ui": ui, "result": (out_regions, mask_batch, image)}
+        return io.NodeOutput(out_regions, mask_batch, image, ui=ui)
 
 
 def _save_background(background) -> dict:
@@ -102,5 +112,4 @@ def _save_background(background) -> dict:
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 
-NODE_CLASS_MAPPINGS = {"JointAttentionRegionCanvas": JointAttentionRegionCanvas}
-NODE_DISPLAY_NAME_MAPPINGS = {"JointAttentionRegionCanvas": "Region Canvas"}
+NODES = [JointAttentionRegionCanvas]

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 
+from comfy_api.latest import io
+
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.gate import Gate
 from .families import UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
+MODEL_TOOLTIP = "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."
 
 
 def node_error(node: str, input_name: str, message: str) -> ValueError:
@@ -66,8 +69,14 @@ def gate(node: str, model, double_text: str, single_text: str, start_percent: fl
     return Gate(double, single, sigma_high, sigma_low)
 
 
-def block_range_fields():
-    return {
-        "double_blocks": ("STRING", {"default": "all", "tooltip": "Double (FLUX) or joint (SD3) blocks: all, none, odd, even, or numbers and ranges like 0-9,12."}),
-        "single_blocks": ("STRING", {"default": "all", "tooltip": "FLUX single blocks, numbered from 0 within the single blocks: all, none, odd, even, or ranges. Ignored by SD3 (set none or all)."}),
-    }
+def block_range_inputs() -> list:
+    return [
+        io.String.Input("double_blocks", default="all", tooltip="Double (FLUX) or joint (SD3) blocks: all, none, odd, "
+                        "even, or numbers and ranges like 0-9,12."),
+        io.String.Input("single_blocks", default="all", tooltip="FLUX single blocks, numbered from 0 within the single "
+                        "blocks: all, none, odd, even, or ranges. Ignored by SD3 (set none or all)."),
+    ]
+
+
+def percent_input(name: str, default: float, tooltip: str):
+    return io.Float.Input(name, default=default, min=0.0, max=1.0, step=0.01, tooltip=tooltip)

@@ -8,9 +8,10 @@ import re
 
 import torch
 import torch.nn.functional as F
+from comfy_api.latest import io
 
 from ..attention.capture import CaptureHandle, CaptureModifier
-from .common import CATEGORY, block_range_fields, family_of, gate, node_error
+from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, gate, node_error, percent_input
 from .concepts import ConceptModifier, concept_stream
 from .host import install
 from .labels import context_tokens, words_of
@@ -18,6 +19,7 @@ from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 CAPTURE_TYPE = "JA_CAPTURE"
+Capture = io.Custom(CAPTURE_TYPE)  # the recording handle from Attention Capture to Attention Maps
 _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. /]*$")
 MAX_MAPS = 32  # maps one Attention Maps node renders (each is an image-sized heatmap and mask)
 MAX_WORDS_CHARS = 32768
@@ -26,34 +28,33 @@ MAX_PREFIX_PART = 64
 MAX_PREFIX_DEPTH = 8
 
 
-class JointAttentionCapture:
-    CATEGORY = f"{CATEGORY}/maps"
-    RETURN_TYPES = ("MODEL", CAPTURE_TYPE)
-    RETURN_NAMES = ("model", "capture")
-    OUTPUT_TOOLTIPS = ("The model, recording attention while it samples.", "Connect to Attention Maps after sampling.")
-    FUNCTION = "apply"
-    DESCRIPTION = ("Records, while sampling, the exact share of attention each image token gives to each text token "
-                   "(with regions and TACA applied), averaged over heads, blocks and steps. Cond rows only.")
+class JointAttentionCapture(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="JointAttentionCapture",
+            display_name="Attention Capture",
+            category=f"{CATEGORY}/maps",
+            description="Records, while sampling, the exact share of attention each image token gives to each text "
+                        "token (with regions and TACA applied), averaged over heads, blocks and steps. Cond rows only.",
+            inputs=[
+                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
+                *block_range_inputs(),
+                percent_input("start_percent", 0.0, "Where in the schedule recording starts."),
+                percent_input("end_percent", 1.0, "Where in the schedule recording stops."),
+                io.String.Input("concepts", default="", optional=True, tooltip="Comma-separated words for "
+                                "ConceptAttention segmentation (e.g. 'cat, sky, grass'); the sampled image is unchanged."),
+                io.Clip.Input("clip", optional=True, tooltip="Text encoder for the concepts (the one used for the prompt)."),
+            ],
+            outputs=[
+                io.Model.Output("model_out", display_name="model", tooltip="The model, recording attention while it samples."),
+                Capture.Output("capture", display_name="capture", tooltip="Connect to Attention Maps after sampling."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."}),
-                **block_range_fields(),
-                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                            "tooltip": "Where in the schedule recording starts."}),
-                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                          "tooltip": "Where in the schedule recording stops."}),
-            },
-            "optional": {
-                "concepts": ("STRING", {"default": "", "tooltip": "Comma-separated words for ConceptAttention segmentation "
-                                        "(e.g. 'cat, sky, grass'); the sampled image is unchanged."}),
-                "clip": ("CLIP", {"tooltip": "Text encoder for the concepts (the one used for the prompt)."}),
-            },
-        }
-
-    def apply(self, model, double_blocks, single_blocks, start_percent, end_percent, concepts="", clip=None):
+    def execute(cls, model, double_blocks, single_blocks, start_percent, end_percent, concepts="",
+                clip=None) -> io.NodeOutput:
         node = "JointAttentionCapture"
         family_of(node, model)
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
@@ -63,7 +64,7 @@ class JointAttentionCapture:
             modifier = ConceptModifier(handle, where, stream, registry=MEMORY.registry)
         else:
             modifier = CaptureModifier(handle, where, registry=MEMORY.registry)
-        return (install(model, modifier), handle)
+        return io.NodeOutput(install(model, modifier), handle)
 
 
 _POSITION = re.compile(r"^#\d{1,9}$")
@@ -110,34 +111,41 @@ def _shown(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
-class JointAttentionMaps:
-    CATEGORY = f"{CATEGORY}/maps"
-    RETURN_TYPES = ("IMAGE", "MASK", "STRING")
-    RETURN_NAMES = ("heatmaps", "masks", "info")
-    OUTPUT_TOOLTIPS = ("One heatmap per word (over the image when given).", "Per-word maps scaled to 0-1.",
-                       "Words, tokens, blocks and steps used; region leakage when regions were active.")
-    FUNCTION = "render"
-    OUTPUT_NODE = True
-    DESCRIPTION = "Turns a capture into per-word heatmaps and masks, and can save PNGs plus the raw maps (.safetensors)."
+class JointAttentionMaps(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="JointAttentionMaps",
+            display_name="Attention Maps",
+            category=f"{CATEGORY}/maps",
+            description="Turns a capture into per-word heatmaps and masks, and can save PNGs plus the raw maps "
+                        "(.safetensors).",
+            inputs=[
+                Capture.Input("capture", tooltip="From the Attention Capture node."),
+                io.Latent.Input("samples", tooltip="The sampler's output, so the maps are read after sampling."),
+                io.String.Input("words", default="", tooltip="Comma-separated words (or #position) to show; empty = "
+                                "all words."),
+                io.String.Input("filename_prefix", default="", tooltip="Save under the output folder with this prefix; "
+                                "empty = do not save."),
+                io.Clip.Input("clip", optional=True, tooltip="The text encoder of the prompt, to label tokens (T5 for "
+                              "FLUX)."),
+                io.String.Input("prompt", multiline=True, default="", optional=True,
+                                tooltip="The positive prompt, to label tokens."),
+                io.Image.Input("image", optional=True, tooltip="Overlay the heatmaps on this image (e.g. the decoded "
+                               "result)."),
+            ],
+            outputs=[
+                io.Image.Output("heatmaps", display_name="heatmaps", tooltip="One heatmap per word (over the image "
+                                "when given)."),
+                io.Mask.Output("masks", display_name="masks", tooltip="Per-word maps scaled to 0-1."),
+                io.String.Output("info", display_name="info", tooltip="Words, tokens, blocks and steps used; region "
+                                 "leakage when regions were active."),
+            ],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "capture": (CAPTURE_TYPE, {"tooltip": "From the Attention Capture node."}),
-                "samples": ("LATENT", {"tooltip": "The sampler's output, so the maps are read after sampling."}),
-                "words": ("STRING", {"default": "", "tooltip": "Comma-separated words (or #position) to show; empty = all words."}),
-                "filename_prefix": ("STRING", {"default": "", "tooltip": "Save under the output folder with this prefix; empty = do not save."}),
-            },
-            "optional": {
-                "clip": ("CLIP", {"tooltip": "The text encoder of the prompt, to label tokens (T5 for FLUX)."}),
-                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "The positive prompt, to label tokens."}),
-                "image": ("IMAGE", {"tooltip": "Overlay the heatmaps on this image (e.g. the decoded result)."}),
-            },
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, filename_prefix=None, words=None, **kwargs):
+    def validate_inputs(cls, filename_prefix=None, words=None, **kwargs):
         # Checked when the prompt is queued, so a bad name does not cost a sampling run.
         try:
             if isinstance(filename_prefix, str) and filename_prefix.strip():
@@ -148,7 +156,8 @@ class JointAttentionMaps:
             return str(exc)
         return True
 
-    def render(self, capture, samples, words, filename_prefix, clip=None, prompt="", image=None):
+    @classmethod
+    def execute(cls, capture, samples, words, filename_prefix, clip=None, prompt="", image=None) -> io.NodeOutput:
         node = "JointAttentionMaps"
         result = capture.take() if isinstance(capture, CaptureHandle) else None
         if result is None:
@@ -164,14 +173,14 @@ class JointAttentionMaps:
         maps = result["maps"]  # [N_img, N_txt]
         n_img = maps.shape[0]
         rows, cols = _grid(samples, n_img)
-        labels, token_names = self._labels(clip, prompt, result, node)
+        labels, token_names = _labels(clip, prompt, result, node)
         concept_maps = result.get("concept_maps")
         if concept_maps is not None and not words.strip():
             # ConceptAttention segmentation: one map per concept.
             chosen = [(f"concept {name}", []) for name in result["concept_names"]]
             raw = concept_maps.reshape(-1, rows, cols)
         else:
-            chosen = self._select(labels, words, node, maps.shape[1])
+            chosen = _select(labels, words, node, maps.shape[1])
             raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
         lo = raw.flatten(1).min(dim=1).values[:, None, None]
         hi = raw.flatten(1).max(dim=1).values[:, None, None]
@@ -181,106 +190,111 @@ class JointAttentionMaps:
         heat = torch.stack([colormap(m) for m in masks])
         if image is not None:
             heat = 0.55 * heat + 0.45 * image[:1].float().expand(len(chosen), -1, -1, -1)
-        info = self._info(result, chosen, labels)
+        info = _info(result, chosen)
         ui = {"text": [info]}
         if filename_prefix.strip():
-            ui["images"] = self._save(safe_prefix(filename_prefix), heat, maps, rows, cols, chosen, token_names, result)
-        return {"ui": ui, "result": (heat, masks, info)}
+            ui["images"] = _save(safe_prefix(filename_prefix), heat, maps, rows, cols, chosen, token_names, result)
+        return io.NodeOutput(heat, masks, info, ui=ui)
 
-    # -- labels ----------------------------------------------------------------
-    def _labels(self, clip, prompt, result, node):
-        """([(label, positions)] words of the base prompt, then each region text; a name per text column)."""
-        n_txt, n_cols = result["n_txt"], result["maps"].shape[1]
-        names = [f"#{i}" for i in range(n_cols)]
-        if clip is not None and prompt.strip():
-            tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
-            labels = words_of(tokens)
-            for position, text, _ in tokens:
-                names[position] = text
-        elif clip is not None or prompt.strip():
-            raise node_error(node, "clip" if clip is None else "prompt", "labelling needs both 'clip' and 'prompt'")
+
+# -- labels ----------------------------------------------------------------
+
+def _labels(clip, prompt, result, node):
+    """([(label, positions)] words of the base prompt, then each region text; a name per text column)."""
+    n_txt, n_cols = result["n_txt"], result["maps"].shape[1]
+    names = [f"#{i}" for i in range(n_cols)]
+    if clip is not None and prompt.strip():
+        tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
+        labels = words_of(tokens)
+        for position, text, _ in tokens:
+            names[position] = text
+    elif clip is not None or prompt.strip():
+        raise node_error(node, "clip" if clip is None else "prompt", "labelling needs both 'clip' and 'prompt'")
+    else:
+        labels = [("base prompt", list(range(n_txt)))]
+    start = n_txt
+    for r, length in enumerate(result["region_lens"]):
+        labels.append((f"region {r + 1}", list(range(start, start + length))))
+        for t in range(length):
+            if start + t < n_cols:
+                names[start + t] = f"region {r + 1} token {t}"
+        start += length
+    labels = [(label, [p for p in positions if p < n_cols]) for label, positions in labels]
+    return [entry for entry in labels if entry[1]], names
+
+
+def _select(labels, words, node, n_cols):
+    wanted = _wanted(words, node)
+    if not wanted:
+        if len(labels) > MAX_MAPS:
+            log.warning("[joint_attention] %s: %d words; showing the first %d (name words to choose others)",
+                        node, len(labels), MAX_MAPS)
+        return labels[:MAX_MAPS]
+    chosen, seen = [], set()
+    for w in wanted:
+        if w.startswith("#"):
+            position = int(w[1:])
+            if position >= n_cols:
+                raise node_error(node, "words", f"{w!r} is past the captured text: positions run from #0 to "
+                                 f"#{n_cols - 1}")
+            hits = [(f"#{position}", [position])]
         else:
-            labels = [("base prompt", list(range(n_txt)))]
-        start = n_txt
-        for r, length in enumerate(result["region_lens"]):
-            labels.append((f"region {r + 1}", list(range(start, start + length))))
-            for t in range(length):
-                if start + t < n_cols:
-                    names[start + t] = f"region {r + 1} token {t}"
-            start += length
-        labels = [(label, [p for p in positions if p < n_cols]) for label, positions in labels]
-        return [entry for entry in labels if entry[1]], names
+            hits = [entry for entry in labels if entry[0].lower() == w.lower()]
+        if not hits:
+            known = ", ".join(label for label, _ in labels[:40])
+            raise node_error(node, "words", f"{_shown(w)} is not among the prompt's words ({known}); write a word, "
+                             "or #position")
+        for label, positions in hits:
+            key = (label.lower(), tuple(positions))
+            if key not in seen:  # a word named twice is one map
+                seen.add(key)
+                chosen.append((label, positions))
+    if len(chosen) > MAX_MAPS:
+        raise node_error(node, "words", f"{len(chosen)} maps asked for; at most {MAX_MAPS} per node")
+    return chosen
 
-    def _select(self, labels, words, node, n_cols):
-        wanted = _wanted(words, node)
-        if not wanted:
-            if len(labels) > MAX_MAPS:
-                log.warning("[joint_attention] %s: %d words; showing the first %d (name words to choose others)",
-                            node, len(labels), MAX_MAPS)
-            return labels[:MAX_MAPS]
-        chosen, seen = [], set()
-        for w in wanted:
-            if w.startswith("#"):
-                position = int(w[1:])
-                if position >= n_cols:
-                    raise node_error(node, "words", f"{w!r} is past the captured text: positions run from #0 to "
-                                     f"#{n_cols - 1}")
-                hits = [(f"#{position}", [position])]
-            else:
-                hits = [entry for entry in labels if entry[0].lower() == w.lower()]
-            if not hits:
-                known = ", ".join(label for label, _ in labels[:40])
-                raise node_error(node, "words", f"{_shown(w)} is not among the prompt's words ({known}); write a word, "
-                                 "or #position")
-            for label, positions in hits:
-                key = (label.lower(), tuple(positions))
-                if key not in seen:  # a word named twice is one map
-                    seen.add(key)
-                    chosen.append((label, positions))
-        if len(chosen) > MAX_MAPS:
-            raise node_error(node, "words", f"{len(chosen)} maps asked for; at most {MAX_MAPS} per node")
-        return chosen
+# -- info and files ----------------------------------------------------------------
 
-    # -- info and files ----------------------------------------------------------------
-    def _info(self, result, chosen, labels):
-        lines = [f"blocks: {result['blocks']}", f"steps: {result['steps']}"]
-        if result.get("concept_maps") is not None:
-            lines.append(f"concepts: {result['concept_names']} (ConceptAttention, double blocks {result['concept_blocks']})")
-        lines += [
-                 "words: " + "; ".join(f"{label} {positions}" for label, positions in chosen)]
-        for r, leak in enumerate(region_leakage(result)):
-            lines.append(f"region {r + 1} leakage: {leak:.4f} (share of its text's attention outside its mask)")
-        return "\n".join(lines)
+def _info(result, chosen):
+    lines = [f"blocks: {result['blocks']}", f"steps: {result['steps']}"]
+    if result.get("concept_maps") is not None:
+        lines.append(f"concepts: {result['concept_names']} (ConceptAttention, double blocks {result['concept_blocks']})")
+    lines += [
+             "words: " + "; ".join(f"{label} {positions}" for label, positions in chosen)]
+    for r, leak in enumerate(region_leakage(result)):
+        lines.append(f"region {r + 1} leakage: {leak:.4f} (share of its text's attention outside its mask)")
+    return "\n".join(lines)
 
-    def _save(self, prefix, heat, maps, rows, cols, chosen, token_names, result):
-        import folder_paths
-        from safetensors.torch import save_file
 
-        out_dir = folder_paths.get_output_directory()
-        try:
-            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir, heat.shape[2], heat.shape[1])
-        except Exception as exc:  # ComfyUI refuses paths outside the output folder
-            raise node_error("JointAttentionMaps", "filename_prefix", str(exc)) from None
-        real_out = os.path.realpath(out_dir)
-        if os.path.commonpath([os.path.realpath(folder), real_out]) != real_out:
-            raise node_error("JointAttentionMaps", "filename_prefix", "resolves outside the output folder")
-        os.makedirs(folder, exist_ok=True)
-        import numpy as np
-        from PIL import Image
+def _save(prefix, heat, maps, rows, cols, chosen, token_names, result):
+    import folder_paths
+    from safetensors.torch import save_file
 
-        saved = []
-        for i, (label, _) in enumerate(chosen):
-            safe = re.sub(r"[^A-Za-z0-9_-]+", "_", label)[:40] or "token"
-            file = f"{name}_{counter:05}_{i:02}_{safe}.png"
-            Image.fromarray((heat[i].numpy() * 255).astype(np.uint8)).save(os.path.join(folder, file))
-            saved.append({"filename": file, "subfolder": subfolder, "type": "output"})
-        raw = maps.t().reshape(maps.shape[1], rows, cols).contiguous()
-        metadata = {"words": json.dumps([(label, positions) for label, positions in chosen]),
-                    "blocks": json.dumps(result["blocks"]), "steps": str(result["steps"]),
-                    "layout": json.dumps({"n_txt": result["n_txt"], "region_lens": list(result["region_lens"])}),
-                    "tokens": json.dumps(token_names)}
-        save_file({"maps": raw}, os.path.join(folder, f"{name}_{counter:05}_maps.safetensors"), metadata=metadata)
-        return saved
+    out_dir = folder_paths.get_output_directory()
+    try:
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir, heat.shape[2], heat.shape[1])
+    except Exception as exc:  # ComfyUI refuses paths outside the output folder
+        raise node_error("JointAttentionMaps", "filename_prefix", str(exc)) from None
+    real_out = os.path.realpath(out_dir)
+    if os.path.commonpath([os.path.realpath(folder), real_out]) != real_out:
+        raise node_error("JointAttentionMaps", "filename_prefix", "resolves outside the output folder")
+    os.makedirs(folder, exist_ok=True)
+    import numpy as np
+    from PIL import Image
+
+    saved = []
+    for i, (label, _) in enumerate(chosen):
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", label)[:40] or "token"
+        file = f"{name}_{counter:05}_{i:02}_{safe}.png"
+        Image.fromarray((heat[i].numpy() * 255).astype(np.uint8)).save(os.path.join(folder, file))
+        saved.append({"filename": file, "subfolder": subfolder, "type": "output"})
+    raw = maps.t().reshape(maps.shape[1], rows, cols).contiguous()
+    metadata = {"words": json.dumps([(label, positions) for label, positions in chosen]),
+                "blocks": json.dumps(result["blocks"]), "steps": str(result["steps"]),
+                "layout": json.dumps({"n_txt": result["n_txt"], "region_lens": list(result["region_lens"])}),
+                "tokens": json.dumps(token_names)}
+    save_file({"maps": raw}, os.path.join(folder, f"{name}_{counter:05}_maps.safetensors"), metadata=metadata)
+    return saved
 
 
 def _grid(samples, n_img):
@@ -312,5 +326,4 @@ def region_leakage(result) -> list:
     return out
 
 
-NODE_CLASS_MAPPINGS = {"JointAttentionCapture": JointAttentionCapture, "JointAttentionMaps": JointAttentionMaps}
-NODE_DISPLAY_NAME_MAPPINGS = {"JointAttentionCapture": "Attention Capture", "JointAttentionMaps": "Attention Maps"}
+NODES = [JointAttentionCapture, JointAttentionMaps]

@@ -6,9 +6,10 @@ import logging
 from dataclasses import replace
 
 import torch
+from comfy_api.latest import io
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
-from .common import CATEGORY, block_range_fields, family_of, finite, gate, node_error
+from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, finite, gate, node_error, percent_input
 from .families import model_family
 from .host import install, model_text
 from .runtime import MEMORY
@@ -16,6 +17,7 @@ from .runtime import MEMORY
 log = logging.getLogger("joint_attention")
 
 REGIONS_TYPE = "JA_REGIONS"
+Regions = io.Custom(REGIONS_TYPE)  # the socket type between Region / Region Canvas and Apply
 
 
 def _digest(*tensors, extra: str = "") -> str:
@@ -69,79 +71,80 @@ def region_from(node: str, conditioning, mask, strength: float):
 _TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance")
 
 
-class JointAttentionRegion:
+class JointAttentionRegion(io.ComfyNode):
     """One region: a prompt and where it applies. Chain nodes for more regions."""
 
-    CATEGORY = f"{CATEGORY}/regional"
-    RETURN_TYPES = (REGIONS_TYPE,)
-    RETURN_NAMES = ("regions",)
-    OUTPUT_TOOLTIPS = ("Regions so far; connect to another Region node or to Apply Regional Attention.",)
-    FUNCTION = "build"
-    DESCRIPTION = "Pairs a region prompt with a mask. Chain several to describe any number of regions."
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="JointAttentionRegion",
+            display_name="Region (mask + prompt)",
+            category=f"{CATEGORY}/regional",
+            description="Pairs a region prompt with a mask. Chain several to describe any number of regions.",
+            inputs=[
+                io.Conditioning.Input("conditioning", tooltip="The region's prompt, encoded with the same text encoder "
+                                      "as the main prompt."),
+                io.Mask.Input("mask", tooltip="Where the region applies. Any resolution; soft values weaken the region "
+                              "smoothly. A batch gives one mask per image of the sampled batch."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=4.0, step=0.05,
+                               tooltip="Multiplies the image's attention to this region's text (0 drops the region)."),
+                Regions.Input("regions", optional=True, tooltip="Regions from a previous Region node, to chain."),
+            ],
+            outputs=[Regions.Output("regions_out", display_name="regions", tooltip="Regions so far; connect to another "
+                                    "Region node or to Apply Regional Attention.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "conditioning": ("CONDITIONING", {"tooltip": "The region's prompt, encoded with the same text encoder as the main prompt."}),
-                "mask": ("MASK", {"tooltip": "Where the region applies. Any resolution; soft values weaken the region smoothly. "
-                                             "A batch gives one mask per image of the sampled batch."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
-                                       "tooltip": "Multiplies the image's attention to this region's text (0 drops the region)."}),
-            },
-            "optional": {
-                "regions": (REGIONS_TYPE, {"tooltip": "Regions from a previous Region node, to chain."}),
-            },
-        }
-
-    def build(self, conditioning, mask, strength, regions=None):
+    def execute(cls, conditioning, mask, strength, regions=None) -> io.NodeOutput:
         node = "Region (mask + prompt)"
         previous = tuple(regions or ())
         if len(previous) >= MAX_REGIONS:
             raise node_error(node, "regions", f"already holds {len(previous)} regions; a chain takes at most "
                              f"{MAX_REGIONS} (merge masks that share a prompt)")
         region = region_from(node, conditioning, mask, strength)
-        return (previous + ((region,) if region is not None else ()),)
+        return io.NodeOutput(previous + ((region,) if region is not None else ()))
 
 
-class JointAttentionRegionalApply:
+class JointAttentionRegionalApply(io.ComfyNode):
     """Enforce regions through joint-attention masks in one model pass (FLUX, SD3)."""
 
-    CATEGORY = f"{CATEGORY}/regional"
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The model with regional attention; use it in the sampler with the usual prompts.",)
-    FUNCTION = "apply"
-    DESCRIPTION = ("Region texts are appended to the prompt and masked in joint attention, so every region costs no "
-                   "extra model pass. Negative prompts and CFG work as usual.")
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="JointAttentionRegionalApply",
+            display_name="Apply Regional Attention",
+            category=f"{CATEGORY}/regional",
+            description="Region texts are appended to the prompt and masked in joint attention, so every region costs "
+                        "no extra model pass. Negative prompts and CFG work as usual.",
+            inputs=[
+                io.Model.Input("model", tooltip=MODEL_TOOLTIP),
+                Regions.Input("regions", tooltip="Regions from Region nodes or the Region Canvas."),
+                io.Float.Input("base_ratio", default=0.2, min=0.0, max=1.0, step=0.01,
+                               tooltip="Share of unmasked attention to the base prompt blended into image tokens "
+                                       "(0.1-0.3 keeps the image coherent)."),
+                percent_input("start_percent", 0.0, "Where in the schedule regions start to apply."),
+                percent_input("end_percent", 0.4, "Where regions stop applying; layout is set early, so 0.3-0.5 is "
+                              "usually enough."),
+                *block_range_inputs(),
+                io.Combo.Input("image_attention", options=list(IMAGE_ATTENTION), default="restricted",
+                               tooltip="restricted: image tokens attend within their region (sharper separation); "
+                                       "open: everywhere (more coherent)."),
+                io.Combo.Input("global_prompt", options=list(GLOBAL_PROMPT), default="background",
+                               tooltip="background: the main prompt drives uncovered areas only; everywhere: it "
+                                       "reaches every token."),
+            ],
+            outputs=[io.Model.Output("model_out", display_name="model", tooltip="The model with regional attention; use "
+                                     "it in the sampler with the usual prompts.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."}),
-                "regions": (REGIONS_TYPE, {"tooltip": "Regions from Region nodes or the Region Canvas."}),
-                "base_ratio": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
-                                         "tooltip": "Share of unmasked attention to the base prompt blended into image tokens (0.1-0.3 keeps the image coherent)."}),
-                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                            "tooltip": "Where in the schedule regions start to apply."}),
-                "end_percent": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01,
-                                          "tooltip": "Where regions stop applying; layout is set early, so 0.3-0.5 is usually enough."}),
-                **block_range_fields(),
-                "image_attention": (list(IMAGE_ATTENTION), {"default": "restricted",
-                                    "tooltip": "restricted: image tokens attend within their region (sharper separation); open: everywhere (more coherent)."}),
-                "global_prompt": (list(GLOBAL_PROMPT), {"default": "background",
-                                  "tooltip": "background: the main prompt drives uncovered areas only; everywhere: it reaches every token."}),
-            }
-        }
-
-    def apply(self, model, regions, base_ratio, start_percent, end_percent, double_blocks, single_blocks,
-              image_attention, global_prompt):
+    def execute(cls, model, regions, base_ratio, start_percent, end_percent, double_blocks, single_blocks,
+                image_attention, global_prompt) -> io.NodeOutput:
         node = "Apply Regional Attention"
         family_of(node, model)
         if not regions:
             log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
-            return (model,)
+            return io.NodeOutput(model)
         if len(regions) > MAX_REGIONS:
             raise node_error(node, "regions", f"{len(regions)} regions; at most {MAX_REGIONS} are accepted "
                              "(merge masks that share a prompt)")
@@ -151,7 +154,7 @@ class JointAttentionRegionalApply:
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
         modifier = RegionalModifier(regions, base_ratio, where, image_attention, global_prompt,
                                     cache=MEMORY.cache, registry=MEMORY.registry)
-        return (install(model, modifier),)
+        return io.NodeOutput(install(model, modifier))
 
 
 def as_model_text(node, model, regions):
@@ -182,11 +185,4 @@ def _check_feature_size(node, model, regions):
                              "(e.g. the FLUX DualCLIPLoader for FLUX, the SD3 TripleCLIPLoader for SD3)")
 
 
-NODE_CLASS_MAPPINGS = {
-    "JointAttentionRegion": JointAttentionRegion,
-    "JointAttentionRegionalApply": JointAttentionRegionalApply,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "JointAttentionRegion": "Region (mask + prompt)",
-    "JointAttentionRegionalApply": "Apply Regional Attention",
-}
+NODES = [JointAttentionRegion, JointAttentionRegionalApply]

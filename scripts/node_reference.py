@@ -15,17 +15,19 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render(mappings: dict, display: dict) -> str:
+def render(infos: dict) -> str:
+    """docs/NODES.md from the nodes' definitions as the server serves them (node id -> /object_info entry)."""
     lines = ["# Node reference", "", "Generated from the node definitions by `scripts/node_reference.py`; do not edit by hand.", ""]
-    for key, cls in mappings.items():
-        lines += [f"## {display.get(key, key)} (`{key}`)", "", f"Category: `{cls.CATEGORY}`", ""]
-        if getattr(cls, "DESCRIPTION", ""):
-            lines += [cls.DESCRIPTION, ""]
+    for key, info in infos.items():
+        lines += [f"## {info.get('display_name') or key} (`{key}`)", "", f"Category: `{info['category']}`", ""]
+        if info.get("description"):
+            lines += [info["description"], ""]
         lines += ["| input | type | default | range | tooltip |", "|---|---|---|---|---|"]
-        spec = cls.INPUT_TYPES()
         for group in ("required", "optional"):
-            for name, (kind, *rest) in spec.get(group, {}).items():
+            for name, (kind, *rest) in info["input"].get(group, {}).items():
                 opts = rest[0] if rest else {}
+                if kind == "COMBO":
+                    kind = opts.get("options", kind)
                 kind_text = " / ".join(map(str, kind)) if isinstance(kind, (list, tuple)) else str(kind)
                 if opts.get("widgetType"):
                     kind_text = f"{kind_text} (widget {opts['widgetType']})"
@@ -36,10 +38,8 @@ def render(mappings: dict, display: dict) -> str:
                 optional = " (optional)" if group == "optional" else ""
                 lines.append(f"| `{name}`{optional} | {_cell(kind_text)} | {_cell(default)} | {rng} | {_cell(opts.get('tooltip', ''))} |")
         lines += ["", "| output | type | tooltip |", "|---|---|---|"]
-        names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
-        tips = getattr(cls, "OUTPUT_TOOLTIPS", ("",) * len(cls.RETURN_TYPES))
-        for name, kind, tip in zip(names, cls.RETURN_TYPES, tips):
-            lines.append(f"| `{name}` | {_cell(kind)} | {_cell(tip)} |")
+        for name, kind, tip in zip(info["output_name"], info["output"], info["output_tooltips"]):
+            lines.append(f"| `{name}` | {_cell(kind)} | {_cell(tip or '')} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -48,9 +48,11 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     import ja_host
 
-    pack = ja_host.load_pack()
+    ja_host.load_pack()
+    from joint_attention_pack.nodes import node_info
+
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(render(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS))
+    OUT.write_text(render(node_info()))
     print(f"[node_reference] wrote {OUT.relative_to(ROOT)}")
     return 0
 

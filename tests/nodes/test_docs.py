@@ -1,15 +1,15 @@
 """The node reference is generated from the node definitions and kept in sync; every input is explained."""
 import importlib.util
 
-import joint_attention_pack as pack
 from ja_host import ROOT
+from joint_attention_pack.nodes import NODES, node_info
 
 
 def _render():
     spec = importlib.util.spec_from_file_location("_ja_node_reference", ROOT / "scripts" / "node_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.render(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
+    return module.render(node_info())
 
 
 def test_node_reference_is_current():
@@ -17,13 +17,32 @@ def test_node_reference_is_current():
 
 
 def test_every_node_and_input_is_documented():
-    for key, cls in pack.NODE_CLASS_MAPPINGS.items():
-        assert cls.CATEGORY.startswith("joint_attention/"), key
-        assert key in pack.NODE_DISPLAY_NAME_MAPPINGS and getattr(cls, "DESCRIPTION", ""), key
-        assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES), key
+    infos = node_info()
+    assert len(NODES) == len(infos) == 8
+    for key, info in infos.items():
+        assert info["category"].startswith("joint_attention/"), key
+        assert info["display_name"] and info["description"], key
+        assert all(info["output_tooltips"]) and len(info["output_tooltips"]) == len(info["output"]), key
         for group in ("required", "optional"):
-            for name, (_kind, *rest) in cls.INPUT_TYPES().get(group, {}).items():
+            for name, (_kind, *rest) in info["input"].get(group, {}).items():
                 assert rest and rest[0].get("tooltip"), f"{key}.{name} has no tooltip"
+
+
+def test_nodes_use_the_v3_schema_and_register_through_the_extension():
+    """ComfyUI's current node API: `io.ComfyNode` classes listed by `comfy_entrypoint` (no V1 mappings)."""
+    import asyncio
+
+    from comfy_api.latest import ComfyExtension, io
+
+    import joint_attention_pack as pack
+
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")
+    extension = asyncio.run(pack.comfy_entrypoint())
+    assert isinstance(extension, ComfyExtension)
+    listed = asyncio.run(extension.get_node_list())
+    assert listed == NODES and all(issubclass(node, io.ComfyNode) for node in listed)
+    v1 = ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION", "VALIDATE_INPUTS", "IS_CHANGED")
+    assert not [(node.__name__, name) for node in listed for name in v1 if name in vars(node)]
 
 
 def test_registry_metadata():
@@ -36,3 +55,10 @@ def test_registry_metadata():
     assert {"js", "example_workflows"} <= set(comfy["includes"])
     assert meta["project"]["license"]["text"] == "GPL-3.0-or-later" and (ROOT / "LICENSE").is_file()
     assert meta["project"]["version"] in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_shipped_web_folder_holds_no_tests():
+    """WEB_DIRECTORY (js/) is served to every user's browser; the JS unit tests live in tests/js/."""
+    shipped = [p.relative_to(ROOT).as_posix() for p in (ROOT / "js").rglob("*")]
+    assert shipped and not [p for p in shipped if "test" in p.lower()], shipped
+    assert list((ROOT / "tests" / "js").glob("*.test.mjs"))

@@ -10,6 +10,13 @@ from ja_workflows import EXAMPLES, load, tiny_prompt, wf
 
 pytestmark = pytest.mark.server
 
+
+def _pack_nodes():
+    load_pack()
+    from joint_attention_pack.nodes import node_info
+
+    return node_info()
+
 NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scale_sd3.json", "regional_taca_flux.json",
          "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json"]
 
@@ -27,7 +34,7 @@ def test_every_example_is_listed_and_current(object_info):
     sys.path.insert(0, str(ROOT / "scripts"))
     import build_workflows
 
-    owned = set(load_pack().NODE_CLASS_MAPPINGS)
+    owned = set(_pack_nodes())
     assert {n["type"] for name in NAMES for n in load(name)["nodes"]} & owned  # the view keeps the pack's nodes whole
     rendered = build_workflows.render(object_info)
     for name in NAMES:
@@ -40,7 +47,7 @@ def test_every_example_is_listed_and_current(object_info):
 def test_owned_view_ignores_core_outputs_only():
     """A core node gaining an unlinked output is the host's change; a pack node's changed outputs, a core node's
     changed widget values or links are the file's."""
-    owned = set(load_pack().NODE_CLASS_MAPPINGS)
+    owned = set(_pack_nodes())
     base = load("regional_canvas_flux.json")
     view = wf.owned_view(base, owned)
 

@@ -33,13 +33,29 @@ def load(name: str) -> dict:
 def tiny_prompt(name: str, object_info: dict, size: int = 128, steps: int = 3, prefix: str | None = None) -> dict:
     """The example as an API prompt on the tiny models, at a small image size."""
     prompt = wf.to_api(load(name), object_info, loader_swaps(family_of(name)))
+    return shrink(prompt, size, steps, prefix)
+
+
+def swap_loaders_api(prompt: dict, family: str) -> dict:
+    """An API prompt (for example the frontend's `graphToPrompt` output) with its loaders swapped for tiny ones."""
+    prompt = json.loads(json.dumps(prompt))
+    swaps = loader_swaps(family)
+    for node in prompt.values():
+        if node["class_type"] in swaps:
+            node["class_type"], inputs = swaps[node["class_type"]]
+            node["inputs"] = dict(inputs)
+    return prompt
+
+
+def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = None) -> dict:
+    """Image sizes, masks and steps of a 1024 px workflow scaled down for the tiny models (in place)."""
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "JointAttentionRegionCanvas"):
             inputs["width"] = inputs["height"] = size
         if node["class_type"] == "SolidMask":
             inputs["width"] = size if inputs["width"] >= 1024 else size // 2
-            inputs["height"] = size
+            inputs["height"] = size if inputs["height"] >= 1024 else size // 2
         if node["class_type"] == "MaskComposite" and inputs["x"]:
             inputs["x"] = size // 2
         if node["class_type"] == "KSampler":

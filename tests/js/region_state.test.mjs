@@ -4,7 +4,7 @@ import { test } from "node:test";
 import {
   addRegion, decodeRLE, emptyState, encodeRLE, featherMask, fitBits, History, maskDims, MAX_PROMPT, paintRect, paintStroke,
   parseState, regionAt, resizeBits, serializeState, snap, stateProblems,
-} from "../region_state.js";
+} from "../../js/region_state.js";
 
 test("run-length round trip, including empty and full masks", () => {
   for (const bits of [new Uint8Array(0), new Uint8Array(7), Uint8Array.from([1, 1, 0, 1]), new Uint8Array(50).fill(1)]) {
