@@ -160,8 +160,8 @@ def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devic
 @needs_work_units
 def test_work_units_with_cond_rows_on_both_devices_merge_every_devices_capture(two_cpu_devices):
     """Three positive prompts that cannot be batched (token counts 8, 9, 11) and one negative: the host puts
-    two positives on each device... on the first and one positive with the negative on the second, so
-    both devices record cond rows; the capture merges them once."""
+    two positives on the first device and the third positive with the negative on the second, so both
+    devices' worker threads record cond rows; the capture merges them once."""
     tiny = build("flux")
     model, handle = patched(tiny)
     log = ForwardLog().attach(model)
