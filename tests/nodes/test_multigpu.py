@@ -4,7 +4,8 @@
   sequential runs give, a fixed number of rounds. The host cannot run one BaseModel in two samplers at
   once (it keeps `current_patcher` on it), so the second thread samples the patched model over a second
   copy of its weights (`ja_workunits.twin`: the same dispatcher, modifiers, capture and caches), as a
-  MultiGPU device clone does.
+  MultiGPU device clone does. The host's loaded-model bookkeeping (one global list, single-threaded by design)
+  is put under one lock for these tests (`ja_workunits.serialize_model_loading`); the forwards stay concurrent.
 - The host's MultiGPU work-unit path itself ("MultiGPU CFG Split", `deepclone_multigpu`, the sampler's
   work-unit branch with one worker thread per device) on two CPU "devices" (only the host's device
   enumeration is substituted: tests/support/ja_workunits.py) gives the single-device latent, and a capture
@@ -28,6 +29,7 @@ from ja_workunits import (
     fingerprint,
     patched,
     prompts,
+    serialize_model_loading,
     shared_tensors,
     substitute_devices,
     twin,
@@ -62,8 +64,14 @@ class Deliveries:
         handle.deliver = deliver
 
 
+@pytest.fixture
+def one_loader(monkeypatch):
+    """The host's loaded-model bookkeeping under one lock (it is single-threaded by design; see ja_workunits)."""
+    serialize_model_loading(monkeypatch)
+
+
 @pytest.mark.parametrize("family", ["flux", "sd3"])
-def test_two_threads_sampling_one_patched_model_give_the_sequential_latents_and_maps(family):
+def test_two_threads_sampling_one_patched_model_give_the_sequential_latents_and_maps(family, one_loader):
     tiny = build(family)
     model, handle = patched(tiny)
     pos, neg = prompts(tiny)
@@ -95,7 +103,7 @@ def test_two_threads_sampling_one_patched_model_give_the_sequential_latents_and_
     assert MEMORY.registry.count("run") == 0
 
 
-def test_two_threads_sampling_two_clones_with_their_own_captures():
+def test_two_threads_sampling_two_clones_with_their_own_captures(one_loader):
     """Two models made from one regional + TACA model, each with its own capture, sampled at once."""
     tiny = build("flux")
     base, _ = patched(tiny, capture=False)
@@ -223,7 +231,7 @@ def test_work_units_run_the_concept_stream_with_each_devices_own_weights(two_cpu
 
 
 @needs_work_units
-def test_work_units_in_two_threads_at_once(two_cpu_devices):
+def test_work_units_in_two_threads_at_once(two_cpu_devices, one_loader):
     """Two runs of one work-unit model at once: four worker threads on one dispatcher."""
     tiny = build("flux")
     model, _ = patched(tiny, capture=False)
@@ -238,7 +246,7 @@ def test_work_units_in_two_threads_at_once(two_cpu_devices):
             torch.testing.assert_close(latent, w, rtol=1e-5, atol=1e-5)
 
 
-def test_moving_a_clone_leaves_the_shared_region_tensors_in_place():
+def test_moving_a_clone_leaves_the_shared_region_tensors_in_place(one_loader):
     """A clone moved to another device (`model_patches_to`, as the host's loader does) and sampled there,
     while the model it was made from samples on its own device: the region masks and texts both share are
     neither moved nor written. One mask is at the image's size and one at the token grid's, so the plan of

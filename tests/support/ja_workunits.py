@@ -51,6 +51,31 @@ def twin(model):
     return made
 
 
+# The host's bookkeeping of loaded models: one process-wide list (`current_loaded_models`) that these walk by index
+# and edit. ComfyUI calls them from one thread (it runs one prompt at a time; MultiGPU worker threads only run
+# forwards), so they take no lock: two samplers loading models at once can walk a list the other shrinks (seen on
+# ComfyUI 0.29: IndexError in free_memory). `serialize_model_loading` gives them one lock for a test that samples in
+# two threads at once; the forwards, and everything of the pack, stay concurrent.
+_MODEL_BOOKKEEPING = ("load_models_gpu", "load_model_gpu", "free_memory", "loaded_models", "cleanup_models_gc",
+                      "cleanup_models", "unload_all_models", "unload_model_and_clones")
+
+
+def serialize_model_loading(monkeypatch) -> None:
+    import comfy.model_management as mm
+
+    lock = threading.RLock()
+
+    def locked(fn):
+        def call(*args, **kwargs):
+            with lock:
+                return fn(*args, **kwargs)
+        return call
+
+    for name in _MODEL_BOOKKEEPING:
+        if hasattr(mm, name):
+            monkeypatch.setattr(mm, name, locked(getattr(mm, name)))
+
+
 def work_units_missing() -> str:
     """Why this host has no MultiGPU work units, or "" when it has them."""
     import comfy.patcher_extension
