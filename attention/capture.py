@@ -9,6 +9,7 @@ nothing per step is stored.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Optional
 
 import torch
@@ -19,14 +20,44 @@ from .gate import Gate
 _IDS = itertools.count(1)
 
 
-class CaptureSink:
-    """Per-run accumulator (lifetime "run")."""
+class _Partial:
+    """What one thread recorded on one device: [N_img, N_text] fp32 sum and per-column counts, there."""
+
+    __slots__ = ("sum", "counts")
 
     def __init__(self, n_img: int, device):
         self.sum = torch.zeros(n_img, 0, dtype=torch.float32, device=device)
         self.counts = torch.zeros(0, dtype=torch.float32, device=device)
+
+    def grow(self, columns: int) -> bool:
+        if columns <= self.sum.shape[1]:
+            return False
+        extra = columns - self.sum.shape[1]
+        self.sum = torch.cat([self.sum, self.sum.new_zeros(self.sum.shape[0], extra)], dim=1)
+        self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
+        return True
+
+
+class CaptureSink:
+    """Per-run accumulator (lifetime "run").
+
+    Safe under concurrent use: ComfyUI's MultiGPU work units run the forwards of one step on several
+    devices at once, one worker thread per device, and all of them write to the run's one sink. Each
+    (device, thread) accumulates into its own buffers on that device (`_Partial`: no cross-device copy
+    per call, and each adds its calls in its own step order); `result` merges them once, ordered by
+    device, then by when they began. A lock guards every update. `sum` / `counts` are the buffers of the
+    device and thread the sink was made on (the only ones when sampling runs on one device)."""
+
+    def __init__(self, n_img: int, device):
+        self._lock = threading.RLock()
+        self.n_img = n_img
+        # The key of the buffers `sum` / `counts` name: the device as its tensors report it ("cuda" -> "cuda:0",
+        # "cpu:0" -> "cpu"), and the thread that made the sink.
+        self.home = (str(torch.empty(0, device=device).device), threading.get_ident())
+        self._parts: dict = {}  # (device, thread) -> buffers, in the order they began
         self.blocks: set = set()
         self.sigmas: set = set()
+        self.step_rows: dict = {}  # sigma -> cond rows x captured calls recorded at that step (all devices)
         self.region_lens: tuple = ()
         self.n_txt = 0
         self.region_masks: Optional[torch.Tensor] = None
@@ -36,57 +67,135 @@ class CaptureSink:
         self.concept_blocks: set = set()
         self.concept_names: list = []
 
+    # The home device's buffers (a sink used on one device has no other).
+    @property
+    def sum(self) -> torch.Tensor:
+        with self._lock:
+            return self._keyed(self.home).sum
+
+    @property
+    def counts(self) -> torch.Tensor:
+        with self._lock:
+            return self._keyed(self.home).counts
+
+    @property
+    def devices(self) -> list:
+        """The devices that recorded into this sink."""
+        with self._lock:
+            return sorted({device for device, _ in self._parts})
+
     def tensors(self) -> list:
-        extra = [t for t in (self.region_masks, self.concept_sum) if t is not None]
-        return [self.sum, self.counts] + extra
+        with self._lock:
+            own = [t for part in self._parts.values() for t in (part.sum, part.counts)]
+            extra = [t for t in (self.region_masks, self.concept_sum) if t is not None]
+        return own + extra
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
     registry = None  # set by the modifier so grown buffers stay accounted
 
-    def _grow(self, columns: int) -> None:
-        if columns > self.sum.shape[1]:
-            extra = columns - self.sum.shape[1]
-            self.sum = torch.cat([self.sum, self.sum.new_zeros(self.sum.shape[0], extra)], dim=1)
-            self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
-            if self.registry is not None:
-                self.registry.track_all([self.sum, self.counts], "capture", "run")
+    def _part(self, device) -> _Partial:
+        """The calling thread's buffers on `device` (a tensor's device; None: the sink's own); call with the
+        lock held."""
+        return self._keyed((str(device) if device is not None else self.home[0], threading.get_ident()))
 
-    def begin(self, layout, rows: int) -> None:
-        """A captured call over `rows` batch rows: every text column of its layout gets `rows` samples."""
-        self._grow(layout.n_context)
-        self.counts[: layout.n_context] += rows
-        self.n_txt = layout.n_txt
-        if layout.region_lens:
-            self.region_lens = layout.region_lens
+    def _keyed(self, key) -> _Partial:
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = _Partial(self.n_img, key[0])
+        return part
+
+    def begin(self, layout, rows: int, device=None, step: Optional[float] = None) -> None:
+        """A captured call over `rows` batch rows on `device` (None: the sink's own) at step `step` (its
+        sigma): every text column of its layout gets `rows` samples."""
+        with self._lock:
+            part = self._part(device)
+            if part.grow(layout.n_context) and self.registry is not None:
+                self.registry.track_all([part.sum, part.counts], "capture", "run")
+            part.counts[: layout.n_context] += rows
+            self.n_txt = layout.n_txt
+            if layout.region_lens:
+                self.region_lens = layout.region_lens
+            if step is not None:
+                self.step_rows[step] = self.step_rows.get(step, 0) + rows
 
     def record(self, image_rows, first_column: int, probs: torch.Tensor) -> None:
-        """probs [B, rows, keys]: head-mean probabilities of these image rows on text columns."""
-        block = probs.sum(dim=0).to(self.sum.device, torch.float32)
+        """probs [B, rows, keys]: head-mean probabilities of these image rows on text columns, added to the
+        buffers of the device they were computed on."""
+        block = probs.sum(dim=0).to(torch.float32)
         columns = slice(first_column, first_column + block.shape[1])
-        if isinstance(image_rows, slice):
-            self.sum[image_rows, columns] += block
-        else:
-            self.sum[image_rows.to(self.sum.device), columns] += block
+        with self._lock:
+            part = self._part(probs.device)
+            if part.grow(columns.stop) and self.registry is not None:
+                self.registry.track_all([part.sum, part.counts], "capture", "run")
+            if isinstance(image_rows, slice):
+                part.sum[image_rows, columns] += block
+            else:
+                part.sum[image_rows.to(part.sum.device), columns] += block
+
+    def set_region_masks(self, masks: torch.Tensor) -> None:
+        """The regions' token masks, kept once (the first device to record sets them)."""
+        with self._lock:
+            if self.region_masks is None:
+                self.region_masks = masks.detach().clone()
+                if self.registry is not None:
+                    self.registry.track(self.region_masks, "capture", "run")
+
+    def add_concepts(self, saliency: torch.Tensor, block_number: int, sigma: float) -> None:
+        with self._lock:
+            if self.concept_sum is None:
+                self.concept_sum = torch.zeros_like(saliency)
+                if self.registry is not None:
+                    self.registry.track(self.concept_sum, "capture", "run")
+            self.concept_sum += saliency.to(self.concept_sum.device)
+            self.concept_calls += 1
+            self.concept_blocks.add(block_number)
+            self.sigmas.add(round(sigma, 6))
+
+    def note(self, block_number: int, sigma: float) -> None:
+        with self._lock:
+            self.blocks.add(block_number)
+            self.sigmas.add(round(sigma, 6))
+
+    def _merged(self) -> tuple:
+        """(sum, counts) over every device and thread, in device order then creation order (one: its own)."""
+        order = {key: i for i, key in enumerate(self._parts)}
+        parts = [self._parts[key] for key in sorted(self._parts, key=lambda key: (key[0], order[key]))]
+        if len(parts) == 1:
+            return parts[0].sum, parts[0].counts
+        width = max((p.sum.shape[1] for p in parts), default=0)
+        total = torch.zeros(self.n_img, width, dtype=torch.float32)
+        counts = torch.zeros(width, dtype=torch.float32)
+        for p in parts:
+            n = p.sum.shape[1]
+            total[:, :n] += p.sum.to("cpu")
+            counts[:n] += p.counts.to("cpu")
+        return total, counts
 
     def result(self) -> dict:
         """Mean maps on the CPU: [N_img, N_text] fp32, plus what they were taken over."""
-        # Fresh CPU copies: nothing in the result may share storage with run-lifetime buffers.
-        maps = (self.sum / self.counts.clamp_min(1.0)).to("cpu", copy=True)
-        return {
-            "maps": maps,
-            "n_txt": self.n_txt,
-            "region_lens": tuple(self.region_lens),
-            "blocks": sorted(self.blocks),
-            "steps": len(self.sigmas),
-            "region_masks": None if self.region_masks is None else self.region_masks.to("cpu", copy=True),
-            "family": self.family,
-            "concept_maps": None if self.concept_sum is None
-            else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
-            "concept_blocks": sorted(self.concept_blocks),
-            "concept_names": list(self.concept_names),
-        }
+        with self._lock:
+            total, counts = self._merged()
+            # Fresh CPU copies: nothing in the result may share storage with run-lifetime buffers.
+            maps = (total / counts.clamp_min(1.0)).to("cpu", copy=True)
+            return {
+                "maps": maps,
+                "n_txt": self.n_txt,
+                "region_lens": tuple(self.region_lens),
+                "blocks": sorted(self.blocks),
+                "steps": len(self.sigmas),
+                # Step order (sigma falls): the cond rows x captured calls each step contributed.
+                "step_rows": sorted(self.step_rows.items(), key=lambda item: -item[0]),
+                "devices": sorted({device for device, _ in self._parts}),
+                "buffers": len(self._parts),  # (device, thread) accumulators merged
+                "region_masks": None if self.region_masks is None else self.region_masks.to("cpu", copy=True),
+                "family": self.family,
+                "concept_maps": None if self.concept_sum is None
+                else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
+                "concept_blocks": sorted(self.concept_blocks),
+                "concept_names": list(self.concept_names),
+            }
 
 
 class CaptureHandle:
@@ -140,8 +249,8 @@ class CaptureModifier(Modifier):
         # Mark the run, so that a run which records nothing (a window no step falls in, every captured
         # block skipped) is told apart from a sampler result ComfyUI took from its cache.
         run = state.run
-        if run is not None and self.key + ":ran" not in run.items:
-            run.keep(self.key + ":ran", (), "capture", on_success=self.handle.ran)
+        if run is not None:
+            run.setdefault(self.key + ":ran", tuple, "capture", on_success=lambda _: self.handle.ran())
         return None
 
     def sink(self, state) -> Optional[CaptureSink]:
@@ -150,12 +259,18 @@ class CaptureModifier(Modifier):
         if run is None:
             return None
         sink = run.items.get(self.key)
-        if sink is None:
-            sink = CaptureSink(state.n_img, state.device or torch.device("cpu"))
-            sink.registry = self.registry
-            sink.family = state.family
-            run.keep(self.key, sink, "capture", on_success=lambda: self.handle.deliver(sink.result()))
-        return sink
+        if sink is not None:
+            return sink
+
+        def made():
+            made = CaptureSink(state.n_img, state.device or torch.device("cpu"))
+            made.registry = self.registry
+            made.family = state.family
+            return made
+
+        # One sink per run, whichever device thread asks first (MultiGPU work units run forwards of one
+        # step at once): made and delivered exactly once.
+        return run.setdefault(self.key, made, "capture", on_success=lambda sink: self.handle.deliver(sink.result()))
 
     def expects(self, state) -> tuple:
         if not self.records_maps or self.gate.empty or COND not in state.row_kinds or not self.gate.in_window(state.sigma):
@@ -168,14 +283,12 @@ class CaptureModifier(Modifier):
         sink = self.sink(state)
         if sink is None:
             return
-        sink.blocks.add(block.number)
-        sink.sigmas.add(round(state.sigma, 6))
+        sink.note(block.number, state.sigma)
         plans = state.data.get("regional")
         if plans and sink.region_masks is None:
-            sink.region_masks = plans[0].masks.detach().clone()
-            if self.registry is not None:
-                self.registry.track(sink.region_masks, "capture", "run")
+            sink.set_region_masks(plans[0].masks)
         spec.capture = sink
+        spec.capture_step = round(state.sigma, 6)
 
 
 def concept_saliency(o_concepts: torch.Tensor, o_image: torch.Tensor) -> torch.Tensor:
@@ -187,11 +300,6 @@ def concept_saliency(o_concepts: torch.Tensor, o_image: torch.Tensor) -> torch.T
 
 def record_concepts(sink: CaptureSink, saliency: torch.Tensor, block_number: int, sigma: float, registry=None) -> None:
     """Add one block's saliency to the run's sum (averaged over blocks and steps when read)."""
-    if sink.concept_sum is None:
-        sink.concept_sum = torch.zeros_like(saliency)
-        if registry is not None:
-            registry.track(sink.concept_sum, "capture", "run")
-    sink.concept_sum += saliency
-    sink.concept_calls += 1
-    sink.concept_blocks.add(block_number)
-    sink.sigmas.add(round(sigma, 6))
+    if registry is not None and sink.registry is None:
+        sink.registry = registry
+    sink.add_concepts(saliency, block_number, sigma)

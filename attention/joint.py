@@ -7,6 +7,7 @@ one plain attention call; parts are merged exactly through their log-sum-exps
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
@@ -37,6 +38,7 @@ class Structure(Protocol):
     layout, and a place where the executor keeps them prepared (`grew` tells the owner they take more memory)."""
 
     planned: dict
+    lock: "threading.RLock"  # held while `planned` grows (threads share a cached structure)
 
     def groups(self, layout: TokenLayout, device) -> list: ...
 
@@ -54,13 +56,15 @@ class RowSpec:
     `regional`: a `Structure` (the regional plan) to enforce (cond rows in a selected block); when None
     and not isolated, region texts take part unmasked.
     `text_gamma`: TACA multiplier on image-query x text-key logits.
-    `capture`: object with `record(...)` receiving text-column probabilities.
+    `capture`: object with `begin(...)` / `record(...)` receiving text-column probabilities;
+    `capture_step`: the step (sigma) the capture is told the call belongs to.
     """
 
     isolate_regions: bool = True
     regional: Optional[Structure] = None
     text_gamma: float = 1.0
     capture: Optional["CaptureSink"] = None
+    capture_step: Optional[float] = None
 
     def is_plain(self, layout: TokenLayout) -> bool:
         return (
@@ -141,12 +145,18 @@ def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
         return with_temperature(_plain_groups(layout, spec, device), spec.text_gamma)
     key = (layout, spec.text_gamma, str(device))
     groups = plan.planned.get(key)
-    if groups is None:
-        groups = plan.planned[key] = with_temperature(plan.groups(layout, device), spec.text_gamma)
+    if groups is not None:
+        return groups
+    with plan.lock:  # threads sharing the plan: one builds, the others wait and take its groups
+        groups = plan.planned.get(key)
+        if groups is not None:
+            return groups
+        groups = with_temperature(plan.groups(layout, device), spec.text_gamma)
         for group in groups:  # kernel calls prepared now, so that the plan's size is known once
             if not group.self_only and index_len(group.index):
                 _recipe(group, device)
-        plan.grew()
+        plan.planned[key] = groups  # published complete: readers never see a group being prepared
+    plan.grew()
     return groups
 
 
@@ -413,5 +423,5 @@ def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: Kernel
     """Attention for rows that share `spec`; q/k/v [B,H,L,D] -> [B,H,L,D]."""
     groups = plan_groups(layout, spec, q.device)
     if spec.capture is not None:
-        spec.capture.begin(layout, q.shape[0])
+        spec.capture.begin(layout, q.shape[0], device=q.device, step=spec.capture_step)
     return run_groups(q, k, v, groups, kernels, scale, spec.capture)

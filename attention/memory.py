@@ -127,6 +127,7 @@ class BoundedCache:
         self.budget_bytes = int(budget_bytes)
         self._items: OrderedDict = OrderedDict()  # key -> (value, nbytes, owner)
         self._lock = threading.RLock()
+        self._building: dict = {}  # key -> [lock, waiting threads] while a factory runs
         self.hits = 0
         self.misses = 0
         registry.add_holder(self)
@@ -145,25 +146,52 @@ class BoundedCache:
             self._evict()
 
     def get(self, key: Hashable, factory: Callable[[], Any], owner: str = "cache") -> Any:
+        """The value kept under `key`, else `factory()` (kept if it fits the budget). Threads asking for the
+        same missing key at once (two runs, or MultiGPU work units, sampling together) wait for one
+        `factory()` call and share its value: a device's copy is made once, not once per thread."""
+        found = self._lookup(key)
+        if found is not None:
+            return found[0]
+        with self._lock:
+            building = self._building.get(key)
+            if building is None:
+                building = self._building[key] = [threading.Lock(), 0]
+            building[1] += 1
+        try:
+            with building[0]:
+                found = self._lookup(key)  # made by the thread this one waited for
+                if found is not None:
+                    return found[0]
+                return self._make(key, factory, owner)
+        finally:
+            with self._lock:
+                building[1] -= 1
+                if building[1] == 0 and self._building.get(key) is building:
+                    del self._building[key]
+
+    def _lookup(self, key: Hashable):
         with self._lock:
             item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return item[0]
-        value = factory()
-        size = tensor_bytes(value)
-        self.misses += 1
-        if size > self.budget_bytes:
-            return value  # larger than the whole budget: used once, never kept
-        self.registry.track_all(value, owner, "cache")
-        with self._lock:
-            self._items[key] = (value, size, owner)
+            if item is None:
+                return None
             self._items.move_to_end(key)
-            self._evict()
+            self.hits += 1
+            return item
+
+    def _make(self, key: Hashable, factory: Callable[[], Any], owner: str) -> Any:
+        value = factory()
+        self.misses += 1
+        if tensor_bytes(value) > self.budget_bytes:
+            return value  # larger than the whole budget: used once, never kept
         if hasattr(value, "on_grow"):  # e.g. a regional plan, which gains query groups as it is used
             ref = weakref.ref(value)  # no cycle through the value: dropped from the cache, it dies at once
+            # Set before the value is visible to other threads: none of its growth goes uncounted.
             value.on_grow = lambda: self._grew(key, ref())
+        self.registry.track_all(value, owner, "cache")
+        with self._lock:
+            self._items[key] = (value, tensor_bytes(value), owner)  # measured as it is stored
+            self._items.move_to_end(key)
+            self._evict()
         return value
 
     def _grew(self, key: Hashable, value: Any) -> None:

@@ -16,6 +16,7 @@ restriction becomes a gather of allowed keys, never a mask.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -52,7 +53,7 @@ def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, patch: int =
         m = F.interpolate(m, size=(height, m.shape[-1]), mode="area" if m.shape[-2] > height else "nearest-exact")
     if m.shape[-1] != width:
         m = F.interpolate(m, size=(height, width), mode="area" if m.shape[-1] > width else "nearest-exact")
-    m = m.clamp_(0.0, 1.0)
+    m = m.clamp(0.0, 1.0)  # never in place: `masks` may be the caller's own tensor (a region's mask)
     rows, cols = grid
     m = F.pad(m, (0, cols * cell_px - width, 0, rows * cell_px - height))
     m = F.avg_pool2d(m, cell_px).reshape(n, rows * cols)
@@ -96,6 +97,9 @@ class RegionalPlan:
         self._classes = self._image_classes()
         self.planned: dict = {}  # (layout, gamma, device) -> query groups, filled by the executor (joint.py)
         self.on_grow = None  # set by a cache holding the plan
+        # A cached plan serves every thread that samples with it (two runs at once, MultiGPU work units):
+        # `planned` grows under this lock, and is read whole (`tensors`) under it.
+        self.lock = threading.RLock()
 
     @property
     def n_regions(self) -> int:
@@ -189,7 +193,9 @@ class RegionalPlan:
     def tensors(self) -> list:
         """Every tensor the plan holds: masks, classes, and the executor's groups and prepared calls."""
         own = [self.masks, self.cover] + [c.rows for c in self._classes]
-        for groups in self.planned.values():
+        with self.lock:
+            planned = list(self.planned.values())
+        for groups in planned:
             for g in groups:
                 own += g.tensors()
         return list({id(t): t for t in own}.values())  # a tensor two groups share counts once

@@ -26,19 +26,23 @@ from ..attention.capture import CaptureModifier, concept_saliency, record_concep
 from ..attention.forward import ATTENTION, BLOCKS, COND
 from .common import node_error
 from .families import model_family
-from .host import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
+from .host import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
 
 
 class ConceptStream:
     """Concept words: their first-token embeddings [n, C], the model's text input layer (applied
-    at the first double block), and the double blocks whose outputs are read."""
+    at the first double block), and the double blocks whose outputs are read.
+
+    `embed(dm)` / `vec_delta(dm, vec, pooled)` take the diffusion model that runs the forward: with
+    MultiGPU work units each device runs its own copy of the weights (a device clone), so the layers are
+    looked up in the running model, never kept from the model the node saw."""
 
     def __init__(self, names, tokens: torch.Tensor, embed, blocks, vec_delta=None):
         self.names = list(names)
         self.tokens = tokens
-        self.embed = embed
+        self.embed = embed  # callable(dm) -> the model's text input layer
         self.blocks = frozenset(blocks)
-        # callable(vec, pooled) -> what to add to the blocks' vector to zero its pooled term, or None
+        # callable(dm, vec, pooled) -> what to add to the blocks' vector to zero its pooled term, or None
         self.vec_delta = vec_delta
 
 
@@ -72,8 +76,9 @@ class ConceptModifier(CaptureModifier):
         key = self.key + ":concepts"
         if block.index == 0 or key not in state.data:
             rows = sum(1 for kind in state.row_kinds if kind == COND)
-            weight = next(c.embed.parameters())
-            start = c.embed(c.tokens.to(weight.device, weight.dtype))
+            layer = c.embed(state.data[DIFFUSION_MODEL_KEY])
+            weight = next(layer.parameters())
+            start = layer(c.tokens.to(weight.device, weight.dtype))
             # One copy per cond row: the host block updates its text stream in place (FLUX: txt += ...).
             state.data[key] = start.unsqueeze(0).repeat(rows, 1, 1)
             state.data[key + ":vec"] = self._vec_delta(state, inputs.get("vec"))
@@ -112,7 +117,7 @@ class ConceptModifier(CaptureModifier):
             return None
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
-        return self.concepts.vec_delta(_rows(vec, cond, batch), _rows(pooled, cond, batch))
+        return self.concepts.vec_delta(state.data[DIFFUSION_MODEL_KEY], _rows(vec, cond, batch), _rows(pooled, cond, batch))
 
     def after_block(self, state, block, inputs, run_block, output):
         key = self.key + ":concepts"
@@ -197,11 +202,10 @@ def concept_stream(node, model, concepts: str, clip, double: frozenset, double_t
     if expected is not None and tokens.shape[-1] != expected:
         raise node_error(node, "clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
                          f"{expected}: connect the text encoder that matches the model")
-    embed = family.text_embedder(dm)
     n_double, _ = family.block_counts(dm)
     # Default for concepts (ConceptAttention paper): the last 4 double blocks.
     blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
-    return ConceptStream(names, tokens, embed, blocks, vec_delta=lambda vec, pooled: family.concept_vec_delta(dm, vec, pooled))
+    return ConceptStream(names, tokens, family.text_embedder, blocks, vec_delta=family.concept_vec_delta)
 
 
 def _cond_rows(state) -> torch.Tensor:

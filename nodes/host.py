@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from functools import partial
 
 import comfy.patcher_extension
@@ -25,6 +26,7 @@ from ..attention.regional import MaskBatchMismatch
 from . import reach
 from .families import block_counts, family_of_base, model_family
 from .runtime import MEMORY
+from .workunits import install_callbacks as install_workunit_callbacks
 
 log = logging.getLogger("joint_attention")
 
@@ -36,6 +38,8 @@ BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
 RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
 KEYS_KEY = "joint_attention_keys"  # callable(args, kwargs) -> args: reads or replaces an attention call's q, k, v
 POOLED_KEY = "joint_attention_pooled"  # ForwardState.data entry: the forward's pooled text vector (`y`), or None
+# ForwardState.data entry: the diffusion model running the forward (with MultiGPU work units, each device's own copy)
+DIFFUSION_MODEL_KEY = "joint_attention_diffusion_model"
 
 def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
     """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
@@ -239,6 +243,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     )
     state.device = x.device
     state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
+    state.data[DIFFUSION_MODEL_KEY] = dm
     try:
         extra = dispatcher.begin_forward(state)
     except MaskBatchMismatch as exc:
@@ -337,24 +342,40 @@ class RunState:
         self.items: dict = {}
         self.registry = registry
         self._on_success: list = []
+        # MultiGPU work units run one step's forwards on several devices at once, in worker threads.
+        self._lock = threading.RLock()
         registry.add_holder(self)
 
     def keep(self, key, value, owner: str, on_success=None):
         """Hold `value` for this run; `on_success` runs (before release) only if the run completes."""
         self.registry.track_all(value, owner, "run")
-        self.items[key] = value
-        if on_success is not None:
-            self._on_success.append(on_success)
+        with self._lock:
+            self.items[key] = value
+            if on_success is not None:
+                self._on_success.append(on_success)
         return value
 
+    def setdefault(self, key, factory, owner: str, on_success=None):
+        """The value kept under `key`, made by `factory()` and kept if there is none yet; `on_success(value)`
+        is registered with the value that was made, so it runs once however many threads asked at once."""
+        with self._lock:
+            if key in self.items:
+                return self.items[key]
+            value = factory()
+            callback = None if on_success is None else partial(on_success, value)
+            return self.keep(key, value, owner, on_success=callback)
+
     def succeeded(self):
-        for callback in self._on_success:
+        with self._lock:
+            callbacks = list(self._on_success)
+        for callback in callbacks:
             callback()
 
     def release(self, lifetime=None, owner=None):
         if lifetime in (None, "run"):
-            self.items.clear()
-            self._on_success.clear()
+            with self._lock:
+                self.items.clear()
+                self._on_success.clear()
 
 
 def _outer_sample_wrapper(executor, *args, **kwargs):
@@ -380,3 +401,4 @@ def _install_wrappers(m):
     detach = comfy.patcher_extension.CallbacksMP.ON_DETACH
     if not m.get_callbacks(detach, PACK_KEY):
         m.add_callback_with_key(detach, PACK_KEY, MEMORY.on_detach)
+    install_workunit_callbacks(m)  # MultiGPU device clones (nodes/workunits.py), where the host has them

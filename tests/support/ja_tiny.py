@@ -140,7 +140,18 @@ BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3"
 
 
 def build(family: str, **kw) -> TinyModel:
-    return BUILDERS[family](**kw)
+    tiny = BUILDERS[family](**kw)
+    # What the host's own loaders leave on their models (ComfyUI 0.29: `cached_patcher_init`): a factory for a
+    # freshly loaded copy, which `ModelPatcher.deepclone_multigpu` (MultiGPU work units) calls per extra device.
+    # Same family, same arguments, same seeded weights.
+    tiny.patcher.cached_patcher_init = (_reload, (family, tuple(sorted(kw.items()))))
+    # ComfyUI 0.3.75's clone() does not carry that attribute: the model itself (shared by clones) keeps it too.
+    tiny.patcher.model.ja_reload = tiny.patcher.cached_patcher_init
+    return tiny
+
+
+def _reload(family, kw_items, disable_dynamic=False):
+    return BUILDERS[family](**dict(kw_items)).patcher
 
 
 def patcher(tiny):
@@ -162,8 +173,11 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
 
 
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
-           sampler="euler", scheduler="simple", denoise=1.0, latent=None):
-    """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent."""
+           sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None):
+    """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent.
+
+    `noise`: the initial noise, else the host's `prepare_noise(latent, seed)`, which seeds torch's global
+    generator: threads sampling at once pass noise made beforehand (`noise_for`)."""
     import comfy.sample
 
     patcher = getattr(patcher, "patcher", patcher)
@@ -171,9 +185,20 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
         channels = patcher.model.latent_format.latent_channels
         latent = torch.zeros(batch, channels, height // 8, width // 8)
     latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
-    noise = comfy.sample.prepare_noise(latent, seed)
+    if noise is None:
+        noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                denoise=denoise, disable_pbar=True, seed=seed)
+
+
+def noise_for(patcher, seed=0, width=64, height=64, batch=1, **_):
+    """The noise `sample` would start from for these arguments (made on the calling thread)."""
+    import comfy.sample
+
+    patcher = getattr(patcher, "patcher", patcher)
+    channels = patcher.model.latent_format.latent_channels
+    latent = comfy.sample.fix_empty_latent_channels(patcher, torch.zeros(batch, channels, height // 8, width // 8))
+    return comfy.sample.prepare_noise(latent, seed)
 
 
 def tiny_clip(seed=0):
