@@ -26,18 +26,21 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     concept_vec="prompt" leaves the prompt's vector everywhere (the pack's former definition)."""
     base = tiny.patcher
     dm = base.model.diffusion_model
-    embed = getattr(dm, "txt_in", None) or dm.context_embedder
+    qwen = hasattr(dm, "transformer_blocks")  # Qwen-Image: no pooled vector; text features go through txt_norm first
+    embed = torch.nn.Sequential(dm.txt_norm, dm.txt_in) if qwen else (getattr(dm, "txt_in", None) or dm.context_embedder)
     words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, 1] for w in CONCEPTS])
     m = base.clone()
     acc = {"sum": torch.zeros(len(CONCEPTS), 0, dtype=torch.float64), "n": 0}
     forward = {}
     # The vector's terms as this forward computed them: timestep (+ guidance) embedding, and the pooled layer.
     flux = hasattr(dm, "double_blocks")
-    pooled_layer = dm.vector_in if flux else dm.y_embedder
-    terms = [dm.time_in, dm.guidance_in] if flux else [dm.t_embedder]
-    hooks = [layer.register_forward_hook(lambda mod, args, out: forward["terms"].append(out)) for layer in terms]
-    hooks.append(pooled_layer.register_forward_hook(lambda mod, args, out: None if "y" in forward else
-                                                    forward.update(y=args[0])))
+    hooks = []
+    if not qwen:
+        pooled_layer = dm.vector_in if flux else dm.y_embedder
+        terms = [dm.time_in, dm.guidance_in] if flux else [dm.t_embedder]
+        hooks = [layer.register_forward_hook(lambda mod, args, out: forward["terms"].append(out)) for layer in terms]
+        hooks.append(pooled_layer.register_forward_hook(lambda mod, args, out: None if "y" in forward else
+                                                        forward.update(y=args[0])))
 
     def zero_pooled_vec():
         if "zero_vec" not in forward:  # once per forward (the pooled layer's hook keeps the forward's own input)
@@ -78,9 +81,12 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
                 side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, forward["n_txt"]:]], 2)
             side_seen = {}
             side["transformer_options"] = dict(args["transformer_options"], ref_record=side_seen, ref_role="side")
-            block = dm.double_blocks[index] if flux else dm.joint_blocks[index]
-            text_mod = block.txt_mod if flux else block.context_block.adaLN_modulation
-            if concept_vec == "zero":
+            if qwen:
+                block = text_mod = None
+            else:
+                block = dm.double_blocks[index] if flux else dm.joint_blocks[index]
+                text_mod = block.txt_mod if flux else block.context_block.adaLN_modulation
+            if concept_vec == "zero" and not qwen:
                 assert forward["y"].index_select(0, cond).abs().max() > 1  # the prompt has a strong pooled vector
                 zero_vec = zero_pooled_vec().index_select(0, cond)
                 own = type(text_mod).forward
@@ -88,7 +94,8 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             try:
                 side_out = extra["original_block"](side)
             finally:
-                text_mod.__dict__.pop("forward", None)
+                if text_mod is not None:
+                    text_mod.__dict__.pop("forward", None)
             forward["residual"] = side_out["txt"]
             if index in blocks:
                 n_img = side_seen["out"].shape[1] - n_c
@@ -124,7 +131,7 @@ def prompt(clip, text, pooled_scale=1.0):
     return [[tokens, {**extra, "pooled_output": extra["pooled_output"] * pooled_scale}] for tokens, extra in cond]
 
 
-@pytest.mark.parametrize("family,batch", [("flux", 1), ("sd3", 1), ("flux", 2)])
+@pytest.mark.parametrize("family,batch", [("flux", 1), ("sd3", 1), ("flux", 2), ("qwen_image", 1), ("qwen_image", 2)])
 def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, batch):
     tiny = build(family)
     clip = tiny_clip()
@@ -143,9 +150,10 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     assert torch.equal(ref_latent, plain)
     assert result["concept_blocks"] == sorted(last4)
     torch.testing.assert_close(result["concept_maps"], want, atol=ATOL, rtol=0)
-    # The definition is pinned: the prompt's own vector on the concepts (the former definition) is far off.
-    with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
-    assert (with_prompt_vec - want).abs().max() > 20 * ATOL
+    if family != "qwen_image":  # Qwen-Image has no pooled text vector: its blocks' vector is the timestep's alone
+        # The definition is pinned: the prompt's own vector on the concepts (the former definition) is far off.
+        with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
+        assert (with_prompt_vec - want).abs().max() > 20 * ATOL
     assert torch.allclose(result["concept_maps"].sum(0), torch.ones(result["concept_maps"].shape[1]), atol=1e-5)
     heat, masks, info = run_node(JointAttentionMaps, handle, {"samples": got}, "", "").args
     assert heat.shape[0] == 3 and "concepts: ['cat', 'grass', 'sky']" in info

@@ -128,7 +128,19 @@ def tiny_sd35m(depth=3, seed=0):
     return _finish(comfy.supported_models.SD3, _sd3_config(depth, [0, 1]), "sd35m", 16, depth, 0, seed)
 
 
-BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m}
+def tiny_qwen_image(depth=2, seed=0):
+    """Qwen-Image layout (dual-stream blocks over [text ; image], per-stream q/k norms, 3-axis rope, text from
+    Qwen2.5-VL) at 2 heads x 32. Detection fixes 24 heads x 128 for this family, so the config is hand-made."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=depth,
+               attention_head_dim=32, num_attention_heads=2, joint_attention_dim=CONTEXT_DIM,
+               axes_dims_rope=(8, 12, 12))
+    return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
+
+
+BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
+            "qwen_image": tiny_qwen_image}
 
 
 def build(family: str, **kw) -> TinyModel:
