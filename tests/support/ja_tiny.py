@@ -218,6 +218,20 @@ def tiny_clip(seed=0):
     return clip
 
 
+def tiny_wan_vae(seed=0):
+    """A real ComfyUI VAE object of the Wan 2.1 architecture (Qwen-Image's VAE; 3-D latents, 16 channels) at
+    8 base channels, random weights; the host detects it from the state dict as it does the real file."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    generator = torch.Generator().manual_seed(seed)
+    model = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                     temperal_downsample=[False, True, True])
+    state = {k: (torch.randn(v.shape, generator=generator) * 0.05 if v.ndim > 1 else v)
+             for k, v in model.state_dict().items()}
+    return comfy.sd.VAE(sd=state)
+
+
 def tiny_vae(latent_channels=16, seed=0):
     """A real ComfyUI VAE object (TAESD architecture, random weights)."""
     import comfy.sd
