@@ -114,6 +114,32 @@ FAMILIES = (
 )
 
 
+# The README's model-support table (checked by tests/nodes/test_docs.py): family x feature, with how each
+# family's blocks are numbered and where reference images go.
+FEATURES = ("regions", "TACA", "text scale", "attention maps", "ConceptAttention", "reference images")
+SUPPORT = (
+    # (models, family name or "" when not supported, blocks, reference images)
+    ("FLUX.1 dev / schnell / Kontext", "flux", "double 0-18, single 0-37 (text scale: 0-56)",
+     "Kontext: always visible"),
+    ("FLUX.2 dev / Klein", "flux2", "double and single, numbered per kind", "always visible"),
+    ("Chroma", "chroma", "double 0-18, single 0-37", "-"),
+    ("SD3 / SD3.5", "sd3", "joint 0-23 (3.5-M) / 0-37 (3.5-L)", "-"),
+    ("Qwen-Image / Qwen-Image-Edit", "qwen_image", "double_blocks 0-59", "Edit: always visible"),
+    ("Z-Image / Lumina-2 (NextDiT)", "", "-", "-"),
+)
+
+
+def support_table() -> str:
+    """The README's model-support table, from SUPPORT and FAMILIES."""
+    names = {f.name for f in FAMILIES}
+    lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference images |",
+             "|---|" + "---|" * (len(FEATURES) + 2)]
+    for models, family, blocks, refs in SUPPORT:
+        mark = "yes" if family in names else "no"
+        lines.append(f"| {models} | " + " | ".join([mark] * len(FEATURES)) + f" | {blocks} | {refs} |")
+    return "\n".join(lines)
+
+
 def family_of_base(base):
     """The family of a `comfy.model_base` instance, or None."""
     for family in FAMILIES:

@@ -139,6 +139,19 @@ def tiny_qwen_image(depth=2, seed=0):
     return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
 
 
+def tiny_z_image(depth=2, seed=0):
+    """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
+    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features). Not a supported family yet (issue 17): used to
+    check the nodes refuse it by name."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=depth, n_refiner_layers=1,
+               n_heads=8, n_kv_heads=8, multiple_of=16, ffn_dim_multiplier=1.0, norm_eps=1e-5, qk_norm=True,
+               cap_feat_dim=CONTEXT_DIM, axes_dims=[8, 12, 12], axes_lens=[512, 64, 64], rope_theta=256.0,
+               z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32)
+    return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
+
+
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
             "qwen_image": tiny_qwen_image}
 
