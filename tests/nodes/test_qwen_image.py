@@ -145,3 +145,24 @@ def test_block_numbers_beyond_the_model_are_named():
     with pytest.raises(ValueError, match=r"input 'double_blocks'.*valid numbers are 0-1"):
         run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.2, 0.0, 0.4, "0-59", "none", "restricted",
                  "background")
+
+
+def test_a_text_padding_mask_is_refused_with_a_message_where_the_host_passes_it():
+    """Newer hosts pass Qwen-Image a text padding mask (`attention_mask`) when the prompt has padded tokens; region
+    texts appended after the text would break the model's own mask, so regional prompting refuses such runs by name.
+    Hosts that do not pass it (0.3.75) sample as usual."""
+    tiny = build("qwen_image")
+    base = patcher(tiny)
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "none", "restricted",
+                     "background")[0]
+    mask = torch.tensor([[1] * 6 + [0] * 2])
+    pos = _with(make_cond(tiny, seed=1, n_tokens=8), attention_mask=mask)
+    neg = make_cond(tiny, seed=2, n_tokens=8)
+    passed = "attention_mask" in base.model.extra_conds(cross_attn=pos[0][0], attention_mask=mask)
+    kw = dict(KW, steps=1)
+    if passed:
+        with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model'.*padding mask"):
+            sample(model, pos, neg, **kw)
+    else:
+        assert torch.isfinite(sample(model, pos, neg, **kw)).all()
