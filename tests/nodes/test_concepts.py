@@ -66,7 +66,10 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             cond = torch.tensor(forward["cond"])
             inputs = {k: v for k, v in args.items() if k not in ("transformer_options", "txt")}
             for k in ("img", "vec"):  # copied now: the block may update img in place
-                inputs[k] = args[k].index_select(0, cond).clone()
+                rows = cond
+                if k == "vec" and args[k].shape[0] == 2 * args["img"].shape[0]:  # [every row ; at timestep 0]
+                    rows = torch.cat([cond, cond + args["img"].shape[0]])
+                inputs[k] = args[k].index_select(0, rows).clone()
             if args.get("pe") is not None:
                 inputs["pe"] = args["pe"].index_select(0, cond) if args["pe"].shape[0] > 1 else args["pe"]
             seen = {}
@@ -98,7 +101,7 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
                     text_mod.__dict__.pop("forward", None)
             forward["residual"] = side_out["txt"]
             if index in blocks:
-                n_img = side_seen["out"].shape[1] - n_c
+                n_img = (KW["height"] // 16) * (KW["width"] // 16)  # image tokens only (Edit's reference tokens follow)
                 o_c = side_seen["out"][:, :n_c].double()
                 o_i = seen["out"][cond, forward["n_txt"]:forward["n_txt"] + n_img].double()
                 s = torch.softmax(torch.einsum("bcd,bnd->bcn", o_c, o_i), dim=1).mean(0)
@@ -124,6 +127,28 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
         for hook in hooks:
             hook.remove()
     return (acc["sum"] / acc["n"]).float(), latent
+
+
+@pytest.mark.parametrize("method", [None, "index_timestep_zero"])
+def test_concepts_on_qwen_image_edit_match_the_reference(method):
+    """Qwen-Image-Edit: the reference image's tokens follow the image in the concept pass too; with 0.29's
+    `index_timestep_zero` the blocks' vector is doubled ([rows ; rows at timestep 0]) and the concept pass keeps
+    both halves of its cond rows. (A host that does not know the method treats it as its offset method.)"""
+    tiny = build("qwen_image")
+    clip = tiny_clip()
+    ref = torch.randn(1, tiny.latent_channels, 1, 4, 6, generator=torch.Generator().manual_seed(5))
+    extra = {"reference_latents": [ref]}
+    if method:
+        extra["reference_latents_method"] = method
+    pos = [[t, {**o, **extra}] for t, o in prompt(clip, "a cat on the grass under the sky")]
+    neg = [[t, {**o, **extra}] for t, o in prompt(clip, "")]
+    plain = sample(tiny.patcher, pos, neg, **KW)
+    model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "none", 0.0, 1.0, ", ".join(CONCEPTS), clip)
+    assert torch.equal(sample(model, pos, neg, **KW), plain)
+    last4 = set(range(max(0, tiny.n_double - 4), tiny.n_double))
+    want, ref_latent = reference_saliency(tiny, clip, pos, neg, last4)
+    assert torch.equal(ref_latent, plain)
+    torch.testing.assert_close(handle.result["concept_maps"], want, atol=ATOL, rtol=0)
 
 
 def prompt(clip, text, pooled_scale=1.0):
