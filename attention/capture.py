@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from .forward import COND, Modifier
+from .forward import ATTENTION, COND, Modifier
 from .gate import Gate
 
 _IDS = itertools.count(1)
@@ -156,6 +156,11 @@ class CaptureModifier(Modifier):
             sink.family = state.family
             run.keep(self.key, sink, "capture", on_success=lambda: self.handle.deliver(sink.result()))
         return sink
+
+    def expects(self, state) -> tuple:
+        if not self.records_maps or self.gate.empty or COND not in state.row_kinds or not self.gate.in_window(state.sigma):
+            return ()
+        return (ATTENTION,)
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
         if not self.records_maps or row_kind != COND or not self.gate.open(block, state.sigma):

@@ -12,6 +12,8 @@ import torch
 from .layout import TokenLayout
 
 COND, UNCOND = 0, 1
+# Hooks a modifier may need to reach it in a forward (Modifier.expects).
+ATTENTION, BLOCKS = "attention", "blocks"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,14 @@ class Modifier:
     def edit_text(self, state: ForwardState, block: BlockRef, text: TextStream) -> Optional[str]:
         """Before a block: edit its text stream; return "skip" to skip the block."""
         return None
+
+    def expects(self, state: ForwardState) -> tuple:
+        """Which of the host's hooks must reach this modifier during `state`'s forward for it to act:
+        ATTENTION (attention calls of the model's blocks) and / or BLOCKS (the blocks themselves).
+        Empty when the modifier would not act in this forward (outside its window, nothing selected,
+        no rows it applies to). The host adapter stops a forward in which an expected hook was never
+        reached (the model's attention or blocks were replaced), instead of sampling on without the feature."""
+        return ()
 
     # Hooks for modifiers that live on the host side (nodes/) and work on the host's own block
     # inputs; the pure features above never need them.

@@ -8,7 +8,7 @@ one plain attention call; parts are merged exactly through their log-sum-exps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 import torch
 
@@ -18,7 +18,6 @@ from .taca import with_temperature
 
 if TYPE_CHECKING:
     from .capture import CaptureSink
-    from .regional import RegionalPlan
 
 Index = Union[slice, torch.Tensor]
 
@@ -33,6 +32,17 @@ class _Excluded:
 EXCLUDED = _Excluded()
 
 
+class Structure(Protocol):
+    """Who sees whom, as a feature describes it (the regional plan, `regional.RegionalPlan`): its query groups for a
+    layout, and a place where the executor keeps them prepared (`grew` tells the owner they take more memory)."""
+
+    planned: dict
+
+    def groups(self, layout: TokenLayout, device) -> list: ...
+
+    def grew(self) -> None: ...
+
+
 @dataclass
 class RowSpec:
     """What applies to one set of batch rows in one attention call.
@@ -41,14 +51,14 @@ class RowSpec:
     and each sees only itself (uncond rows, or rows regional prompting does not touch).
     Nothing reads those tokens there (no other token attends to them and models output
     image tokens only), so the cheapest well-defined attention is used: output = v.
-    `regional`: a `RegionalPlan` to enforce (cond rows in a selected block); when None
+    `regional`: a `Structure` (the regional plan) to enforce (cond rows in a selected block); when None
     and not isolated, region texts take part unmasked.
     `text_gamma`: TACA multiplier on image-query x text-key logits.
     `capture`: object with `record(...)` receiving text-column probabilities.
     """
 
     isolate_regions: bool = True
-    regional: Optional["RegionalPlan"] = None
+    regional: Optional[Structure] = None
     text_gamma: float = 1.0
     capture: Optional["CaptureSink"] = None
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .forward import COND, Modifier
+from .forward import ATTENTION, COND, Modifier
 from .gate import Gate
 from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
@@ -272,6 +272,10 @@ class RegionalModifier(Modifier):
             tm = torch.cat([token_masks(m[None].to(device), *size) for m in masks])
         image_attention, global_prompt, base_ratio = self.settings
         return RegionalPlan(tm, [r.strength for r in self.regions], image_attention, global_prompt, base_ratio)
+
+    def expects(self, state) -> tuple:
+        # In its window the region texts are in the context: every row's attention must place or isolate them.
+        return (ATTENTION,) if state.data.get(self.key) is not None else ()
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
         plans = state.data.get(self.key)

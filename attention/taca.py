@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .forward import COND, UNCOND, Modifier
+from .forward import ATTENTION, COND, UNCOND, Modifier
 from .gate import Gate
 
 APPLY_TO = ("both", "cond", "uncond")
@@ -45,6 +45,13 @@ class TacaModifier(Modifier):
         if self.gamma == 1.0 or not self.gate.open(block, state.sigma):
             return False
         return not ((self.apply_to == "cond" and row_kind != COND) or (self.apply_to == "uncond" and row_kind != UNCOND))
+
+    def expects(self, state) -> tuple:
+        if self.gamma == 1.0 or self.gate.empty or not self.gate.in_window(state.sigma):
+            return ()
+        rows = set(state.row_kinds)
+        wanted = {"both": {COND, UNCOND}, "cond": {COND}, "uncond": {UNCOND}}[self.apply_to]
+        return (ATTENTION,) if rows & wanted else ()
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
         if self.active(state, block, row_kind):

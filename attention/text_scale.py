@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .forward import Modifier, TextStream
+from .forward import BLOCKS, Modifier, TextStream
 from .gate import Gate
 
 MODES = ("scale", "empty", "skip")
@@ -27,6 +27,9 @@ class TextScaleModifier(Modifier):
 
     def is_identity(self) -> bool:
         return self.gate.empty or (self.mode == "scale" and self.scale == 1.0)
+
+    def expects(self, state) -> tuple:
+        return () if self.is_identity() or not self.gate.in_window(state.sigma) else (BLOCKS,)
 
     def edit_text(self, state, block, text: TextStream) -> Optional[str]:
         if self.is_identity() or not self.gate.open(block, state.sigma):

@@ -4,8 +4,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  addRegion, CELL, featherMask, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect, paintStroke, parseState,
-  regionAt, resizeState, serializeState, snap, stateProblems, TOKEN_GRID,
+  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
+  paintStroke, parseState, regionAt, regionPixels, resizeState, safeViewRef, serializeState, snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
 const WIDGET = "JA_REGION_CANVAS";
@@ -56,12 +56,7 @@ function labelled(text, input, className = "ja-rc-field") {
 export class RegionCanvasEditor {
   constructor(node, value) {
     this.node = node;
-    const prefs = uiPrefs.get(node.id) ?? {};
-    this.tool = prefs.tool ?? "rect";
-    this.brush = prefs.brush ?? 48;
-    this.snapToGrid = prefs.snapToGrid ?? true;
-    this.opacity = prefs.opacity ?? 0.45;
-    this.eraseAll = prefs.eraseAll ?? false;
+    this.#usePrefs(uiPrefs.get(node.id) ?? {});
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
@@ -135,6 +130,27 @@ export class RegionCanvasEditor {
     if (!canvas?.emitBeforeChange || !canvas?.emitAfterChange) return;
     canvas.emitBeforeChange();
     canvas.emitAfterChange();
+  }
+
+  #usePrefs(prefs) {
+    this.tool = prefs.tool ?? "rect";
+    this.brush = prefs.brush ?? 48;
+    this.snapToGrid = prefs.snapToGrid ?? true;
+    this.opacity = prefs.opacity ?? 0.45;
+    this.eraseAll = prefs.eraseAll ?? false;
+  }
+
+  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take the choices the
+  // previous editor of this node left, and show them.
+  restorePrefs() {
+    const prefs = uiPrefs.get(this.node.id);
+    if (!prefs) return;
+    this.#usePrefs(prefs);
+    this.sizeInput.value = this.brush;
+    this.snapBox.checked = this.snapToGrid;
+    this.opacityInput.value = Math.round(this.opacity * 100);
+    this.eraseAllBox.checked = this.eraseAll;
+    this.render();
   }
 
   #savePrefs() {
@@ -232,6 +248,14 @@ export class RegionCanvasEditor {
     this.matchButton = this.#button("Match width/height to it", "Set the canvas width and height to the background's shape",
       () => this.matchBackground());
     this.bgBox.append(this.bgText, this.matchButton);
+    // Masks that reached the `import_masks` input in the last run, offered as regions (one by one or all).
+    this.maskBox = el("div", "ja-rc-note ja-rc-mask-offer", { hidden: true });
+    this.maskText = el("span");
+    this.maskThumbs = el("span", "ja-rc-mask-thumbs");
+    this.maskAllButton = this.#button("Import all", "Add every mask not imported yet as a new region (Undo is offered)",
+      () => this.importOffered());
+    this.maskBox.append(this.maskText, this.maskThumbs, this.maskAllButton,
+      this.#button("✕", "Dismiss (the same masks are not offered again)", () => this.dismissOffer(), "ja-rc-small"));
     this.notice = el("div", "ja-rc-note ja-rc-notice", { hidden: true });
     this.noticeText = el("span");
     this.notice.append(this.noticeText, this.#button("Undo", "Undo this change", () => { this.undo(); this.#clearNotice(); }),
@@ -243,7 +267,7 @@ export class RegionCanvasEditor {
     this.status = el("div", "ja-rc-status");
     this.list = el("div", "ja-rc-list");
     this.addButton = this.#button("+ Add region", "Add a region (it becomes the selected one)", () => this.addRegion(), "ja-rc-add");
-    this.root.append(bar, this.help, this.errorBox, this.bgBox, this.notice, this.stage, this.status, this.list, this.addButton);
+    this.root.append(bar, this.help, this.errorBox, this.bgBox, this.maskBox, this.notice, this.stage, this.status, this.list, this.addButton);
     this.#on(this.canvas, "pointerdown", (e) => this.#pointerDown(e));
     this.#on(this.canvas, "pointermove", (e) => this.#pointerMove(e));
     this.#on(this.canvas, "pointerup", (e) => this.#pointerUp(e));
@@ -388,12 +412,7 @@ export class RegionCanvasEditor {
   // A mask image becomes a new region: stretched over the canvas (masks are made at the image's size), alpha where the
   // picture has transparency, brightness otherwise; a cell is inside where the average is at least one half.
   async importImage(file) {
-    if (this.unreadable) return;
-    if (this.state.regions.length >= MAX_REGIONS) {
-      this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
-      this.render();
-      return;
-    }
+    if (!this.#roomForImport()) return;
     let bitmap;
     try {
       bitmap = await createImageBitmap(file);
@@ -402,6 +421,21 @@ export class RegionCanvasEditor {
       this.render();
       return;
     }
+    this.#regionFromBitmap(bitmap);
+    this.#offerUndo(`Imported ${file.name} as region ${this.selected + 1}.`);
+    this.commit({ structural: true });
+  }
+
+  #roomForImport() {
+    if (this.unreadable) return false;
+    if (this.state.regions.length < MAX_REGIONS) return true;
+    this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
+    this.render();
+    return false;
+  }
+
+  // Adds the region (not yet committed) and selects it.
+  #regionFromBitmap(bitmap) {
     const { mw, mh } = maskDims(this.state.width, this.state.height);
     const off = document.createElement("canvas");
     off.width = mw;
@@ -411,17 +445,121 @@ export class RegionCanvasEditor {
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(bitmap, 0, 0, mw, mh);
     bitmap.close?.();
-    const data = ctx.getImageData(0, 0, mw, mh).data;
-    let transparent = false;
-    for (let i = 3; i < data.length; i += 4) if (data[i] < 255) { transparent = true; break; }
     const region = addRegion(this.state);
-    for (let i = 0; i < mw * mh; i++) {
-      const v = transparent ? data[4 * i + 3] : (0.299 * data[4 * i] + 0.587 * data[4 * i + 1] + 0.114 * data[4 * i + 2]);
-      region.bits[i] = v >= 127.5 ? 1 : 0;
-    }
+    region.bits = bitsFromPixels(ctx.getImageData(0, 0, mw, mh).data, mw * mh);
     this.selected = this.state.regions.length - 1;
-    this.#offerUndo(`Imported ${file.name} as region ${this.selected + 1}.`);
+    return region;
+  }
+
+  // -- masks from the `import_masks` input --------------------------------------------
+  // `offer`: {batch, total, images} from the node's last run. A mask counts as imported while its region is in the
+  // drawing (an Undo offers it again); a batch all imported or dismissed is remembered in the node's properties (saved
+  // with the workflow) and not offered again when the node runs again.
+  offerMasks(offer) {
+    const images = (Array.isArray(offer?.images) ? offer.images : []).map(safeViewRef);
+    const batch = typeof offer?.batch === "string" ? offer.batch.slice(0, 64) : "";
+    if (!images.length || images.some((ref) => !ref) || !batch) return;
+    if (this.node.properties?.ja_masks_done === batch || this.offer?.batch === batch) return;
+    this.offer = { batch, total: Math.max(images.length, Number(offer.total) || 0), images, regionIds: new Map(), dismissed: false };
+    this.maskThumbs.replaceChildren();
+    images.forEach((ref, k) => {
+      const thumb = el("button", "ja-rc-mask-thumb", { type: "button", title: `Import mask ${k + 1} as a new region` });
+      thumb.dataset.index = String(k);
+      const img = el("img", "", { alt: `mask ${k + 1}`, src: viewURL(ref) });
+      thumb.append(img, el("span", "", { textContent: String(k + 1) }));
+      this.#listen(thumb, "click", () => this.importOffered([k]));
+      this.maskThumbs.appendChild(thumb);
+    });
+    this.render();
+  }
+
+  async importOffered(which = null) {
+    const offer = this.offer;
+    if (!offer) return;
+    const wanted = (which ?? offer.images.map((_, k) => k)).filter((k) => !this.#imported(k));
+    const added = [];
+    for (const k of wanted) {
+      if (!this.#roomForImport()) break;
+      let bitmap;
+      try {
+        const response = await fetch(viewURL(offer.images[k]));
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        bitmap = await createImageBitmap(await response.blob());
+      } catch (err) {
+        this.message = `Mask ${k + 1} is no longer on the server; run the workflow again to offer it.`;
+        this.render();
+        break;
+      }
+      if (this.offer !== offer) return; // a newer run replaced the offer meanwhile
+      offer.regionIds.set(k, this.#regionFromBitmap(bitmap).id);
+      added.push(this.selected + 1);
+    }
+    if (!added.length) return;
+    const list = added.length === 1 ? `region ${added[0]}` : `regions ${added[0]}-${added[added.length - 1]}`;
+    this.#offerUndo(`Imported ${added.length === 1 ? "a mask" : `${added.length} masks`} from import_masks as ${list}.`);
     this.commit({ structural: true });
+  }
+
+  dismissOffer() {
+    if (!this.offer) return;
+    this.offer.dismissed = true;
+    this.render();
+  }
+
+  #imported(k) {
+    const id = this.offer?.regionIds.get(k);
+    return id !== undefined && this.state.regions.some((r) => r.id === id);
+  }
+
+  #renderMaskOffer() {
+    const offer = this.offer;
+    const n = offer?.images.length ?? 0;
+    const used = offer ? offer.images.filter((_, k) => this.#imported(k)).length : 0;
+    const open = !!offer && !offer.dismissed && used < n;
+    this.maskBox.hidden = !open;
+    if (offer && !open && this.node.properties?.ja_masks_done !== offer.batch) {
+      this.node.properties = this.node.properties ?? {};
+      this.node.properties.ja_masks_done = offer.batch;
+    }
+    if (!open) return;
+    const more = offer.total > n ? ` (the first ${n} of ${offer.total})` : "";
+    this.maskText.textContent = `${n === 1 ? "A mask" : `${n} masks`} on import_masks${more}: click one to add it as a region.`;
+    for (const thumb of this.maskThumbs.children) {
+      const done = this.#imported(Number(thumb.dataset.index));
+      thumb.disabled = done;
+      thumb.classList.toggle("ja-rc-used", done);
+    }
+    this.maskAllButton.textContent = used ? `Import the other ${n - used}` : `Import all ${n}`;
+  }
+
+  // -- export: a region's mask as a PNG --------------------------------------------------
+  // At the node's width x height, white inside and soft where feathered: the same picture as that region's mask in the
+  // `masks` output, for Load Image (as Mask) or any other mask tool.
+  exportRegion(i) {
+    const r = this.state.regions[i];
+    if (!r) return;
+    const { width, height } = this.state;
+    const grey = regionPixels(r, width, height);
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(width, height);
+    for (let p = 0; p < grey.length; p++) {
+      image.data[4 * p] = image.data[4 * p + 1] = image.data[4 * p + 2] = grey[p];
+      image.data[4 * p + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    const slug = fileSlug(r.prompt);
+    const name = `region_${i + 1}${slug ? `_${slug}` : ""}_mask.png`;
+    canvas.toBlob((blob) => {
+      if (!blob) return;
+      const link = el("a", "", { href: URL.createObjectURL(blob), download: name });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    }, "image/png");
   }
 
   // -- view: image pixels <-> canvas CSS pixels ----------------------------------
@@ -644,6 +782,7 @@ export class RegionCanvasEditor {
     this.errorBox.hidden = !this.unreadable;
     this.#renderStatus();
     this.#renderBackgroundNote();
+    this.#renderMaskOffer();
     this.sizeOut.value = `${this.brush} px`;
     this.opacityOut.value = `${Math.round(this.opacity * 100)}%`;
     for (const [tool, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", tool === this.tool);
@@ -859,7 +998,9 @@ export class RegionCanvasEditor {
     };
     numberField(strength, "strength", 0, 4, false, (v) => { r.strength = v; });
     numberField(feather, "feather", 0, MAX_FEATHER, true, (v) => { r.feather = v; this.#touch(r); });
-    const buttons = [["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
+    const buttons = [["⤓", "Save this region's mask as a PNG (width × height, white inside, soft where feathered): the same as its "
+      + "mask in the masks output", () => this.exportRegion(i)],
+    ["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
       ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
       const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });
       this.#listen(b, "click", fn);
@@ -973,17 +1114,19 @@ app.registerExtension({
     // The background of the last run is remembered in the node's properties (saved with the workflow) and shown
     // again after a reload while the server still has the file.
     chain(nodeType.prototype, "onConfigure", function () {
-      const ref = this.properties?.ja_background;
-      if (ref?.filename && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
+      this.jaRegionEditor?.restorePrefs();
+      const ref = safeViewRef(this.properties?.ja_background);
+      if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
     });
     chain(nodeType.prototype, "onExecuted", function (message) {
-      const bg = message?.ja_background?.[0];
-      if (bg && this.jaRegionEditor) {
-        const ref = { filename: bg.filename, subfolder: bg.subfolder ?? "", type: bg.type ?? "temp" };
+      const ref = safeViewRef(message?.ja_background?.[0]);
+      if (ref && this.jaRegionEditor) {
         this.properties = this.properties ?? {};
         this.properties.ja_background = ref;
         this.jaRegionEditor.setBackground(viewURL(ref));
       }
+      const offer = message?.ja_import_masks?.[0];
+      if (offer) this.jaRegionEditor?.offerMasks(offer);
     });
     chain(nodeType.prototype, "onRemoved", function () {
       this.jaRegionEditor?.destroy();

@@ -315,6 +315,61 @@ export function stateProblems(state) {
   return out;
 }
 
+// Region cells from a mask picture drawn at the mask's size (RGBA pixels, `count` cells): alpha where the picture has
+// transparency, brightness otherwise; a cell is inside where that is at least one half. Used for imported masks.
+export function bitsFromPixels(data, count) {
+  let transparent = false;
+  for (let i = 3; i < 4 * count; i += 4) if (data[i] < 255) { transparent = true; break; }
+  const bits = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const v = transparent ? data[4 * i + 3] : 0.299 * data[4 * i] + 0.587 * data[4 * i + 1] + 0.114 * data[4 * i + 2];
+    bits[i] = v >= 127.5 ? 1 : 0;
+  }
+  return bits;
+}
+
+// Source index of each of `sizeOut` pixels in a nearest-exact stretch of `sizeIn` (nodes/canvas_state.py nearest_index).
+function nearestIndex(sizeOut, sizeIn) {
+  const ratio = sizeIn / sizeOut;
+  return Int32Array.from({ length: sizeOut }, (_, i) => Math.min(sizeIn - 1, Math.floor((i + 0.5) * ratio)));
+}
+
+// A region's mask at width x height as 8-bit grey (255 inside, soft where feathered): its cells stretched as the
+// backend's `masks` output stretches them, so an exported PNG is that output rounded to 8 bits.
+export function regionPixels(region, width, height) {
+  const { mw, mh } = maskDims(width, height);
+  const soft = featherMask(region.bits, mw, mh, region.feather ?? 0);
+  const cols = nearestIndex(width, mw);
+  const rows = nearestIndex(height, mh);
+  const out = new Uint8ClampedArray(width * height);
+  for (let y = 0; y < height; y++) {
+    const src = rows[y] * mw;
+    const dst = y * width;
+    for (let x = 0; x < width; x++) out[dst + x] = Math.round(255 * soft[src + cols[x]]);
+  }
+  return out;
+}
+
+// A file the server shows through /view (a background, a mask offered for import), as it comes from a node's output
+// or a saved workflow: a plain file name, a plain relative subfolder, one of ComfyUI's folders. Anything else is
+// refused (null), so a shared workflow cannot point the editor elsewhere.
+const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,199}$/;
+export function safeViewRef(ref) {
+  if (!ref || typeof ref !== "object") return null;
+  const { filename, subfolder = "", type = "temp" } = ref;
+  if (typeof filename !== "string" || !PLAIN_NAME.test(filename) || filename.includes("..")) return null;
+  if (typeof subfolder !== "string" || subfolder.length > 200) return null;
+  if (subfolder && !subfolder.split("/").every((part) => PLAIN_NAME.test(part) && !part.includes(".."))) return null;
+  if (!["temp", "output", "input"].includes(type)) return null;
+  return { filename, subfolder, type };
+}
+
+// A download file name part from free text (a prompt): lower-case letters, digits and dashes, at most `max` long.
+export function fileSlug(text, max = 40) {
+  return String(text ?? "").toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "")
+    .slice(0, max).replace(/-+$/, "");
+}
+
 // Undo/redo over serialized snapshots.
 export class History {
   constructor(limit = 100) {

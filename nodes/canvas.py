@@ -8,7 +8,7 @@ import uuid
 import torch
 from comfy_api.latest import io
 
-from . import canvas_state
+from . import canvas_masks, canvas_state
 from .common import CATEGORY, node_error
 from .regional import Regions, region_from
 
@@ -49,18 +49,24 @@ class JointAttentionRegionCanvas(io.ComfyNode):
                 _drawing_input(),
                 io.Image.Input("background", optional=True,
                                tooltip="Shown under the drawing after the next run, to trace over."),
+                io.Mask.Input(canvas_masks.INPUT, optional=True,
+                              tooltip="Masks to add as regions (e.g. Attention Maps' concept masks, a loaded or painted "
+                                      "mask): after a run the editor shows them and adds the ones you click. They never "
+                                      "change the drawing by themselves."),
             ],
             outputs=[
                 Regions.Output("regions_out", display_name="regions", tooltip="The drawn regions with their prompts "
                                "encoded; connect to Apply Regional Attention."),
-                io.Mask.Output("masks", display_name="masks", tooltip="One mask per visible region, at width x height."),
+                io.Mask.Output("masks", display_name="masks", tooltip="One mask per visible region, in the list's order, "
+                               "at width x height (feather included); one empty mask when none is visible."),
                 io.Image.Output("preview", display_name="preview", tooltip="The regions in their colours over the "
                                 "background (or grey where nothing is drawn), at most 1024 px on its long side."),
             ],
         )
 
+    # Only `regions`: ComfyUI repeats a failed check's message once per input the check receives.
     @classmethod
-    def validate_inputs(cls, regions, **kwargs):
+    def validate_inputs(cls, regions):
         try:
             canvas_state.parse(regions)
         except canvas_state.CanvasValueError as exc:
@@ -68,7 +74,8 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, clip, width, height, regions, background=None) -> io.NodeOutput:
+    def execute(cls, clip, width, height, regions, background=None, import_masks=None) -> io.NodeOutput:
+        offer = canvas_masks.offer(NODE, import_masks) if import_masks is not None else None
         try:
             _, _, drawn = canvas_state.parse(regions)
         except canvas_state.CanvasValueError as exc:
@@ -95,6 +102,8 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             bg = canvas_state.letterbox(background[0], *canvas_state.preview_size(width, height))
         image = canvas_state.preview(visible, width, height, bg)
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
+        if offer is not None:
+            ui["ja_import_masks"] = [offer]
         return io.NodeOutput(out_regions, mask_batch, image, ui=ui)
 
 

@@ -23,7 +23,7 @@ import dataclasses
 import torch
 
 from ..attention.capture import CaptureModifier, concept_saliency, record_concepts
-from ..attention.forward import COND
+from ..attention.forward import ATTENTION, BLOCKS, COND
 from .common import node_error
 from .families import model_family
 from .host import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
@@ -60,6 +60,10 @@ class ConceptModifier(CaptureModifier):
         if sink is not None:
             sink.concept_names = self.concepts.names
         return sink
+
+    def expects(self, state) -> tuple:
+        # The concept stream rides the double blocks and reads their joint attention calls.
+        return (BLOCKS, ATTENTION) if self.gate.in_window(state.sigma) and COND in state.row_kinds else ()
 
     def before_block(self, state, block, inputs):
         c = self.concepts

@@ -20,8 +20,9 @@ import comfy.patcher_extension
 import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
-from ..attention.forward import COND, BlockRef, ForwardState, TextStream
+from ..attention.forward import ATTENTION, BLOCKS, COND, BlockRef, ForwardState, TextStream
 from ..attention.regional import MaskBatchMismatch
+from . import reach
 from .families import block_counts, family_of_base, model_family
 from .runtime import MEMORY
 
@@ -72,6 +73,14 @@ def normalise_qkv(args, kwargs):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
+# torch.compile (core's TorchCompileModel compiles the whole diffusion model): the pack's hooks read per-step Python
+# state (sigma, windows, counters), which traced code would specialise on, recompiling every step (and 0.29's guard
+# filter drops guards on transformer_options, so a specialised trace could even be reused for the wrong step). The
+# hooks run eagerly instead; the blocks they call are compiled as usual (recursive=False: only the hook's own frame).
+_outside_compile = torch.compiler.disable
+_outside_compile_only_this_frame = partial(torch.compiler.disable, recursive=False)
+
+
 class AttentionOverride(JointAttentionDispatcher):
     """The dispatcher in ComfyUI's `optimized_attention_override` slot: reads the forward and block
     the pack's hooks put into `transformer_options`, and chains to an override that was there before
@@ -103,6 +112,7 @@ class AttentionOverride(JointAttentionDispatcher):
     def models(self):
         return []
 
+    @_outside_compile
     def __call__(self, func, *args, **kwargs):
         impl = func
         options = kwargs.get("transformer_options") or {}
@@ -111,6 +121,8 @@ class AttentionOverride(JointAttentionDispatcher):
             args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
+        if state is not None:
+            reach.reached(state, ATTENTION if block is not None else reach.UNNAMED)
         if state is not None and block is not None and self.modifiers:
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
@@ -157,6 +169,7 @@ class BlockPatch:
     def __deepcopy__(self, memo):
         return self
 
+    @_outside_compile_only_this_frame
     def __call__(self, args, extra):
         options = args.get("transformer_options") or {}
         dispatcher = find_dispatcher(options)
@@ -165,12 +178,14 @@ class BlockPatch:
         args["transformer_options"] = {**options, BLOCK_KEY: self.ref}
         active = dispatcher is not None and state is not None
         if active:
+            reach.reached(state, BLOCKS)
             # FLUX double / SD3 joint blocks get the text as "txt"; FLUX single blocks one joint
             # stream in "img" whose first n_context tokens are the text.
             key = "txt" if args.get("txt") is not None else "img"
             stop = args[key].shape[1] if key == "txt" else state.n_context
             text = TextStream(args[key], 0, stop)
             if dispatcher.edit_text(state, self.ref, text) == "skip":
+                reach.reached(state, reach.SKIPPED)
                 return {k: args[k] for k in ("img", "txt") if k in args}
             args[key] = text.tensor
             if state.region_lens and state.data.get(RENUMBER_KEY) and torch.is_tensor(args.get("pe")):
@@ -199,7 +214,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     base = executor.class_obj
     family = family_of_base(base)
     if family is None:  # the model was swapped for another kind under the pack's patches
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        raise reach.PackNotReached(reach.unknown_model(dispatcher.modifiers, base))
     dm = base.diffusion_model
     patch = family.patch_size(dm)
     rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
@@ -252,7 +267,9 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     if state.region_lens:
         patches = options.get("patches") or {}
         options["patches"] = {**patches, "post_input": list(patches.get("post_input", ())) + [RegionTextPositions(state)]}
-    return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+    output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+    reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
+    return output
 
 
 RUN_KEY = "joint_attention_run"

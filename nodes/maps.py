@@ -145,8 +145,9 @@ class JointAttentionMaps(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None, words=None, **kwargs):
-        # Checked when the prompt is queued, so a bad name does not cost a sampling run.
+    def validate_inputs(cls, filename_prefix=None, words=None):
+        # Checked when the prompt is queued, so a bad name does not cost a sampling run. Only the two inputs it
+        # checks are taken: ComfyUI files a failed check once under each input the function receives.
         try:
             if isinstance(filename_prefix, str) and filename_prefix.strip():
                 safe_prefix(filename_prefix)

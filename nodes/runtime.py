@@ -69,7 +69,9 @@ class PackMemory:
             if self._count is not None and self._count[0] >= asked:
                 return self._count[1]
             started = time.monotonic()
-            self._count = (started, sum(1 for obj in gc.get_objects() if torch.is_tensor(obj)))
+            # type(), not isinstance(): gc's list can hold dead weakref proxies (torch.compile leaves some), and
+            # isinstance() on one raises ReferenceError.
+            self._count = (started, sum(1 for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor)))
             return self._count[1]
 
     def free(self, lifetime: str | None = None) -> None:

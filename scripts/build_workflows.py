@@ -177,7 +177,9 @@ GRAPHS = {
         [("How to use", "Draw regions on the canvas: R rectangle, B brush, E eraser, G snaps to the 16 px token grid, "
           "Ctrl+Z / Ctrl+Y undo and redo. Add a region with '+ Add region', type its prompt and strength in the list, "
           "hide it with the checkbox. Keep the canvas width/height equal to the latent size. Connect an image to "
-          "'background' and run once to trace over it. " + NOTE_REGIONS)],
+          "'background' and run once to trace over it. Connect masks (Attention Maps' concept masks, a loaded mask) to "
+          "'import_masks' and run once to add them as regions; the masks output has one mask per visible region, and "
+          "the button on a region's row saves its mask as a PNG. " + NOTE_REGIONS)],
     ),
     "attention_maps_flux.json": (
         lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [

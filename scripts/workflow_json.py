@@ -12,6 +12,14 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
 MODEL_FILE_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 
+# Layout of a built workflow (graph units): nodes in columns by depth, stacked with their own heights.
+# Sizes are what a node needs at least; the frontend only ever makes a node larger than its saved size (its
+# minimum size, or its content with Vue node rendering), so columns and rows keep a margin on both.
+NODE_WIDTH, MIN_NODE_HEIGHT, COLUMN_GAP, ROW_GAP, ORIGIN = 320, 200, 60, 70, (40, 40)
+# Nodes with a large DOM widget: the Region Canvas needs this much for the canvas, two region rows and the list.
+NODE_SIZES = {"JointAttentionRegionCanvas": (420, 560)}
+SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT, TITLE_HEIGHT = 22, 26, 110, 40
+
 
 @dataclass
 class Node:
@@ -39,6 +47,43 @@ def has_control(name: str, spec) -> bool:
     return bool(opts.get("control_after_generate")) or (spec[0] == "INT" and name in ("seed", "noise_seed"))
 
 
+def node_size(n: Node, info: dict) -> tuple:
+    """(width, height) a node of this definition needs at least: its sockets and widgets (multiline text boxes taller),
+    or NODE_SIZES for nodes whose widget is a whole editor."""
+    if n.type in NODE_SIZES:
+        return NODE_SIZES[n.type]
+    sockets = widgets = multiline = 0
+    for name, spec in _ordered_inputs(info):
+        opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        if name in n.links or not is_widget(spec):
+            sockets += 1
+        elif opts.get("multiline"):
+            multiline += 1
+        else:
+            widgets += 1 + has_control(name, spec)
+    slots = max(sockets, len(info["output"]))
+    height = TITLE_HEIGHT + SLOT_HEIGHT * slots + WIDGET_HEIGHT * widgets + MULTILINE_HEIGHT * multiline
+    return NODE_WIDTH, max(MIN_NODE_HEIGHT, height)
+
+
+def layout(nodes: list, object_info: dict, depth) -> tuple:
+    """Positions and sizes by node id: one column per depth (as wide as its widest node), nodes stacked down each
+    column in graph order, the tallest last: a node that grows with its content (the Region Canvas with Vue node
+    rendering) then pushes nothing below it."""
+    sizes = {n.id: node_size(n, object_info[n.type]) for n in nodes}
+    columns: dict = {}
+    for index, n in enumerate(sorted(nodes, key=depth)):
+        columns.setdefault(depth(n), []).append((sizes[n.id][1] >= 2 * MIN_NODE_HEIGHT, index, n.id))
+    positions, x = {}, ORIGIN[0]
+    for col in sorted(columns):
+        y = ORIGIN[1]
+        for _, _, node_id in sorted(columns[col]):
+            positions[node_id] = (x, y)
+            y += sizes[node_id][1] + ROW_GAP
+        x += max(sizes[node_id][0] for _, _, node_id in columns[col]) + COLUMN_GAP
+    return positions, sizes
+
+
 def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
     """UI-format workflow (what the frontend saves) for `nodes`; `notes` are (title, text) Note nodes."""
     by_id = {n.id: n for n in nodes}
@@ -56,12 +101,9 @@ def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
             src_type = object_info[by_id[src].type]["output"][slot]
             links.append([link_id, src, slot, n.id, name, src_type])
             out_links.setdefault((src, slot), []).append(link_id)
-    rows: dict = {}
+    positions, sizes = layout(nodes, object_info, node_depth)
     for order, n in enumerate(sorted(nodes, key=node_depth)):
         info = object_info[n.type]
-        col = node_depth(n)
-        row = rows.get(col, 0)
-        rows[col] = row + 1
         inputs, widgets = [], []
         for name, spec in _ordered_inputs(info):
             if name in n.links:
@@ -91,7 +133,7 @@ def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
             for slot, (out_name, out_type) in enumerate(zip(info["output_name"], info["output"]))
         ]
         ui = {
-            "id": n.id, "type": n.type, "pos": [40 + 360 * col, 40 + 260 * row], "size": [320, 200],
+            "id": n.id, "type": n.type, "pos": list(positions[n.id]), "size": list(sizes[n.id]),
             "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
             "properties": {"Node name for S&R": n.type}, "widgets_values": widgets,
         }

@@ -25,8 +25,34 @@ logging.getLogger().setLevel(logging.WARNING)
 
 def pytest_configure(config):
     for name, doc in (("server", "runs the real ComfyUI server"), ("browser", "drives the real frontend in Chromium"),
-                      ("gpu", "needs CUDA")):
+                      ("gpu", "needs CUDA"),
+                      ("works_with", "works_with(combined_with, pack_nodes, check): a composition test, listed in "
+                                     "README's Works with table")):
         config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+_WORKS_WITH = None
+
+
+def _works_with():
+    global _WORKS_WITH
+    if _WORKS_WITH is None:
+        from ja_works_with import Recorder
+
+        _WORKS_WITH = Recorder()
+    return _WORKS_WITH
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if item.get_closest_marker("works_with") is not None:
+        _works_with().report(item, outcome.get_result())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _WORKS_WITH is not None:
+        _WORKS_WITH.write()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from ja_browser import frontend, open_app
+from ja_browser import frontend, open_app, readme_images
 from ja_host import ROOT
 from ja_workflows import load, swap_loaders_ui
 from joint_attention_pack.nodes import canvas_state
@@ -71,8 +71,9 @@ def test_draw_queue_save_and_reload(comfy_server):
                 other.widgets.find(w => w.name === 'width').value = {SIZE}; other.widgets.find(w => w.name === 'height').value = {SIZE}; }}
             for (const other of app.graph._nodes) if (other.type === 'KSampler') other.widgets.find(w => w.name === 'steps').value = 2;
             n.jaRegionEditor.setValue('');
-            n.pos = [110, 70]; n.size = [460, 760];
-            app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true);
+            // Left of the example's other nodes and below the workflow tabs: README's picture shows the node alone.
+            n.pos = [-600, 200]; n.size = [460, 760];
+            app.canvas.ds.offset = [710, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true);
         }}""")
         page.wait_for_timeout(800)
         canvas = page.locator(".ja-rc-canvas")
@@ -108,6 +109,7 @@ def test_draw_queue_save_and_reload(comfy_server):
         node_box = page.locator(".ja-rc").bounding_box()
         page.screenshot(path=str(ARTIFACTS / "region_canvas.png"), clip={
             "x": node_box["x"] - 12, "y": node_box["y"] - 110, "width": node_box["width"] + 24, "height": node_box["height"] + 122})
+        readme_images().refresh("region_canvas.png")  # README's picture in docs/images/, when it looks different
         value = page.evaluate(f"app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'regions').value")
 
         before = set(comfy_server.get("/history") or {})

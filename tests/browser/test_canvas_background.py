@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering, open_app, wait_for_history
+from ja_browser import add_canvas, canvas_value, drag, node_rendering, open_app, readme_images, wait_for_history
 from ja_host import ROOT
 
 pytestmark = pytest.mark.browser
@@ -150,3 +150,5 @@ def screenshot(page, node_id):
     path = ARTIFACTS / "region_canvas_background.png"
     page.screenshot(path=str(path), clip={"x": box["x"] - 12, "y": box["y"] - 120, "width": box["width"] + 24,
                                           "height": box["height"] + 132})
+    # README's canvas section shows it: refreshed in docs/images/ when it looks different (scripts/readme_images.py).
+    readme_images().refresh(path.name)

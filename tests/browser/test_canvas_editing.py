@@ -43,6 +43,7 @@ def test_ctrl_z_in_the_canvas_undoes_the_drawing_and_graph_undo_restores_the_pre
         record_graph_state(page)
         canvas = page.locator(".ja-rc-canvas").first
         page.locator(".ja-rc-tool[data-tool=brush]").first.click()
+        page.locator(".ja-rc-size").first.fill("64")  # a brush size of its own: a graph undo must not reset it
         page.locator(".ja-rc-tool[data-tool=rect]").first.click()
         drag(page, canvas, 0.1, 0.1, 0.4, 0.4)
         one = canvas_value(page, node_id)
@@ -62,10 +63,15 @@ def test_ctrl_z_in_the_canvas_undoes_the_drawing_and_graph_undo_restores_the_pre
         page.wait_for_timeout(800)
         assert canvas_value(page, node_id) == two
         # ComfyUI's undo (toolbar / menu / Ctrl+Z on the graph) steps back through the drawing too.
+        page.locator(".ja-rc-tool[data-tool=brush]").first.click()  # a tool of its own: a graph undo keeps it
         page.mouse.click(1300, 900)  # the empty graph takes the focus
         graph_undo(page)
         assert canvas_value(page, node_id) == one
         assert node_count(page) == 2
+        editor = f"app.graph.getNodeById({node_id}).jaRegionEditor"
+        assert page.evaluate(f"[{editor}.tool, {editor}.brush]") == ["brush", 64]  # tool and brush size kept
+        assert page.locator(".ja-rc-size-value").first.inner_text() == "64 px"
+        assert page.locator(".ja-rc-tool.active").first.get_attribute("data-tool") == "brush"
         graph_undo(page, redo=True)
         assert canvas_value(page, node_id) == two
 
@@ -145,6 +151,21 @@ def test_an_over_long_prompt_is_refused_in_the_box_and_a_bad_field_never_costs_t
         value = json.loads(canvas_value(page, node_id))
         assert [r["mask"] for r in value["regions"]] == [r["mask"] for r in saved["regions"]]
         assert [r["prompt"] for r in value["regions"]] == ["a red house", "y" * 5000]  # kept for the user to shorten
+        # Queueing it anyway gets one error naming the node, the input, the region and the limit (not the same
+        # error over and over), and the drawing is still there afterwards.
+        page.evaluate(f"""() => {{ const canvasNode = app.graph.getNodeById({node_id});
+            const clip = LiteGraph.createNode('JATestTinyCLIP'); clip.pos = [700, 80]; app.graph.add(clip);
+            const preview = LiteGraph.createNode('PreviewImage'); preview.pos = [700, 300]; app.graph.add(preview);
+            clip.connect(0, canvasNode, 0); canvasNode.connect(2, preview, 0); }}""")
+        answer = page.evaluate("""async () => { const p = await app.graphToPrompt();
+            const r = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                body: JSON.stringify({ prompt: p.output }) });
+            return [r.status, await r.json()]; }""")
+        assert answer[0] == 400, answer
+        errors = answer[1]["node_errors"][str(node_id)]["errors"]
+        assert len(errors) == 1, errors
+        assert "[Region Canvas] input 'regions': region 2" in errors[0]["details"] and "4000" in errors[0]["details"], errors
+        assert [r["prompt"] for r in json.loads(canvas_value(page, node_id))["regions"]] == ["a red house", "y" * 5000]
 
         # A value that is not a drawing at all is kept as it is (not replaced) until the user starts anew.
         set_canvas_value(page, node_id, "{not json")

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, decodeRLE, emptyState, encodeRLE, featherMask, fitBits, History, maskDims, MAX_PROMPT, paintRect, paintStroke,
-  parseState, regionAt, resizeBits, serializeState, snap, stateProblems,
+  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, History, maskDims, MAX_PROMPT,
+  paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
 } from "../../js/region_state.js";
 
 test("run-length round trip, including empty and full masks", () => {
@@ -145,4 +145,50 @@ test("undo / redo walk the snapshots and a new edit drops the redo branch", () =
   h.record("d");
   assert.equal(h.canRedo, false);
   assert.equal(h.undo(), "b");
+});
+
+test("a mask picture becomes cells: brightness, or alpha where the picture has transparency", () => {
+  const rgba = (pixels) => Uint8ClampedArray.from(pixels.flat());
+  assert.deepEqual(bitsFromPixels(rgba([[255, 255, 255, 255], [0, 0, 0, 255], [128, 128, 128, 255], [127, 127, 127, 255]]), 4),
+    Uint8Array.from([1, 0, 1, 0]));
+  assert.deepEqual(bitsFromPixels(rgba([[0, 0, 0, 255], [255, 255, 255, 0], [0, 0, 0, 200]]), 3), Uint8Array.from([1, 0, 1]));
+});
+
+test("an exported region is the backend's masks output: nearest-exact stretch of the cells, soft where feathered", () => {
+  // 20 x 12 pixels: 3 x 2 cells (the last column and row of cells are partly outside the image).
+  const region = { bits: Uint8Array.from([1, 0, 1, 0, 1, 0]), feather: 0 };
+  const grey = regionPixels(region, 20, 12);
+  assert.equal(grey.length, 240);
+  // Column x comes from cell floor((x + 0.5) * 3 / 20) (torch's nearest_index(20, 3) in nodes/canvas_state.py:
+  // 7 pixels of cell 0, 6 of cell 1, 7 of cell 2).
+  const row0 = [...grey.slice(0, 20)].map((v) => (v ? 1 : 0));
+  assert.deepEqual(row0, [...Array(7).fill(1), ...Array(6).fill(0), ...Array(7).fill(1)]);
+  assert.deepEqual([...grey.slice(11 * 20, 11 * 20 + 20)].map((v) => (v ? 1 : 0)), [...Array(7).fill(0), ...Array(6).fill(1), ...Array(7).fill(0)]);
+  assert.ok(grey.every((v) => v === 0 || v === 255));
+  const { mw, mh } = maskDims(128, 128);
+  const soft = { bits: new Uint8Array(mw * mh), feather: 32 };
+  soft.bits.fill(1, 0, mw * 8);
+  const out = regionPixels(soft, 128, 128);
+  const column = [...Array(128).keys()].map((y) => out[y * 128 + 64]);
+  assert.equal(column[0], 255);
+  assert.equal(column[127], 0);
+  assert.ok(column.some((v) => v > 0 && v < 255));  // a soft edge
+});
+
+test("view references from outputs or saved workflows: plain names in ComfyUI's folders only", () => {
+  assert.deepEqual(safeViewRef({ filename: "ja_canvas_mask_ab12_0.png", type: "temp" }),
+    { filename: "ja_canvas_mask_ab12_0.png", subfolder: "", type: "temp" });
+  assert.deepEqual(safeViewRef({ filename: "a.png", subfolder: "maps/run 1", type: "output" }),
+    { filename: "a.png", subfolder: "maps/run 1", type: "output" });
+  for (const bad of [null, "a.png", { filename: "../x.png" }, { filename: "a/b.png" }, { filename: ".env" },
+    { filename: "a.png", subfolder: "../.." }, { filename: "a.png", subfolder: "/etc" }, { filename: "a.png", type: "models" },
+    { filename: "<img src=x onerror=alert(1)>.png" }, { filename: 5 }]) {
+    assert.equal(safeViewRef(bad), null, JSON.stringify(bad));
+  }
+});
+
+test("download names from prompts keep letters, digits and dashes", () => {
+  assert.equal(fileSlug("A red <b>house</b> / ../etc"), "a-red-b-house-b-etc");
+  assert.equal(fileSlug(""), "");
+  assert.equal(fileSlug("x".repeat(80)).length, 40);
 });

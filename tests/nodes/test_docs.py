@@ -76,3 +76,26 @@ def test_readme_model_support_table_is_current():
     assert readme[begin:end].strip() == support_table(), "README's support table is stale: paste support_table()"
     names = {f.name for f in FAMILIES}
     assert {family for _, family, _, _ in SUPPORT if family} == names
+
+
+def _works_with():
+    spec = importlib.util.spec_from_file_location("_ja_works_with", ROOT / "scripts" / "works_with.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_works_with_table_lists_exactly_the_composition_tests():
+    """README's Works with rows are the works_with-marked tests, no more, no fewer, with their own descriptions
+    (`make tested-on` writes the results from the recorded runs)."""
+    module = _works_with()
+    rows = module.compositions()
+    assert len(rows) >= 8 and len({r["test"] for r in rows}) == len(rows)
+    text = (ROOT / "README.md").read_text()
+    section = text.split(module.START, 1)[1].split(module.END, 1)[0].strip().splitlines()
+    assert len(section) == 2 + len(rows), "run `make tested-on` (scripts/works_with.py --readme)"
+    for row, line in zip(rows, section[2:]):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert cells[:3] == [row["with"], row["pack"], row["check"]], line
+        assert cells[-1] == f"`tests/{row['file']}::{row['test']}`", line
+        assert all(cell != "not run" for cell in cells[3:-1]), f"{row['test']} has no recorded result on a host"

@@ -140,3 +140,20 @@ def test_device_matching_treats_an_unindexed_device_as_any_index():
     assert same_device("cuda:0", "cuda") and same_device("cuda:1", "cuda")
     assert same_device("cuda:0", "cuda:0") and not same_device("cuda:1", "cuda:0")
     assert not same_device("cpu", "cuda") and same_device("cpu", "cpu")
+
+
+def test_object_count_survives_dead_weak_proxies():
+    """gc's object list can hold weakref proxies whose object is gone (torch.compile leaves some behind); counting
+    tensors must not dereference them (isinstance raises ReferenceError on a dead proxy)."""
+    import weakref
+
+    from joint_attention_pack.nodes.runtime import MEMORY
+
+    class Gone:
+        pass
+
+    obj = Gone()
+    proxies = [weakref.proxy(obj)]
+    del obj
+    assert MEMORY.process_tensors() >= 1
+    assert proxies

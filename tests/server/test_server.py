@@ -111,6 +111,22 @@ def test_bad_input_gets_a_node_error_and_server_keeps_serving(comfy_server):
     comfy_server.wait(comfy_server.queue(regional_prompt(save=False, seed=9)), timeout=120)
 
 
+@pytest.mark.parametrize("mode", ["attention", "forward"])
+def test_a_model_whose_attention_bypasses_the_pack_fails_the_prompt_naming_the_node(comfy_server, mode):
+    """Issue 22: regions on a model whose forward was swapped around ComfyUI's hooks: the prompt ends in an error that
+    names the node and the causes (never a plain image), and the server keeps serving."""
+    prompt = regional_prompt(save=False, seed=11)
+    prompt["bypass"] = {"class_type": "JATestBypassAttention", "inputs": {"model": ["apply", 0], "mode": mode}}
+    prompt["sampler"]["inputs"]["model"] = ["bypass", 0]
+    prompt_id = comfy_server.queue(prompt)
+    with pytest.raises(Exception) as err:
+        comfy_server.wait(prompt_id, timeout=120)
+    text = str(err.value)
+    assert "[Apply Regional Attention] this node should act in this step" in text
+    assert "replaced by another node or pack" in text
+    comfy_server.wait(comfy_server.queue(regional_prompt(save=False, seed=12)), timeout=120)
+
+
 def test_captured_maps_are_saved_and_twenty_captured_prompts_leave_no_growth(comfy_server):
     from ja_prompts import captured_prompt
 
@@ -133,11 +149,13 @@ def test_captured_maps_are_saved_and_twenty_captured_prompts_leave_no_growth(com
 def test_traversal_prefix_is_refused_and_nothing_is_written_outside(comfy_server):
     from ja_prompts import captured_prompt
     outside = comfy_server.output_dir.parent / "escaped"
-    # Refused when queued (the node's VALIDATE_INPUTS), so no sampling run is wasted on it; ComfyUI still runs the
+    # Refused when queued (the node's validate_inputs), so no sampling run is wasted on it; ComfyUI still runs the
     # prompt's other outputs (the preview) and reports the maps node's error.
     status, body = comfy_server.queue_raw(captured_prompt(prefix="../escaped/maps", seed=99))
     errors = json.dumps(body.get("node_errors", {}).get("maps", {}))
     assert "filename_prefix" in errors and "output folder" in errors, body
+    # ComfyUI files a failed check under each input the check takes: the two it reads, not all seven of the node.
+    assert {e["extra_info"]["input_name"] for e in body["node_errors"]["maps"]["errors"]} <= {"filename_prefix", "words"}
     if status == 200:
         entry = comfy_server.wait(body["prompt_id"], timeout=120)
         assert "maps" not in entry["outputs"]

@@ -121,3 +121,19 @@ def wait_for_history(server, before: set, timeout=300):
             return next(iter(done.values()))
         time.sleep(0.3)
     raise AssertionError("the queued prompt did not finish")
+
+
+def readme_images():
+    """scripts/readme_images.py (loaded by path: ComfyUI owns generic top-level names)."""
+    import importlib.util
+    import sys
+
+    from ja_host import ROOT
+
+    name = "_ja_readme_images"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "readme_images.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]

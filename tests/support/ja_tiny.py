@@ -26,13 +26,21 @@ class TinyModel:
     n_single: int
 
 
-def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed):
+def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed, weight_dtype=None):
     import comfy.model_patcher
 
     from ja_host import test_device
 
     config = config_cls(unet_config)
-    config.set_inference_dtype(torch.float32, None)
+    # weight_dtype (e.g. torch.float8_e4m3fn): weights stored in it and cast for compute, as the stock UNET loader's
+    # weight_dtype option sets up a model (comfy.sd.load_diffusion_model_state_dict: set_inference_dtype).
+    manual_cast = None
+    if weight_dtype is not None:
+        import comfy.model_management
+
+        manual_cast = comfy.model_management.unet_manual_cast(weight_dtype, torch.device(test_device()),
+                                                              config.supported_inference_dtypes)
+    config.set_inference_dtype(weight_dtype or torch.float32, manual_cast)
     generator = torch.Generator().manual_seed(seed)
     model = config.get_model({}, device=torch.device("cpu"))
     with torch.no_grad():
@@ -68,7 +76,7 @@ def _flux_params():
     return comfy.ldm.flux.model.FluxParams
 
 
-def tiny_flux(depth=2, depth_single=2, seed=0):
+def tiny_flux(depth=2, depth_single=2, seed=0, weight_dtype=None):
     import comfy.supported_models
 
     cfg = dict(image_model="flux", in_channels=16, patch_size=2, out_channels=16, vec_in_dim=POOLED_DIM,
@@ -76,7 +84,7 @@ def tiny_flux(depth=2, depth_single=2, seed=0):
                depth_single_blocks=depth_single, axes_dim=[8, 12, 12], theta=10000, qkv_bias=True, guidance_embed=True)
     # Detection: FLUX.1 text tokens carry no position ids.
     _as_detected(_flux_params(), cfg, {"txt_ids_dims": []})
-    return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed)
+    return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed, weight_dtype)
 
 
 def tiny_flux2(depth=2, depth_single=2, seed=0, guidance_embed=True):

@@ -11,6 +11,7 @@ _SUPPORT = Path(__file__).resolve().parents[2]
 if str(_SUPPORT) not in sys.path:
     sys.path.insert(0, str(_SUPPORT))
 
+import ja_compose  # noqa: E402
 import ja_tiny  # noqa: E402
 
 FAMILIES = list(ja_tiny.BUILDERS)
@@ -135,7 +136,24 @@ class JATestTinyCheckpoint:
         return (model, ja_tiny.tiny_clip(), ja_tiny.tiny_vae(128 if family == "flux2" else 16))
 
 
+class JATestBypassAttention:
+    CATEGORY = "ja_test"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+    DESCRIPTION = ("The model with its forward swapped for one that runs without ComfyUI's attention override "
+                   "('attention') or without any of its patch points ('forward'), as packs with their own model "
+                   "implementation do (tests of the pack's no-silent-no-op check).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "mode": (list(ja_compose.BYPASS_MODES), {"default": "attention"})}}
+
+    def apply(self, model, mode):
+        return (ja_compose.bypass(model, mode),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "JATestBypassAttention": JATestBypassAttention,
     "JATestTinyCLIP": JATestTinyCLIP,
     "JATestTinyVAE": JATestTinyVAE,
     "JATestTinyCheckpoint": JATestTinyCheckpoint,
