@@ -10,7 +10,7 @@ from ..attention.gate import Gate
 from .families import UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
-MODEL_TOOLTIP = "A FLUX.1, FLUX.2/Klein, Chroma or SD3/SD3.5 model."
+MODEL_TOOLTIP = "A FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5 or Qwen-Image/-Edit model."
 
 
 def node_error(node: str, input_name: str, message: str) -> ValueError:
@@ -48,7 +48,7 @@ def selections(node: str, model, double_text: str, single_text: str):
     except BlockSelectionError as exc:
         raise node_error(node, "single_blocks", str(exc)) from None
     if not n_single and (single_text or "").strip().lower() not in ("", "all", "none", "odd", "even"):
-        raise node_error(node, "single_blocks", "this model has no single blocks (SD3 uses double_blocks for its joint blocks); set it to none")
+        raise node_error(node, "single_blocks", "this model has no single blocks (SD3 and Qwen-Image use double_blocks for all their blocks); set it to none")
     return double, single
 
 
@@ -71,10 +71,10 @@ def gate(node: str, model, double_text: str, single_text: str, start_percent: fl
 
 def block_range_inputs() -> list:
     return [
-        io.String.Input("double_blocks", default="all", tooltip="Double (FLUX) or joint (SD3) blocks: all, none, odd, "
-                        "even, or numbers and ranges like 0-9,12."),
+        io.String.Input("double_blocks", default="all", tooltip="Double (FLUX), joint (SD3) or transformer (Qwen-Image, "
+                        "0-59) blocks: all, none, odd, even, or numbers and ranges like 0-9,12."),
         io.String.Input("single_blocks", default="all", tooltip="FLUX single blocks, numbered from 0 within the single "
-                        "blocks: all, none, odd, even, or ranges. Ignored by SD3 (set none or all)."),
+                        "blocks: all, none, odd, even, or ranges. Ignored by SD3 and Qwen-Image (set none or all)."),
     ]
 
 

@@ -85,7 +85,7 @@ class ConceptModifier(CaptureModifier):
         # The host block may update its inputs in place (FLUX: img += ...): copy the cond rows now.
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
-        state.data[key + ":inputs"] = {name: _rows(value, cond, batch, copy=True)
+        state.data[key + ":inputs"] = {name: (_vec_rows if name == "vec" else _rows)(value, cond, batch, copy=True)
                                        for name, value in inputs.items() if name not in ("transformer_options", "txt")}
         joint = state.n_context + state.n_img
         if state.data.get(key + ":vec") is not None:
@@ -210,6 +210,16 @@ def concept_stream(node, model, concepts: str, clip, double: frozenset, double_t
 
 def _cond_rows(state) -> torch.Tensor:
     return torch.tensor([i for i, kind in enumerate(state.row_kinds) if kind == COND])
+
+
+def _vec_rows(value, rows: torch.Tensor, batch: int, copy: bool = False):
+    """The blocks' modulation vector for the given rows. With a reference image and the `index_timestep_zero`
+    method (ComfyUI 0.29: Qwen-Image-Edit, FLUX.2) the host doubles it: [vector of every row ; the same at
+    timestep 0], and the block splits it in halves; keep the rows in both halves."""
+    if torch.is_tensor(value) and value.ndim and value.shape[0] == 2 * batch and batch > 0:
+        both = torch.cat([rows, rows + batch])
+        return value.index_select(0, both.to(value.device))
+    return _rows(value, rows, batch, copy)
 
 
 def _rows(value, rows: torch.Tensor, batch: int, copy: bool = False):

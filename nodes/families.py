@@ -30,6 +30,15 @@ class Family:
     # The layer that adds the pooled text vector (CLIP pooled output) to the blocks' modulation vector,
     # "" when the family has none (FLUX.2, Chroma).
     pooled_input: str = ""
+    # A norm the model applies to text-encoder features before `text_input` (Qwen-Image: txt_norm), "" when none.
+    text_norm: str = ""
+    # Text rope positions count along the whole context in the rope table the blocks get (Qwen-Image): region
+    # texts' rows are renumbered there, in the block patches.
+    text_rope_by_index: bool = False
+    # The text encoder wraps prompts in a chat template (Qwen2.5-VL, Qwen3): word labels start at the user's text.
+    chat_template: bool = False
+    # How the block numbering reads in tooltips / README / errors.
+    blocks_help: str = ""
 
     def diffusion_model(self, model_patcher):
         return model_patcher.model.diffusion_model
@@ -45,11 +54,17 @@ class Family:
         return getattr(dm, "patch_size", 2)
 
     def text_embedder(self, dm):
-        return getattr(dm, self.text_input, None)
+        """The layers that turn text-encoder features into the text stream, as one module (Qwen-Image:
+        `txt_norm` then `txt_in`). The model's own layers, never copies."""
+        layer = getattr(dm, self.text_input, None)
+        norm = getattr(dm, self.text_norm, None) if self.text_norm else None
+        if layer is not None and norm is not None:
+            return torch.nn.Sequential(norm, layer)
+        return layer
 
     def text_features(self, dm):
         """Features per text token the model takes, or None when it cannot be read."""
-        layer = self.text_embedder(dm)
+        layer = getattr(dm, self.text_input, None)
         if layer is not None and hasattr(layer, "in_features"):
             return layer.in_features
         if layer is not None and hasattr(layer, "weight"):
@@ -86,12 +101,43 @@ _FLUX_LIKE = dict(double_blocks="double_blocks", single_blocks="single_blocks", 
 
 # Most specific class first: Flux2 and Chroma derive from Flux.
 FAMILIES = (
+    # Qwen-Image / -Edit: 60 dual-stream blocks over [text ; image ; reference images], rope positions of text
+    # numbered from `txt_start` along the context (region texts are renumbered in the block patches).
+    Family("qwen_image", "QwenImage", double_blocks="transformer_blocks", single_blocks="", text_input="txt_in",
+           text_norm="txt_norm", context_encoders=("qwen25_7b",), text_rope_by_index=True, chat_template=True,
+           blocks_help="60 dual-stream blocks 0-59"),
     Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
     Family("chroma", "Chroma", **_FLUX_LIKE),
     Family("flux", "Flux", pooled_input="vector_in", **_FLUX_LIKE),
     Family("sd3", "SD3", double_blocks="joint_blocks", single_blocks="", text_input="context_embedder",
            context_encoders=("l", "g", "t5xxl"), pooled_input="y_embedder"),
 )
+
+
+# The README's model-support table (checked by tests/nodes/test_docs.py): family x feature, with how each
+# family's blocks are numbered and where reference images go.
+FEATURES = ("regions", "TACA", "text scale", "attention maps", "ConceptAttention", "reference images")
+SUPPORT = (
+    # (models, family name or "" when not supported, blocks, reference images)
+    ("FLUX.1 dev / schnell / Kontext", "flux", "double 0-18, single 0-37 (text scale: 0-56)",
+     "Kontext: always visible"),
+    ("FLUX.2 dev / Klein", "flux2", "double and single, numbered per kind", "always visible"),
+    ("Chroma", "chroma", "double 0-18, single 0-37", "-"),
+    ("SD3 / SD3.5", "sd3", "joint 0-23 (3.5-M) / 0-37 (3.5-L)", "-"),
+    ("Qwen-Image / Qwen-Image-Edit", "qwen_image", "double_blocks 0-59", "Edit: always visible"),
+    ("Z-Image / Lumina-2 (NextDiT)", "", "-", "-"),
+)
+
+
+def support_table() -> str:
+    """The README's model-support table, from SUPPORT and FAMILIES."""
+    names = {f.name for f in FAMILIES}
+    lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference images |",
+             "|---|" + "---|" * (len(FEATURES) + 2)]
+    for models, family, blocks, refs in SUPPORT:
+        mark = "yes" if family in names else "no"
+        lines.append(f"| {models} | " + " | ".join([mark] * len(FEATURES)) + f" | {blocks} | {refs} |")
+    return "\n".join(lines)
 
 
 def family_of_base(base):
@@ -107,8 +153,9 @@ def model_family(model_patcher) -> Family:
     family = family_of_base(model_patcher.model)
     if family is None:
         raise UnsupportedModel(
-            f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5), got {type(model_patcher.model).__name__!r}; "
-            "connect the MODEL output of a FLUX or SD3 checkpoint/UNET loader")
+            f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5, Qwen-Image/-Edit), got "
+            f"{type(model_patcher.model).__name__!r}; connect the MODEL output of a FLUX, SD3 or Qwen-Image "
+            "checkpoint/UNET loader")
     return family
 
 

@@ -70,7 +70,7 @@ class JointAttentionTextScale(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip=MODEL_TOOLTIP),
                 io.String.Input("blocks", default="2,7,12,17,22", tooltip="Blocks to act before. FLUX: 0-18 double, "
-                                "19-56 single; SD3: joint blocks from 0."),
+                                "19-56 single; SD3: joint blocks from 0; Qwen-Image: 0-59."),
                 io.Float.Input("scale", default=1.5, min=0.0, max=10.0, step=0.05,
                                tooltip="Multiplier on the text stream (mode scale)."),
                 io.Combo.Input("mode", options=list(MODES), default="scale",

@@ -192,6 +192,8 @@ class BlockPatch:
                 reach.reached(state, reach.SKIPPED)
                 return {k: args[k] for k in ("img", "txt") if k in args}
             args[key] = text.tensor
+            if state.region_lens and state.data.get(RENUMBER_KEY) and torch.is_tensor(args.get("pe")):
+                args["pe"] = region_text_rope(state, args["pe"])
             dispatcher.before_block(state, self.ref, args)
         output = self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
         if active:
@@ -242,6 +244,7 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         run=transformer_options.get(RUN_KEY),
     )
     state.device = x.device
+    state.data[RENUMBER_KEY] = family.text_rope_by_index
     state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     state.data[DIFFUSION_MODEL_KEY] = dm
     try:
@@ -249,6 +252,13 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     except MaskBatchMismatch as exc:
         raise ValueError(f"[Region (mask + prompt)] input 'mask': {exc}") from None
     if extra is not None:
+        if kwargs.get("attention_mask") is not None:
+            # Qwen-Image on newer hosts passes a text padding mask when the prompt has padded tokens; region texts
+            # appended after it would break the model's mask, and a masked call is one the pack leaves alone.
+            raise ValueError(
+                "[Apply Regional Attention] input 'model': the prompt's conditioning carries a text padding mask "
+                "(attention_mask), which regional prompting cannot combine with; encode the prompt on its own "
+                "(one text, no batched prompts of different lengths)")
         if extra.shape[-1] != c_crossattn.shape[-1]:
             raise ValueError(
                 f"[joint_attention] region conditioning has {extra.shape[-1]} features per token but the "
@@ -291,6 +301,31 @@ class RegionTextPositions:
             txt_ids[:, start:start + length] = txt_ids[:, :length]
             start += length
         return {**args, "txt_ids": txt_ids}
+
+
+RENUMBER_KEY = "joint_attention_renumber"  # ForwardState.data entry: the family numbers text rope rows by index
+PE_KEY = "joint_attention_pe"  # ForwardState.data entry: (the host's rope table, the one with region rows renumbered)
+
+
+def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
+    """The block's rope table (`pe`, sequence on dim 2: [B, 1, L, ...]) with each region text's rows
+    taken from rows 0..T_r-1, the positions the text has as the prompt alone (Qwen-Image numbers text
+    positions from `txt_start` along the whole context, and the host has no `post_input` patch before
+    0.29). Base text, image and reference rows are the host's own. Rope tables hold one row per
+    position, so a copied row equals the row the host computes for that position. Made once per
+    forward: every block gets the same table."""
+    if pe.ndim < 3 or pe.shape[2] < state.n_context:
+        return pe
+    cached = state.data.get(PE_KEY)
+    if cached is not None and cached[0] is pe:
+        return cached[1]
+    fixed = pe.clone()
+    start = state.n_txt
+    for length in state.region_lens:
+        fixed[:, :, start:start + length] = pe[:, :, :length]
+        start += length
+    state.data[PE_KEY] = (pe, fixed)
+    return fixed
 
 
 def install(model, modifier):

@@ -36,6 +36,28 @@ def sd3_loaders():
     ]
 
 
+def qwen_image_loaders():
+    """Qwen-Image as ComfyUI's own example loads it (split files), with the usual AuraFlow shift."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "qwen_image_fp8_e4m3fn.safetensors", "weight_dtype": "default"}),
+        Node(2, "CLIPLoader", {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}),
+        Node(3, "VAELoader", {"vae_name": "qwen_image_vae.safetensors"}),
+        Node(11, "ModelSamplingAuraFlow", {"shift": 3.1}, {"model": (1, 0)}),
+    ]
+
+
+def qwen_image_tail(model, positive_text, prefix, negative_text=""):
+    return [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": negative_text}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 20, "cfg": 2.5, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
+             {"model": model, "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
 def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
                 base=20):
     half = size // 2
@@ -120,6 +142,15 @@ GRAPHS = {
         lambda: sd3_loaders() + two_regions((2, 0), (1, 0)) + sd3_tail((28, 0), "a sunny park, photo, detailed", "regional_sd3"),
         [("How to use", NOTE_REGIONS + " SD3.5 files: sd3.5_medium.safetensors (checkpoints), clip_l, clip_g, "
           "t5xxl_fp16 (text_encoders). Negative prompts and CFG work as usual.")],
+    ),
+    "regional_qwen_image.json": (
+        lambda: qwen_image_loaders() + two_regions((2, 0), (11, 0)) + qwen_image_tail(
+            (28, 0), "a sunny park, photo, detailed", "regional_qwen_image"),
+        [("How to use", NOTE_REGIONS + " Qwen-Image files: qwen_image_fp8_e4m3fn.safetensors (diffusion_models), "
+          "qwen_2.5_vl_7b_fp8_scaled.safetensors (text_encoders), qwen_image_vae.safetensors (vae). Block numbers: "
+          "double_blocks 0-59 (single_blocks does not apply). Region texts keep the positions they have as a prompt "
+          "alone. For Qwen-Image-Edit, load qwen_image_edit_2509_fp8_e4m3fn.safetensors and encode the prompts with "
+          "TextEncodeQwenImageEdit(Plus): the reference image's tokens stay visible to every image token.")],
     ),
     "taca_flux.json": (
         lambda: flux_loaders() + [

@@ -3,7 +3,7 @@
 Boots the pinned ComfyUI headless on CPU with this pack and the test-only tiny-model
 nodes, runs the flagship example workflow (example_workflows/regional_flux.json: two
 regions drawn as masks) with only its model loaders swapped for tiny built-in models,
-then the SD3 and regions+TACA examples, and writes everything to demo_output/.
+then the SD3, regions+TACA and Qwen-Image examples, and writes everything to demo_output/.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ EXAMPLES = {
     "regional_flux.json": "regional FLUX, the flagship example (2 regions)",
     "regional_sd3.json": "regional SD3 (2 regions, CFG 4.5 with a negative prompt)",
     "regional_taca_flux.json": "regions + TACA on FLUX",
+    "regional_qwen_image.json": "regional Qwen-Image (2 regions, CFG 2.5; tiny Qwen-Image model with 60 blocks)",
     "attention_maps_flux.json": "attention maps of the regional FLUX run (one per word and region, next to the image)",
 }
 

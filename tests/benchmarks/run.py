@@ -26,6 +26,10 @@ from cases import Api, cases  # noqa: E402
 
 API = Api("attention")
 
+# Qwen-Image: 24 heads x 128 like FLUX, but its Qwen2.5-VL text is not padded: a prompt of about 120 tokens plus
+# the closing chat template, region prompts of about 30.
+QWEN_TITLE = ("CPU fp32, Qwen-Image dims (24 heads x 128), 1024 image + 128 text tokens (unpadded Qwen2.5-VL prompt), "
+              "region prompts of 32 tokens")
 COMMAND = "make bench   (= .venv/bin/python tests/benchmarks/run.py)"
 
 
@@ -324,11 +328,13 @@ def gap_analysis(results, host_rows):
 def suites(quick):
     cpu = torch.device("cpu")
     flux, sd35 = dict(heads=24, head_dim=128), dict(heads=38, head_dim=64)
+    qwen = dict(heads=24, head_dim=128)
     out = [
         ("CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens",
          dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=256, region_len=256, all_blocks=0 if quick else 57, **flux)),
         ("CPU fp32, SD3.5-L dims (38 heads x 64), 1024 image + 333 text tokens (77 CLIP + 256 T5), region prompts of 154 tokens",
          dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=333, region_len=154, **sd35)),
+        (QWEN_TITLE, dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=128, region_len=32, **qwen)),
     ]
     if not quick:
         out.append(("CPU fp32, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens; "

@@ -19,7 +19,8 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
     import comfy.model_patcher
 
     expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
-                     "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3}
+                     "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
+                     "qwen_image": comfy.model_base.QwenImage}
     for family in FAMILIES:
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
@@ -30,6 +31,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         if family in ("sd3", "sd35m"):
             assert (len(net.joint_blocks), tiny.n_single) == (tiny.n_double, 0)
             assert net.context_embedder.in_features == tiny.context_dim
+        elif family == "qwen_image":
+            assert (len(net.transformer_blocks), tiny.n_single) == (tiny.n_double, 0)
+            assert net.txt_in.in_features == tiny.context_dim
         else:
             assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
             assert net.txt_in.in_features == tiny.context_dim
@@ -55,7 +59,8 @@ def test_sampling_is_finite_deterministic_and_follows_the_prompt(family):
     pos, other, neg = (make_cond(tiny, seed=s) for s in (1, 3, 2))
 
     out = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD)
-    assert out.shape == (2, tiny.latent_channels, 3, 5)
+    # Qwen-Image's latents (Wan 2.1 format) carry a time axis of 1.
+    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + (3, 5)
     assert torch.isfinite(out).all() and out.abs().max() > 0
     assert not torch.equal(out[0], out[1])  # each image of the batch gets its own noise
     assert torch.equal(out, sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD))

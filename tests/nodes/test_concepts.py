@@ -26,18 +26,21 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     concept_vec="prompt" leaves the prompt's vector everywhere (the pack's former definition)."""
     base = tiny.patcher
     dm = base.model.diffusion_model
-    embed = getattr(dm, "txt_in", None) or dm.context_embedder
+    qwen = hasattr(dm, "transformer_blocks")  # Qwen-Image: no pooled vector; text features go through txt_norm first
+    embed = torch.nn.Sequential(dm.txt_norm, dm.txt_in) if qwen else (getattr(dm, "txt_in", None) or dm.context_embedder)
     words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, 1] for w in CONCEPTS])
     m = base.clone()
     acc = {"sum": torch.zeros(len(CONCEPTS), 0, dtype=torch.float64), "n": 0}
     forward = {}
     # The vector's terms as this forward computed them: timestep (+ guidance) embedding, and the pooled layer.
     flux = hasattr(dm, "double_blocks")
-    pooled_layer = dm.vector_in if flux else dm.y_embedder
-    terms = [dm.time_in, dm.guidance_in] if flux else [dm.t_embedder]
-    hooks = [layer.register_forward_hook(lambda mod, args, out: forward["terms"].append(out)) for layer in terms]
-    hooks.append(pooled_layer.register_forward_hook(lambda mod, args, out: None if "y" in forward else
-                                                    forward.update(y=args[0])))
+    hooks = []
+    if not qwen:
+        pooled_layer = dm.vector_in if flux else dm.y_embedder
+        terms = [dm.time_in, dm.guidance_in] if flux else [dm.t_embedder]
+        hooks = [layer.register_forward_hook(lambda mod, args, out: forward["terms"].append(out)) for layer in terms]
+        hooks.append(pooled_layer.register_forward_hook(lambda mod, args, out: None if "y" in forward else
+                                                        forward.update(y=args[0])))
 
     def zero_pooled_vec():
         if "zero_vec" not in forward:  # once per forward (the pooled layer's hook keeps the forward's own input)
@@ -63,7 +66,10 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             cond = torch.tensor(forward["cond"])
             inputs = {k: v for k, v in args.items() if k not in ("transformer_options", "txt")}
             for k in ("img", "vec"):  # copied now: the block may update img in place
-                inputs[k] = args[k].index_select(0, cond).clone()
+                rows = cond
+                if k == "vec" and args[k].shape[0] == 2 * args["img"].shape[0]:  # [every row ; at timestep 0]
+                    rows = torch.cat([cond, cond + args["img"].shape[0]])
+                inputs[k] = args[k].index_select(0, rows).clone()
             if args.get("pe") is not None:
                 inputs["pe"] = args["pe"].index_select(0, cond) if args["pe"].shape[0] > 1 else args["pe"]
             seen = {}
@@ -78,9 +84,12 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
                 side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, forward["n_txt"]:]], 2)
             side_seen = {}
             side["transformer_options"] = dict(args["transformer_options"], ref_record=side_seen, ref_role="side")
-            block = dm.double_blocks[index] if flux else dm.joint_blocks[index]
-            text_mod = block.txt_mod if flux else block.context_block.adaLN_modulation
-            if concept_vec == "zero":
+            if qwen:
+                block = text_mod = None
+            else:
+                block = dm.double_blocks[index] if flux else dm.joint_blocks[index]
+                text_mod = block.txt_mod if flux else block.context_block.adaLN_modulation
+            if concept_vec == "zero" and not qwen:
                 assert forward["y"].index_select(0, cond).abs().max() > 1  # the prompt has a strong pooled vector
                 zero_vec = zero_pooled_vec().index_select(0, cond)
                 own = type(text_mod).forward
@@ -88,10 +97,11 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             try:
                 side_out = extra["original_block"](side)
             finally:
-                text_mod.__dict__.pop("forward", None)
+                if text_mod is not None:
+                    text_mod.__dict__.pop("forward", None)
             forward["residual"] = side_out["txt"]
             if index in blocks:
-                n_img = side_seen["out"].shape[1] - n_c
+                n_img = (KW["height"] // 16) * (KW["width"] // 16)  # image tokens only (Edit's reference tokens follow)
                 o_c = side_seen["out"][:, :n_c].double()
                 o_i = seen["out"][cond, forward["n_txt"]:forward["n_txt"] + n_img].double()
                 s = torch.softmax(torch.einsum("bcd,bnd->bcn", o_c, o_i), dim=1).mean(0)
@@ -119,12 +129,34 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     return (acc["sum"] / acc["n"]).float(), latent
 
 
+@pytest.mark.parametrize("method", [None, "index_timestep_zero"])
+def test_concepts_on_qwen_image_edit_match_the_reference(method):
+    """Qwen-Image-Edit: the reference image's tokens follow the image in the concept pass too; with 0.29's
+    `index_timestep_zero` the blocks' vector is doubled ([rows ; rows at timestep 0]) and the concept pass keeps
+    both halves of its cond rows. (A host that does not know the method treats it as its offset method.)"""
+    tiny = build("qwen_image")
+    clip = tiny_clip()
+    ref = torch.randn(1, tiny.latent_channels, 1, 4, 6, generator=torch.Generator().manual_seed(5))
+    extra = {"reference_latents": [ref]}
+    if method:
+        extra["reference_latents_method"] = method
+    pos = [[t, {**o, **extra}] for t, o in prompt(clip, "a cat on the grass under the sky")]
+    neg = [[t, {**o, **extra}] for t, o in prompt(clip, "")]
+    plain = sample(tiny.patcher, pos, neg, **KW)
+    model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "none", 0.0, 1.0, ", ".join(CONCEPTS), clip)
+    assert torch.equal(sample(model, pos, neg, **KW), plain)
+    last4 = set(range(max(0, tiny.n_double - 4), tiny.n_double))
+    want, ref_latent = reference_saliency(tiny, clip, pos, neg, last4)
+    assert torch.equal(ref_latent, plain)
+    torch.testing.assert_close(handle.result["concept_maps"], want, atol=ATOL, rtol=0)
+
+
 def prompt(clip, text, pooled_scale=1.0):
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
     return [[tokens, {**extra, "pooled_output": extra["pooled_output"] * pooled_scale}] for tokens, extra in cond]
 
 
-@pytest.mark.parametrize("family,batch", [("flux", 1), ("sd3", 1), ("flux", 2)])
+@pytest.mark.parametrize("family,batch", [("flux", 1), ("sd3", 1), ("flux", 2), ("qwen_image", 1), ("qwen_image", 2)])
 def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, batch):
     tiny = build(family)
     clip = tiny_clip()
@@ -143,9 +175,10 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     assert torch.equal(ref_latent, plain)
     assert result["concept_blocks"] == sorted(last4)
     torch.testing.assert_close(result["concept_maps"], want, atol=ATOL, rtol=0)
-    # The definition is pinned: the prompt's own vector on the concepts (the former definition) is far off.
-    with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
-    assert (with_prompt_vec - want).abs().max() > 20 * ATOL
+    if family != "qwen_image":  # Qwen-Image has no pooled text vector: its blocks' vector is the timestep's alone
+        # The definition is pinned: the prompt's own vector on the concepts (the former definition) is far off.
+        with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
+        assert (with_prompt_vec - want).abs().max() > 20 * ATOL
     assert torch.allclose(result["concept_maps"].sum(0), torch.ones(result["concept_maps"].shape[1]), atol=1e-5)
     heat, masks, info = run_node(JointAttentionMaps, handle, {"samples": got}, "", "").args
     assert heat.shape[0] == 3 and "concepts: ['cat', 'grass', 'sky']" in info

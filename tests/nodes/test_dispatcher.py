@@ -7,7 +7,7 @@ from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.nodes.host import install
 
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m"]
+FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m", "qwen_image"]
 
 
 class Recorder(Modifier):
@@ -63,7 +63,7 @@ def test_flux_block_kinds_and_indices(family):
     assert [(b.kind, b.index) for b, _, _ in rec.calls] == [(k, i) for k, i, _ in expected]
 
 
-@pytest.mark.parametrize("family", ["sd3", "sd35m"])
+@pytest.mark.parametrize("family", ["sd3", "sd35m", "qwen_image"])
 def test_sd3_joint_blocks_are_numbered_and_attn2_left_alone(family):
     tiny = build(family)
     rec = _record(tiny, patcher(tiny))

@@ -64,6 +64,20 @@ def test_the_shipped_web_folder_holds_no_tests():
     assert list((ROOT / "tests" / "js").glob("*.test.mjs"))
 
 
+def test_readme_model_support_table_is_current():
+    """README's family x feature table is the one nodes/families.py renders; every family it marks supported is a
+    family the nodes accept."""
+    from joint_attention_pack.nodes.families import FAMILIES, SUPPORT, support_table
+
+    readme = (ROOT / "README.md").read_text()
+    begin = readme.index("<!-- support table")
+    begin = readme.index("\n", begin) + 1
+    end = readme.index("<!-- end support table -->")
+    assert readme[begin:end].strip() == support_table(), "README's support table is stale: paste support_table()"
+    names = {f.name for f in FAMILIES}
+    assert {family for _, family, _, _ in SUPPORT if family} == names
+
+
 def _works_with():
     spec = importlib.util.spec_from_file_location("_ja_works_with", ROOT / "scripts" / "works_with.py")
     module = importlib.util.module_from_spec(spec)

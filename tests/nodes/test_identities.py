@@ -14,7 +14,7 @@ from ja_nodes import run_node
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m"]
+FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m", "qwen_image"]
 
 
 def _prompt_alone(region_cond, base_cond):

@@ -18,7 +18,8 @@ def _pack_nodes():
     return node_info()
 
 NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scale_sd3.json", "regional_taca_flux.json",
-         "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json"]
+         "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json",
+         "regional_qwen_image.json"]
 
 
 @pytest.fixture(scope="module")

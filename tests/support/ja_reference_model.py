@@ -52,6 +52,20 @@ class ReferenceConfig:
         self.capture_counts[: block.shape[1]] += 1
 
 
+def _qwen_prompt_alone_rope(dm, pe, info):
+    """Qwen-Image's rope table with every text numbered as the prompt alone: the QwenImage pipeline numbers text
+    tokens txt_start, txt_start + 1, ... on all three axes, txt_start = max(token rows, token cols) // 2. Text rows
+    are made here from their ids; image and reference rows are the host's."""
+    rows, cols = info["grid"]
+    start = max(rows // 2, cols // 2)
+    within = [torch.arange(info["n_txt"])] + [torch.arange(n) for n in info["lens"]]
+    ids = (torch.cat(within) + start).to(pe.device, torch.float32)
+    ids = ids.reshape(1, -1, 1).repeat(pe.shape[0], 1, 3)
+    text = dm.pe_embedder(ids).to(pe.dtype)
+    n_ctx = ids.shape[1]
+    return torch.cat([text, pe[:, :, n_ctx:]], dim=2)
+
+
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
     m = model.clone()
 
@@ -75,9 +89,15 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
 
+    dm = model.model.diffusion_model
+    qwen_rope = type(model.model).__name__ == "QwenImage"
+
     def block_patch(kind, index):
         def patch(args, extra):
             args = dict(args)
+            info = args["transformer_options"].get(KEY)
+            if qwen_rope and info and info["lens"]:
+                args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
             args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
             return extra["original_block"](args)
         return patch

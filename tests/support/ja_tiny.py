@@ -136,7 +136,32 @@ def tiny_sd35m(depth=3, seed=0):
     return _finish(comfy.supported_models.SD3, _sd3_config(depth, [0, 1]), "sd35m", 16, depth, 0, seed)
 
 
-BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m}
+def tiny_qwen_image(depth=2, seed=0):
+    """Qwen-Image layout (dual-stream blocks over [text ; image], per-stream q/k norms, 3-axis rope, text from
+    Qwen2.5-VL) at 2 heads x 32. Detection fixes 24 heads x 128 for this family, so the config is hand-made."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=depth,
+               attention_head_dim=32, num_attention_heads=2, joint_attention_dim=CONTEXT_DIM,
+               axes_dims_rope=(8, 12, 12))
+    return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
+
+
+def tiny_z_image(depth=2, seed=0):
+    """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
+    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features). Not a supported family yet (issue 17): used to
+    check the nodes refuse it by name."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=depth, n_refiner_layers=1,
+               n_heads=8, n_kv_heads=8, multiple_of=16, ffn_dim_multiplier=1.0, norm_eps=1e-5, qk_norm=True,
+               cap_feat_dim=CONTEXT_DIM, axes_dims=[8, 12, 12], axes_lens=[512, 64, 64], rope_theta=256.0,
+               z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32)
+    return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
+
+
+BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
+            "qwen_image": tiny_qwen_image}
 
 
 def build(family: str, **kw) -> TinyModel:
@@ -237,6 +262,20 @@ def tiny_clip(seed=0):
         for p in clip.cond_stage_model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
     return clip
+
+
+def tiny_wan_vae(seed=0):
+    """A real ComfyUI VAE object of the Wan 2.1 architecture (Qwen-Image's VAE; 3-D latents, 16 channels) at
+    8 base channels, random weights; the host detects it from the state dict as it does the real file."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    generator = torch.Generator().manual_seed(seed)
+    model = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                     temperal_downsample=[False, True, True])
+    state = {k: (torch.randn(v.shape, generator=generator) * 0.05 if v.ndim > 1 else v)
+             for k, v in model.state_dict().items()}
+    return comfy.sd.VAE(sd=state)
 
 
 def tiny_vae(latent_channels=16, seed=0):

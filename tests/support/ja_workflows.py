@@ -13,6 +13,8 @@ EXAMPLES = ROOT / "example_workflows"
 
 
 def family_of(name: str) -> str:
+    if "qwen_image" in name:
+        return "qwen_image"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -23,6 +25,7 @@ def loader_swaps(family: str) -> dict:
         "TripleCLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
         "VAELoader": ("JATestTinyVAE", {"family": family}),
         "CheckpointLoaderSimple": ("JATestTinyCheckpoint", {"family": family}),
+        "CLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
     }
 
 
@@ -68,7 +71,8 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
 def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
     """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
     workflow = json.loads(json.dumps(workflow))
-    swaps = loader_swaps(family_of(json.dumps([n["type"] for n in workflow["nodes"]])))
+    qwen = any("qwen_image" in json.dumps(n.get("widgets_values")) for n in workflow["nodes"])
+    swaps = loader_swaps("qwen_image" if qwen else family_of(json.dumps([n["type"] for n in workflow["nodes"]])))
     for node in workflow["nodes"]:
         if node["type"] in swaps:
             new_type, inputs = swaps[node["type"]]

@@ -16,7 +16,8 @@ import ja_tiny  # noqa: E402
 
 FAMILIES = list(ja_tiny.BUILDERS)
 FULL_DEPTH = {"flux": {"depth": 19, "depth_single": 38}, "flux2": {"depth": 8, "depth_single": 24},
-              "chroma": {"depth": 19, "depth_single": 38}, "sd3": {"num_blocks": 24}}
+              "chroma": {"depth": 19, "depth_single": 38}, "sd3": {"num_blocks": 24},
+              "qwen_image": {"depth": 60}}
 
 
 class JATestTinyModel:
@@ -115,6 +116,8 @@ class JATestTinyVAE:
         return {"required": {"family": (FAMILIES, {"default": "flux"})}}
 
     def load(self, family):
+        if family == "qwen_image":
+            return (ja_tiny.tiny_wan_vae(),)
         return (ja_tiny.tiny_vae(128 if family == "flux2" else 16),)
 
 
