@@ -39,6 +39,14 @@ class Family:
     chat_template: bool = False
     # How the block numbering reads in tooltips / README / errors.
     blocks_help: str = ""
+    # How the pack finds the blocks: "dit" = the host's `patches_replace["dit"]` block patches; "layer_lists" =
+    # the model offers none (NextDiT): the pack wraps its layer lists (nodes/nextdit.py).
+    block_hooks: str = "dit"
+    # The model pads its caption to a multiple of `dm.pad_tokens_multiple` with a learned pad token and refines
+    # the caption alone first (NextDiT): region texts get their own pads and are refined alone.
+    padded_caption: bool = False
+    # ConceptAttention needs a text stream of its own to carry the concepts through the blocks.
+    concepts: bool = True
 
     def diffusion_model(self, model_patcher):
         return model_patcher.model.diffusion_model
@@ -106,6 +114,13 @@ FAMILIES = (
     Family("qwen_image", "QwenImage", double_blocks="transformer_blocks", single_blocks="", text_input="txt_in",
            text_norm="txt_norm", context_encoders=("qwen25_7b",), text_rope_by_index=True, chat_template=True,
            blocks_help="60 dual-stream blocks 0-59"),
+    # Z-Image / Lumina-2 (NextDiT): caption refiner and noise refiner layers, then single-stream joint layers over
+    # [caption ; image], each padded to a multiple of 32 by learned pad tokens (nodes/nextdit.py).
+    Family("z_image", "Lumina2", double_blocks="layers", single_blocks="", text_input="cap_embedder",
+           context_encoders=("qwen3_4b", "gemma2_2b"), chat_template=True, block_hooks="layer_lists",
+           padded_caption=True, concepts=False,
+           blocks_help="joint layers 0-29 (Z-Image-Turbo; Lumina-2: 0-25); the caption and noise refiners are "
+                       "not numbered"),
     Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
     Family("chroma", "Chroma", **_FLUX_LIKE),
     Family("flux", "Flux", pooled_input="vector_in", **_FLUX_LIKE),
