@@ -149,8 +149,7 @@ def tiny_qwen_image(depth=2, seed=0):
 
 def tiny_z_image(depth=2, seed=0):
     """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
-    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features). Not a supported family yet (issue 17): used to
-    check the nodes refuse it by name."""
+    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features)."""
     import comfy.supported_models
 
     cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=depth, n_refiner_layers=1,
@@ -161,7 +160,7 @@ def tiny_z_image(depth=2, seed=0):
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
-            "qwen_image": tiny_qwen_image}
+            "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
 
 
 def build(family: str, **kw) -> TinyModel:
