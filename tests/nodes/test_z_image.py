@@ -1,5 +1,4 @@
 """Issue 17: Z-Image / Lumina-2 (NextDiT), on the tiny model built from the host's own classes."""
-import pytest
 import torch
 
 from ja_reference_model import ReferenceConfig, install_reference

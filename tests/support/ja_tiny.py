@@ -159,6 +159,16 @@ def tiny_z_image(depth=2, seed=0):
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
+def tiny_aura_flow(seed=0):
+    """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
+    refuse a family they do not know by name."""
+    import comfy.supported_models
+
+    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=4,
+               global_conddim=128, cond_seq_dim=CONTEXT_DIM, max_seq=256)
+    return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
+
+
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
             "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
 
