@@ -249,9 +249,11 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
     state.device = x.device
     if family.padded_caption:
         if kwargs.get("ref_latents"):
+            nodes = ", ".join(dict.fromkeys(reach.node_of(m) for m in dispatcher.modifiers))
             raise ValueError(
-                "[joint_attention] input 'model': Z-Image reference images (omni conditioning) are not supported by "
-                "the pack's regions, TACA, text scale or maps; remove the reference latents or the pack's nodes")
+                f"[{nodes}] input 'model': the conditioning carries reference images for Z-Image (omni reference "
+                "latents), which this pack's nodes do not support on Z-Image; remove the reference latents from the "
+                "conditioning, or sample without this pack's nodes")
         state.n_txt = state.n_context = nextdit.padded(state.n_txt, nextdit.pad_multiple(dm))
     state.data[RENUMBER_KEY] = family.text_rope_by_index
     state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)

@@ -147,7 +147,7 @@ def tiny_qwen_image(depth=2, seed=0):
     return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
 
 
-def tiny_z_image(depth=2, seed=0):
+def tiny_z_image(depth=2, seed=0, variant="z_image"):
     """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
     padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features)."""
     import comfy.supported_models
@@ -156,6 +156,9 @@ def tiny_z_image(depth=2, seed=0):
                n_heads=8, n_kv_heads=8, multiple_of=16, ffn_dim_multiplier=1.0, norm_eps=1e-5, qk_norm=True,
                cap_feat_dim=CONTEXT_DIM, axes_dims=[8, 12, 12], axes_lens=[512, 64, 64], rope_theta=256.0,
                z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32)
+    if variant == "lumina2":  # Lumina-2: the same NextDiT without pad tokens and with its own modulation
+        cfg.update(z_image_modulation=False, time_scale=1.0, pad_tokens_multiple=None)
+        return _finish(comfy.supported_models.Lumina2, cfg, "z_image", 16, depth, 0, seed)
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
