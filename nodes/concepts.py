@@ -26,7 +26,7 @@ from ..attention.capture import CaptureModifier, concept_saliency, record_concep
 from ..attention.forward import ATTENTION, BLOCKS, COND
 from .common import node_error
 from .families import model_family
-from .host import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
+from .options import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
 
 
 class ConceptStream:

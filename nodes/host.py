@@ -25,24 +25,22 @@ from ..attention.forward import ATTENTION, BLOCKS, COND, BlockRef, ForwardState,
 from ..attention.regional import MaskBatchMismatch
 from . import nextdit, reach
 from .families import block_counts, family_of_base, model_family
+from .options import (  # noqa: F401 (the keys are part of host's interface for the nodes)
+    BLOCK_KEY,
+    DIFFUSION_MODEL_KEY,
+    FORWARD_KEY,
+    KEYS_KEY,
+    OVERRIDE_KEY,
+    PACK_KEY,
+    POOLED_KEY,
+    RECORD_KEY,
+    REFINER_KEY,
+    find_dispatcher,
+)
 from .runtime import MEMORY
 from .workunits import install_callbacks as install_workunit_callbacks
 
 log = logging.getLogger("joint_attention")
-
-PACK_KEY = "joint_attention"
-OVERRIDE_KEY = "optimized_attention_override"
-# transformer_options entries the pack sets for the calls below them.
-FORWARD_KEY = "joint_attention_forward"  # the ForwardState of the running model forward
-BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
-RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
-KEYS_KEY = "joint_attention_keys"  # callable(args, kwargs) -> args: reads or replaces an attention call's q, k, v
-POOLED_KEY = "joint_attention_pooled"  # ForwardState.data entry: the forward's pooled text vector (`y`), or None
-# Set by the NextDiT layer hooks for the caption and noise refiners: attention calls outside the joint blocks, which
-# the pack leaves alone by design (not blocks whose patches another node replaced).
-REFINER_KEY = "joint_attention_refiner"
-# ForwardState.data entry: the diffusion model running the forward (with MultiGPU work units, each device's own copy)
-DIFFUSION_MODEL_KEY = "joint_attention_diffusion_model"
 
 def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tensor:
     """`tokens` [T, C] as the model sees a prompt with these tokens: run through the sampler's own
@@ -62,11 +60,6 @@ def model_text(model_patcher, tokens: torch.Tensor, options: dict) -> torch.Tens
         return tokens
     seen = seen[0].to(tokens.dtype)
     return tokens if seen.shape == tokens.shape and torch.equal(seen, tokens) else seen
-
-
-def find_dispatcher(transformer_options) -> "AttentionOverride | None":
-    found = (transformer_options or {}).get("patches", {}).get(PACK_KEY)
-    return found[0] if found else None
 
 
 def normalise_qkv(args, kwargs):

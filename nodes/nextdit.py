@@ -23,10 +23,14 @@ So base text and image have, bit for bit, the rope rows they have without region
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ..attention.forward import BLOCKS, BlockRef, ForwardState, TextStream
 from . import reach
+from .families import UnsupportedModel
+from .options import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, REFINER_KEY, find_dispatcher
 
 CAPTION_REFINER, NOISE_REFINER, JOINT = "context_refiner", "noise_refiner", "layers"
 LAYER_LISTS = (CAPTION_REFINER, NOISE_REFINER, JOINT)
@@ -48,8 +52,6 @@ def check_model(dm) -> None:
     """Only the plain latent NextDiT is wired: other NextDiT variants run their own forward."""
     missing = [name for name in LAYER_LISTS + ("rope_embedder", "axes_dims") if not hasattr(dm, name)]
     if missing or type(dm).__name__ != "NextDiT":
-        from .families import UnsupportedModel
-
         raise UnsupportedModel(
             f"{type(dm).__name__!r} is a NextDiT variant the pack does not support (only Z-Image and Lumina-2 "
             "latent models are); connect the MODEL of a Z-Image-Turbo or Lumina-2 checkpoint/UNET loader")
@@ -105,9 +107,10 @@ class HookedLayer:
     def __init__(self, layer, role: str, index: int):
         self.layer, self.role, self.index = layer, role, index
 
+    # As the other families' block patches: under torch.compile this frame runs eagerly (it reads per-step Python
+    # state), the layer it calls is compiled as usual.
+    @partial(torch.compiler.disable, recursive=False)
     def __call__(self, *args, **kwargs):
-        from .host import BLOCK_KEY, FORWARD_KEY, REFINER_KEY, find_dispatcher
-
         options = kwargs.get("transformer_options") or {}
         state = options.get(FORWARD_KEY)
         dispatcher = find_dispatcher(options)
@@ -123,6 +126,8 @@ class HookedLayer:
         if self.role == CAPTION_REFINER:
             if self.index == 0:
                 x = fill_pad_slots(state, x)
+            # A caption padding mask of the model's own (Lumina-2) never comes with regions: the host adapter refuses
+            # that combination before the forward.
             mask = caption_mask(state, x) if mask is None else mask
             rope = fixed_rope(state, rope, CAPTION_REFINER)
         else:
@@ -144,8 +149,6 @@ class HookedLayer:
 def fill_pad_slots(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
     """The caption entering the first caption-refiner layer with its placeholder rows set to the model's
     learned pad token (the row the model itself appends as padding)."""
-    from .host import DIFFUSION_MODEL_KEY
-
     slots = state.data.get(PLACEHOLDERS_KEY) or ()
     if not slots:
         return x
@@ -200,8 +203,6 @@ def fixed_rope(state: ForwardState, table: torch.Tensor, role: str) -> torch.Ten
 
 def _image_axis0(state: ForwardState, table: torch.Tensor) -> torch.Tensor:
     """The axis-0 section of the rope row of position `n_txt + 1`, from the model's own rope embedder."""
-    from .host import DIFFUSION_MODEL_KEY
-
     dm = state.data[DIFFUSION_MODEL_KEY]
     ids = torch.zeros(1, 1, len(dm.axes_dims), dtype=torch.float32, device=table.device)
     ids[..., 0] = state.n_txt + 1

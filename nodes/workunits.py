@@ -26,6 +26,9 @@ import logging
 import threading
 import weakref
 
+from .nextdit import rebind
+from .options import OVERRIDE_KEY, PACK_KEY, find_dispatcher
+
 log = logging.getLogger("joint_attention")
 
 CALLBACK_NAMES = ("ON_DEEPCLONE_MULTIGPU", "ON_MATCH_MULTIGPU_CLONES")
@@ -48,16 +51,12 @@ def work_unit_devices(dispatcher) -> list:
 
 
 def _dispatcher_of(patcher):
-    from .host import find_dispatcher
-
     return find_dispatcher(patcher.model_options.get("transformer_options"))
 
 
 def _share_dispatcher(main, clone) -> None:
     """The clone's transformer_options point at the main model's dispatcher (the same object), and its
     device is recorded."""
-    from .host import OVERRIDE_KEY, PACK_KEY
-
     mine = _dispatcher_of(main)
     if mine is None:
         return
@@ -79,15 +78,11 @@ def _share_dispatcher(main, clone) -> None:
 
 
 def on_deepclone_multigpu(main, clone) -> None:
-    from .nextdit import rebind
-
     _share_dispatcher(main, clone)
     rebind(clone)  # Z-Image / Lumina-2: the layer hooks wrap the device clone's own layers
 
 
 def on_match_multigpu_clones(main, clone) -> None:
-    from .nextdit import rebind
-
     _share_dispatcher(main, clone)
     rebind(clone)
 
@@ -97,8 +92,6 @@ def install_callbacks(patcher) -> None:
     if not host_has_work_units():
         return
     import comfy.patcher_extension
-
-    from .host import PACK_KEY
 
     callbacks = comfy.patcher_extension.CallbacksMP
     for name, fn in (("ON_DEEPCLONE_MULTIGPU", on_deepclone_multigpu),

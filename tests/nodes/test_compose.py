@@ -69,7 +69,7 @@ def _pair(tiny):
 
 # -- core LoRA loading ---------------------------------------------------------------------------------------------
 @works_with("core LoRA loading (`LoraLoaderModelOnly`, weight patches)", "Apply Regional Attention", "exact")
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])  # Z-Image: LoRA keys under the wrapped layer lists
 @pytest.mark.parametrize("order", ["lora_first", "regions_first"])
 def test_lora_and_regions(family, order, tmp_path):
     import folder_paths
@@ -112,7 +112,7 @@ class CountingBackend:
 
 @works_with("core `TorchCompileModel` (whole diffusion model compiled)", "Apply Regional Attention + TACA",
             "exact, no recompile per step")
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])
 def test_torch_compile_with_regions_and_taca(family):
     compile_node = _core_node("comfy_extras.nodes_torch_compile", "TorchCompileModel")
     tiny = build(family)
@@ -215,7 +215,7 @@ def _fp8_sd3(tmp_path):
 
 @works_with("fp8 weights (stock UNET loader `weight_dtype` fp8_e4m3fn)", "Apply Regional Attention + Attention Capture",
             "exact")
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])
 def test_fp8_weights_with_regions_and_capture(family, tmp_path):
     if family == "sd3":
         tiny, model = _fp8_sd3(tmp_path)  # the real loader path (tiny FLUX files are not detectable: 24 heads fixed)

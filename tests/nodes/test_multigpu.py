@@ -132,7 +132,7 @@ def two_cpu_devices(monkeypatch):
 
 
 @needs_work_units
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])
 def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devices):
     tiny = build(family)
     model, handle = patched(tiny)
@@ -163,6 +163,30 @@ def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devic
     torch.testing.assert_close(units["maps"], single["maps"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(units["region_masks"], single["region_masks"], rtol=0, atol=0)
     assert MEMORY.registry.count("run") == 0
+
+
+@needs_work_units
+def test_work_units_on_z_image_wrap_each_devices_own_layers(two_cpu_devices):
+    """Z-Image's layer hooks are object patches holding the layer modules: a device clone (a freshly loaded copy of
+    the weights) must wrap its own layers, never run the main model's from another device."""
+    from joint_attention_pack.nodes.nextdit import LAYER_LISTS, HookedLayers
+
+    tiny = build("z_image")
+    model, _ = patched(tiny, capture=False)
+    pos, neg = prompts(tiny)
+    want = sample(model, pos, neg, seed=0, **KW)
+    split = cfg_split(model)
+    torch.testing.assert_close(sample(split, pos, neg, seed=0, **KW), want, rtol=1e-5, atol=1e-5)
+    (clone,) = split.get_additional_models_with_key("multigpu")
+    for name in LAYER_LISTS:
+        key = f"diffusion_model.{name}"
+        wrapped = clone.object_patches[key]
+        assert isinstance(wrapped, HookedLayers)
+        own = clone.object_patches_backup.get(key, getattr(clone.model.diffusion_model, name))
+        main = getattr(model.model.diffusion_model, name)
+        children = list(torch.nn.ModuleList.__iter__(wrapped))
+        assert all(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(own), strict=True))
+        assert not any(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(main)))
 
 
 @needs_work_units

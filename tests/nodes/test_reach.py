@@ -18,7 +18,7 @@ from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
-FAMILIES = ["flux", "flux2", "chroma", "sd3"]
+FAMILIES = ["flux", "flux2", "chroma", "sd3", "z_image"]
 
 
 def _single(tiny):
