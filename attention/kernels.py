@@ -79,6 +79,9 @@ _CANDIDATES = {
 }
 
 
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: the CUDA name
+
+
 class KernelSelector:
     """Chooses and remembers, per (device type, dtype, head dim, bias), a kernel that works.
 
@@ -102,6 +105,10 @@ class KernelSelector:
         name, fn = entry
         try:
             return fn(q, k, v, scale, key_bias)
+        except _OUT_OF_MEMORY:
+            # Not a kernel failure: the host frees memory and retries (ComfyUI's OOM handling). Falling back for good
+            # would put every later call on the reference kernel, which needs more memory, not less.
+            raise
         except (RuntimeError, NotImplementedError) as exc:
             if fn is reference_attend:
                 raise

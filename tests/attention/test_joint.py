@@ -227,3 +227,34 @@ def test_a_cached_plan_is_counted_with_the_query_groups_it_gains():
     assert len(small) == 1
     joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan2), KernelSelector(), SCALE)
     assert len(small) == 0 and small.bytes == 0
+
+
+def test_out_of_memory_in_the_chosen_kernel_is_raised_and_the_kernel_kept():
+    """An out-of-memory error is the host's to handle (ComfyUI frees memory and retries); the selector must not take it
+    for a broken kernel and move every later call to the reference kernel, which needs more memory. Other kernel
+    errors still fall back to the reference kernel."""
+
+    q, k, v = (torch.randn(1, 2, 9, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    selector = KernelSelector()
+    selector.attend(q, k, v, 0.25)
+    (key, chosen), = selector.chosen().items()
+    if chosen == "reference":
+        pytest.skip("no fused kernel passed its probe here")
+    name, fn = selector._chosen[key]
+    calls = []
+
+    def failing(error):
+        def attend(*args):
+            calls.append(error)
+            raise error
+        return attend
+
+    selector._chosen[key] = (name, failing(torch.cuda.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        selector.attend(q, k, v, 0.25)
+    assert selector.chosen()[key] == name
+    selector._chosen[key] = (name, failing(RuntimeError("kernel not available for this shape")))
+    out, lse = selector.attend(q, k, v, 0.25)
+    want, want_lse = reference_attend(q, k, v, 0.25, None)
+    assert torch.equal(out, want) and torch.equal(lse, want_lse)
+    assert selector.chosen()[key] == "reference" and len(calls) == 2
