@@ -122,7 +122,7 @@ class AttentionOverride(JointAttentionDispatcher):
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
         if state is not None and not options.get(REFINER_KEY):
-            reach.reached(state, ATTENTION if block is not None else reach.UNNAMED)
+            reach.reached(state, ATTENTION if block is not None else reach.UNNAMED, block)
         if state is not None and block is not None and self.modifiers:
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
@@ -178,14 +178,14 @@ class BlockPatch:
         args["transformer_options"] = {**options, BLOCK_KEY: self.ref}
         active = dispatcher is not None and state is not None
         if active:
-            reach.reached(state, BLOCKS)
+            reach.reached(state, BLOCKS, self.ref)
             # FLUX double / SD3 joint blocks get the text as "txt"; FLUX single blocks one joint
             # stream in "img" whose first n_context tokens are the text.
             key = "txt" if args.get("txt") is not None else "img"
             stop = args[key].shape[1] if key == "txt" else state.n_context
             text = TextStream(args[key], 0, stop)
             if dispatcher.edit_text(state, self.ref, text) == "skip":
-                reach.reached(state, reach.SKIPPED)
+                reach.reached(state, reach.SKIPPED, self.ref)
                 return {k: args[k] for k in ("img", "txt") if k in args}
             args[key] = text.tensor
             if state.region_lens and state.data.get(RENUMBER_KEY) and torch.is_tensor(args.get("pe")):

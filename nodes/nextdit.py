@@ -135,10 +135,10 @@ class HookedLayer:
         return self.layer(x, mask, rope, *args[3:], **kwargs)
 
     def _joint(self, state, dispatcher, ref, args, kwargs):
-        reach.reached(state, BLOCKS)
+        reach.reached(state, BLOCKS, ref)
         text = TextStream(args[0], 0, state.n_context)
         if dispatcher.edit_text(state, ref, text) == "skip":
-            reach.reached(state, reach.SKIPPED)
+            reach.reached(state, reach.SKIPPED, ref)
             return args[0]
         args = (text.tensor,) + tuple(args[1:])
         if state.region_lens and len(args) > 2:

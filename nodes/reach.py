@@ -8,13 +8,16 @@ was detected as) calls neither, and sampling would go on with the regions, TACA,
 capture silently doing nothing. Each forward counts the calls that reached the pack; after the
 forward, every modifier that should have acted in it (`Modifier.expects`) is checked against the
 counts, and a forward in which an expected hook was never reached stops the run with an error
-that names the node.
+that names the node. Attention is also checked per block: a block that ran through the pack's block
+hooks but whose attention never reached the override (another pack attends its own way there) stops
+the run too, naming the blocks.
 """
 from __future__ import annotations
 
 from ..attention.forward import ATTENTION, BLOCKS, ForwardState
 
 REACH_KEY = "joint_attention_reach"  # ForwardState.data entry: {hook: calls that reached the pack}
+REACH_BLOCKS_KEY = "joint_attention_reach_blocks"  # ForwardState.data entry: {hook: {(kind, index) of those calls}}
 SKIPPED = "skipped"  # blocks the pack itself skipped (Text Scale per Block, mode skip): they make no attention call
 # Attention calls of the forward that came from a block the pack's block patch did not name: every attention call of
 # the supported families is made inside a block, so that block's patch was replaced after the pack's node.
@@ -38,12 +41,15 @@ class PackNotReached(RuntimeError):
     """A feature should have acted in a forward, but the model never called the hook it acts through."""
 
 
-def reached(state: ForwardState, hook: str) -> None:
-    """Count one call of `hook` (ATTENTION or BLOCKS) that reached the pack during `state`'s forward."""
+def reached(state: ForwardState, hook: str, block=None) -> None:
+    """Count one call of `hook` (ATTENTION, BLOCKS, SKIPPED) that reached the pack during `state`'s forward, in
+    `block` (a BlockRef) when the call names one."""
     counts = state.data.get(REACH_KEY)
     if counts is None:
         counts = state.data[REACH_KEY] = {}
     counts[hook] = counts.get(hook, 0) + 1
+    if block is not None:
+        state.data.setdefault(REACH_BLOCKS_KEY, {}).setdefault(hook, set()).add((block.kind, block.index))
 
 
 def node_of(modifier) -> str:
@@ -63,6 +69,8 @@ def check(modifiers, state: ForwardState) -> None:
             raise PackNotReached(message(node_of(modifier), state, missing))
         if ATTENTION in expected and counts.get(UNNAMED):
             raise PackNotReached(unnamed_blocks(node_of(modifier), state, counts[UNNAMED]))
+        if ATTENTION in expected and silent_blocks(state):
+            raise PackNotReached(bypassed_blocks(node_of(modifier), state, silent_blocks(state)))
 
 
 def unnamed_blocks(node: str, state: ForwardState, calls: int) -> str:
@@ -71,6 +79,26 @@ def unnamed_blocks(node: str, state: ForwardState, calls: int) -> str:
         "model ran in blocks the pack's block patches did not see: another node or pack replaced those blocks' patches "
         "(`patches_replace`) after this node, so the effect would silently be missing from them. Fix: connect this "
         "pack's nodes after that node (the pack then runs the other patch inside its own), or remove that node."
+    )
+
+
+def silent_blocks(state: ForwardState) -> list:
+    """Blocks that ran through the pack's block hooks (and were not skipped by it) but made no attention call that
+    reached the override: every block of the supported families attends, so something in those blocks attended
+    around the pack (another pack's block patch, or a block whose attention was replaced)."""
+    seen = state.data.get(REACH_BLOCKS_KEY) or {}
+    ran = seen.get(BLOCKS, set()) - seen.get(SKIPPED, set())
+    return sorted(ran - seen.get(ATTENTION, set()))
+
+
+def bypassed_blocks(node: str, state: ForwardState, blocks) -> str:
+    names = ", ".join(f"{kind} {index}" for kind, index in blocks[:8]) + (" ..." if len(blocks) > 8 else "")
+    return (
+        f"[{node}] this node should act in this step (sigma {state.sigma:.4g}), but in {len(blocks)} block(s) "
+        f"({names}) the model attended without the pack's attention override, so the effect would silently be "
+        "missing there: another node or pack computes attention its own way in those blocks (a block patch that "
+        "does not call the block it replaces, or an attention replacement for some blocks). Fix: connect this "
+        "pack's nodes after that node, or remove it."
     )
 
 

@@ -68,6 +68,30 @@ def test_attention_routed_around_the_override_stops_with_the_node_named(family, 
         sample(model, pos, neg, **KW)
 
 
+@pytest.mark.works_with("another pack's block patch that attends its own way in some blocks (emulated: the block run "
+                        "without the attention override)", "Apply Regional Attention, TACA, Attention Capture",
+                        "refused with an error naming the node and the blocks, never a partly plain image")
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("feature", ["regions", "taca", "capture"])
+def test_attention_bypassed_in_one_block_stops_with_the_block_named(family, feature):
+    """The other blocks reach the pack, so a per-forward count alone would miss it: blocks that ran through the pack's
+    block patches must each have reached its attention override too."""
+    tiny = build(family)
+    m = patcher(tiny).clone()
+
+    def around(args, extra):
+        options = {k: v for k, v in args["transformer_options"].items() if k != "optimized_attention_override"}
+        return extra["original_block"]({**args, "transformer_options": options})
+
+    m.set_model_patch_replace(around, "dit", "double_block", 1)
+    apply, node = FEATURES[feature]
+    model = apply(tiny, m)  # the pack's block patch runs the other one inside
+    pos, neg = _conds(tiny)
+    with pytest.raises(reach.PackNotReached, match=rf"\[{node}\] .*in 1 block\(s\) \(double 1\) the model attended "
+                                                   "without the pack's attention override"):
+        sample(model, pos, neg, **KW)
+
+
 @pytest.mark.parametrize("family", ["flux", "sd3"])
 @pytest.mark.parametrize("feature", list(FEATURES))
 def test_forward_replaced_without_any_hook_stops_with_the_node_named(family, feature):
