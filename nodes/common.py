@@ -71,10 +71,12 @@ def gate(node: str, model, double_text: str, single_text: str, start_percent: fl
 
 def block_range_inputs() -> list:
     return [
-        io.String.Input("double_blocks", default="all", tooltip="Double (FLUX), joint (SD3) or transformer (Qwen-Image, "
-                        "0-59) blocks: all, none, odd, even, or numbers and ranges like 0-9,12."),
+        io.String.Input("double_blocks", default="all", tooltip="Double (FLUX), joint (SD3), transformer (Qwen-Image, "
+                        "0-59) or joint-layer (Z-Image, 0-29) blocks: all, none, odd, even, or numbers and ranges like "
+                        "0-9,12."),
         io.String.Input("single_blocks", default="all", tooltip="FLUX single blocks, numbered from 0 within the single "
-                        "blocks: all, none, odd, even, or ranges. Ignored by SD3 and Qwen-Image (set none or all)."),
+                        "blocks: all, none, odd, even, or ranges. Ignored by SD3, Qwen-Image and Z-Image (set none or "
+                        "all)."),
     ]
 
 

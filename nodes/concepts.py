@@ -180,6 +180,11 @@ class ConceptModifier(CaptureModifier):
 
 def concept_stream(node, model, concepts: str, clip, double: frozenset, double_text: str):
     """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
+    family = model_family(model)
+    if not family.concepts:
+        raise node_error(node, "concepts", f"ConceptAttention is not available for {family.name} models: it carries "
+                         "the concepts through a separate text stream, and these models have one single joint stream "
+                         "(Z-Image / Lumina-2). Leave 'concepts' empty and use the word maps of Attention Maps instead")
     if clip is None:
         raise node_error(node, "clip", "concepts need the text encoder: connect the CLIP used for the prompt")
     names = [c.strip() for c in concepts.split(",") if c.strip()]
@@ -196,7 +201,6 @@ def concept_stream(node, model, concepts: str, clip, double: frozenset, double_t
         cond = clip.encode_from_tokens_scheduled(tokenized)[0][0]
         tokens.append(cond[0, min(first, cond.shape[1] - 1)].detach().cpu())
     tokens = torch.stack(tokens)
-    family = model_family(model)
     dm = family.diffusion_model(model)
     expected = family.text_features(dm)
     if expected is not None and tokens.shape[-1] != expected:

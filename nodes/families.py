@@ -47,6 +47,8 @@ class Family:
     padded_caption: bool = False
     # ConceptAttention needs a text stream of its own to carry the concepts through the blocks.
     concepts: bool = True
+    # Reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the pack's features.
+    reference_images: bool = True
 
     def diffusion_model(self, model_patcher):
         return model_patcher.model.diffusion_model
@@ -118,9 +120,9 @@ FAMILIES = (
     # [caption ; image], each padded to a multiple of 32 by learned pad tokens (nodes/nextdit.py).
     Family("z_image", "Lumina2", double_blocks="layers", single_blocks="", text_input="cap_embedder",
            context_encoders=("qwen3_4b", "gemma2_2b"), chat_template=True, block_hooks="layer_lists",
-           padded_caption=True, concepts=False,
-           blocks_help="joint layers 0-29 (Z-Image-Turbo; Lumina-2: 0-25); the caption and noise refiners are "
-                       "not numbered"),
+           padded_caption=True, concepts=False, reference_images=False,
+           blocks_help="double_blocks are the joint layers (Z-Image-Turbo: 0-29); the caption and noise refiners "
+                       "are not numbered"),
     Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
     Family("chroma", "Chroma", **_FLUX_LIKE),
     Family("flux", "Flux", pooled_input="vector_in", **_FLUX_LIKE),
@@ -140,18 +142,22 @@ SUPPORT = (
     ("Chroma", "chroma", "double 0-18, single 0-37", "-"),
     ("SD3 / SD3.5", "sd3", "joint 0-23 (3.5-M) / 0-37 (3.5-L)", "-"),
     ("Qwen-Image / Qwen-Image-Edit", "qwen_image", "double_blocks 0-59", "Edit: always visible"),
-    ("Z-Image / Lumina-2 (NextDiT)", "", "-", "-"),
+    ("Z-Image / Lumina-2 (NextDiT)", "z_image", "double_blocks = joint layers from 0 (Z-Image-Turbo: 0-29)",
+     "omni references refused with a message"),
 )
 
 
 def support_table() -> str:
     """The README's model-support table, from SUPPORT and FAMILIES."""
-    names = {f.name for f in FAMILIES}
+    by_name = {f.name: f for f in FAMILIES}
     lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference images |",
              "|---|" + "---|" * (len(FEATURES) + 2)]
     for models, family, blocks, refs in SUPPORT:
-        mark = "yes" if family in names else "no"
-        lines.append(f"| {models} | " + " | ".join([mark] * len(FEATURES)) + f" | {blocks} | {refs} |")
+        found = by_name.get(family)
+        unsupported = {"ConceptAttention": not found.concepts, "reference images": not found.reference_images} \
+            if found is not None else {}
+        marks = ["no" if found is None or unsupported.get(feature) else "yes" for feature in FEATURES]
+        lines.append(f"| {models} | " + " | ".join(marks) + f" | {blocks} | {refs} |")
     return "\n".join(lines)
 
 
@@ -168,9 +174,9 @@ def model_family(model_patcher) -> Family:
     family = family_of_base(model_patcher.model)
     if family is None:
         raise UnsupportedModel(
-            f"expected an MMDiT model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5, Qwen-Image/-Edit), got "
-            f"{type(model_patcher.model).__name__!r}; connect the MODEL output of a FLUX, SD3 or Qwen-Image "
-            "checkpoint/UNET loader")
+            f"expected a joint-attention model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5, Qwen-Image/-Edit, "
+            f"Z-Image/Lumina-2), got {type(model_patcher.model).__name__!r}; connect the MODEL output of a FLUX, SD3, "
+            "Qwen-Image or Z-Image checkpoint/UNET loader")
     return family
 
 

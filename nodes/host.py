@@ -23,7 +23,7 @@ import torch
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import ATTENTION, BLOCKS, COND, BlockRef, ForwardState, TextStream
 from ..attention.regional import MaskBatchMismatch
-from . import reach
+from . import nextdit, reach
 from .families import block_counts, family_of_base, model_family
 from .runtime import MEMORY
 from .workunits import install_callbacks as install_workunit_callbacks
@@ -38,6 +38,9 @@ BLOCK_KEY = "joint_attention_block"  # the BlockRef of the running block
 RECORD_KEY = "joint_attention_record"  # callable(output) that reads an attention call's output
 KEYS_KEY = "joint_attention_keys"  # callable(args, kwargs) -> args: reads or replaces an attention call's q, k, v
 POOLED_KEY = "joint_attention_pooled"  # ForwardState.data entry: the forward's pooled text vector (`y`), or None
+# Set by the NextDiT layer hooks for the caption and noise refiners: attention calls outside the joint blocks, which
+# the pack leaves alone by design (not blocks whose patches another node replaced).
+REFINER_KEY = "joint_attention_refiner"
 # ForwardState.data entry: the diffusion model running the forward (with MultiGPU work units, each device's own copy)
 DIFFUSION_MODEL_KEY = "joint_attention_diffusion_model"
 
@@ -125,7 +128,7 @@ class AttentionOverride(JointAttentionDispatcher):
             args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
-        if state is not None:
+        if state is not None and not options.get(REFINER_KEY):
             reach.reached(state, ATTENTION if block is not None else reach.UNNAMED)
         if state is not None and block is not None and self.modifiers:
             seq = 2 if kwargs.get("skip_reshape", False) else 1
@@ -244,6 +247,14 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
         run=transformer_options.get(RUN_KEY),
     )
     state.device = x.device
+    if family.padded_caption:
+        if kwargs.get("ref_latents"):
+            nodes = ", ".join(dict.fromkeys(reach.node_of(m) for m in dispatcher.modifiers))
+            raise ValueError(
+                f"[{nodes}] input 'model': the conditioning carries reference images for Z-Image (omni reference "
+                "latents), which this pack's nodes do not support on Z-Image; remove the reference latents from the "
+                "conditioning, or sample without this pack's nodes")
+        state.n_txt = state.n_context = nextdit.padded(state.n_txt, nextdit.pad_multiple(dm))
     state.data[RENUMBER_KEY] = family.text_rope_by_index
     state.data[POOLED_KEY] = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     state.data[DIFFUSION_MODEL_KEY] = dm
@@ -266,10 +277,13 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
                 "same text encoder (CLIP loader) as the main prompt"
             )
         tokens = extra.to(device=c_crossattn.device, dtype=c_crossattn.dtype)
-        c_crossattn = torch.cat([c_crossattn, tokens.unsqueeze(0).expand(c_crossattn.shape[0], -1, -1)], dim=1)
-        state.n_context = c_crossattn.shape[1]
+        if family.padded_caption:
+            c_crossattn = nextdit.layout_context(state, c_crossattn, tokens, nextdit.pad_multiple(dm))
+        else:
+            c_crossattn = torch.cat([c_crossattn, tokens.unsqueeze(0).expand(c_crossattn.shape[0], -1, -1)], dim=1)
+            state.n_context = c_crossattn.shape[1]
     options = {**transformer_options, FORWARD_KEY: state}
-    if state.region_lens:
+    if state.region_lens and family.block_hooks == "dit":
         patches = options.get("patches") or {}
         options["patches"] = {**patches, "post_input": list(patches.get("post_input", ())) + [RegionTextPositions(state)]}
     output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
@@ -330,7 +344,9 @@ def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
 
 def install(model, modifier):
     """Return a clone of `model` whose dispatcher also runs `modifier`."""
-    model_family(model)  # raises a clear error for unsupported models
+    family = model_family(model)  # raises a clear error for unsupported models
+    if family.block_hooks == "layer_lists":
+        nextdit.check_model(family.diffusion_model(model))
     m = model.clone()
     # Newer ComfyUI copies model_options shallowly on clone: copy what we edit.
     options = dict(m.model_options.get("transformer_options", {}))
@@ -351,7 +367,10 @@ def install(model, modifier):
     patches = dict(options.get("patches", {}))
     patches[PACK_KEY] = [dispatcher]
     options["patches"] = patches
-    _install_block_patches(m)
+    if family.block_hooks == "layer_lists":
+        nextdit.install(m, family.diffusion_model(m))
+    else:
+        _install_block_patches(m)
     _install_wrappers(m)
     return m
 

@@ -79,11 +79,17 @@ def _share_dispatcher(main, clone) -> None:
 
 
 def on_deepclone_multigpu(main, clone) -> None:
+    from .nextdit import rebind
+
     _share_dispatcher(main, clone)
+    rebind(clone)  # Z-Image / Lumina-2: the layer hooks wrap the device clone's own layers
 
 
 def on_match_multigpu_clones(main, clone) -> None:
+    from .nextdit import rebind
+
     _share_dispatcher(main, clone)
+    rebind(clone)
 
 
 def install_callbacks(patcher) -> None:

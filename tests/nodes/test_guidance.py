@@ -13,7 +13,7 @@ from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("apply_to", ["both", "cond", "uncond"])
 @pytest.mark.parametrize("blocks", [("all", "all"), ("0", "none"), ("none", "1")])
 def test_taca_matches_reference(family, apply_to, blocks):
@@ -36,7 +36,7 @@ def test_taca_matches_reference(family, apply_to, blocks):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("order", ["taca_first", "regions_first"])
 def test_taca_composes_with_regions(family, order):
     tiny = build(family)
@@ -75,7 +75,7 @@ def test_taca_inactive_below_threshold_and_gamma_one_are_bit_identical():
     assert run_node(JointAttentionTACA, base, 1.5, 0.0, "both", "none", "none")[0] is base
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("mode", ["scale", "empty", "skip"])
 @pytest.mark.parametrize("token_range", ["", "1-3"])
 def test_text_scale_matches_block_patch_reference(family, mode, token_range):
@@ -89,6 +89,22 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
     n_txt = 6
     pos, neg = make_cond(tiny, seed=1, n_tokens=n_txt), make_cond(tiny, seed=2, n_tokens=n_txt)
 
+    if family == "z_image":  # no block patches: the reference forward edits the joint sequence's text rows itself
+        def edit(i, seq, n_ctx):
+            if i not in chosen:
+                return seq
+            if mode == "skip":
+                return None
+            lo, hi = lo_hi or (0, n_ctx)
+            seq = seq.clone()
+            seq[:, lo:hi] = seq[:, lo:hi] * (0.0 if mode == "empty" else 1.7)
+            return seq
+
+        reference = install_reference(base, ReferenceConfig(text_edit=edit), n_double, n_single)
+        got, want, plain = (sample(m, pos, neg, **KW) for m in (model, reference, base))
+        assert (got - plain).abs().max() > 1e-5
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        return
     reference = base.clone()
     for kind, count, offset in (("double", n_double, 0), ("single", n_single, n_double)):
         for i in range(count):
@@ -124,7 +140,7 @@ def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
         run_node(JointAttentionTACA, base, 1.2, 0.97, "both", "all", "5-1")
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 def test_text_scale_composes_with_regions_in_either_order(family):
     """Regions then text scale == text scale then regions (one dispatcher, both features)."""
     tiny = build(family)

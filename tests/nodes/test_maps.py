@@ -22,7 +22,7 @@ def capture(model, double="all", single="all", start=0.0, end=1.0):
     return run_node(JointAttentionCapture, model, double, single, start, end)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("features", ["plain", "regions", "regions+taca"])
 def test_maps_equal_full_softmax_reference(family, features):
     tiny = build(family)

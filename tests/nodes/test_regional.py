@@ -8,7 +8,7 @@ from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
-NEW_FAMILIES = ("qwen_image",)  # held to issue 17's 1e-5 (fp32)
+NEW_FAMILIES = ("qwen_image", "z_image")  # held to issue 17's 1e-5 (fp32)
 CONFIGS = [
     # image_attention, global_prompt, base_ratio, soft, double, single
     ("restricted", "background", 0.0, False, "all", "all"),
@@ -19,7 +19,7 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("image_attention,global_prompt,base_ratio,soft,double,single", CONFIGS)
 def test_regional_matches_reference(family, image_attention, global_prompt, base_ratio, soft, double, single):
     tiny = build(family)
@@ -65,7 +65,7 @@ def _uncond_first_step(model, pos, neg, **kw):
     return seen[0]
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 def test_uncond_rows_match_unpatched_and_outside_window_is_bit_identical(family):
     tiny = build(family)
     base = patcher(tiny)
@@ -129,7 +129,7 @@ def _positions(index):
     return set(range(index.start, index.stop)) if isinstance(index, slice) else set(index.tolist())
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
 @pytest.mark.parametrize("base_ratio", [0.0, 0.3])
 def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, base_ratio, monkeypatch):
     """Probability from image tokens outside region r to T_r is exactly 0: those keys are never in

@@ -20,7 +20,7 @@ class ReferenceConfig:
     def __init__(self, regions=(), masks=None, strengths=(), base_ratio=0.0, sigma_start=float("inf"), sigma_end=0.0,
                  double=(), single=(), image_attention="restricted", global_prompt="background",
                  gamma=1.0, gamma_threshold=float("inf"), gamma_rows="both", gamma_double=(), gamma_single=(),
-                 capture_double=(), capture_single=(), capture_start=float("inf"), capture_end=0.0):
+                 capture_double=(), capture_single=(), capture_start=float("inf"), capture_end=0.0, text_edit=None):
         self.regions = list(regions)  # [T, C] tensors
         self.masks = masks  # [n, N_img] token masks
         self.strengths = list(strengths)
@@ -32,6 +32,8 @@ class ReferenceConfig:
         self.gamma_double, self.gamma_single = set(gamma_double), set(gamma_single)
         self.capture_double, self.capture_single = set(capture_double), set(capture_single)
         self.capture_start, self.capture_end = capture_start, capture_end
+        # NextDiT only: callable(layer index, joint sequence, text rows) -> the sequence the layer gets (None: skip it)
+        self.text_edit = text_edit
         self.capture_sum = None  # [N_img, N_text] float64: head-mean probabilities summed over cond rows and calls
         self.capture_counts = None
 
@@ -77,7 +79,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
-        if in_window:
+        if in_window and nextdit:  # the reference forward below refines each region text alone
+            info["regions"] = config.regions
+        elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
             info["lens"] = tuple(r.shape[0] for r in config.regions)
             c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
@@ -87,7 +91,18 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         opts[KEY] = info
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
+    nextdit = type(model.model).__name__ == "Lumina2"
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
+    if nextdit:
+        from ja_reference_nextdit import reference_forward
+
+        def forward(executor, x, timesteps, context, num_tokens, attention_mask=None, **kwargs):
+            options = kwargs["transformer_options"]
+            info = options[KEY]
+            return reference_forward(executor.class_obj, x, timesteps, context, info.get("regions", ()), info,
+                                     options, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, forward)
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"
@@ -111,6 +126,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         opts = kwargs["transformer_options"]
         info = opts.get(KEY)
         kind, index = opts.get(KEY + "_block", (None, None))
+        if kind is None:  # outside the joint blocks (NextDiT's caption and noise refiners)
+            return func(*args, **kwargs)
         q, k, v = args[0], args[1], args[2]
         if kwargs.get("skip_reshape"):
             heads = q.shape[1]

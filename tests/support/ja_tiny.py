@@ -147,21 +147,33 @@ def tiny_qwen_image(depth=2, seed=0):
     return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
 
 
-def tiny_z_image(depth=2, seed=0):
+def tiny_z_image(depth=2, seed=0, variant="z_image"):
     """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
-    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features). Not a supported family yet (issue 17): used to
-    check the nodes refuse it by name."""
+    padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features)."""
     import comfy.supported_models
 
     cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=depth, n_refiner_layers=1,
                n_heads=8, n_kv_heads=8, multiple_of=16, ffn_dim_multiplier=1.0, norm_eps=1e-5, qk_norm=True,
                cap_feat_dim=CONTEXT_DIM, axes_dims=[8, 12, 12], axes_lens=[512, 64, 64], rope_theta=256.0,
                z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32)
+    if variant == "lumina2":  # Lumina-2: the same NextDiT without pad tokens and with its own modulation
+        cfg.update(z_image_modulation=False, time_scale=1.0, pad_tokens_multiple=None)
+        return _finish(comfy.supported_models.Lumina2, cfg, "z_image", 16, depth, 0, seed)
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
+def tiny_aura_flow(seed=0):
+    """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
+    refuse a family they do not know by name."""
+    import comfy.supported_models
+
+    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=4,
+               global_conddim=128, cond_seq_dim=CONTEXT_DIM, max_seq=256)
+    return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
+
+
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
-            "qwen_image": tiny_qwen_image}
+            "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
 
 
 def build(family: str, **kw) -> TinyModel:
