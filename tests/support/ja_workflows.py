@@ -27,7 +27,8 @@ def loader_swaps(family: str) -> dict:
         "TripleCLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
         "VAELoader": ("JATestTinyVAE", {"family": family}),
         "CheckpointLoaderSimple": ("JATestTinyCheckpoint", {"family": family}),
-        "CLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
+        # Z-Image's CLIPLoader file is Qwen3-4B: the tiny one keeps its tokenizer and chat template.
+        "CLIPLoader": ("JATestTinyCLIP", {"seed": 0, "encoder": "qwen3_4b"} if family == "z_image" else {"seed": 0}),
     }
 
 
