@@ -18,9 +18,10 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
     """[(position, token string, word number)] for the base text's positions in the model's context.
 
     Word number 0 marks start/end/padding tokens, and the chat template around the prompt of LLM text
-    encoders (Qwen2.5-VL, Qwen3): those are never offered as words. ComfyUI's word ids count weighted
-    segments, so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word,
-    SentencePiece's "\u2581" and byte-level BPE's "\u0120" (space) / "\u010a" (newline) start one."""
+    encoders (Qwen2.5-VL, Qwen3) or Lumina-2's system prompt: those are never offered as words. ComfyUI's word
+    ids count weighted segments, so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word,
+    SentencePiece's "\u2581" and byte-level BPE's "\u0120" (space) / "\u010a" (newline) start one.
+    Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label."""
     tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
     order = context_order(family, tokens)
     flat = []  # (token id, raw string, segment, special)
@@ -30,7 +31,7 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
         own = [(tok_id, _raw_token(hf, tok_id), token[2] if len(token) > 2 else 1, tok_id in special)
                for chunk in tokens[key] for token in chunk for tok_id in (token[0],)]
         if _chat_template(family):
-            own = _user_turn(own, hf)
+            own = _after_system_prompt(_user_turn(own, hf, key))
         flat += own + [None]  # an encoder's tokens end: no word runs across
     # Byte-level BPE (Qwen) keeps punctuation in tokens of its own: those end a word and stand alone.
     split_punctuation = _chat_template(family)
@@ -60,25 +61,60 @@ def _chat_template(family: str) -> bool:
     return any(f.chat_template for f in FAMILIES if f.name == family)
 
 
-def _user_turn(flat, hf):
-    """The context of a chat-template text encoder: from the user turn's text on (the system turn and the
-    turn's header are cut off by the encoder, as ComfyUI's Qwen-Image encoder does: the second
-    `<|im_start|>`, and past `user\n` when it follows), with everything from the last `<|im_end|>` on
-    (the closing template) marked as no word."""
-    if hf is None:
+# What ComfyUI's chat-template text encoders hand the model, by tokenizer key. True: the encoder cuts the context
+# to start at the user's text (QwenImageTEModel.encode_token_weights: from the second `<|im_start|>`, and past
+# `user\n` when it follows). Not listed: every token of the template stays in the context (Z-Image's
+# ZImageTEModel, template `<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n`).
+_CUTS_TO_USER_TEXT = {"qwen25_7b": True}
+
+
+def _user_turn(flat, hf, key):
+    """The context of a chat-template text encoder, with only the user's text offered as words: the template
+    before it (system turn, the user turn's header `<|im_start|>user\n`) is cut off where the encoder cuts it and
+    marked as no word where the encoder keeps it, and everything from the last `<|im_end|>` on (the closing
+    template, `assistant`) is marked as no word."""
+    if hf is None or not hasattr(hf, "convert_tokens_to_ids"):
         return flat
     ids = [e[0] for e in flat]
     im_start, im_end = hf.convert_tokens_to_ids("<|im_start|>"), hf.convert_tokens_to_ids("<|im_end|>")
-    starts = [i for i, t in enumerate(ids) if t == im_start][:2]
+    starts = [i for i, t in enumerate(ids) if t == im_start]
     if not starts:
         return flat
-    begin = starts[-1]
     user, newline = hf.convert_tokens_to_ids("user"), hf.convert_tokens_to_ids("\u010a")
-    if ids[begin + 1:begin + 3] == [user, newline]:
-        begin += 3
-    ends = [i for i, t in enumerate(ids) if t == im_end and i >= begin]
+    if _CUTS_TO_USER_TEXT.get(key):
+        begin = text = starts[:2][-1]  # the encoder's own rule: the second <|im_start|> (of the first two)
+        if ids[begin + 1:begin + 3] == [user, newline]:
+            begin = text = begin + 3
+    else:
+        begin = 0
+        header = next((i for i in starts if ids[i + 1:i + 3] == [user, newline]), None)
+        text = header + 3 if header is not None else 0
+    ends = [i for i, t in enumerate(ids) if t == im_end and i >= text]
     stop = ends[-1] if ends else len(flat)
-    return [e if i < stop else (e[0], e[1], 0, True) for i, e in enumerate(flat) if i >= begin]
+    return [e if text <= i < stop else _no_word(e) for i, e in enumerate(flat) if i >= begin]
+
+
+# Lumina-2's text node (CLIPTextEncodeLumina2) encodes f"{system_prompt} <Prompt Start> {prompt}": the whole
+# text is in the context, only what follows the marker is the user's.
+_PROMPT_START = "<Prompt Start>"
+
+
+def _after_system_prompt(flat):
+    """Tokens up to and including a `<Prompt Start>` marker (Lumina-2's system prompt) marked as no word; the
+    marker is found in the tokens' own text, whatever pieces the tokenizer split it into."""
+    text, end = "", None
+    for i, e in enumerate(flat):
+        text += (" " if e[1].startswith(("\u2581", "\u0120", "\u010a")) else "") + _clean(e[1])
+        if _PROMPT_START in text:
+            end = i
+            break
+    if end is None:
+        return flat
+    return [_no_word(e) if i <= end else e for i, e in enumerate(flat)]
+
+
+def _no_word(entry):
+    return (entry[0], entry[1], 0, True)
 
 
 def _hf_tokenizer(clip, key):
@@ -92,7 +128,10 @@ def _hf_tokenizer(clip, key):
 def _raw_token(hf, tok_id) -> str:
     if hf is None or not isinstance(tok_id, int):
         return str(tok_id)
-    return str(hf.convert_ids_to_tokens(tok_id))
+    if hasattr(hf, "convert_ids_to_tokens"):  # Hugging Face tokenizers (CLIP, T5, Qwen)
+        return str(hf.convert_ids_to_tokens(tok_id))
+    piece = getattr(getattr(hf, "tokenizer", None), "id_to_piece", None)  # ComfyUI's SentencePiece wrapper (Gemma)
+    return str(piece(tok_id)) if piece is not None else str(tok_id)
 
 
 def _clean(raw: str) -> str:

@@ -58,6 +58,77 @@ def qwen_image_tail(model, positive_text, prefix, negative_text=""):
     ]
 
 
+def qwen_image_edit_graph(positive_text, prefix):
+    """Qwen-Image-Edit-2509 as ComfyUI's official template loads it (split files, AuraFlow shift 3, 20 steps, CFG 2.5),
+    in its "raw latent" form: the reference picture is scaled once, VAE-encoded once, and that latent is both the
+    sampler's start and the reference (ReferenceLatent) beside TextEncodeQwenImageEditPlus, which sees the picture
+    through the VL encoder. Region prompts are plain text (CLIPTextEncode); the picture reaches the model through
+    the main prompt's reference."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "qwen_image_edit_2509_fp8_e4m3fn.safetensors", "weight_dtype": "default"}),
+        Node(2, "CLIPLoader", {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}),
+        Node(3, "VAELoader", {"vae_name": "qwen_image_vae.safetensors"}),
+        Node(11, "ModelSamplingAuraFlow", {"shift": 3.0}, {"model": (1, 0)}),
+        Node(12, "LoadImage", {"image": "example.png"}, title="Picture to edit"),
+        Node(13, "ImageScale", {"upscale_method": "area", "width": 1024, "height": 1024, "crop": "center"},
+             {"image": (12, 0)}, title="Output size (about 1 megapixel)"),
+        Node(14, "VAEEncode", {}, {"pixels": (13, 0), "vae": (3, 0)}),
+        Node(4, "TextEncodeQwenImageEditPlus", {"prompt": positive_text}, {"clip": (2, 0), "image1": (13, 0)},
+             title="Edit instruction"),
+        Node(5, "TextEncodeQwenImageEditPlus", {"prompt": ""}, {"clip": (2, 0), "image1": (13, 0)},
+             title="Negative prompt"),
+        Node(15, "ReferenceLatent", {}, {"conditioning": (4, 0), "latent": (14, 0)}),
+        Node(16, "ReferenceLatent", {}, {"conditioning": (5, 0), "latent": (14, 0)}),
+    ] + two_regions((2, 0), (11, 0)) + [
+        Node(8, "KSampler", {"seed": 42, "steps": 20, "cfg": 2.5, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0},
+             {"model": (28, 0), "positive": (15, 0), "negative": (16, 0), "latent_image": (14, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
+def soft_two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
+                     overlap=256, base=20, **apply):
+    """Two regions (left / right) whose masks cross over softly: a block feathered over `overlap` px on its left
+    edge makes the right mask, its inverse the left one (they sum to 1 everywhere, 0.5 at the seam)."""
+    half = size // 2
+    return [
+        Node(base + 0, "CLIPTextEncode", {"text": texts[0]}, {"clip": clip}, title="Region 1 prompt (left)"),
+        Node(base + 1, "CLIPTextEncode", {"text": texts[1]}, {"clip": clip}, title="Region 2 prompt (right)"),
+        Node(base + 2, "SolidMask", {"value": 0.0, "width": size, "height": size}, title="Empty canvas"),
+        Node(base + 3, "SolidMask", {"value": 1.0, "width": half + overlap // 2, "height": size}, title="Right block"),
+        Node(base + 4, "FeatherMask", {"left": overlap, "top": 0, "right": 0, "bottom": 0}, {"mask": (base + 3, 0)},
+             title="Soft left edge"),
+        Node(base + 5, "MaskComposite", {"x": half - overlap // 2, "y": 0, "operation": "add"},
+             {"destination": (base + 2, 0), "source": (base + 4, 0)}, title="Right mask (soft)"),
+        Node(base + 6, "InvertMask", {}, {"mask": (base + 5, 0)}, title="Left mask (soft)"),
+        Node(base + 7, "JointAttentionRegion", {"strength": 1.0}, {"conditioning": (base, 0), "mask": (base + 6, 0)}),
+        Node(base + 8, "JointAttentionRegion", {"strength": 1.0},
+             {"conditioning": (base + 1, 0), "mask": (base + 5, 0), "regions": (base + 7, 0)}),
+        Node(base + 9, "JointAttentionRegionalApply", dict(apply), {"model": model, "regions": (base + 8, 0)}),
+    ]
+
+
+def z_image_graph(positive_text, prefix):
+    """Z-Image-Turbo as ComfyUI's official template loads it (split files, CLIPLoader type lumina2, AuraFlow shift 3,
+    8 steps, CFG 1 with a zeroed negative, res_multistep), with two soft regions and open image attention."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "z_image_turbo_bf16.safetensors", "weight_dtype": "default"}),
+        Node(2, "CLIPLoader", {"clip_name": "qwen_3_4b.safetensors", "type": "lumina2"}),
+        Node(3, "VAELoader", {"vae_name": "ae.safetensors"}),
+        Node(11, "ModelSamplingAuraFlow", {"shift": 3.0}, {"model": (1, 0)}),
+    ] + soft_two_regions((2, 0), (11, 0), image_attention="open") + [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "ConditioningZeroOut", {}, {"conditioning": (4, 0)}, title="Negative (unused at CFG 1)"),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 8, "cfg": 1.0, "sampler_name": "res_multistep", "scheduler": "simple",
+                             "denoise": 1.0},
+             {"model": (29, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
 def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
                 base=20):
     half = size // 2
@@ -151,6 +222,30 @@ GRAPHS = {
           "double_blocks 0-59 (single_blocks does not apply). Region texts keep the positions they have as a prompt "
           "alone. For Qwen-Image-Edit, load qwen_image_edit_2509_fp8_e4m3fn.safetensors and encode the prompts with "
           "TextEncodeQwenImageEdit(Plus): the reference image's tokens stay visible to every image token.")],
+    ),
+    "regional_qwen_image_edit.json": (
+        lambda: qwen_image_edit_graph("Put a red vintage car on the left and a golden retriever on the right, "
+                                      "keep everything else as it is", "regional_qwen_image_edit"),
+        [("How to use", "Regional edit with Qwen-Image-Edit-2509: the edit instruction and the picture go through "
+          "TextEncodeQwenImageEditPlus as usual, and each region says what its mask's area should show. Load your "
+          "picture in 'Picture to edit' and set 'Output size' to about 1 megapixel with its aspect ratio (the masks are "
+          "stretched over whatever size it is). The scaled picture is VAE-encoded once: that latent starts the "
+          "sampler and is the reference (ReferenceLatent), as in the official template's raw-latent variant; its "
+          "tokens stay visible to every image token whatever the masks say. Region prompts are plain CLIPTextEncode "
+          "text. Files: qwen_image_edit_2509_fp8_e4m3fn.safetensors (diffusion_models), "
+          "qwen_2.5_vl_7b_fp8_scaled.safetensors (text_encoders), qwen_image_vae.safetensors (vae); the template's "
+          "CFGNorm and Lightning LoRA can be added before Apply Regional Attention. Block numbers: double_blocks "
+          "0-59. " + NOTE_REGIONS)],
+    ),
+    "regional_z_image.json": (
+        lambda: z_image_graph("a sunny park, photo, detailed", "regional_z_image"),
+        [("How to use", "Two regions on Z-Image-Turbo (8 steps, CFG 1, AuraFlow shift 3, as the official template). "
+          "Z-Image runs image and text through the same single-stream layers, and restricting image self-attention "
+          "to each region there tends to split the picture into separate images: this example uses image_attention "
+          "'open' with soft masks (a 256 px cross-fade at the seam) so the regions blend into one scene; try "
+          "'restricted' only with well-separated subjects. Files: z_image_turbo_bf16.safetensors (diffusion_models), "
+          "qwen_3_4b.safetensors (text_encoders, CLIPLoader type lumina2), ae.safetensors (vae). Region texts are "
+          "padded and refined alone, as the model does with a prompt. " + NOTE_REGIONS)],
     ),
     "taca_flux.json": (
         lambda: flux_loaders() + [

@@ -16,8 +16,9 @@ MODEL_FILE_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", "
 # Sizes are what a node needs at least; the frontend only ever makes a node larger than its saved size (its
 # minimum size, or its content with Vue node rendering), so columns and rows keep a margin on both.
 NODE_WIDTH, MIN_NODE_HEIGHT, COLUMN_GAP, ROW_GAP, ORIGIN = 320, 200, 60, 70, (40, 40)
-# Nodes with a large DOM widget: the Region Canvas needs this much for the canvas, two region rows and the list.
-NODE_SIZES = {"JointAttentionRegionCanvas": (420, 560)}
+# Nodes with a large DOM widget: the Region Canvas needs this much for the canvas, two region rows and the list;
+# LoadImage shows the loaded picture under its widgets.
+NODE_SIZES = {"JointAttentionRegionCanvas": (420, 560), "LoadImage": (320, 440)}
 SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT, TITLE_HEIGHT = 22, 26, 110, 40
 
 
@@ -47,6 +48,13 @@ def has_control(name: str, spec) -> bool:
     return bool(opts.get("control_after_generate")) or (spec[0] == "INT" and name in ("seed", "noise_seed"))
 
 
+def upload_value(spec):
+    """The value the frontend saves for the upload button it adds after a file combo (LoadImage's `image`:
+    `image_upload` gives a button widget saved as "image"), or None."""
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return "image" if opts.get("image_upload") else None
+
+
 def node_size(n: Node, info: dict) -> tuple:
     """(width, height) a node of this definition needs at least: its sockets and widgets (multiline text boxes taller),
     or NODE_SIZES for nodes whose widget is a whole editor."""
@@ -60,7 +68,7 @@ def node_size(n: Node, info: dict) -> tuple:
         elif opts.get("multiline"):
             multiline += 1
         else:
-            widgets += 1 + has_control(name, spec)
+            widgets += 1 + has_control(name, spec) + (upload_value(spec) is not None)
     slots = max(sockets, len(info["output"]))
     height = TITLE_HEIGHT + SLOT_HEIGHT * slots + WIDGET_HEIGHT * widgets + MULTILINE_HEIGHT * multiline
     return NODE_WIDTH, max(MIN_NODE_HEIGHT, height)
@@ -125,6 +133,8 @@ def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
                 widgets.append(value)
                 if has_control(name, spec):
                     widgets.append("fixed")
+                if upload_value(spec) is not None:
+                    widgets.append(upload_value(spec))
         unknown = set(n.widgets) - {name for name, _ in _ordered_inputs(info)}
         if unknown:
             raise ValueError(f"{n.type}: unknown inputs {sorted(unknown)}")
@@ -180,6 +190,8 @@ def to_api(workflow: dict, object_info: dict, replace: dict | None = None) -> di
                 value = values.pop(0)
                 if has_control(name, spec) and values and values[0] in ("fixed", "increment", "decrement", "randomize"):
                     values.pop(0)
+                if upload_value(spec) is not None and values and values[0] == upload_value(spec):
+                    values.pop(0)
                 if linked.get(name) is None:
                     inputs[name] = value
                     continue
@@ -210,6 +222,8 @@ def validate(workflow: dict, object_info: dict) -> list:
                 break
             value = values.pop(0)
             if has_control(name, spec) and values and values[0] in ("fixed", "increment", "decrement", "randomize"):
+                values.pop(0)
+            if upload_value(spec) is not None and values and values[0] == upload_value(spec):
                 values.pop(0)
             # Model file combos list the files this server has; a shared workflow names the user's files.
             is_file = isinstance(value, str) and value.lower().endswith(MODEL_FILE_SUFFIXES)

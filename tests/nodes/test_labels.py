@@ -1,10 +1,12 @@
-"""Issue 17: word labels from the real tokenizer files shipped with the host (Qwen2.5-VL for Qwen-Image).
+"""Issue 17: word labels from the real tokenizer files shipped with the host (Qwen2.5-VL for Qwen-Image, Qwen3 for
+Z-Image) and the hosts' own text-encoder classes.
 
 The Qwen-Image text encoder wraps the prompt in a chat template and ComfyUI's encoder cuts the system turn and the
 user turn's header off (the context starts at the user's text); the closing template (`<|im_end|>`, `assistant`)
-stays in the context. Positions must line up with the context the model gets, and no template or pad token is
-ever offered as a word. The labels only read `clip.tokenizer`: the tokenizer here is the host's own class with its
-own files; no text-encoder weights are needed.
+stays in the context. Z-Image's encoder wraps the prompt in a user turn and keeps every token; Lumina-2's node puts
+a system prompt before `<Prompt Start>`. Positions must line up with the context the model gets, and no template,
+system-prompt or pad token is ever offered as a word. The Qwen-Image tests read only `clip.tokenizer` (the host's
+own class with its own files); the Z-Image and Lumina-2 tests run the host's encoder classes at tiny size.
 """
 from types import SimpleNamespace
 
@@ -61,3 +63,138 @@ def test_qwen_image_labels_follow_the_encoders_context_and_offer_no_template_tok
         if ids[position] in template:
             assert word == 0
     assert labelled[-1][2] == 0 and labelled[-5][1] == "<|im_end|>"  # the closing template ends the context
+
+
+# -- Z-Image (Qwen3-4B) and Lumina-2 (Gemma-2): the encoders keep every token ------------------------------------
+
+
+def _conditioning(clip, text):
+    """The conditioning tensor CLIPTextEncode makes from `text` with this CLIP ([1, tokens, features])."""
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))[0][0]
+
+
+def _first_changed_row(a, b):
+    """The first context position where two conditionings differ. The text encoders are causal LLMs: a token's
+    row depends on it and the tokens before it only, so changing one word first changes the row of its first
+    token, whatever the encoder cut or kept. Rows before it agree up to float rounding (the two sequences differ
+    in length, so the host's matmuls may block differently: ~1e-8 here); a changed token moves its row by ~0.1."""
+    n = min(a.shape[1], b.shape[1])
+    changed = ((a[0, :n] - b[0, :n]).abs().amax(dim=-1) > 1e-4).nonzero()
+    return int(changed[0]) if len(changed) else n
+
+
+def _word_swapped(prompt, k, other="zebra"):
+    """`prompt` with its k-th word (a run of letters/digits) replaced."""
+    import re
+
+    spans = [m.span() for m in re.finditer(r"\w+", prompt)]
+    start, end = spans[k]
+    return prompt[:start] + other + prompt[end:]
+
+
+def _assert_positions_follow_the_conditioning(prompt, offered, encode):
+    """Each offered word's first position is where the real encoder's conditioning first changes when that word
+    is replaced (the k-th offered word is the k-th word of `prompt`)."""
+    base = encode(prompt)
+    for k, (text, positions) in enumerate(offered):
+        swapped = encode(_word_swapped(prompt, k))
+        assert _first_changed_row(base, swapped) == positions[0], (k, text, positions)
+
+
+Z_IMAGE_PROMPTS = [
+    ("a red cat, sitting on grass", ["a", "red", "cat", "sitting", "on", "grass"]),
+    ("Neon sign reading OPEN\nover a door", ["Neon", "sign", "reading", "OPEN", "over", "a", "door"]),
+]
+
+
+@pytest.mark.parametrize("prompt,words", Z_IMAGE_PROMPTS)
+def test_z_image_labels_line_up_with_the_whole_template_the_encoder_keeps(prompt, words):
+    """ComfyUI's Z-Image encoder (ZImageTEModel, CLIPLoader type lumina2 with a Qwen3-4B file) cuts nothing: the
+    conditioning holds `<|im_start|>user\\n`, the prompt, and `<|im_end|>\\n<|im_start|>assistant\\n`, one row per
+    token. The model then pads the caption to a multiple of 32 with learned pad tokens, so the context is longer
+    than the tokens: those positions get no label. Tiny real Qwen3 encoder with the host's tokenizer files."""
+    from ja_tiny import tiny_llm_clip
+
+    clip = tiny_llm_clip("qwen3_4b")
+    tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
+    ids = [t[0] for t in tokens["qwen3_4b"][0]]
+    n_tokens = _conditioning(clip, prompt).shape[1]
+    assert n_tokens == len(ids)  # the whole template is in the conditioning
+    n_txt = n_tokens + (-n_tokens) % 32  # the caption as the model pads it
+    assert n_txt > n_tokens
+    labelled = context_tokens(clip, prompt, n_txt, "z_image")
+    assert [p for p, _, _ in labelled] == list(range(n_tokens))
+    hf = clip.tokenizer.qwen3_4b.tokenizer
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == words
+    for text, positions in offered:
+        assert hf.decode([ids[p] for p in positions]).strip() == text
+    # The template around the prompt: header (3 tokens) and closing (5 tokens) are in the context, never words.
+    assert [t for _, t, w in labelled[:3]] == ["<|im_start|>", "user", ""] and {w for _, _, w in labelled[:3]} == {0}
+    assert [t for _, t, _ in labelled[-5:]] == ["<|im_end|>", "", "<|im_start|>", "assistant", ""]
+    assert {w for _, _, w in labelled[-5:]} == {0}
+    template = {hf.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "assistant")}
+    assert all(word == 0 for position, _, word in labelled if ids[position] in template)
+    _assert_positions_follow_the_conditioning(prompt, offered, lambda p: _conditioning(clip, p))
+
+
+def test_z_image_labels_are_cut_to_the_context_the_model_gets():
+    """n_txt shorter than the tokens (a context cut by the caller) labels only the first n_txt positions."""
+    from ja_tiny import tiny_llm_clip
+
+    clip = tiny_llm_clip("qwen3_4b")
+    labelled = context_tokens(clip, "a red cat", 4, "z_image")
+    assert [(p, t) for p, t, _ in labelled] == [(0, "<|im_start|>"), (1, "user"), (2, ""), (3, "a")]
+    assert [w for w, _ in words_of(labelled)] == ["a"]
+
+
+def _lumina2_clip():
+    """Lumina-2's real tokenizer and encoder classes (LuminaTokenizer, Gemma-2 encoder) at tiny size. Gemma's
+    SentencePiece model ships inside the text-encoder checkpoint, not with the host: the host's own pile-T5
+    SentencePiece model stands in for its vocabulary (the rules under test read pieces, not ids)."""
+    from ja_host import host_path
+    from ja_tiny import tiny_llm_clip
+
+    model = (host_path() / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
+    return tiny_llm_clip("gemma2_2b", tokenizer_data={"spiece_model": model})
+
+
+def _lumina2_encode(clip, user_prompt, system_prompt="superior"):
+    """What the host's CLIPTextEncodeLumina2 node outputs, and the text it encoded."""
+    from comfy_extras.nodes_lumina2 import CLIPTextEncodeLumina2
+
+    out = CLIPTextEncodeLumina2.execute(clip, user_prompt, system_prompt)
+    return out.result[0][0][0], f"{CLIPTextEncodeLumina2.SYSTEM_PROMPT[system_prompt]} <Prompt Start> {user_prompt}"
+
+
+@pytest.mark.parametrize("system_prompt", ["superior", "alignment"])
+def test_lumina2_labels_offer_the_user_prompt_after_the_system_prompt(system_prompt):
+    """CLIPTextEncodeLumina2 encodes "<system prompt> <Prompt Start> <prompt>" after Gemma's BOS token, and the
+    encoder keeps every token. Given that whole text, the labels name every conditioning row, offer only the
+    words after <Prompt Start>, and put each where the conditioning changes when the word does."""
+    clip = _lumina2_clip()
+    user = "a red cat, sitting on grass"
+    cond, text = _lumina2_encode(clip, user, system_prompt)
+    tokens = clip.tokenizer.tokenize_with_weights(text, return_word_ids=True)["gemma2_2b"][0]
+    assert cond.shape[1] == len(tokens)  # nothing cut
+    labelled = context_tokens(clip, text, cond.shape[1], "z_image")
+    assert [p for p, _, _ in labelled] == list(range(len(tokens)))
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == ["a", "red", "cat", "sitting", "on", "grass"]
+    marker = max(p for p, t, _ in labelled if t.endswith(">"))  # the last piece of "<Prompt Start>"
+    assert all(w == 0 for p, _, w in labelled if p <= marker) and labelled[0][2] == 0
+    assert min(positions[0] for _, positions in offered) == marker + 1
+    _assert_positions_follow_the_conditioning(user, offered,
+                                              lambda p: _lumina2_encode(clip, p, system_prompt)[0])
+
+
+def test_lumina2_labels_without_a_system_prompt_offer_every_word():
+    """Lumina-2 prompts encoded by plain CLIPTextEncode (no system prompt): every word after BOS is offered."""
+    clip = _lumina2_clip()
+    prompt = "a red cat, sitting on grass"
+    cond = _conditioning(clip, prompt)
+    labelled = context_tokens(clip, prompt, cond.shape[1], "z_image")
+    assert labelled[0][2] == 0  # BOS
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == ["a", "red", "cat", "sitting", "on", "grass"]
+    _assert_positions_follow_the_conditioning(prompt, offered, lambda p: _conditioning(clip, p))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +70,10 @@ class ComfyServer:
         tmp = Path(self._tmp.name)
         for sub in ("input", "temp", "user"):
             (tmp / sub).mkdir(exist_ok=True)
+        # The picture a stock ComfyUI ships in input/ (LoadImage's default; the edit example loads it).
+        shipped = host_path() / "input" / "example.png"
+        if shipped.is_file() and not (tmp / "input" / "example.png").exists():
+            shutil.copyfile(shipped, tmp / "input" / "example.png")
         config = tmp / "extra_model_paths.yaml"
         config.write_text(f"ja_tests:\n    custom_nodes: {TEST_NODES}\n")
         cmd = [

@@ -276,6 +276,37 @@ def tiny_clip(seed=0):
     return clip
 
 
+def tiny_llm_clip(encoder="qwen3_4b", seed=0, tokenizer_data=None):
+    """A real ComfyUI CLIP object of an LLM text encoder as the host's CLIPLoader builds it (its tokenizer class
+    with its template, its text-encoder class), at 64 features / 3 layers through the host's own config override
+    (`model_options["<name>_model_config"]`), random weights. "qwen3_4b": Z-Image (ZImageTokenizer with the
+    host's Qwen tokenizer files); "gemma2_2b": Lumina-2 (LuminaTokenizer; its SentencePiece model comes from the
+    checkpoint, so `tokenizer_data` must hold one). Its conditioning is [1, tokens, 64]."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.lumina2
+    import comfy.text_encoders.z_image
+
+    small = {"hidden_size": CONTEXT_DIM, "intermediate_size": 2 * CONTEXT_DIM, "num_hidden_layers": 3,
+             "num_attention_heads": 2, "num_key_value_heads": 1}
+    if encoder == "qwen3_4b":
+        target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.z_image.ZImageTokenizer,
+                                                        comfy.text_encoders.z_image.te())
+    elif encoder == "gemma2_2b":
+        target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.lumina2.LuminaTokenizer,
+                                                        comfy.text_encoders.lumina2.te(model_type="gemma2_2b"))
+        small["vocab_size"] = 32128  # enough for the SentencePiece model tests give it
+    else:
+        raise ValueError(encoder)
+    clip = comfy.sd.CLIP(target=target, tokenizer_data=tokenizer_data or {},
+                         model_options={f"{encoder}_model_config": small, "dtype": torch.float32})
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in clip.cond_stage_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return clip
+
+
 def tiny_wan_vae(seed=0):
     """A real ComfyUI VAE object of the Wan 2.1 architecture (Qwen-Image's VAE; 3-D latents, 16 channels) at
     8 base channels, random weights; the host detects it from the state dict as it does the real file."""

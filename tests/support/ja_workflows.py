@@ -15,6 +15,8 @@ EXAMPLES = ROOT / "example_workflows"
 def family_of(name: str) -> str:
     if "qwen_image" in name:
         return "qwen_image"
+    if "z_image" in name:
+        return "z_image"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -25,8 +27,12 @@ def loader_swaps(family: str) -> dict:
         "TripleCLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
         "VAELoader": ("JATestTinyVAE", {"family": family}),
         "CheckpointLoaderSimple": ("JATestTinyCheckpoint", {"family": family}),
-        "CLIPLoader": ("JATestTinyCLIP", {"seed": 0}),
+        # Z-Image's CLIPLoader file is Qwen3-4B: the tiny one keeps its tokenizer and chat template.
+        "CLIPLoader": ("JATestTinyCLIP", {"seed": 0, "encoder": "qwen3_4b"} if family == "z_image" else {"seed": 0}),
     }
+
+
+LOADERS = ("UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "VAELoader", "CheckpointLoaderSimple")
 
 
 def load(name: str) -> dict:
@@ -51,16 +57,22 @@ def swap_loaders_api(prompt: dict, family: str) -> dict:
 
 
 def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = None) -> dict:
-    """Image sizes, masks and steps of a 1024 px workflow scaled down for the tiny models (in place)."""
+    """Image sizes, masks and steps of a 1024 px workflow scaled down for the tiny models (in place): sizes, mask
+    offsets and feathering in pixels in proportion."""
+    def scaled(value):
+        return value * size // 1024
+
     for node in prompt.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "JointAttentionRegionCanvas"):
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "JointAttentionRegionCanvas", "ImageScale"):
             inputs["width"] = inputs["height"] = size
         if node["class_type"] == "SolidMask":
-            inputs["width"] = size if inputs["width"] >= 1024 else size // 2
-            inputs["height"] = size if inputs["height"] >= 1024 else size // 2
-        if node["class_type"] == "MaskComposite" and inputs["x"]:
-            inputs["x"] = size // 2
+            inputs["width"], inputs["height"] = scaled(inputs["width"]), scaled(inputs["height"])
+        if node["class_type"] == "MaskComposite":
+            inputs["x"], inputs["y"] = scaled(inputs["x"]), scaled(inputs["y"])
+        if node["class_type"] == "FeatherMask":
+            for side in ("left", "top", "right", "bottom"):
+                inputs[side] = scaled(inputs[side])
         if node["class_type"] == "KSampler":
             inputs["steps"] = steps
         if node["class_type"] == "SaveImage" and prefix:
@@ -71,8 +83,10 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
 def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
     """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
     workflow = json.loads(json.dumps(workflow))
-    qwen = any("qwen_image" in json.dumps(n.get("widgets_values")) for n in workflow["nodes"])
-    swaps = loader_swaps("qwen_image" if qwen else family_of(json.dumps([n["type"] for n in workflow["nodes"]])))
+    loaded = json.dumps([n.get("widgets_values") for n in workflow["nodes"] if n["type"] in LOADERS])
+    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image")) else \
+        family_of(json.dumps([n["type"] for n in workflow["nodes"]]))
+    swaps = loader_swaps(family)
     for node in workflow["nodes"]:
         if node["type"] in swaps:
             new_type, inputs = swaps[node["type"]]

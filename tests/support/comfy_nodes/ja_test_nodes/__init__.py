@@ -95,13 +95,17 @@ class JATestTinyCLIP:
     CATEGORY = "ja_test"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
-    DESCRIPTION = "A tiny real text encoder (CLIP-L architecture, random weights); replaces CLIP loaders in tests."
+    DESCRIPTION = ("A tiny real text encoder (CLIP-L architecture, or the host's Z-Image Qwen3 encoder with its "
+                   "tokenizer and chat template; random weights); replaces CLIP loaders in tests.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31})},
+                "optional": {"encoder": (["clip_l", "qwen3_4b"], {"default": "clip_l"})}}
 
-    def load(self, seed):
+    def load(self, seed, encoder="clip_l"):
+        if encoder == "qwen3_4b":
+            return (ja_tiny.tiny_llm_clip("qwen3_4b", seed),)
         return (ja_tiny.tiny_clip(seed),)
 
 
