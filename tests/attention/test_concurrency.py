@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from ja_threads import at_once
 from joint_attention_pack.attention.capture import CaptureSink
 from joint_attention_pack.attention.joint import RowSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
@@ -36,27 +37,6 @@ def _qkv(seed):
     return [torch.randn(2, 2, _layout().total, D, generator=g) for _ in range(3)]
 
 
-def _at_once(fns):
-    barrier = threading.Barrier(len(fns))
-    results, errors = [None] * len(fns), []
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fns[i]()
-        except BaseException as exc:  # noqa: B036 (re-raised below)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
-
-
 def test_threads_sharing_a_fresh_cached_plan_get_the_single_thread_outputs():
     """Every round starts from a plan nobody has used: all threads plan, prepare and grow it at once (the
     cache re-measures it meanwhile), each with its own TACA gamma (its own query groups)."""
@@ -74,7 +54,7 @@ def test_threads_sharing_a_fresh_cached_plan_get_the_single_thread_outputs():
         registry = MemoryRegistry()
         cache = BoundedCache(registry, budget_bytes=1 << 30)
         plan = cache.get(("plan", r), _plan, "regional")
-        got = _at_once([lambda i=i, plan=plan: attend(plan, i) for i in range(THREADS)])
+        got = at_once([lambda i=i, plan=plan: attend(plan, i) for i in range(THREADS)])
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=0, atol=0)
         assert set(plan.planned) == set(alone.planned)  # one entry per layout and gamma: none built twice
@@ -98,7 +78,7 @@ def test_one_capture_sink_written_by_several_threads_records_every_call_once():
     want = alone.result()
     for _ in range(ROUNDS):
         sink = CaptureSink(layout.n_img, "cpu")
-        _at_once([lambda i=i, sink=sink: record(sink, i) for i in range(THREADS)])
+        at_once([lambda i=i, sink=sink: record(sink, i) for i in range(THREADS)])
         got = sink.result()
         assert got["buffers"] == THREADS and want["buffers"] == 1
         # Every call of every thread counted once per row, at its step.
@@ -132,7 +112,7 @@ def test_threads_missing_one_cache_key_at_once_make_its_value_once():
 
     for r in range(ROUNDS):
         key = ("tokens", r, "cuda:1")
-        got = _at_once([lambda key=key: cache.get(key, lambda: factory(key), "regional")] * THREADS)
+        got = at_once([lambda key=key: cache.get(key, lambda: factory(key), "regional")] * THREADS)
         assert made.count(key) == 1 and all(t is got[0] for t in got)
     assert cache.misses == ROUNDS and cache.hits == ROUNDS * (THREADS - 1)
     assert not cache._building  # nothing left behind

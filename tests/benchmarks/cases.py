@@ -77,10 +77,11 @@ def region_masks(n, grid):
 
 
 def pair_count_regional(layout, masks, image_attention, global_prompt, base_ratio):
-    """q-k pairs an exact block-sparse evaluation must touch (the FLOP floor), for hard masks."""
-    n_img, n_txt, lens = layout.n_img, layout.n_txt, layout.region_lens
+    """q-k pairs an exact block-sparse evaluation must touch (the FLOP floor), for hard masks.
+    Reference tokens (`layout.n_ref`) are visible to base text, image and reference queries."""
+    n_img, n_txt, n_ref, lens = layout.n_img, layout.n_txt, layout.n_ref, layout.region_lens
     cover = masks > 0
-    pairs = n_txt * (n_txt + n_img)  # base text queries
+    pairs = (n_txt + n_ref) * (n_txt + n_img + n_ref)  # base text and reference queries
     for r, length in enumerate(lens):
         pairs += length * (length + int(cover[r].sum()))
     for i in range(n_img):
@@ -93,29 +94,35 @@ def pair_count_regional(layout, masks, image_attention, global_prompt, base_rati
         else:
             allowed = int((cover[regions].any(0)).sum()) if regions.any() else int((~cover.any(0)).sum())
         if base_ratio > 0:
-            keys += n_txt + n_img  # the base softmax spans [T0 ; I]
+            keys += n_txt + n_img + n_ref  # the base softmax spans [T0 ; I ; F]
         else:
-            keys += allowed + (n_txt if sees_t0 else 0)
+            keys += allowed + n_ref + (n_txt if sees_t0 else 0)
         pairs += keys
     return pairs
 
 
 def cases(api: Api, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick=False, all_blocks=0,
-          region_counts=(2, 4), dense_limit=2 * 2**30, seed=0):
+          region_counts=(2, 4), dense_limit=2 * 2**30, seed=0, n_ref=0, grid=None, single_stream=False):
     """Yields the cases of one suite. `all_blocks`: attention calls of one model forward for the
-    "capture of all blocks" case (0 leaves it out). Cases that run the pack's engine carry its
-    kernel selector in `extra["kernels"]` (the benchmark times the kernel calls inside a case)."""
+    "capture of all blocks" case (0 leaves it out). `n_ref`: reference tokens after the image (always
+    visible; Z-Image's image pad tokens are these). `grid`: the image token grid, square by default.
+    `single_stream`: the text is the first tokens of one joint stream (FLUX single blocks, NextDiT's
+    joint layers), so text scale edits that stream, not a text stream of its own.
+    Cases that run the pack's engine carry its kernel selector in `extra["kernels"]` (the benchmark
+    times the kernel calls inside a case)."""
+    grid = tuple(grid) if grid else (int(math.isqrt(n_img)),) * 2
+    if grid[0] * grid[1] != n_img:
+        raise ValueError(f"grid {grid} does not hold {n_img} image tokens")
     kernels = api.KernelSelector()
     for case in _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick, all_blocks,
-                       region_counts, dense_limit, seed):
+                       region_counts, dense_limit, seed, n_ref, grid, single_stream):
         if case.check is not None:
             case.extra["kernels"] = kernels
         yield case
 
 
 def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick, all_blocks, region_counts,
-           dense_limit, seed):
-    grid = (int(math.isqrt(n_img)),) * 2
+           dense_limit, seed, n_ref, grid, single_stream):
     scale = 1.0 / math.sqrt(head_dim)
     g = torch.Generator().manual_seed(seed)
 
@@ -126,7 +133,7 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
     def engine(q, k, v, layout, spec):
         return lambda: api.joint_attention(q, k, v, layout, spec, kernels, scale)
 
-    plain_layout = api.TokenLayout(n_txt, n_img, 0, (), grid)
+    plain_layout = api.TokenLayout(n_txt, n_img, n_ref, (), grid)
     plain_pairs = plain_layout.total ** 2
     q0, k0, v0 = qkv(plain_layout.total)
     plain = lambda: F.scaled_dot_product_attention(q0, k0, v0)  # noqa: E731
@@ -137,14 +144,18 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
                check=Check(q0, k0, v0, plain_layout, gamma=TACA_GAMMA, output=engine(q0, k0, v0, plain_layout, spec)))
 
     # Text scale edits the text stream before a block; the block's attention is then plain.
-    # Its cost is that edit: the text stream [B, n_txt, heads * head_dim] scaled, plus the call.
-    txt_stream = torch.randn(1, n_txt, heads * head_dim, generator=g).to(device, dtype)
+    # Its cost is that edit: the text stream [B, n_txt, heads * head_dim] scaled (single stream: a copy of
+    # the joint stream [B, L, heads * head_dim] with its text tokens scaled), plus the call.
+    def hidden(n_context, total):
+        return torch.randn(1, total if single_stream else n_context, heads * head_dim, generator=g).to(device, dtype)
+
+    txt_stream = hidden(n_txt, plain_layout.total)
     text_scale = api.TextScaleModifier(api.Gate(numbers=frozenset({0})), TEXT_SCALE, "scale", None)
     state = api.ForwardState("flux", n_txt, n_txt, (), n_img, grid, (0,), 1.0, 1, 0)
     block = api.BlockRef("double", 0, 0)
 
     def scaled_then_plain():
-        stream = api.TextStream(txt_stream, 0, n_txt)
+        stream = api.TextStream(txt_stream, 0, n_txt)  # the text's first n_txt tokens (all of a text stream)
         text_scale.edit_text(state, block, stream)
         return stream.tensor, plain()
 
@@ -173,7 +184,7 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
 
     settings = SETTINGS_QUICK if quick else SETTINGS_ALL
     for n in region_counts:
-        layout = api.TokenLayout(n_txt, n_img, 0, (region_len,) * n, grid)
+        layout = api.TokenLayout(n_txt, n_img, n_ref, (region_len,) * n, grid)
         q, k, v = qkv(layout.total)
         masks = region_masks(n, grid).to(device)
         for ia, gp, br in settings:
@@ -196,11 +207,11 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
         sink_all = api.CaptureSink(n_img, device)
         spec = api.RowSpec(isolate_regions=False, regional=defaults, text_gamma=TACA_GAMMA, capture=sink_all)
         everything = engine(q, k, v, layout, spec)
-        stream = torch.randn(1, layout.n_context, heads * head_dim, generator=g).to(device, dtype)
+        stream = hidden(layout.n_context, layout.total)
         everything_state = api.ForwardState("flux", layout.n_context, n_txt, layout.region_lens, n_img, grid, (0,), 1.0, 1, 0)
 
         def all_features(everything=everything, stream=stream, state=everything_state):
-            text_scale.edit_text(state, block, api.TextStream(stream, 0, stream.shape[1]))
+            text_scale.edit_text(state, block, api.TextStream(stream, 0, state.n_context))
             return everything()
 
         yield Case(f"everything: regional defaults + TACA + text scale + capture, {n} regions", all_features,

@@ -30,6 +30,13 @@ API = Api("attention")
 # the closing chat template, region prompts of about 30.
 QWEN_TITLE = ("CPU fp32, Qwen-Image dims (24 heads x 128), 1024 image + 128 text tokens (unpadded Qwen2.5-VL prompt), "
               "region prompts of 32 tokens")
+# Z-Image-Turbo (NextDiT): 30 heads x 128 (dim 3840), 30 single-stream joint layers over [caption ; image]. Its
+# Qwen3-4B text is not padded by the encoder, but the model pads the caption with learned pad tokens to a multiple
+# of 32: a detailed prompt of about 150 tokens (Z-Image-Turbo is prompted with long descriptions) plus the chat
+# template's 8 gives 160 = 5 x 32; a region prompt of up to about 24 tokens pads to 32. Image tokens are padded to a
+# multiple of 32 too; the pack treats those pad tokens as reference tokens (seen by every image and base-text token).
+ZIMAGE = "CPU fp32, Z-Image-Turbo dims"
+ZIMAGE_TEXT = "160 text tokens (Qwen3-4B prompt and chat template, padded to 5 x 32), region prompts of 32 tokens"
 COMMAND = "make bench   (= .venv/bin/python tests/benchmarks/run.py)"
 
 
@@ -142,12 +149,15 @@ def peak_extra_bytes(fn, device):
     return peak
 
 
-def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats, quick, all_blocks=0):
-    """Rows (name, seconds, ratio, floor, kept, peak bytes, note) of one suite."""
+def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats, quick, all_blocks=0, n_ref=0,
+              **options):
+    """Rows (name, seconds, ratio, floor, kept, peak bytes, note) of one suite. `options`: `grid`,
+    `single_stream`, `region_counts` (see `cases`)."""
     rows = []
     plain = None
-    plain_pairs = (n_txt + n_img) ** 2
-    for case in cases(API, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick=quick, all_blocks=all_blocks):
+    plain_pairs = (n_txt + n_img + n_ref) ** 2
+    for case in cases(API, device, dtype, heads, head_dim, n_img, n_txt, region_len, quick=quick, all_blocks=all_blocks,
+                      n_ref=n_ref, **options):
         floor = case.pairs / (plain_pairs * case.calls)
         if case.skipped:
             rows.append((case.name, None, None, floor, case.kept, None, case.skipped, None))
@@ -325,36 +335,55 @@ def gap_analysis(results, host_rows):
     return "\n".join(lines) + "\n"
 
 
+# `--family` names (and the host-side table's).
+FAMILIES = ("flux", "sd35", "qwen_image", "z_image")
+HOST = "host"
+
+
 def suites(quick):
+    """(family, title, run_suite arguments) of every suite, in the report's order."""
     cpu = torch.device("cpu")
     flux, sd35 = dict(heads=24, head_dim=128), dict(heads=38, head_dim=64)
     qwen = dict(heads=24, head_dim=128)
+    zimage = dict(heads=30, head_dim=128, n_txt=160, region_len=32, single_stream=True)
     out = [
-        ("CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens",
+        ("flux", "CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens",
          dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=256, region_len=256, all_blocks=0 if quick else 57, **flux)),
-        ("CPU fp32, SD3.5-L dims (38 heads x 64), 1024 image + 333 text tokens (77 CLIP + 256 T5), region prompts of 154 tokens",
+        ("sd35", "CPU fp32, SD3.5-L dims (38 heads x 64), 1024 image + 333 text tokens (77 CLIP + 256 T5), region prompts "
+         "of 154 tokens",
          dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=333, region_len=154, **sd35)),
-        (QWEN_TITLE, dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=128, region_len=32, **qwen)),
+        ("qwen_image", QWEN_TITLE, dict(device=cpu, dtype=torch.float32, n_img=1024, n_txt=128, region_len=32, **qwen)),
+        ("z_image", f"{ZIMAGE} (30 heads x 128, one joint stream), 1024 image (512x512) + {ZIMAGE_TEXT}",
+         dict(device=cpu, dtype=torch.float32, n_img=1024, **zimage)),
     ]
     if not quick:
-        out.append(("CPU fp32, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens; "
+        out.append(("flux", "CPU fp32, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens; "
                     "the two main settings, 3 runs",
                     dict(device=cpu, dtype=torch.float32, n_img=4096, n_txt=512, region_len=512, quick=True, repeats=3, **flux)))
-        out.append(("CPU fp32, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 tokens; "
+        out.append(("sd35", "CPU fp32, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 tokens; "
                     "the two main settings, 3 runs",
                     dict(device=cpu, dtype=torch.float32, n_img=4096, n_txt=333, region_len=154, quick=True, repeats=3, **sd35)))
-        out.append((f"{CPU_BF16}, FLUX dims, 4096 image + 512 text tokens, region prompts of 512 tokens: the GPU targets' "
-                    "shape and dtype on the CPU, for their memory (CPU bf16 timings are no GPU figures); the two main "
-                    "settings, 3 runs",
+        out.append(("z_image", f"{ZIMAGE}, 4096 image (1024x1024) + {ZIMAGE_TEXT}; the two main settings, 3 runs",
+                    dict(device=cpu, dtype=torch.float32, n_img=4096, quick=True, repeats=3, **zimage)))
+        # A size whose image tokens need pads (4096 has none): only what the pads change, with 2 regions.
+        out.append(("z_image", f"{ZIMAGE}, 3952 image (832x1216: 76 x 52) + 16 image pad tokens (reference tokens, seen by "
+                    f"every image and base-text token) + {ZIMAGE_TEXT}; the two main settings, 2 regions, 3 runs",
+                    dict(device=cpu, dtype=torch.float32, n_img=76 * 52, n_ref=16, grid=(76, 52), region_counts=(2,),
+                         quick=True, repeats=3, **zimage)))
+        out.append(("flux", f"{CPU_BF16}, FLUX dims, 4096 image + 512 text tokens, region prompts of 512 tokens: the GPU "
+                    "targets' shape and dtype on the CPU, for their memory (CPU bf16 timings are no GPU figures); the two "
+                    "main settings, 3 runs",
                     dict(device=cpu, dtype=torch.bfloat16, n_img=4096, n_txt=512, region_len=512, quick=True, repeats=3,
                          **flux)))
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         for dtype in (torch.float16, torch.bfloat16):
             name = str(dtype).replace("torch.", "")
-            out.append((f"CUDA {name}, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 tokens",
+            out.append(("flux", f"CUDA {name}, FLUX dims, 4096 image + 512 text tokens (1024x1024), region prompts of 512 "
+                        "tokens",
                         dict(device=gpu, dtype=dtype, n_img=4096, n_txt=512, region_len=512, all_blocks=57, repeats=20, **flux)))
-            out.append((f"CUDA {name}, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 tokens",
+            out.append(("sd35", f"CUDA {name}, SD3.5-L dims, 4096 image + 333 text tokens (1024x1024), region prompts of 154 "
+                        "tokens",
                         dict(device=gpu, dtype=dtype, n_img=4096, n_txt=333, region_len=154, repeats=20, **sd35)))
     return out
 
@@ -363,12 +392,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer suites, settings and repeats (a smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"), help="where to write the report")
+    parser.add_argument("--output", help="where to write the report (default BENCHMARKS.md; with --family, print only "
+                        "unless this is given)")
+    parser.add_argument("--family", action="append", choices=FAMILIES + (HOST,),
+                        help="run only the suites of this family (repeatable; `host`: the host-side table)")
     args = parser.parse_args()
+    if args.output is None and not args.family:
+        args.output = str(ROOT / "BENCHMARKS.md")
     torch.manual_seed(0)
     sections, results = [], {}
     default_repeats = 3 if args.quick else 7
-    for title, kw in suites(args.quick):
+    for family, title, kw in suites(args.quick):
+        if args.family and family not in args.family:
+            continue
         print(title, flush=True)
         kw.setdefault("quick", args.quick)
         kw.setdefault("repeats", default_repeats)
@@ -376,9 +412,11 @@ def main() -> int:
         results[title] = {name: dict(ratio=ratio, floor=floor, peak=peak, kept=kept, kernels=kernel_ratio)
                           for name, _, ratio, floor, kept, peak, _, kernel_ratio in rows}
         sections.append(table(title, rows))
-    print(HOST_TITLE, flush=True)
-    host_rows = host_suite(repeats=10 if args.quick else 50)
-    sections.append(host_table(host_rows))
+    host_rows = []
+    if not args.family or HOST in args.family:
+        print(HOST_TITLE, flush=True)
+        host_rows = host_suite(repeats=10 if args.quick else 50)
+        sections.append(host_table(host_rows))
     if not torch.cuda.is_available():
         sections.append("### CUDA\n\nNo GPU was available to this run; GPU figures are not recorded (none are estimated).\n")
     header = f"""# Benchmarks
@@ -407,7 +445,12 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
   baseline). Peak extra: the most bytes allocated at once during one run of the case, its output included
   (CPU: the profiler's allocation events; CUDA: the allocator's peak counter); compare with plain attention's row
 - text scale multiplies the text stream before a block; the block's attention is then plain, so its row is that
-  edit plus the call
+  edit plus the call. Z-Image-Turbo's joint layers have one stream for text and image: there the edit is a copy of
+  that stream with its text tokens scaled
+- dims: each family's heads x head size and text length, named in each table's title. Z-Image-Turbo pads its caption
+  and its image tokens to multiples of 32 with learned pad tokens: caption pads count as text, image pads are
+  reference tokens (seen by every image and base-text token, as regional attention treats them); its 832x1216 table
+  has 16 of them
 
 ## Targets (issues 4, 5, 8) and where they stand
 
@@ -415,7 +458,7 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
 {gap_analysis(results, host_rows)}
 """
     text = header + "\n".join(sections)
-    if not args.no_write:
+    if args.output and not args.no_write:
         Path(args.output).write_text(text)
         print(f"[bench] wrote {args.output}")
     return 0

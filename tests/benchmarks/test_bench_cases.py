@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_reference import dense_attention, dense_bias
+from ja_reference import NEG, dense_attention, dense_bias
 
 _spec = importlib.util.spec_from_file_location("ja_bench_cases", Path(__file__).with_name("cases.py"))
 bench_cases = importlib.util.module_from_spec(_spec)
@@ -26,13 +26,21 @@ OUT_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-3 + 4e-3, torch.float16: 1e-3
 MAPS_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-3, torch.float16: 1e-3}
 
 
-def _all_cases(dtype=torch.float32):
-    return list(bench_cases.cases(API, torch.device("cpu"), dtype, heads=2, head_dim=HEAD_DIM, n_img=64, n_txt=12,
-                                  region_len=6, all_blocks=3))
+# The suites' shapes at small sizes: a square grid with a separate text stream (FLUX, SD3.5, Qwen-Image), and
+# Z-Image's: one joint stream, a grid that is not square, image pad tokens as reference tokens.
+SHAPES = {
+    "text-stream": dict(n_img=64, n_txt=12, region_len=6, all_blocks=3),
+    "z_image": dict(n_img=60, grid=(6, 10), n_ref=4, n_txt=16, region_len=8, single_stream=True),
+}
+
+
+def _all_cases(dtype=torch.float32, shape="text-stream"):
+    return list(bench_cases.cases(API, torch.device("cpu"), dtype, heads=2, head_dim=HEAD_DIM, **SHAPES[shape]))
 
 
 CASES = _all_cases()
-ENGINE_CASES = [(dtype, c) for dtype in DTYPES for c in _all_cases(dtype) if c.check is not None]
+ENGINE_CASES = [(dtype, shape, c) for shape in SHAPES for dtype in DTYPES for c in _all_cases(dtype, shape)
+                if c.check is not None]
 
 
 def test_the_benchmark_covers_every_setting_and_baseline():
@@ -51,8 +59,8 @@ def test_the_benchmark_covers_every_setting_and_baseline():
     assert all(n.startswith(("plain", "baseline", "text scale")) for n in unchecked), unchecked
 
 
-@pytest.mark.parametrize("dtype,case", ENGINE_CASES, ids=[f"{str(d)[6:]}-{c.name}" for d, c in ENGINE_CASES])
-def test_engine_case_matches_dense_reference(dtype, case):
+@pytest.mark.parametrize("dtype,shape,case", ENGINE_CASES, ids=[f"{s}-{str(d)[6:]}-{c.name}" for d, s, c in ENGINE_CASES])
+def test_engine_case_matches_dense_reference(dtype, shape, case):
     check = case.check
     layout = check.layout
     if check.masks is not None:
@@ -79,10 +87,40 @@ def test_engine_case_matches_dense_reference(dtype, case):
         torch.testing.assert_close(case.fn().double(), want, rtol=OUT_TOL[dtype], atol=OUT_TOL[dtype])
 
 
-def test_text_scale_case_scales_only_the_text_stream():
-    case = next(c for c in CASES if c.name.startswith("text scale"))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_text_scale_case_scales_only_the_text_stream(shape):
+    case = next(c for c in _all_cases(shape=shape) if c.name.startswith("text scale"))
     modifier, state, block, stream = case.extra["text_scale"]
     scaled, plain = case.fn()
-    torch.testing.assert_close(scaled, stream * bench_cases.TEXT_SCALE, rtol=0, atol=0)
+    n_txt, total = state.n_txt, state.n_txt + state.n_img + SHAPES[shape].get("n_ref", 0)
+    # A text stream of its own is scaled whole; one joint stream (single_stream) only in its text tokens.
+    assert stream.shape[1] == (total if SHAPES[shape].get("single_stream") else n_txt)
+    torch.testing.assert_close(scaled[:, :n_txt], stream[:, :n_txt] * bench_cases.TEXT_SCALE, rtol=0, atol=0)
+    torch.testing.assert_close(scaled[:, n_txt:], stream[:, n_txt:], rtol=0, atol=0)
     assert scaled.data_ptr() != stream.data_ptr()  # the host's tensor is left as it was
-    assert plain.shape[-2] == state.n_txt + state.n_img
+    assert plain.shape[-2] == total
+
+
+def _pairs_of_the_reference(check):
+    """Query-key pairs with nonzero weight in the dense reference: keys its bias leaves finite, and for image
+    queries with `base_ratio` the base softmax's keys [T0 ; I ; F] too."""
+    layout = check.layout
+    if check.masks is None:
+        return int((dense_bias(layout, isolate_regions=check.isolate) > NEG).sum())
+    ia, gp, br = check.settings
+    seen = dense_bias(layout, check.masks, [1.0] * len(layout.region_lens), ia, gp) > NEG
+    if br > 0:
+        seen[layout.img, layout.txt] = True
+        seen[layout.img, layout.visual] = True
+    return int(seen.sum())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_exact_flop_floor_counts_the_pairs_the_reference_uses(shape):
+    """The floor's numerator of every regional case (reference tokens included) is what the reference attends to."""
+    checked = 0
+    for case in _all_cases(shape=shape):
+        if case.name.startswith(("TACA", "regional,", "regional defaults")):  # TACA's: plain attention's pairs
+            assert case.pairs == _pairs_of_the_reference(case.check), case.name
+            checked += 1
+    assert checked == 1 + 2 * (len(bench_cases.SETTINGS_ALL) + 2)

@@ -19,12 +19,12 @@ import torch
 
 from ja_nodes import run_node
 from ja_regions import HEIGHT, WIDTH
+from ja_threads import at_once
 from ja_tiny import build, make_cond, noise_for, patcher, sample, tiny_clip
 from ja_workunits import (
     CPU_PAIR,
     ForwardLog,
     assert_untouched,
-    at_once,
     cfg_split,
     fingerprint,
     patched,

@@ -177,29 +177,6 @@ def prompts(tiny):
     return make_cond(tiny, seed=1), make_cond(tiny, seed=2)
 
 
-def at_once(fns):
-    """Run the callables at once (released together by a barrier); their results in order, or raise the
-    first error."""
-    barrier = threading.Barrier(len(fns))
-    results, errors = [None] * len(fns), []
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fns[i]()
-        except BaseException as exc:  # noqa: B036 (re-raised in the main thread)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
-
-
 def shared_tensors(model) -> list:
     """The tensors every clone of `model` shares: the regions' masks and texts, as the modifier holds them."""
     from joint_attention_pack.attention.regional import RegionalModifier
