@@ -49,6 +49,9 @@ class Family:
     concepts: bool = True
     # Reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the pack's features.
     reference_images: bool = True
+    # The diffusion model class the pack's hooks are written for, "" when any model of `base_class` will do
+    # (NextDiT: 0.29's pixel-space variant runs a forward of its own).
+    diffusion_class: str = ""
 
     def diffusion_model(self, model_patcher):
         return model_patcher.model.diffusion_model
@@ -120,7 +123,7 @@ FAMILIES = (
     # [caption ; image], each padded to a multiple of 32 by learned pad tokens (nodes/nextdit.py).
     Family("z_image", "Lumina2", double_blocks="layers", single_blocks="", text_input="cap_embedder",
            context_encoders=("qwen3_4b", "gemma2_2b"), chat_template=True, block_hooks="layer_lists",
-           padded_caption=True, concepts=False, reference_images=False,
+           padded_caption=True, concepts=False, reference_images=False, diffusion_class="NextDiT",
            blocks_help="double_blocks are the joint layers (Z-Image-Turbo: 0-29); the caption and noise refiners "
                        "are not numbered"),
     Family("flux2", "Flux2", latent_px=16, **_FLUX_LIKE),
@@ -177,6 +180,12 @@ def model_family(model_patcher) -> Family:
             f"expected a joint-attention model (FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5, Qwen-Image/-Edit, "
             f"Z-Image/Lumina-2), got {type(model_patcher.model).__name__!r}; connect the MODEL output of a FLUX, SD3, "
             "Qwen-Image or Z-Image checkpoint/UNET loader")
+    dm = family.diffusion_model(model_patcher)
+    if family.diffusion_class and type(dm).__name__ != family.diffusion_class:
+        raise UnsupportedModel(
+            f"expected a {family.diffusion_class} diffusion model for this {family.name} model, got "
+            f"{type(dm).__name__!r}, a variant the pack does not support; connect the MODEL of a Z-Image-Turbo or "
+            "Lumina-2 checkpoint/UNET loader")
     return family
 
 

@@ -338,8 +338,6 @@ def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
 def install(model, modifier):
     """Return a clone of `model` whose dispatcher also runs `modifier`."""
     family = model_family(model)  # raises a clear error for unsupported models
-    if family.block_hooks == "layer_lists":
-        nextdit.check_model(family.diffusion_model(model))
     m = model.clone()
     # Newer ComfyUI copies model_options shallowly on clone: copy what we edit.
     options = dict(m.model_options.get("transformer_options", {}))

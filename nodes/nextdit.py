@@ -29,7 +29,6 @@ import torch
 
 from ..attention.forward import BLOCKS, BlockRef, ForwardState, TextStream
 from . import reach
-from .families import UnsupportedModel
 from .options import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, REFINER_KEY, find_dispatcher
 
 CAPTION_REFINER, NOISE_REFINER, JOINT = "context_refiner", "noise_refiner", "layers"
@@ -46,15 +45,6 @@ def pad_multiple(dm) -> int:
 
 def padded(length: int, multiple: int) -> int:
     return length + (-length) % multiple
-
-
-def check_model(dm) -> None:
-    """Only the plain latent NextDiT is wired: other NextDiT variants run their own forward."""
-    missing = [name for name in LAYER_LISTS + ("rope_embedder", "axes_dims") if not hasattr(dm, name)]
-    if missing or type(dm).__name__ != "NextDiT":
-        raise UnsupportedModel(
-            f"{type(dm).__name__!r} is a NextDiT variant the pack does not support (only Z-Image and Lumina-2 "
-            "latent models are); connect the MODEL of a Z-Image-Turbo or Lumina-2 checkpoint/UNET loader")
 
 
 def layout_context(state: ForwardState, context: torch.Tensor, regions: torch.Tensor | None, multiple: int):
@@ -212,7 +202,6 @@ def _image_axis0(state: ForwardState, table: torch.Tensor) -> torch.Tensor:
 
 def install(m, dm) -> None:
     """Wrap the model's layer lists on the clone `m` (object patches; nothing if already wrapped)."""
-    check_model(dm)
     for name in LAYER_LISTS:
         key = f"diffusion_model.{name}"
         current = m.get_model_object(key)

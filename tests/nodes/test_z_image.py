@@ -182,3 +182,14 @@ def test_a_full_image_region_at_a_size_with_image_pads_shows_what_the_pads_see()
         results[width] = (a - b).abs().max()
     assert results[96] > 1e-4
     assert results[128] < 1e-6
+
+
+def test_a_nextdit_variant_with_a_forward_of_its_own_is_refused_by_name():
+    """The hooks are written for NextDiT's own forward; a subclass (0.29's pixel-space NextDiT) runs another one."""
+    tiny = tiny_z_image()
+    dm = patcher(tiny).model.diffusion_model
+    dm.__class__ = type("NextDiTVariant", (type(dm),), {})
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model': expected a NextDiT diffusion "
+                                         r"model .*got 'NextDiTVariant'"):
+        _regional(patcher(tiny), regions)
