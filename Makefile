@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 VENV_LATEST := .venv-latest
 PY_LATEST := $(VENV_LATEST)/bin/python
 STAMP_LATEST := $(VENV_LATEST)/.setup-stamp
-COMFYUI_ARCHIVE ?= ../shared/hosts/ComfyUI-0.29.0.tar.gz
+COMFYUI_ARCHIVE ?= ../shared/hosts/ComfyUI-0.33.0.tar.gz
 # ComfyUI 0.29 imports torchaudio at start-up (comfy/sd.py -> comfy/ldm/lightricks/vae/audio_vae.py, a plain
 # `import torchaudio`, no fallback), so the set needs torchaudio. torchaudio 2.11.1 is a py3-none wheel built
 # against torch's stable ABI and declares `torch>=2.11`: pip installs it beside the torch 2.14.1 / torchvision

@@ -10,7 +10,7 @@ custom_nodes/ folder. The wheel is cached under .host/cache. `.host/host_path`
 names the tree.
 
 Latest host (--latest): the upstream source archive named by COMFYUI_ARCHIVE
-(default ../shared/hosts/ComfyUI-0.29.0.tar.gz, read-only input) is checked
+(default ../shared/hosts/ComfyUI-0.33.0.tar.gz, read-only input) is checked
 against its known sha256 and unpacked, unmodified, to .host/latest/ComfyUI, and
 this pack is linked into its custom_nodes/. `.host/latest/host_path` names the
 tree; the tests use it when JA_HOST=latest (see tests/support/ja_host.py).
@@ -47,10 +47,11 @@ EXPECTED_FILES = (
 PACK_NAME = "comfyui-joint-attention"
 
 LATEST_DIR = HOST_DIR / "latest"
-DEFAULT_ARCHIVE = PACK_ROOT.parent / "shared" / "hosts" / "ComfyUI-0.29.0.tar.gz"
+DEFAULT_ARCHIVE = PACK_ROOT.parent / "shared" / "hosts" / "ComfyUI-0.33.0.tar.gz"
 # Known archives: file name -> (sha256, version inside). Another archive is accepted with
 # COMFYUI_ARCHIVE_SHA256 set to its digest (its version is then read from the tree).
 KNOWN_ARCHIVES = {
+    "ComfyUI-0.33.0.tar.gz": ("c1cde934155f6b484f83b0279dfd1b7c5cee69d8e146eeef424b8f66b7cff162", "0.33.0"),
     "ComfyUI-0.29.0.tar.gz": ("dd3793f5028671243db4373be15ea9107ac3e6234fb180b7c361ddc3122d469b", "0.29.0"),
 }
 
