@@ -23,7 +23,7 @@ import torch
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import ATTENTION, BLOCKS, COND, BlockRef, ForwardState, TextStream
 from ..attention.regional import MaskBatchMismatch
-from . import nextdit, reach
+from . import nextdit, override_slot, reach
 from .families import block_counts, family_of_base, model_family
 from .options import (  # noqa: F401 (the keys are part of host's interface for the nodes)
     BLOCK_KEY,
@@ -92,10 +92,25 @@ class AttentionOverride(JointAttentionDispatcher):
     def __init__(self, modifiers=(), kernels=None, previous=None):
         super().__init__(modifiers, kernels)
         self.previous = previous
+        # (override, True) when `previous` is an attention backend (core's Model Attention Backend placed before the
+        # pack's nodes, or an override seen computing attention itself on a planned call): planned calls skip it.
+        self._backend = (None, False)
+        self._in_front = (None, None)  # (core backend found after the pack's nodes, this dispatcher in front of it)
 
     def with_modifier(self, modifier):
         made = super().with_modifier(modifier)
         made.previous = self.previous
+        return made
+
+    def in_front_of(self, backend):
+        """This dispatcher with `backend` (core's Model Attention Backend, written into the slot after the pack's
+        nodes) as the override below it: the pack's planned calls run the pack's attention, every other call runs
+        the backend's kernel. Made once per backend."""
+        found, made = self._in_front
+        if found is not backend:
+            made = AttentionOverride(self.modifiers, kernels=self.kernels, previous=backend)
+            made._backend = (backend, True)
+            self._in_front = (backend, made)
         return made
 
     def __deepcopy__(self, memo):
@@ -127,7 +142,8 @@ class AttentionOverride(JointAttentionDispatcher):
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
             plan = self.plan(state, block, total)
-            if plan is not None and kwargs.get("mask") is not None:
+            # The mask comes as a keyword (FLUX, SD3) or as the fifth argument (NextDiT, Qwen-Image).
+            if plan is not None and (args[4] if len(args) > 4 else kwargs.get("mask")) is not None:
                 log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
                 plan = None
             if plan is not None and args[1].shape[seq] != total:
@@ -139,11 +155,38 @@ class AttentionOverride(JointAttentionDispatcher):
                     "regions, TACA and capture cannot act on such calls; remove that node or the pack's node")
             if plan is not None:
                 impl = partial(self._host_attention, plan, len(state.row_kinds))
-        out = self.previous(impl, *args, **kwargs) if self.previous is not None else impl(*args, **kwargs)
+        if impl is func:
+            out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)
+        else:
+            out = self._planned(impl, args, kwargs)
         recorder = options.get(RECORD_KEY)
         if recorder is not None:
             recorder(out)  # reads only: the output goes on unchanged
         return out
+
+    def _planned(self, impl, args, kwargs):
+        """A call the pack changes: through the override found before the pack when that one calls what it is given
+        (a wrapper: called once, as without the pack), else the pack's attention alone."""
+        previous = self.previous
+        if previous is None:
+            return impl(*args, **kwargs)
+        known, is_backend = self._backend
+        if known is not previous:
+            is_backend = override_slot.is_core_backend(previous)
+            self._backend = (previous, is_backend)
+        if is_backend:
+            return impl(*args, **kwargs)
+        tracked = override_slot.CallTracker(impl)
+        out = previous(tracked, *args, **kwargs)
+        if tracked.called:
+            return out
+        # The override below computed attention with its own kernel and dropped the pack's changes (returning `out`
+        # would silently be a plain image). It is a backend: from now on the pack's planned calls skip it, and every
+        # call the pack leaves alone still runs its kernel.
+        self._backend = (previous, True)
+        log.info("[joint_attention] %s computes attention itself; the pack's nodes use their own attention for the "
+                 "calls they change and leave it every other call", override_slot.describe(previous))
+        return impl(*args, **kwargs)
 
     def _host_attention(self, plan, n_rows, *args, **kwargs):
         q, k, v = normalise_qkv(args, kwargs)
@@ -276,11 +319,23 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
             c_crossattn = torch.cat([c_crossattn, tokens.unsqueeze(0).expand(c_crossattn.shape[0], -1, -1)], dim=1)
             state.n_context = c_crossattn.shape[1]
     options = {**transformer_options, FORWARD_KEY: state}
+    found = transformer_options.get(OVERRIDE_KEY)
+    if found is not dispatcher and override_slot.is_core_backend(found):
+        # Core's Model Attention Backend was applied after the pack's nodes and took the slot: the pack goes back in
+        # front of it for this forward (its kernel still runs every call the pack leaves alone). Any other override
+        # that replaced the pack's is left in place, and the reach check stops the run if the pack's features lost.
+        options[OVERRIDE_KEY] = dispatcher.in_front_of(found)
     if state.region_lens and family.block_hooks == "dit":
         patches = options.get("patches") or {}
         options["patches"] = {**patches, "post_input": list(patches.get("post_input", ())) + [RegionTextPositions(state)]}
     output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
-    reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
+    try:
+        reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
+    except reach.PackNotReached as exc:
+        if found is None or found is dispatcher or options.get(OVERRIDE_KEY) is not found:
+            raise
+        raise reach.PackNotReached(f"{exc} The attention override in use is {override_slot.describe(found)}, "
+                                   "applied after this pack's nodes.") from None
     return output
 
 

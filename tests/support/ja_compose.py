@@ -46,7 +46,10 @@ def sdpa_attention(*args, **kwargs):
     if not kwargs.get("skip_reshape", False):
         b = q.shape[0]
         q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=kwargs.get("mask"))
+    mask = args[4] if len(args) > 4 else kwargs.get("mask")  # NextDiT and Qwen-Image pass it as the fifth argument
+    if mask is not None and mask.ndim == 3:
+        mask = mask.unsqueeze(1)  # [B, Lq, Lk]: one mask for every head, as ComfyUI's attention reads it
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, h, length, d = out.shape
     return out.transpose(1, 2).reshape(b, length, h * d)
 
