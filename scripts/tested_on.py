@@ -25,7 +25,8 @@ README = ROOT / "README.md"
 START, END = "<!-- tested-on:start -->", "<!-- tested-on:end -->"
 ORDER = ("pinned", "latest", "custom")
 # Upstream dates of the hosts this project provisions (for the table only; tests never branch on versions).
-UPSTREAM = {"0.3.75": "2025-11 (tag v0.3.75)", "0.29.0": "2026-07-29 (commit 4f874c5e)"}
+UPSTREAM = {"0.3.75": "2025-11 (tag v0.3.75)", "0.29.0": "2026-07-29 (commit 4f874c5e)",
+            "0.33.0": "2026-08-22 (commit 783545f6)"}
 
 
 def _host() -> tuple[str, Path]:
