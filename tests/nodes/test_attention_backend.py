@@ -52,14 +52,18 @@ class Kernel:
         return self.kernel(*args, **kwargs)
 
 
-def _core_backend(model, monkeypatch):
-    """`model` through core's Model Attention Backend ("pytorch attention"), with a counter on the kernel it chose."""
+# The node's choices and the names core registers their kernels under.
+BACKENDS = {"pytorch attention": "pytorch", "comfy kitchen attention": "comfy_kitchen_int8"}
+
+
+def _core_backend(model, monkeypatch, choice):
+    """`model` through core's Model Attention Backend (`choice`), with a counter on the kernel it chose."""
     node = _core_backend_node()
     import comfy.ldm.modules.attention as attention
 
-    counted = Kernel(attention.get_attention_function("pytorch"))
-    monkeypatch.setitem(attention.REGISTERED_ATTENTION_FUNCTIONS, "pytorch", counted)
-    return run_node(node, model, "pytorch attention")[0], counted
+    counted = Kernel(attention.get_attention_function(BACKENDS[choice]))
+    monkeypatch.setitem(attention.REGISTERED_ATTENTION_FUNCTIONS, BACKENDS[choice], counted)
+    return run_node(node, model, choice)[0], counted
 
 
 def _feature(family, tiny, feature):
@@ -118,11 +122,17 @@ def _run(model, handle, pos, neg):
 @pytest.mark.works_with("core `ModelAttentionBackend` (0.33+), before or after the pack's nodes",
                         "Apply Regional Attention, TACA, Text Scale per Block, Attention Capture",
                         "exact; the backend's kernel runs the calls the pack leaves alone")
+@pytest.mark.parametrize("choice", list(BACKENDS))
 @pytest.mark.parametrize("feature", FEATURES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_core_attention_backend_in_either_order(family, feature, monkeypatch):
-    if _core_backend_node() is None:
+def test_core_attention_backend_in_either_order(family, feature, choice, monkeypatch):
+    node = _core_backend_node()
+    if node is None:
         pytest.skip("this ComfyUI has no ModelAttentionBackend node (added in 0.33)")
+    if choice not in node.INPUT_TYPES()["required"]["attention"][0]:
+        # Comfy Kitchen's int8 attention (also what `--use-ck-attention` selects) needs a CUDA build of comfy-kitchen
+        # with attention support; without it the node does not offer it and the flag exits at start-up.
+        pytest.skip(f"{choice!r} is not available on this machine (comfy-kitchen without int8 attention)")
     tiny = build(family)
     base = patcher(tiny)
     apply, config = _feature(family, tiny, feature)
@@ -132,12 +142,12 @@ def test_core_attention_backend_in_either_order(family, feature, monkeypatch):
         plain = sample(base, pos, neg, **KW)
         assert (alone[0] - plain).abs().max() > 1e-4  # the feature changes the image, so losing it would show
 
-    backend_first, kernel = _core_backend(base, monkeypatch)
+    backend_first, kernel = _core_backend(base, monkeypatch, choice)
     got_before = _run(*apply(backend_first), pos, neg)
     assert kernel.calls > 0  # the backend ran the calls the pack leaves alone (uncond rows, steps out of window)
 
     patched, handle = apply(base)
-    pack_first, kernel_after = _core_backend(patched, monkeypatch)
+    pack_first, kernel_after = _core_backend(patched, monkeypatch, choice)
     got_after = _run(pack_first, handle, pos, neg)
     assert kernel_after.calls > 0
 
