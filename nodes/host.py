@@ -133,10 +133,7 @@ class AttentionOverride(JointAttentionDispatcher):
             if plan is not None and args[1].shape[seq] != total:
                 # Keys the queries do not have (0.29's FluxKVCache appends cached reference keys through
                 # attn1_patch): the pack's layout would be wrong, and skipping would silently drop the feature.
-                raise ValueError(
-                    f"[joint_attention] block {block.kind} {block.index} attends {args[1].shape[seq]} keys with "
-                    f"{total} queries (another node adds cached keys to attention, e.g. a KV cache): the pack's "
-                    "regions, TACA and capture cannot act on such calls; remove that node or the pack's node")
+                raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
                 impl = partial(self._host_attention, plan, len(state.row_kinds))
         out = self.previous(impl, *args, **kwargs) if self.previous is not None else impl(*args, **kwargs)
@@ -156,6 +153,19 @@ class AttentionOverride(JointAttentionDispatcher):
             return out
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
+
+
+def more_keys_than_queries(modifiers, block, n_keys: int, n_queries: int) -> ValueError:
+    """The error for an attention call with keys its queries do not have, naming the pack's nodes on the model.
+    Core's Flux KV Cache (experimental, 0.29+) makes such calls from its second step on: it drops the reference
+    image's tokens from the queries and appends their keys and values cached at the first step. The pack's layout
+    describes the queries; the refusal is listed in README's Works with table."""
+    nodes = ", ".join(dict.fromkeys(reach.node_of(m) for m in modifiers))
+    return ValueError(
+        f"[{nodes}] input 'model': block {block.kind} {block.index} attends {n_keys} keys with {n_queries} queries: "
+        "another node adds cached keys to attention (core's Flux KV Cache caches the reference image's keys and "
+        "drops its tokens from the queries), which this pack's nodes cannot act on; remove Flux KV Cache (or the "
+        "node that adds keys) from the model, or sample without this pack's nodes")
 
 
 class BlockPatch:

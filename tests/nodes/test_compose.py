@@ -348,3 +348,35 @@ def test_controlnet_with_regions():
     assert (got - without_control).abs().max() > 1e-3  # the ControlNet acted
     assert (got - sample(base, cpos, cneg, **KW)).abs().max() > 1e-3  # the regions acted
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+# -- core Flux KV Cache (experimental, 0.29+) ------------------------------------------------------------------------
+def _pack_feature(feature, tiny, model):
+    if feature == "regions":
+        return Regional(tiny, single="all").apply(model)
+    if feature == "taca":
+        return run_node(JointAttentionTACA, model, 1.8, 0.0, "both", "all", "all")[0]
+    return run_node(JointAttentionCapture, model, "all", "all", 0.0, 1.0)[0]
+
+
+@works_with("core `FluxKVCache` (experimental: reference-image keys cached across steps)",
+            "Apply Regional Attention, TACA, Attention Capture",
+            "refused with an error naming the pack's node and Flux KV Cache, never a wrong image")
+@pytest.mark.parametrize("feature", ["regions", "taca", "capture"])
+def test_flux_kv_cache_is_refused_by_name(feature):
+    """From its second step Flux KV Cache drops the reference tokens from the queries and appends their keys and
+    values cached at the first step: the pack's layout describes the queries only, so the pack stops with a message
+    naming its node and the cache node rather than act on the wrong tokens or leave the call alone."""
+    kv_cache = _core_node("comfy_extras.nodes_flux", "FluxKVCache")
+    tiny = build("flux2", guidance_embed=False)
+    base = patcher(tiny)
+    ref = torch.randn(1, tiny.latent_channels, 4, 6, generator=torch.Generator().manual_seed(7))
+    extra = {"reference_latents": [ref], "reference_latents_method": "index_timestep_zero"}
+    pos, neg = ([[t, {**o, **extra}] for t, o in make_cond(tiny, seed=s)] for s in (1, 2))
+    cached = run_node(kv_cache, base)[0]
+    assert torch.isfinite(sample(cached, pos, neg, **KW)).all()  # the cache alone samples
+    display = {"regions": "Apply Regional Attention", "taca": "TACA", "capture": "Attention Capture"}[feature]
+    for model in (_pack_feature(feature, tiny, cached), run_node(kv_cache, _pack_feature(feature, tiny, base))[0]):
+        refused = rf"\[{display}[^\]]*\] input 'model': .*Flux KV Cache.*remove Flux KV Cache"
+        with pytest.raises(ValueError, match=refused):
+            sample(model, pos, neg, **KW)
