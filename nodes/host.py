@@ -146,15 +146,15 @@ class AttentionOverride(JointAttentionDispatcher):
             if plan is not None and (args[4] if len(args) > 4 else kwargs.get("mask")) is not None:
                 log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
                 plan = None
-            if plan is not None and args[1].shape[seq] != total:
-                # Keys the queries do not have (0.29's FluxKVCache appends cached reference keys through
-                # attn1_patch): the pack's layout would be wrong, and skipping would silently drop the feature.
-                raise ValueError(
-                    f"[joint_attention] block {block.kind} {block.index} attends {args[1].shape[seq]} keys with "
-                    f"{total} queries (another node adds cached keys to attention, e.g. a KV cache): the pack's "
-                    "regions, TACA and capture cannot act on such calls; remove that node or the pack's node")
+            extra_keys = cached_reference_keys(state, options, total, args[1].shape[seq]) if plan is not None else 0
+            if extra_keys:  # the layout of the keys: the queries' own, then the cached reference tokens
+                plan = self.plan(state, block, total + extra_keys)
+            if plan is not None and args[1].shape[seq] != total + extra_keys:
+                # Keys the queries do not have, other than cached reference keys: the pack's layout would be
+                # wrong, and skipping would silently drop the feature.
+                raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
-                impl = partial(self._host_attention, plan, len(state.row_kinds))
+                impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys)
         if impl is func:
             out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)
         else:
@@ -188,17 +188,54 @@ class AttentionOverride(JointAttentionDispatcher):
                  "calls they change and leave it every other call", override_slot.describe(previous))
         return impl(*args, **kwargs)
 
-    def _host_attention(self, plan, n_rows, *args, **kwargs):
+    def _host_attention(self, plan, n_rows, extra_keys, *args, **kwargs):
         q, k, v = normalise_qkv(args, kwargs)
         if n_rows != q.shape[0]:
             raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {n_rows} row kinds")
         # ComfyUI 0.3.75 ignores `scale=` (callers pre-scale q); honour it when given.
         scale = kwargs.get("scale") or 1.0 / math.sqrt(q.shape[-1])
+        n_queries = q.shape[2]
+        if extra_keys:
+            # Cached reference keys without their queries: the engine runs the keys' layout, with zero queries
+            # standing in for the reference rows. Each row's attention is its own, so the real rows' outputs are
+            # those of the keys' layout; the stand-in rows are dropped.
+            q = torch.cat([q, q.new_zeros(q.shape[0], q.shape[1], extra_keys, q.shape[3])], dim=2)
         out = self.attend(plan, q, k, v, scale)
+        if extra_keys:
+            out = out[:, :, :n_queries]
         if kwargs.get("skip_output_reshape", False):
             return out
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
+
+
+def cached_reference_keys(state, options: dict, n_queries: int, n_keys: int) -> int:
+    """How many keys past the queries are cached reference-image keys, 0 when there are none or others.
+
+    Core's Flux KV Cache (experimental, 0.29+) drops the reference image's tokens from the queries from its second
+    step on and appends their keys and values cached at the first step after the queries' own: the keys then have
+    the layout [text ; region texts ; image ; reference] of a call with the reference tokens, the queries the same
+    without the reference. Recognised when the queries hold no reference tokens and the extra keys are exactly the
+    reference tokens the host names (`reference_image_num_tokens`)."""
+    extra = n_keys - n_queries
+    if extra <= 0 or options.get(KEYS_KEY) is not None:  # ConceptAttention's stream: its own layout
+        return 0
+    named = options.get("reference_image_num_tokens") or ()
+    layout = state.layout_for(n_queries)
+    if layout is None or layout.n_ref != 0 or sum(int(n) for n in named) != extra:
+        return 0
+    return extra
+
+
+def more_keys_than_queries(modifiers, block, n_keys: int, n_queries: int) -> ValueError:
+    """The error for an attention call with keys its queries do not have, other than cached reference-image keys
+    (`cached_reference_keys`), naming the pack's nodes on the model."""
+    nodes = ", ".join(dict.fromkeys(reach.node_of(m) for m in modifiers))
+    return ValueError(
+        f"[{nodes}] input 'model': block {block.kind} {block.index} attends {n_keys} keys with {n_queries} queries: "
+        "another node adds keys to attention that are not the reference image's cached keys (which the pack "
+        "supports, e.g. core's Flux KV Cache), so this pack's nodes cannot place them; remove that node from the "
+        "model, or sample without this pack's nodes")
 
 
 class BlockPatch:

@@ -21,17 +21,19 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
     encoders (Qwen2.5-VL, Qwen3) or Lumina-2's system prompt: those are never offered as words. ComfyUI's word
     ids count weighted segments, so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word,
     SentencePiece's "\u2581" and byte-level BPE's "\u0120" (space) / "\u010a" (newline) start one.
-    Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label."""
+    Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label.
+    Qwen-Image-Edit's reference pictures come before the prompt: a longer context places the prompt after them
+    (`_prompt_after_pictures`); a context the prompt cannot fit raises UnplacedLabels."""
     tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
     order = context_order(family, tokens)
     flat = []  # (token id, raw string, segment, special)
     for key in order:
         hf = _hf_tokenizer(clip, key)
-        special = set(getattr(hf, "all_special_ids", ()) or ()) if hf is not None else set()
-        own = [(tok_id, _raw_token(hf, tok_id), token[2] if len(token) > 2 else 1, tok_id in special)
-               for chunk in tokens[key] for token in chunk for tok_id in (token[0],)]
+        own = _entries(tokens[key], hf)
         if _chat_template(family):
             own = _after_system_prompt(_user_turn(own, hf, key))
+            if _CUTS_TO_USER_TEXT.get(key) and order == [key] and n_txt != len(own):
+                own = _prompt_after_pictures(clip, prompt, hf, key, n_txt, len(own))
         flat += own + [None]  # an encoder's tokens end: no word runs across
     # Byte-level BPE (Qwen) keeps punctuation in tokens of its own: those end a word and stand alone.
     split_punctuation = _chat_template(family)
@@ -55,6 +57,18 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
             out.append((position, _clean(raw), number))
         position += 1
     return out
+
+
+class UnplacedLabels(ValueError):
+    """The prompt's tokens cannot be placed in the context the model got (a different prompt, or pictures
+    before it in a layout the pack does not know): no labels rather than shifted ones."""
+
+
+def _entries(chunks, hf):
+    """(token id, raw string, segment, special) of a tokenizer key's tokens."""
+    special = set(getattr(hf, "all_special_ids", ()) or ()) if hf is not None else set()
+    return [(tok_id, _raw_token(hf, tok_id), token[2] if len(token) > 2 else 1, tok_id in special)
+            for chunk in chunks for token in chunk for tok_id in (token[0],)]
 
 
 def _chat_template(family: str) -> bool:
@@ -92,6 +106,41 @@ def _user_turn(flat, hf, key):
     ends = [i for i, t in enumerate(ids) if t == im_end and i >= text]
     stop = ends[-1] if ends else len(flat)
     return [e if text <= i < stop else _no_word(e) for i, e in enumerate(flat) if i >= begin]
+
+
+# Qwen-Image-Edit's text nodes put the reference pictures into the user turn before the prompt:
+# TextEncodeQwenImageEdit "<|vision_start|><|image_pad|><|vision_end|>{prompt}", -EditPlus "Picture 1:
+# <|vision_start|><|image_pad|><|vision_end|>Picture 2: ...{prompt}"; the encoder turns each <|image_pad|> into
+# the picture's vision tokens (as many as its size gives). Either way the prompt follows a <|vision_end|> and the
+# closing template ends the context, so the prompt is placed from the end. The tokens before it (vision tokens,
+# their markers, "Picture n:") are named as one kind: their split between pictures is not in the context's length.
+PICTURE_TOKEN = "<picture>"
+_MIN_PICTURE_TOKENS = 3  # <|vision_start|>, at least one vision token, <|vision_end|>
+
+
+def _prompt_after_pictures(clip, prompt, hf, key, n_txt, n_alone):
+    """The context of a Qwen-Image prompt encoded after reference pictures, n_txt tokens long: the pictures'
+    tokens (no word), then the prompt as it is tokenized after <|vision_end|>, then the closing template. Raises
+    UnplacedLabels when n_txt cannot hold such a context."""
+    if n_txt < n_alone:
+        raise UnplacedLabels(f"the model got {n_txt} text tokens, fewer than this prompt makes ({n_alone}): it is "
+                             "not the prompt the conditioning was encoded from; connect that prompt")
+    template = getattr(clip.tokenizer, "llama_template_images", None)  # the host's Edit template
+    vision_end = hf.convert_tokens_to_ids("<|vision_end|>") if hasattr(hf, "convert_tokens_to_ids") else None
+    if not isinstance(template, str) or "<|vision_end|>{}" not in template or vision_end is None:
+        raise UnplacedLabels(f"the model got {n_txt} text tokens where this prompt makes {n_alone}, and this host's "
+                             "Qwen-Image tokenizer has no picture template to place the prompt after reference "
+                             "pictures; disconnect 'clip', empty 'prompt' and name positions (#n) instead")
+    chunks = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True, llama_template=template)[key]
+    own = _user_turn(_entries(chunks, hf), hf, key)
+    ends = [i for i, entry in enumerate(own) if entry[0] == vision_end]
+    tail = own[ends[-1] + 1:] if ends else []
+    n_pictures = n_txt - len(tail)
+    if not tail or n_pictures < _MIN_PICTURE_TOKENS:
+        raise UnplacedLabels(f"the model got {n_txt} text tokens where this prompt makes {n_alone} alone, too few "
+                             "for reference pictures before it (TextEncodeQwenImageEdit / -EditPlus): it is not "
+                             "the prompt the conditioning was encoded from; connect that prompt")
+    return [(None, PICTURE_TOKEN, 0, True)] * n_pictures + tail
 
 
 # Lumina-2's text node (CLIPTextEncodeLumina2) encodes f"{system_prompt} <Prompt Start> {prompt}": the whole

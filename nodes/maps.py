@@ -14,7 +14,7 @@ from ..attention.capture import CaptureHandle, CaptureModifier
 from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, gate, node_error, percent_input
 from .concepts import ConceptModifier, concept_stream
 from .host import install
-from .labels import context_tokens, words_of
+from .labels import UnplacedLabels, context_tokens, words_of
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
@@ -205,7 +205,10 @@ def _labels(clip, prompt, result, node):
     n_txt, n_cols = result["n_txt"], result["maps"].shape[1]
     names = [f"#{i}" for i in range(n_cols)]
     if clip is not None and prompt.strip():
-        tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
+        try:
+            tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
+        except UnplacedLabels as exc:
+            raise node_error(node, "prompt", str(exc)) from None
         labels = words_of(tokens)
         for position, text, _ in tokens:
             names[position] = text

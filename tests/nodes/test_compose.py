@@ -348,3 +348,61 @@ def test_controlnet_with_regions():
     assert (got - without_control).abs().max() > 1e-3  # the ControlNet acted
     assert (got - sample(base, cpos, cneg, **KW)).abs().max() > 1e-3  # the regions acted
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+# -- core Flux KV Cache (experimental, 0.29+) ------------------------------------------------------------------------
+def _flux2_padded(text):
+    """A region text as FLUX.2 takes every prompt: left-padded with zeros to 512 tokens (model_base.Flux2)."""
+    return torch.cat([text.new_zeros(512 - text.shape[0], text.shape[1]), text])
+
+
+@works_with("core `FluxKVCache` (experimental: reference-image keys cached across steps), FLUX.2 with a reference "
+            "image", "Apply Regional Attention + TACA + Attention Capture", "exact")
+@pytest.mark.parametrize("order", ["cache_first", "pack_first"])
+def test_flux_kv_cache_with_regions_taca_and_capture(order):
+    """From its second step Flux KV Cache drops the reference tokens from the queries and appends their keys and
+    values cached at the first step. The pack's features act on those calls as on the keys' layout (reference
+    tokens visible to all): exact against the dense reference model under the same cache, whichever is applied
+    first."""
+    kv_cache = _core_node("comfy_extras.nodes_flux", "FluxKVCache")
+    tiny = build("flux2", guidance_embed=False)
+    base = patcher(tiny)
+    kw = dict(KW, width=WIDTH // 2, height=HEIGHT // 2)  # FLUX.2 latents are 1/16 of the pixels; `sample` takes 1/8
+    ref = torch.randn(1, tiny.latent_channels, 4, 6, generator=torch.Generator().manual_seed(7))
+    extra = {"reference_latents": [ref], "reference_latents_method": "index_timestep_zero"}
+    pos, neg = ([[t, {**o, **extra}] for t, o in make_cond(tiny, seed=s)] for s in (1, 2))
+    regional = Regional(tiny, double="all", single="all")
+    regional.conds = [_flux2_padded(c) for c in regional.conds]
+
+    def pack(model):
+        model = run_node(JointAttentionTACA, regional.apply(model), 3.0, 0.0, "both", "all", "all")[0]
+        return run_node(JointAttentionCapture, model, "all", "all", 0.0, 1.0)
+
+    def cached(model):
+        return run_node(kv_cache, model)[0]
+
+    if order == "cache_first":
+        model, handle = pack(cached(base))
+    else:
+        model, handle = pack(base)
+        model = cached(model)
+    sampling = base.get_model_object("model_sampling")
+    config = regional.config(base, gamma=3.0, gamma_threshold=0.0, gamma_double=range(tiny.n_double),
+                             gamma_single=range(tiny.n_single), capture_double=range(tiny.n_double),
+                             capture_single=range(tiny.n_single), capture_start=float(sampling.percent_to_sigma(0.0)),
+                             capture_end=float(sampling.percent_to_sigma(1.0)))
+    reference = cached(regional.reference(base, config))
+    seen = []
+
+    def spy(q, k, v, extra_options, **_):  # after the cache's own attn1 patch: how many keys the calls had
+        seen.append(k.shape[2] - q.shape[2])
+        return {"q": q, "k": k, "v": v}
+
+    spied = model.clone()
+    spied.set_model_attn1_patch(spy)
+    got, want = sample(spied, pos, neg, **kw), sample(reference, pos, neg, **kw)
+    assert max(seen) == ref.shape[-2] * ref.shape[-1]  # the cached reference keys were appended...
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(handle.take()["maps"], config.captured_maps(), atol=1e-5, rtol=1e-5)
+    assert (got - sample(pack(base)[0], pos, neg, **kw)).abs().max() > 1e-4  # ...and changed the result
+    assert (got - sample(cached(base), pos, neg, **kw)).abs().max() > 1e-4  # the pack acted (10x the tolerance)

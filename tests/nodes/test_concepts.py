@@ -129,11 +129,15 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     return (acc["sum"] / acc["n"]).float(), latent
 
 
-@pytest.mark.parametrize("method", [None, "index_timestep_zero"])
-def test_concepts_on_qwen_image_edit_match_the_reference(method):
+@pytest.mark.parametrize("method,batch", [(None, 1), ("index_timestep_zero", 1), ("index_timestep_zero", 2)])
+def test_concepts_on_qwen_image_edit_match_the_reference(method, batch):
     """Qwen-Image-Edit: the reference image's tokens follow the image in the concept pass too; with 0.29's
     `index_timestep_zero` the blocks' vector is doubled ([rows ; rows at timestep 0]) and the concept pass keeps
-    both halves of its cond rows. (A host that does not know the method treats it as its offset method.)"""
+    both halves of its cond rows. (A host that does not know the method treats it as its offset method.)
+
+    Every row of one forward has the same timestep in ComfyUI's samplers, so with one cond row the doubled
+    vector's wrong rows equal the right ones and broadcast: only two cond rows (batch 2) tell them apart, where
+    the whole doubled vector (4 rows per half) meets a concept stream of 2 rows."""
     tiny = build("qwen_image")
     clip = tiny_clip()
     ref = torch.randn(1, tiny.latent_channels, 1, 4, 6, generator=torch.Generator().manual_seed(5))
@@ -142,11 +146,11 @@ def test_concepts_on_qwen_image_edit_match_the_reference(method):
         extra["reference_latents_method"] = method
     pos = [[t, {**o, **extra}] for t, o in prompt(clip, "a cat on the grass under the sky")]
     neg = [[t, {**o, **extra}] for t, o in prompt(clip, "")]
-    plain = sample(tiny.patcher, pos, neg, **KW)
+    plain = sample(tiny.patcher, pos, neg, batch=batch, **KW)
     model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "none", 0.0, 1.0, ", ".join(CONCEPTS), clip)
-    assert torch.equal(sample(model, pos, neg, **KW), plain)
+    assert torch.equal(sample(model, pos, neg, batch=batch, **KW), plain)
     last4 = set(range(max(0, tiny.n_double - 4), tiny.n_double))
-    want, ref_latent = reference_saliency(tiny, clip, pos, neg, last4)
+    want, ref_latent = reference_saliency(tiny, clip, pos, neg, last4, batch=batch)
     assert torch.equal(ref_latent, plain)
     torch.testing.assert_close(handle.result["concept_maps"], want, atol=ATOL, rtol=0)
 

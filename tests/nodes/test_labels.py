@@ -11,6 +11,7 @@ own class with its own files); the Z-Image and Lumina-2 tests run the host's enc
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from joint_attention_pack.nodes.labels import context_tokens, words_of
 
@@ -198,3 +199,107 @@ def test_lumina2_labels_without_a_system_prompt_offer_every_word():
     offered = words_of(labelled)
     assert [w for w, _ in offered] == ["a", "red", "cat", "sitting", "on", "grass"]
     _assert_positions_follow_the_conditioning(prompt, offered, lambda p: _conditioning(clip, p))
+
+
+# -- Qwen-Image-Edit: the reference pictures' vision tokens come before the prompt ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen_vl_clip():
+    """The host's Qwen-Image tokenizer and Qwen2.5-VL encoder at tiny size, vision tower included."""
+    from ja_tiny import tiny_llm_clip
+
+    return tiny_llm_clip("qwen25_7b")
+
+
+def _pictures(n, width=40):
+    generator = torch.Generator().manual_seed(3)
+    return [torch.rand(1, 32, width + 8 * i, 3, generator=generator) for i in range(n)]
+
+
+def _edit_conditioning(node, clip, prompt, pictures):
+    """What the host's TextEncodeQwenImageEdit / -EditPlus outputs for `prompt` and `pictures` (no VAE: the
+    pictures go to the text encoder only)."""
+    from comfy_extras import nodes_qwen
+
+    if node == "TextEncodeQwenImageEdit":
+        return nodes_qwen.TextEncodeQwenImageEdit.execute(clip, prompt, None, pictures[0]).result[0]
+    return nodes_qwen.TextEncodeQwenImageEditPlus.execute(clip, prompt, None, *pictures).result[0]
+
+
+EDIT_CASES = [  # (node, pictures, prompt, words): Edit scales its picture to 1 Mpx (~1350 vision tokens)
+    ("TextEncodeQwenImageEdit", 1, "a red cat", ["a", "red", "cat"]),
+    ("TextEncodeQwenImageEditPlus", 2, "a red cat, sitting on grass", ["a", "red", "cat", "sitting", "on", "grass"]),
+]
+
+
+@pytest.mark.parametrize("node,n_pictures,prompt,words", EDIT_CASES)
+def test_qwen_image_edit_labels_name_the_words_after_the_pictures_vision_tokens(qwen_vl_clip, node, n_pictures,
+                                                                                prompt, words):
+    """TextEncodeQwenImageEdit / -EditPlus put the pictures (their vision tokens, spliced in by the real encoder)
+    before the prompt in the user turn. Every word sits where the conditioning changes when that word is
+    replaced; the pictures' tokens and the closing template are never words."""
+    pictures = _pictures(n_pictures)
+    cond = _edit_conditioning(node, qwen_vl_clip, prompt, pictures)[0][0]
+    n_txt = cond.shape[1]
+    alone = _conditioning(qwen_vl_clip, prompt).shape[1]
+    assert n_txt > alone + 100  # the vision tokens are in the context
+    labelled = context_tokens(qwen_vl_clip, prompt, n_txt, "qwen_image")
+    assert [p for p, _, _ in labelled] == list(range(n_txt))
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == words
+    _assert_positions_follow_the_conditioning(
+        prompt, offered, lambda p: _edit_conditioning(node, qwen_vl_clip, p, pictures)[0][0])
+    assert [t for _, t, _ in labelled[-5:]] == ["<|im_end|>", "", "<|im_start|>", "assistant", ""]
+    from joint_attention_pack.nodes.labels import PICTURE_TOKEN
+
+    first_word = offered[0][1][0]
+    assert all(t == PICTURE_TOKEN and w == 0 for _, t, w in labelled[:first_word])
+
+
+def _captured(clip, conditioning):
+    """Attention Capture's handle after sampling a tiny Qwen-Image with `conditioning`, and the latent."""
+    from ja_nodes import run_node
+    from ja_tiny import build, sample
+    from joint_attention_pack.nodes.maps import JointAttentionCapture
+
+    tiny = build("qwen_image")
+    model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "none", 0.0, 1.0).args
+    latent = sample(model, conditioning, conditioning, steps=2, width=32, height=32)
+    return handle, {"samples": latent}
+
+
+def test_attention_maps_show_each_edit_prompt_word_at_the_row_the_encoder_gives_it(qwen_vl_clip):
+    """Attention Maps on a Qwen-Image-Edit capture: the map of a word is the capture's column at the position
+    where the encoder's conditioning changes when that word is replaced."""
+    from ja_nodes import run_node
+    from joint_attention_pack.nodes.maps import JointAttentionMaps
+
+    node, prompt, pictures = "TextEncodeQwenImageEditPlus", "a red cat", _pictures(1)
+    conditioning = _edit_conditioning(node, qwen_vl_clip, prompt, pictures)
+    handle, samples = _captured(qwen_vl_clip, conditioning)
+    result = handle.result
+    _, masks, info = run_node(JointAttentionMaps, handle, samples, "cat", "", clip=qwen_vl_clip, prompt=prompt).args
+    swapped = _edit_conditioning(node, qwen_vl_clip, "a red zebra", pictures)[0][0]
+    position = _first_changed_row(conditioning[0][0], swapped)
+    assert f"cat [{position}]" in info
+    column = result["maps"][:, position]
+    want = (column - column.min()) / (column.max() - column.min())
+    rows, cols = masks.shape[1] // 16, masks.shape[2] // 16
+    got = torch.nn.functional.interpolate(want.reshape(1, 1, rows, cols), size=masks.shape[1:], mode="bilinear",
+                                          align_corners=False)[0, 0]
+    torch.testing.assert_close(masks[0], got, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("maps_prompt", ["a red cat on the grass", "red cat"])
+def test_attention_maps_refuse_a_qwen_image_prompt_that_does_not_fit_the_context(qwen_vl_clip, maps_prompt):
+    """A plain Qwen-Image capture of "a red cat" labelled with another prompt: longer than the context, or
+    shorter by fewer tokens than any picture takes. The node refuses by name rather than shift the labels."""
+    from ja_nodes import run_node
+    from joint_attention_pack.nodes.maps import JointAttentionMaps
+
+    conditioning = qwen_vl_clip.encode_from_tokens_scheduled(qwen_vl_clip.tokenize("a red cat"))
+    handle, samples = _captured(qwen_vl_clip, conditioning)
+    with pytest.raises(ValueError, match=r"\[JointAttentionMaps\] input 'prompt': the model got 8 text tokens.*"
+                                         r"not the prompt the conditioning was encoded from"):
+        run_node(JointAttentionMaps, handle, samples, "", "", clip=qwen_vl_clip, prompt=maps_prompt)

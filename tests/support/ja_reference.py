@@ -83,7 +83,7 @@ def dense_attention(q, k, v, bias, scale, text_gamma=1.0, layout=None, base_rati
         keep = torch.zeros(layout.total, dtype=torch.bool)
         keep[layout.txt] = True
         keep[layout.visual] = True
-        base_bias = torch.zeros(layout.total, layout.total, dtype=torch.float64)
+        base_bias = torch.zeros(logits.shape[-2], layout.total, dtype=torch.float64)  # rows: the queries
         base_bias[:, ~keep] = NEG
         base_probs = torch.softmax(logits + base_bias, dim=-1)
         base = base_probs @ vd

@@ -7,6 +7,7 @@ pack's plumbing (layouts, rows, block numbering, windows) is checked, not just i
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import comfy.patcher_extension
 import torch
@@ -68,6 +69,17 @@ def _qwen_prompt_alone_rope(dm, pe, info):
     return torch.cat([text, pe[:, :, n_ctx:]], dim=2)
 
 
+def _texts_numbered_alone(info, axes, args):
+    """FLUX `post_input`: every region text's positions on the text axes numbered 0, 1, ... as the prompt alone."""
+    txt_ids = args["txt_ids"].clone()
+    start = info["n_txt"]
+    for length in info["lens"]:
+        for axis in axes:
+            txt_ids[:, start:start + length, axis] = torch.arange(length, dtype=txt_ids.dtype, device=txt_ids.device)
+        start += length
+    return {**args, "txt_ids": txt_ids}
+
+
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
     m = model.clone()
 
@@ -89,6 +101,12 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
         info["grid"] = (rows, cols)
         opts[KEY] = info
+        text_axes = list(getattr(getattr(executor.class_obj.diffusion_model, "params", None), "txt_ids_dims", ()) or ())
+        if info["lens"] and text_axes:  # FLUX.2: text positions count along these axes; each text from 0 alone
+            patches = dict(opts.get("patches") or {})
+            patches["post_input"] = list(patches.get("post_input", ())) + [partial(_texts_numbered_alone, info,
+                                                                                    text_axes)]
+            opts["patches"] = patches
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
@@ -142,7 +160,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         masks = config.masks.cpu() if config.masks is not None else None
         if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
             return func(*args, **kwargs)
-        layout = TokenLayout(info["n_txt"], n_img, q.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
+        # The keys' layout; queries are its first rows (FLUX KV Cache: reference keys cached, their queries dropped).
+        layout = TokenLayout(info["n_txt"], n_img, k.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
+        n_q = q.shape[2]
         device = q.device
         q, k, v = q.cpu(), k.cpu(), v.cpu()  # the reference runs in float64 on the CPU
         scale = 1.0 / math.sqrt(q.shape[-1])
@@ -163,7 +183,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 base_ratio = config.base_ratio
             else:
                 bias = dense_bias(layout)
-            o, probs = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias, scale, gamma, layout, base_ratio)
+            o, probs = dense_attention(q[row:row + 1], k[row:row + 1], v[row:row + 1], bias[:n_q], scale, gamma, layout,
+                                       base_ratio)
             out[row] = o[0]
             captured = index in (config.capture_double if kind == "double" else config.capture_single)
             if row_kind == 0 and captured and config.capture_end <= info["sigma"] <= config.capture_start:

@@ -285,6 +285,7 @@ def tiny_llm_clip(encoder="qwen3_4b", seed=0, tokenizer_data=None):
     import comfy.sd
     import comfy.supported_models_base
     import comfy.text_encoders.lumina2
+    import comfy.text_encoders.qwen_image
     import comfy.text_encoders.z_image
 
     small = {"hidden_size": CONTEXT_DIM, "intermediate_size": 2 * CONTEXT_DIM, "num_hidden_layers": 3,
@@ -292,6 +293,9 @@ def tiny_llm_clip(encoder="qwen3_4b", seed=0, tokenizer_data=None):
     if encoder == "qwen3_4b":
         target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.z_image.ZImageTokenizer,
                                                         comfy.text_encoders.z_image.te())
+    elif encoder == "qwen25_7b":  # Qwen-Image / -Edit: QwenImageTokenizer (chat template, picture template)
+        target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.qwen_image.QwenImageTokenizer,
+                                                        comfy.text_encoders.qwen_image.te())
     elif encoder == "gemma2_2b":
         target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.lumina2.LuminaTokenizer,
                                                         comfy.text_encoders.lumina2.te(model_type="gemma2_2b"))
@@ -300,11 +304,25 @@ def tiny_llm_clip(encoder="qwen3_4b", seed=0, tokenizer_data=None):
         raise ValueError(encoder)
     clip = comfy.sd.CLIP(target=target, tokenizer_data=tokenizer_data or {},
                          model_options={f"{encoder}_model_config": small, "dtype": torch.float32})
+    if encoder == "qwen25_7b":
+        _shrink_vision_tower(clip.cond_stage_model.qwen25_7b)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in clip.cond_stage_model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
     return clip
+
+
+def _shrink_vision_tower(encoder):
+    """Qwen2.5-VL's vision tower has fixed sizes (1280 wide, 32 layers), not read from the config: the host's
+    own class at 32 features and one layer takes its place, built with the encoder's own operations, before the
+    weights are drawn. The picture -> vision token path (resize to the 28-pixel grid, 2x2 merge, embeds spliced
+    in at <|image_pad|>) is the host's."""
+    import comfy.text_encoders.qwen_vl
+
+    encoder.transformer.visual = comfy.text_encoders.qwen_vl.Qwen2VLVisionTransformer(
+        hidden_size=32, output_hidden_size=CONTEXT_DIM, intermediate_size=64, num_heads=2, num_layers=1,
+        dtype=torch.float32, ops=encoder.operations).requires_grad_(False)  # as the host's loaded weights
 
 
 def tiny_wan_vae(seed=0):
