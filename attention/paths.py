@@ -431,7 +431,11 @@ class PathSelector:
                  measure_on=("cuda",), max_choices: int = DEFAULT_MAX_CHOICES,
                  prepared_budget: int = DEFAULT_PREPARED_BUDGET):
         setting = os.environ.get(PATH_ENV) if force == "env" else force
-        self.force = forced_path(setting)
+        self.force, self.setting_error = None, None
+        try:
+            self.force = forced_path(setting)
+        except ValueError as exc:  # raised where a call would use it: a bad setting must not stop the pack loading
+            self.setting_error = exc
         if setting is not None and (setting or "").strip().lower() == AUTO:
             measure_on = None  # every device
         self.measure_on = measure_on
@@ -449,6 +453,8 @@ class PathSelector:
     # -- per call -------------------------------------------------------------------------------------------
     def attend(self, q, k, v, layout: TokenLayout, spec: RowSpec, kernels, scale: float) -> torch.Tensor:
         """Attention of one planned call on its chosen path; q/k/v [B,H,L,D] -> [B,H,L,D]."""
+        if self.setting_error is not None:
+            raise self.setting_error
         if spec.capture is not None:  # captured maps come from the engine's own log-sum-exps
             return joint_attention(q, k, v, layout, spec, kernels, scale)
         if self.force is not None:
