@@ -557,7 +557,8 @@ class PathSelector:
             self._remember(key, Choice(nxt, seconds, dropped))
         if isinstance(exc, _OUT_OF_MEMORY) and call.q.device.type == "cuda":
             torch.cuda.empty_cache()
-        return call.grouped() if nxt == GROUPED else self._run(nxt, call)
+        # Through `attend` again: should the next path fail too, it is dropped the same way, down to the engine.
+        return self.attend(call.q, call.k, call.v, call.layout, call.spec, call.kernels, call.scale)
 
     def _remember(self, key, choice: Choice) -> None:
         with self._lock:

@@ -236,6 +236,12 @@ def test_the_chosen_path_failing_later_falls_back_to_the_next_fastest():
     assert choice.path == paths.FLEX and paths.DENSE in choice.dropped
     ref = _reference(call, _masks("soft"), [1.0, 2.0], ("restricted", "background", 0.2))
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    # The next one failing as well: down to the engine, still exact.
+    candidates[paths.FLEX].fail_run = lambda n: True
+    out = _attend(selector, call)
+    choice = next(iter(selector.choices().values()))
+    assert choice.path == paths.GROUPED and {paths.DENSE, paths.FLEX} <= set(choice.dropped)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_a_candidate_that_does_not_fit_is_not_timed():

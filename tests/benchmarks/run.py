@@ -30,11 +30,12 @@ SELECTOR_MARKER = "selector:cpu"
 GPU_MARKER = "gpu"  # the section `make gpu-check` writes (tests/benchmarks/gpu.py); a CPU run keeps it
 SELECTOR_TITLE = ("CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens: the "
                   "exact path the selector picks (`run.py --selector`)")
-SELECTOR_NOTE = """With JOINT_ATTENTION_PATH unset the pack measures only on CUDA devices and keeps the grouped engine on
-the CPU; this table is what `auto` (measure on every device) picks here, and why the CPU default is the engine. Each
-row is a fresh selector taking one call: every path that fits is prepared and run once untimed (dense masks
-built, FlexAttention compiled), then timed 3 times; "vs plain" is against plain fused attention over the base text
-+ image tokens in the same run; the margin is the runner-up's median over the pick's.
+SELECTOR_NOTE = """With JOINT_ATTENTION_PATH unset the pack measures only on CUDA devices and runs the grouped engine on the
+CPU; this table is what `auto` (measure on every device) does here. Each row is a fresh selector taking one call:
+every path that fits is prepared and run once untimed (dense masks built, FlexAttention compiled), then timed 3
+times. "vs plain": against plain fused attention over the base text + image tokens, timed right before the row;
+margin: the runner-up's median over the pick's; "measuring took": the whole first call, compiles included (a
+FlexAttention compile on this CPU takes about a minute per shape and score function; later rows of a shape reuse it).
 """
 
 # Qwen-Image: 24 heads x 128 like FLUX, but its Qwen2.5-VL text is not padded: a prompt of about 120 tokens plus

@@ -61,27 +61,31 @@ def _plain_seconds(q, k, v, repeats):
 
 def selector_suite(paths_module, api, device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats=3,
                    candidates=None, deadline=None, **options):
-    """Rows (case, {path: seconds}, {path: why dropped}, picked, plain seconds). `candidates`: the paths
-    (default: every one), shared by the suite's selectors so that a compiled kernel serves every case."""
+    """Rows (case, {path: seconds}, {path: why dropped}, picked, plain seconds, seconds the measurement took).
+    `candidates`: the paths (default: every one), shared by the suite's selectors so that a compiled kernel serves
+    every case of its shape. Plain attention is timed again before each case: on a machine whose speed drifts,
+    each row's ratios then compare times taken close together."""
     rows = []
     candidates = candidates if candidates is not None else paths_module.default_candidates()
-    plain = None
     kernels = api.KernelSelector()
+    base = None
     for name, q, k, v, layout, spec in selector_cases(api, device, dtype, heads, head_dim, n_img, n_txt, region_len,
                                                       **options):
         if deadline is not None and time.monotonic() > deadline:
-            rows.append((name, {}, {"*": "not run: the run's time bound was reached"}, None, plain))
+            rows.append((name, {}, {"*": "not run: the run's time bound was reached"}, None, None, None))
             continue
-        if plain is None:
-            plain = _plain_seconds(q, k, v, max(repeats, 5))
+        if base is None:
+            base = [t[..., : n_txt + n_img, :] for t in (q, k, v)]  # the base text + image tokens of the first case
+        plain = _plain_seconds(*base, max(repeats, 5))
         selector = paths_module.PathSelector(candidates=candidates, force="auto", repeats=repeats)
         started = time.perf_counter()
         with torch.no_grad():
             selector.attend(q, k, v, layout, spec, kernels, 1.0 / math.sqrt(head_dim))
+        took = time.perf_counter() - started
         (choice,) = selector.choices().values()
-        rows.append((name, dict(choice.seconds), dict(choice.dropped), choice.path, plain))
+        rows.append((name, dict(choice.seconds), dict(choice.dropped), choice.path, plain, took))
         times = "  ".join(f"{p} {s * 1e3:8.2f} ms" for p, s in choice.seconds.items())
-        print(f"  {name:<66} {times}  -> {choice.path}  (measured in {time.perf_counter() - started:.1f} s)", flush=True)
+        print(f"  {name:<66} {times}  -> {choice.path}  (measured in {took:.1f} s)", flush=True)
         for path, why in choice.dropped.items():
             print(f"      {path} dropped: {why}", flush=True)
     return rows
@@ -89,9 +93,9 @@ def selector_suite(paths_module, api, device, dtype, heads, head_dim, n_img, n_t
 
 def selector_table(title, rows, path_names):
     head = " | ".join(f"{p} ms (vs plain)" for p in path_names)
-    out = [f"### {title}", "", f"| case | {head} | picked | margin over the runner-up |",
-           "|---|" + "---:|" * len(path_names) + "---|---:|"]
-    for name, seconds, dropped, picked, plain in rows:
+    out = [f"### {title}", "", f"| case | {head} | picked | margin over the runner-up | measuring took |",
+           "|---|" + "---:|" * len(path_names) + "---|---:|---:|"]
+    for name, seconds, dropped, picked, plain, took in rows:
         cells = []
         for p in path_names:
             if p in seconds:
@@ -100,11 +104,11 @@ def selector_table(title, rows, path_names):
                 why = dropped.get(p) or dropped.get("*") or "-"
                 cells.append("not run: " + re.sub(r"\s+", " ", why).replace("|", "/")[:80])
         if picked is None:
-            out.append(f"| {name} | {' | '.join(cells)} | - | - |")
+            out.append(f"| {name} | {' | '.join(cells)} | - | - | - |")
             continue
         others = sorted(s for p, s in seconds.items() if p != picked)
         margin = f"{others[0] / seconds[picked]:.2f}x" if others else "only path"
-        out.append(f"| {name} | {' | '.join(cells)} | **{picked}** | {margin} |")
+        out.append(f"| {name} | {' | '.join(cells)} | **{picked}** | {margin} | {took:.1f} s |")
     return "\n".join(out) + "\n"
 
 
