@@ -36,6 +36,7 @@ every path that fits is prepared and run once untimed (dense masks built, FlexAt
 times. "vs plain": against plain fused attention over the base text + image tokens, timed right before the row;
 margin: the runner-up's median over the pick's; "measuring took": the whole first call, compiles included (a
 FlexAttention compile on this CPU takes about a minute per shape and score function; later rows of a shape reuse it).
+On a shared machine times drift with its load; the paths of one row run back to back, so compare within a row.
 """
 
 # Qwen-Image: 24 heads x 128 like FLUX, but its Qwen2.5-VL text is not padded: a prompt of about 120 tokens plus
