@@ -182,7 +182,19 @@ def call_tables(groups: list, total: int, device) -> CallTables:
     for (_, ratio), gids in sets.items():
         rows = torch.cat([_as_tensor(groups[g].index, device) for g in gids]).sort().values
         row_sets.append((gids, rows, ratio))
+    # Table sizes rounded up (entries no row or key points at): FlexAttention's compiled kernel is specialised on
+    # the shapes of the tables its functions read, so structures of similar size share one compile per call shape.
+    g_pad, c_pad = _bucket(n_groups) - n_groups, _bucket(n_classes) - n_classes
+    scale = F.pad(scale, (0, c_pad, 0, g_pad), value=1.0)
+    main_vis, base_vis, slot = (F.pad(t, (0, c_pad, 0, g_pad)) for t in (main_vis, base_vis, slot))
+    krow, self_only, blend = (F.pad(t, (0, g_pad)) for t in (krow, self_only, blend))
+    qbias = F.pad(qbias, (0, _bucket(qbias.shape[1]) - qbias.shape[1]))
+    kbias = F.pad(kbias, (0, 0, 0, _bucket(kbias.shape[0]) - kbias.shape[0]))
     return CallTables(qgroup, kclass, scale, main_vis, base_vis, self_only, slot, qbias, krow, kbias, blend, row_sets)
+
+
+def _bucket(n: int) -> int:
+    return max(8, 1 << (n - 1).bit_length())
 
 
 def _rows_index(rows: torch.Tensor):

@@ -317,3 +317,19 @@ def test_dispatchers_made_from_one_share_its_selector():
     first = JointAttentionDispatcher()
     made = first.with_modifier(type("M", (), {"key": "m"})())
     assert made.paths is first.paths and made.kernels is first.kernels
+
+
+def test_structures_of_one_call_shape_get_tables_of_one_shape():
+    """FlexAttention's compiled kernel is specialised on the shapes of the tables its functions read: structures of
+    similar size must share them, or each new region setting would compile again (and torch.compile stops
+    compiling a function after a few recompiles)."""
+    layout = _layout()
+    shapes = set()
+    for image_attention, global_prompt, base_ratio, _, _ in REGIONAL:
+        plan = RegionalPlan(_masks("hard"), [1.0, 2.0], image_attention, global_prompt, base_ratio)
+        groups = _call(layout, RowSpec(isolate_regions=False, regional=plan)).groups
+        tables = paths.call_tables(groups, layout.total, torch.device("cpu"))
+        shapes.add(tuple(tuple(t.shape) for t in tables.tensors()))
+    shapes.add(tuple(tuple(t.shape) for t in paths.call_tables(
+        _call(layout, RowSpec(isolate_regions=True)).groups, layout.total, torch.device("cpu")).tensors()))
+    assert len(shapes) == 1
