@@ -18,6 +18,7 @@ key cost one dict lookup. A path that fails (compile error, out of memory) is dr
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
@@ -324,6 +325,24 @@ def _flex_module():
     return module
 
 
+# Call shapes FlexAttention may compile for: torch.compile stops compiling a function after 8 recompiles by default
+# and runs it uncompiled from then on (FlexAttention unfused: every score materialised), so the first call of each
+# new shape raises that limit for its own duration.
+FLEX_SHAPES = 64
+
+
+def recompile_room():
+    """A context in which torch.compile may compile FlexAttention for up to FLEX_SHAPES shapes."""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.6
+        try:
+            current = getattr(config, name)
+        except AttributeError:
+            continue
+        return config.patch(**{name: max(current, FLEX_SHAPES)})
+    return contextlib.nullcontext()
+
+
 class FlexPath(Candidate):
     """FlexAttention, compiled once per selector (torch.compile caches one kernel per shape)."""
 
@@ -334,6 +353,7 @@ class FlexPath(Candidate):
         self.devices = tuple(devices)
         self._compiled = None
         self._lock = threading.Lock()
+        self._seen: set = set()  # call shapes already compiled for
 
     def unavailable(self, call):
         if _flex_module() is None:
@@ -389,10 +409,14 @@ class FlexPath(Candidate):
             return score * scale[qgroup[q_idx], kclass[kv_idx]]
 
         flex = self._flex()
-        out = flex(call.q, call.k, call.v, score_mod=score_mod, block_mask=main_mask, scale=call.scale)
+        shape = (call.q.shape, call.q.dtype, call.q.device, tuple(x.shape for x in t.tensors()))
+        with contextlib.nullcontext() if shape in self._seen else recompile_room():
+            out = flex(call.q, call.k, call.v, score_mod=score_mod, block_mask=main_mask, scale=call.scale)
+            if base_mask is not None:
+                base = flex(call.q, call.k, call.v, score_mod=base_score_mod, block_mask=base_mask, scale=call.scale)
+        self._seen.add(shape)
         if base_mask is None:
             return out
-        base = flex(call.q, call.k, call.v, score_mod=base_score_mod, block_mask=base_mask, scale=call.scale)
         ratio = t.blend[qgroup].view(1, 1, -1, 1)  # rows without base: weight 0 on a zero row
         return (out.float() * (1.0 - ratio) + base.float() * ratio).to(call.q.dtype)
 

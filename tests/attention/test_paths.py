@@ -333,3 +333,15 @@ def test_structures_of_one_call_shape_get_tables_of_one_shape():
     shapes.add(tuple(tuple(t.shape) for t in paths.call_tables(
         _call(layout, RowSpec(isolate_regions=True)).groups, layout.total, torch.device("cpu")).tensors()))
     assert len(shapes) == 1
+
+
+def test_first_flex_calls_of_a_shape_may_compile_past_the_default_limit():
+    """torch.compile runs a function uncompiled after 8 recompiles; a session sees more call shapes than that (sizes x
+    region counts x settings), and FlexAttention uncompiled materialises every score."""
+    import torch._dynamo.config as config
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    before = getattr(config, name)
+    with paths.recompile_room():
+        assert getattr(config, name) >= paths.FLEX_SHAPES
+    assert getattr(config, name) == before
