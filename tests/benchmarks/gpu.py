@@ -36,7 +36,8 @@ from run import run_suite, table, timed_against  # noqa: E402
 
 COMMAND = "make gpu-check   (= tests/gpu, then .venv/bin/python tests/benchmarks/gpu.py)"
 MARKER = "gpu"
-BUDGET_S = 8 * 60 - 60  # the benchmark's share of the 8 minutes; tests/gpu runs before it
+BUDGET_S = 330  # the benchmark's share of the 8 minutes (tests/gpu, with its compiles, runs before it); a part running
+# when the bound passes finishes (a FlexAttention compile may take a minute), later parts are left out
 REFUSAL = ("[gpu-check] no CUDA device: torch {torch} (CUDA build: {cuda}) sees none on this machine. make gpu-check "
            "measures a GPU; run it where `python -c \"import torch; print(torch.cuda.is_available())\"` prints True. "
            "CPU figures come from `make bench`.")
