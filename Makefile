@@ -22,7 +22,7 @@ COMFYUI_ARCHIVE ?= ../shared/hosts/ComfyUI-0.33.0.tar.gz
 # torchvision). The pack's tests never call torchaudio; the host only needs it to import.
 TORCH_SPEC_LATEST ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.1
 
-.PHONY: setup setup-latest browser-deps demo test test-latest tested-on test-fast bench lint clean-host
+.PHONY: setup setup-latest browser-deps demo test test-latest tested-on test-fast bench gpu-check require-cuda lint clean-host
 
 setup: $(STAMP)
 	@$(PY) scripts/setup_host.py
@@ -88,6 +88,17 @@ test-fast: setup
 
 bench: setup
 	@$(PY) tests/benchmarks/run.py
+
+# On a machine with an NVIDIA GPU: tests/gpu, then the GPU benchmark (about 8 minutes together), which rewrites the
+# GPU section of BENCHMARKS.md. Without CUDA it stops before anything runs (exit 2, a message saying why).
+gpu-check: require-cuda setup
+	@$(PY) tests/benchmarks/gpu.py --require-cuda
+	@$(PYTEST) tests/gpu
+	@$(PY) tests/benchmarks/gpu.py
+
+# Checked first with the environment that is already there (a fresh clone has none yet: the check after setup).
+require-cuda:
+	@if [ -x $(PY) ]; then $(PY) tests/benchmarks/gpu.py --require-cuda; fi
 
 lint: setup
 	@$(PY) -m ruff check .

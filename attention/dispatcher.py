@@ -13,23 +13,28 @@ from typing import Optional
 import torch
 
 from .forward import BlockRef, ForwardState, Modifier, TextStream
-from .joint import RowSpec, joint_attention
+from .joint import RowSpec
 from .kernels import KernelSelector
+from .paths import PathSelector
 
 
 class JointAttentionDispatcher:
     """The modifiers of one patched model, and attention evaluated with them.
 
     `with_modifier` returns a new dispatcher, so a node never edits the one it found on its
-    input model."""
+    input model. `paths` chooses the exact path of each planned call (paths.py); dispatchers made from this
+    one share it, so what it measured serves them too."""
 
-    def __init__(self, modifiers=(), kernels: Optional[KernelSelector] = None):
+    def __init__(self, modifiers=(), kernels: Optional[KernelSelector] = None, paths: Optional[PathSelector] = None):
         self.modifiers = tuple(modifiers)
         self.kernels = kernels or KernelSelector()
+        self.paths = paths or PathSelector()
 
     def with_modifier(self, modifier: Modifier) -> "JointAttentionDispatcher":
         kept = [m for m in self.modifiers if m.key != modifier.key]
-        return type(self)(kept + [modifier], kernels=self.kernels)
+        made = type(self)(kept + [modifier], kernels=self.kernels)
+        made.paths = self.paths  # set after construction: subclasses keep their own constructor arguments
+        return made
 
     def tensors(self) -> list:
         return [t for m in self.modifiers for t in m.tensors()]
@@ -89,18 +94,18 @@ class JointAttentionDispatcher:
         """Attention of a planned call; q/k/v [B,H,L,D] -> [B,H,L,D]."""
         layout, groups = plan
         if len(groups) == 1:
-            return joint_attention(q, k, v, layout, groups[0][0], self.kernels, scale)
+            return self.paths.attend(q, k, v, layout, groups[0][0], self.kernels, scale)
         out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
         for spec, row_list in groups:
             if row_list == list(range(row_list[0], row_list[-1] + 1)):
                 # Contiguous rows (CFG halves): views, no copy of q/k/v and no index tensor
                 # (a host-to-device copy that would stall the GPU stream on every call).
                 lo, n = row_list[0], len(row_list)
-                out.narrow(0, lo, n).copy_(joint_attention(
+                out.narrow(0, lo, n).copy_(self.paths.attend(
                     q.narrow(0, lo, n), k.narrow(0, lo, n), v.narrow(0, lo, n), layout, spec, self.kernels, scale))
                 continue
             rows = torch.tensor(row_list, device=q.device)
-            part = joint_attention(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows),
-                                   layout, spec, self.kernels, scale)
+            part = self.paths.attend(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows),
+                                     layout, spec, self.kernels, scale)
             out.index_copy_(0, rows, part)
         return out

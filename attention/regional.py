@@ -95,7 +95,9 @@ class RegionalPlan:
         self.base_ratio = float(base_ratio)
         self.cover = self.masks > 0
         self._classes = self._image_classes()
-        self.planned: dict = {}  # (layout, gamma, device) -> query groups, filled by the executor (joint.py)
+        # (layout, gamma, device) -> query groups, filled by the executor (joint.py); ("path", ...) -> [masks] the
+        # dense and FlexAttention paths keep for this plan (paths.py)
+        self.planned: dict = {}
         self.on_grow = None  # set by a cache holding the plan
         # A cached plan serves every thread that samples with it (two runs at once, MultiGPU work units):
         # `planned` grows under this lock, and is read whole (`tensors`) under it.
@@ -104,6 +106,10 @@ class RegionalPlan:
     @property
     def n_regions(self) -> int:
         return self.masks.shape[0]
+
+    def kind(self) -> tuple:
+        """What the speed of an attention path depends on in this plan besides sizes (paths.plan_kind)."""
+        return ("regional", self.image_attention, self.global_prompt, self.base_ratio > 0.0)
 
     def nbytes(self) -> int:
         """Masks, classes, and the query groups (with their prepared calls) built so far."""

@@ -16,6 +16,7 @@ import time
 import torch
 
 from ..attention.memory import DEFAULT_CACHE_BUDGET, BoundedCache, MemoryRegistry
+from ..attention.paths import PathSelector
 
 log = logging.getLogger("joint_attention")
 
@@ -38,6 +39,9 @@ class PackMemory:
     def __init__(self):
         self.registry = MemoryRegistry()
         self.cache = BoundedCache(self.registry, _budget_from_env())
+        # Which exact attention path each kind of call takes, measured once per process on the device it runs on
+        # (attention/paths.py); the masks it keeps for calls without a regional plan are counted in the registry.
+        self.paths = PathSelector(self.registry)
         self._count_lock = threading.Lock()
         self._count = None  # (monotonic time, tensors)
 
@@ -52,6 +56,7 @@ class PackMemory:
             "hits": self.cache.hits,
             "misses": self.cache.misses,
         }
+        report["attention_paths"] = self.paths.report()
         if torch.cuda.is_available():
             report["cuda"] = {
                 "allocated_bytes": torch.cuda.memory_allocated(),
@@ -80,6 +85,7 @@ class PackMemory:
     def on_detach(self, patcher, unpatch_all=True) -> None:
         """ComfyUI unloaded a patched model: drop cached copies on its device."""
         self.cache.clear(device=str(patcher.load_device))
+        self.paths.prepared_cache.clear(device=str(patcher.load_device))
 
 
 MEMORY = PackMemory()

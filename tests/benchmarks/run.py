@@ -22,9 +22,22 @@ sys.path.insert(0, str(ROOT))  # only this process: `attention` is pure torch, n
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import selector as sel  # noqa: E402
 from cases import Api, cases  # noqa: E402
 
 API = Api("attention")
+SELECTOR_MARKER = "selector:cpu"
+GPU_MARKER = "gpu"  # the section `make gpu-check` writes (tests/benchmarks/gpu.py); a CPU run keeps it
+SELECTOR_TITLE = ("CPU fp32, FLUX dims (24 heads x 128), 1024 image + 256 text tokens, region prompts of 256 tokens: the "
+                  "exact path the selector picks (`run.py --selector`)")
+SELECTOR_NOTE = """With JOINT_ATTENTION_PATH unset the pack measures only on CUDA devices and runs the grouped engine on the
+CPU; this table is what `auto` (measure on every device) does here. Each row is a fresh selector taking one call:
+every path that fits is prepared and run once untimed (dense masks built, FlexAttention compiled), then timed 3
+times. "vs plain": against plain fused attention over the base text + image tokens, timed right before the row;
+margin: the runner-up's median over the pick's; "measuring took": the whole first call, compiles included (a
+FlexAttention compile on this CPU takes about a minute per shape and score function; later rows of a shape reuse it).
+On a shared machine times drift with its load; the paths of one row run back to back, so compare within a row.
+"""
 
 # Qwen-Image: 24 heads x 128 like FLUX, but its Qwen2.5-VL text is not padded: a prompt of about 120 tokens plus
 # the closing chat template, region prompts of about 30.
@@ -388,6 +401,19 @@ def suites(quick):
     return out
 
 
+def selector_section(with_flex: bool) -> str:
+    """The CPU selector table (FLUX dims, 2 and 4 regions), with its note."""
+    import attention.paths as paths_module
+
+    print(SELECTOR_TITLE, flush=True)
+    candidates = paths_module.default_candidates()
+    if not with_flex:
+        candidates.pop(paths_module.FLEX)
+    rows = sel.selector_suite(paths_module, API, torch.device("cpu"), torch.float32, heads=24, head_dim=128, n_img=1024,
+                              n_txt=256, region_len=256, candidates=candidates)
+    return sel.selector_table(SELECTOR_TITLE, rows, list(candidates)) + "\n" + SELECTOR_NOTE
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer suites, settings and repeats (a smoke run)")
@@ -396,7 +422,17 @@ def main() -> int:
                         "unless this is given)")
     parser.add_argument("--family", action="append", choices=FAMILIES + (HOST,),
                         help="run only the suites of this family (repeatable; `host`: the host-side table)")
+    parser.add_argument("--selector", action="store_true",
+                        help="only the CPU table of the path selector: rewrites its section of the report, nothing else")
+    parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out of the selector table")
     args = parser.parse_args()
+    if args.selector:
+        output = Path(args.output or ROOT / "BENCHMARKS.md")
+        section = selector_section(not args.no_flex)
+        if not args.no_write:
+            output.write_text(sel.replace_section(output.read_text() if output.exists() else "", SELECTOR_MARKER, section))
+            print(f"[bench] wrote the selector section of {output}")
+        return 0
     if args.output is None and not args.family:
         args.output = str(ROOT / "BENCHMARKS.md")
     torch.manual_seed(0)
@@ -458,6 +494,12 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
 {gap_analysis(results, host_rows)}
 """
     text = header + "\n".join(sections)
+    if not args.family:
+        text = sel.replace_section(text, SELECTOR_MARKER, selector_section(True))
+    old = Path(args.output).read_text() if args.output and Path(args.output).exists() else ""
+    if f"<!-- {GPU_MARKER}:start -->" in old:  # measured by make gpu-check on a GPU: kept until it runs again
+        kept = old.split(f"<!-- {GPU_MARKER}:start -->", 1)[1].split(f"<!-- {GPU_MARKER}:end -->", 1)[0]
+        text = sel.replace_section(text, GPU_MARKER, kept.strip("\n"))
     if args.output and not args.no_write:
         Path(args.output).write_text(text)
         print(f"[bench] wrote {args.output}")

@@ -157,3 +157,34 @@ def test_object_count_survives_dead_weak_proxies():
     del obj
     assert MEMORY.process_tensors() >= 1
     assert proxies
+
+
+def test_memory_node_reports_the_attention_path_choices_and_counts_their_masks(monkeypatch):
+    """Issue 33: the selector's choices and timings are in the memory report, and the masks it keeps for calls
+    without a regional plan are tensors of the pack's registry (freed with the caches)."""
+    import json
+    import math
+
+    from joint_attention_pack.attention.joint import RowSpec
+    from joint_attention_pack.attention.kernels import KernelSelector
+    from joint_attention_pack.attention.layout import TokenLayout
+    from joint_attention_pack.attention.paths import DENSE, PathSelector
+    from joint_attention_pack.nodes.memory import JointAttentionMemory
+
+    selector = PathSelector(MEMORY.registry, force="auto", candidates=None)
+    selector.candidates.pop("flex")  # no compile in this test (tests/attention covers FlexAttention)
+    monkeypatch.setattr(MEMORY, "paths", selector)
+    layout = TokenLayout(n_txt=5, n_img=24, n_ref=0, region_lens=(4, 3), grid=(4, 6))
+    q, k, v = (torch.randn(1, 2, layout.total, 16) for _ in range(3))
+    MEMORY.paths.attend(q, k, v, layout, RowSpec(isolate_regions=True, text_gamma=1.2), KernelSelector(), 0.25)
+    report = json.loads(run_node(JointAttentionMemory, False)[1])
+    (entry,) = report["attention_paths"]["choices"]
+    assert entry["device"] == "cpu" and entry["shape"] == [1, 2, layout.total, 16]
+    assert entry["path"] in entry["seconds"] and set(entry["seconds"]) == {"grouped", DENSE}
+    assert report["attention_paths"]["setting"] == "auto"
+    kept = report["by_owner"]["attention_paths"]["bytes"]
+    assert kept == report["attention_paths"]["prepared_bytes"] >= layout.total ** 2 * 4 > 0
+    report = json.loads(run_node(JointAttentionMemory, True)[1])
+    assert report["attention_paths"]["prepared_bytes"] == 0 and "attention_paths" not in report["by_owner"]
+    assert report["attention_paths"]["keys"] == 1  # measurements stay: only derived tensors are freed
+    assert math.isfinite(entry["seconds"]["grouped"])
