@@ -89,8 +89,8 @@ class AttentionOverride(JointAttentionDispatcher):
     ComfyUI 0.3.75 deep-copies model_options on every clone: copies return the same object, so no
     tensor is duplicated per clone."""
 
-    def __init__(self, modifiers=(), kernels=None, previous=None):
-        super().__init__(modifiers, kernels)
+    def __init__(self, modifiers=(), kernels=None, previous=None, paths=None):
+        super().__init__(modifiers, kernels, paths)
         self.previous = previous
         # (override, True) when `previous` is an attention backend (core's Model Attention Backend placed before the
         # pack's nodes, or an override seen computing attention itself on a planned call): planned calls skip it.
@@ -108,7 +108,7 @@ class AttentionOverride(JointAttentionDispatcher):
         the backend's kernel. Made once per backend."""
         found, made = self._in_front
         if found is not backend:
-            made = AttentionOverride(self.modifiers, kernels=self.kernels, previous=backend)
+            made = AttentionOverride(self.modifiers, kernels=self.kernels, previous=backend, paths=self.paths)
             made._backend = (backend, True)
             self._in_front = (backend, made)
         return made
@@ -445,7 +445,8 @@ def install(model, modifier):
         dispatcher = mine.with_modifier(modifier)
         dispatcher.previous = mine.previous if current is mine else current
     else:
-        dispatcher = AttentionOverride([modifier], previous=current)
+        # One path selector per process: what it measured on this device serves every patched model.
+        dispatcher = AttentionOverride([modifier], previous=current, paths=MEMORY.paths)
     options[OVERRIDE_KEY] = dispatcher
     patches = dict(options.get("patches", {}))
     patches[PACK_KEY] = [dispatcher]
