@@ -12,11 +12,15 @@ from joint_attention_pack.attention import paths
 from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.nodes.host import find_dispatcher
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
+from joint_attention_pack.nodes.runtime import MEMORY
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
 def test_sampling_on_the_dense_path_matches_the_reference_model(family, monkeypatch):
-    monkeypatch.setenv(paths.PATH_ENV, "dense")  # read when the node builds the model's dispatcher
+    # The setting is read once, when the pack loads (ComfyUI started with it set): the process-wide selector is
+    # made again here as the pack makes it then.
+    monkeypatch.setenv(paths.PATH_ENV, "dense")
+    monkeypatch.setattr(MEMORY, "paths", paths.PathSelector(MEMORY.registry))
     tiny = build(family)
     base = patcher(tiny)
     pixels, token_masks = cell_masks(True)
