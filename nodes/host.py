@@ -291,21 +291,25 @@ class RegionTextPositions:
 
     The host numbers text tokens along the whole context (FLUX.2: a rope axis counts 0..T-1), so
     appended region texts would read as a continuation of the base prompt. Positions of a text
-    depend only on the token's index, so region r's tokens take the ids of positions 0..T_r-1;
-    base text and image ids are unchanged. FLUX.1 / Chroma ids are all zero: a no-op there."""
+    depend only on the token's index, so region r's tokens take the ids of positions 0..T_r-1.
+    The host computed ids for every index of the context (base text and all region texts), so
+    rows 0..T_r-1 of its ids exist even when a region text is longer than the base text; they
+    are read from the host's ids, never from the copy being written (a region text longer than
+    the base text would otherwise read rows already renumbered). Base text and image ids are
+    unchanged. FLUX.1 / Chroma ids are all zero: a no-op there."""
 
     def __init__(self, state: ForwardState):
         self.state = state
 
     def __call__(self, args):
-        txt_ids = args.get("txt_ids")
+        host_ids = args.get("txt_ids")
         state = self.state
-        if txt_ids is None or txt_ids.ndim != 3 or txt_ids.shape[1] != state.n_context:
+        if host_ids is None or host_ids.ndim != 3 or host_ids.shape[1] != state.n_context:
             return args
-        txt_ids = txt_ids.clone()
+        txt_ids = host_ids.clone()
         start = state.n_txt
         for length in state.region_lens:
-            txt_ids[:, start:start + length] = txt_ids[:, :length]
+            txt_ids[:, start:start + length] = host_ids[:, :length]
             start += length
         return {**args, "txt_ids": txt_ids}
 
