@@ -311,11 +311,13 @@ class RegionTextPositions:
         for length in state.region_lens:
             txt_ids[:, start:start + length] = host_ids[:, :length]
             start += length
+        state.data[IDS_RENUMBERED_KEY] = True  # the rope table the host builds from these ids is right as it is
         return {**args, "txt_ids": txt_ids}
 
 
 RENUMBER_KEY = "joint_attention_renumber"  # ForwardState.data entry: the family numbers text rope rows by index
 PE_KEY = "joint_attention_pe"  # ForwardState.data entry: (the host's rope table, the one with region rows renumbered)
+IDS_RENUMBERED_KEY = "joint_attention_ids_renumbered"  # ForwardState.data entry: RegionTextPositions ran this forward
 
 
 def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
@@ -324,8 +326,12 @@ def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
     positions from `txt_start` along the whole context, and the host has no `post_input` patch before
     0.29). Base text, image and reference rows are the host's own. Rope tables hold one row per
     position, so a copied row equals the row the host computes for that position. Made once per
-    forward: every block gets the same table."""
-    if pe.ndim < 3 or pe.shape[2] < state.n_context:
+    forward: every block gets the same table.
+
+    Where the host has a `post_input` patch for this family (Qwen-Image from 0.29 on), RegionTextPositions
+    already gave the region texts their own positions and the host built the table from those ids: rows
+    0..T_r-1 past the base text are then region rows, not positions, and the table is returned as it is."""
+    if pe.ndim < 3 or pe.shape[2] < state.n_context or state.data.get(IDS_RENUMBERED_KEY):
         return pe
     cached = state.data.get(PE_KEY)
     if cached is not None and cached[0] is pe:
