@@ -29,6 +29,14 @@ def finite(node: str, input_name: str, value, lo: float, hi: float) -> float:
     return number
 
 
+def choice(node: str, input_name: str, value, options) -> str:
+    """A combo value checked in-process: ComfyUI 0.3.75 does not check V3 combo values of API prompts."""
+    if value not in options:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+        raise node_error(node, input_name, f"{shown} is not one of {', '.join(options)}; choose one of them")
+    return value
+
+
 def family_of(node: str, model) -> str:
     try:
         return model_family(model)

@@ -9,7 +9,17 @@ import torch
 from comfy_api.latest import io
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
-from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, finite, gate, node_error, percent_input
+from .common import (
+    CATEGORY,
+    MODEL_TOOLTIP,
+    block_range_inputs,
+    choice,
+    family_of,
+    finite,
+    gate,
+    node_error,
+    percent_input,
+)
 from .families import model_family
 from .host import install, model_text
 from .options import find_dispatcher
@@ -143,6 +153,8 @@ class JointAttentionRegionalApply(io.ComfyNode):
                 image_attention, global_prompt) -> io.NodeOutput:
         node = "Apply Regional Attention"
         family_of(node, model)
+        choice(node, "image_attention", image_attention, IMAGE_ATTENTION)
+        choice(node, "global_prompt", global_prompt, GLOBAL_PROMPT)
         if not regions:
             log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
             return io.NodeOutput(model)
