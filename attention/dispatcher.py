@@ -28,7 +28,7 @@ class JointAttentionDispatcher:
         self.kernels = kernels or KernelSelector()
 
     def with_modifier(self, modifier: Modifier) -> "JointAttentionDispatcher":
-        kept = [m for m in self.modifiers if m.key != modifier.key]
+        kept = [m for m in self.modifiers if m.key != modifier.key or modifier.stacks]
         return type(self)(kept + [modifier], kernels=self.kernels)
 
     def tensors(self) -> list:

@@ -16,6 +16,7 @@ MODES = ("scale", "empty", "skip")
 
 class TextScaleModifier(Modifier):
     key = "text_scale"
+    stacks = True  # two Text Scale nodes in a row: both edits, in node order
 
     def __init__(self, gate: Gate, scale: float, mode: str, token_range: Optional[tuple], owner: str = "text_scale"):
         if mode not in MODES:

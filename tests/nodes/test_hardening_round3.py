@@ -65,6 +65,36 @@ def test_two_apply_nodes_share_the_region_limit(flux):
         run_node(JointAttentionRegionalApply, first, regions[:1], **APPLY)
 
 
+def test_two_taca_nodes_in_a_row_multiply_their_gammas(flux):
+    """Stacked TACA nodes both act (the first used to be replaced): gamma 1.2 then 1.5 equals one TACA of 1.8."""
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    taca = dict(sigma_threshold=0.0, apply_to="both", double_blocks="all", single_blocks="all")
+    stacked = run_node(JointAttentionTACA, run_node(JointAttentionTACA, patcher(flux), 1.2, **taca)[0], 1.5, **taca)[0]
+    one = run_node(JointAttentionTACA, patcher(flux), 1.8, **taca)[0]
+    second_alone = run_node(JointAttentionTACA, patcher(flux), 1.5, **taca)[0]
+    pos, neg = make_cond(flux, seed=1), make_cond(flux, seed=2)
+    want = sample(one, pos, neg, steps=2, cfg=2.0)
+    assert (want - sample(second_alone, pos, neg, steps=2, cfg=2.0)).abs().max() > 1e-4  # 10x the tolerance
+    torch.testing.assert_close(sample(stacked, pos, neg, steps=2, cfg=2.0), want, atol=1e-5, rtol=1e-5)
+
+
+def test_two_text_scale_nodes_in_a_row_both_edit_the_text(flux):
+    """Scale 2 then scale 3 on the same blocks equals one scale of 6; on other blocks both act."""
+    from joint_attention_pack.nodes.guidance import JointAttentionTextScale
+
+    def scaled(model, blocks, factor):
+        return run_node(JointAttentionTextScale, model, blocks, factor, "scale", 0.0, 1.0)[0]
+
+    pos, neg = make_cond(flux, seed=1), make_cond(flux, seed=2)
+    stacked = scaled(scaled(patcher(flux), "0,2", 2.0), "0,2", 3.0)
+    want = sample(scaled(patcher(flux), "0,2", 6.0), pos, neg, steps=2)
+    assert (want - sample(scaled(patcher(flux), "0,2", 3.0), pos, neg, steps=2)).abs().max() > 1e-3
+    torch.testing.assert_close(sample(stacked, pos, neg, steps=2), want, atol=1e-5, rtol=1e-5)
+    apart = scaled(scaled(patcher(flux), "0", 2.0), "2", 3.0)
+    assert (sample(apart, pos, neg, steps=2) - sample(scaled(patcher(flux), "2", 3.0), pos, neg, steps=2)).abs().max() > 1e-3
+
+
 # -- break 3: raw errors -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clip():
