@@ -12,7 +12,16 @@ from comfy_api.latest import io
 
 from ..attention.capture import CaptureHandle, CaptureModifier
 from .canvas_state import valid_text
-from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, gate, node_error, percent_input
+from .common import (
+    CATEGORY,
+    MODEL_TOOLTIP,
+    block_range_inputs,
+    family_of,
+    gate,
+    node_error,
+    percent_input,
+    rgb_image,
+)
 from .concepts import ConceptModifier, concept_stream
 from .host import install
 from .labels import context_tokens, words_of
@@ -32,6 +41,7 @@ MAX_PREFIX_DEPTH = 8
 MAX_MAP_PIXELS = 32 * 1024 * 1024
 MAX_CONCEPTS = 64
 MAX_CONCEPTS_CHARS = 4096
+MAX_PROMPT_CHARS = 32768  # the Maps node's labelling prompt (tokenized whole)
 
 
 class JointAttentionCapture(io.ComfyNode):
@@ -103,6 +113,15 @@ def concept_names(concepts, node: str) -> list:
 
 
 _POSITION = re.compile(r"^#\d{1,9}$")
+
+
+def _labelling_prompt(prompt, node: str) -> str:
+    """The Maps node's `prompt`, checked for size before it is tokenized, as valid Unicode."""
+    prompt = prompt if isinstance(prompt, str) else ""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise node_error(node, "prompt", f"is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} (the maps "
+                         "label only the tokens the model saw: paste the prompt given to the text encoder)")
+    return valid_text(prompt)
 
 
 def _wanted(words: str, node: str) -> list:
@@ -180,14 +199,16 @@ class JointAttentionMaps(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None, words=None):
-        # Checked when the prompt is queued, so a bad name does not cost a sampling run. Only the two inputs it
+    def validate_inputs(cls, filename_prefix=None, words=None, prompt=None):
+        # Checked when the prompt is queued, so a bad name does not cost a sampling run. Only the inputs it
         # checks are taken: ComfyUI files a failed check once under each input the function receives.
         try:
             if isinstance(filename_prefix, str) and filename_prefix.strip():
                 safe_prefix(filename_prefix)
             if isinstance(words, str):
                 _wanted(words, "JointAttentionMaps")
+            if isinstance(prompt, str):
+                _labelling_prompt(prompt, "JointAttentionMaps")
         except ValueError as exc:
             return str(exc)
         return True
@@ -217,10 +238,10 @@ class JointAttentionMaps(io.ComfyNode):
         if maps.shape[1] == 0:
             raise node_error(node, "capture", "the sampler ran but no attention call reached this capture's text "
                              "columns; connect this Attention Maps node to the capture of the model the sampler used")
-        overlay = _overlay(image, node)
+        overlay = rgb_image(node, "image", image) if image is not None else None
         n_img = maps.shape[0]
         rows, cols = _grid(samples, n_img)
-        labels, token_names = _labels(clip, valid_text(prompt or ""), result, node)
+        labels, token_names = _labels(clip, _labelling_prompt(prompt, node), result, node)
         concept_maps = result.get("concept_maps")
         if concept_maps is not None and not words.strip():
             # ConceptAttention segmentation: one map per concept.
@@ -228,6 +249,10 @@ class JointAttentionMaps(io.ComfyNode):
             raw = concept_maps.reshape(-1, rows, cols)
         else:
             chosen = _select(labels, words, node, maps.shape[1])
+            if not chosen:  # only a prompt without any word to label leaves nothing to show
+                raise node_error(node, "prompt", f"{_shown(prompt)} has no word to label the captured tokens with; "
+                                 "give the positive prompt as it was encoded, or leave 'prompt' (and 'clip') empty for "
+                                 "one map of the whole prompt")
             raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
         lo = raw.flatten(1).min(dim=1).values[:, None, None]
         hi = raw.flatten(1).max(dim=1).values[:, None, None]
@@ -263,21 +288,6 @@ def map_size(n_maps: int, height: int, width: int) -> tuple:
         return height, width
     factor = (MAX_MAP_PIXELS / total) ** 0.5
     return max(1, int(height * factor)), max(1, int(width * factor))
-
-
-def _overlay(image, node):
-    """The first image of the batch as [H, W, 3] floats: RGBA loses its alpha, one channel becomes grey."""
-    if image is None:
-        return None
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[0] == 0 or min(image.shape[1:3]) == 0:
-        raise node_error(node, "image", f"expected an IMAGE [batch, height, width, channels], got shape "
-                         f"{tuple(getattr(image, 'shape', ()))}; connect an image (e.g. VAE Decode's output)")
-    channels = image.shape[-1]
-    if channels not in (1, 3, 4):
-        raise node_error(node, "image", f"has {channels} channels; overlays take 1 (grey), 3 (RGB) or 4 (RGBA, the "
-                         "alpha is ignored) channels")
-    first = image[0, ..., :3].float()
-    return first.expand(-1, -1, 3) if channels == 1 else first
 
 
 # -- labels ----------------------------------------------------------------

@@ -264,3 +264,38 @@ def test_text_scale_range_past_the_text_is_an_error_naming_the_node(flux, token_
     plain = sample(patcher(flux), make_cond(flux, seed=1, n_tokens=8), make_cond(flux, seed=2, n_tokens=8), steps=1)
     scaled = sample(inside, make_cond(flux, seed=1, n_tokens=8), make_cond(flux, seed=2, n_tokens=8), steps=1)
     assert (scaled - plain).abs().max() > 1e-3  # a range reaching into the text acts on its tokens
+
+
+# -- found by the generated classes (tests/fuzz/test_fuzz_classes.py) -------------------------------------------------------
+@pytest.mark.parametrize("prompt", [":", " , ,, "])
+def test_maps_prompt_without_words_gets_a_named_error(flux, clip, prompt):
+    from joint_attention_pack.nodes.maps import JointAttentionMaps
+
+    model, handle, cond = _captured(patcher(flux), clip)
+    latent = sample(model, cond, cond, steps=1, cfg=1.0, width=32, height=32)
+    with pytest.raises(ValueError, match=r"^\[JointAttentionMaps\] input 'prompt': .* has no word to label"):
+        run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, prompt)
+
+
+def test_maps_prompt_length_is_limited_when_queued():
+    from ja_nodes import validate_node
+    from joint_attention_pack.nodes.maps import MAX_PROMPT_CHARS, JointAttentionMaps
+
+    verdict = validate_node(JointAttentionMaps, filename_prefix="", words="", prompt="a " * MAX_PROMPT_CHARS)
+    assert isinstance(verdict, str) and verdict.startswith("[JointAttentionMaps] input 'prompt': is "), verdict
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_canvas_background_takes_grey_and_rgba_images(clip, channels):
+    import json
+
+    from joint_attention_pack.nodes import canvas_state
+    from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
+
+    text = json.dumps({"version": 1, "width": 64, "height": 48, "regions": [
+        {"id": "r1", "prompt": "a red house", "strength": 1.0, "color": "#ff0000", "hidden": False,
+         "mask": canvas_state.encode_rle([1] * 24 + [0] * 24)}]})
+    out = run_node(JointAttentionRegionCanvas, clip, 64, 48, text, torch.rand(1, 30, 40, channels))
+    assert out[2].shape == (1, 48, 64, 3) and out.ui["ja_background"]
+    with pytest.raises(ValueError, match=r"^\[Region Canvas\] input 'background': has 2 channels"):
+        run_node(JointAttentionRegionCanvas, clip, 64, 48, text, torch.rand(1, 30, 40, 2))
