@@ -235,7 +235,7 @@ class JointAttentionMaps(io.ComfyNode):
         if filename_prefix.strip():
             safe_prefix(filename_prefix)
         maps = result["maps"]  # [N_img, N_txt]
-        if maps.shape[1] == 0:
+        if maps.shape[1] == 0 and result.get("concept_maps") is None:  # ConceptAttention alone records no word maps
             raise node_error(node, "capture", "the sampler ran but no attention call reached this capture's text "
                              "columns; connect this Attention Maps node to the capture of the model the sampler used")
         overlay = rgb_image(node, "image", image) if image is not None else None
