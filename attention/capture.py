@@ -207,20 +207,25 @@ class CaptureHandle:
     def __init__(self):
         self.id = next(_IDS)
         self.result: Optional[dict] = None
+        self.read = False  # the last run's result was taken by a maps node (a second reader gets None)
 
     registry = None
 
     def ran(self) -> None:
         """A sampling run with this capture's model completed; `deliver` follows if anything was recorded."""
         self.result = {"recorded": False}
+        self.read = False
 
     def deliver(self, result: dict) -> None:
         self.result = {**result, "recorded": True}
+        self.read = False
         if self.registry is not None:  # held by the node output until read
             self.registry.track_all(self.tensors(), f"capture:{self.id}", "patch")
 
     def take(self) -> Optional[dict]:
         result, self.result = self.result, None
+        if result is not None:
+            self.read = True
         return result
 
     def tensors(self) -> list:
@@ -287,8 +292,37 @@ class CaptureModifier(Modifier):
         plans = state.data.get("regional")
         if plans and sink.region_masks is None:
             sink.set_region_masks(plans[0].masks)
-        spec.capture = sink
+        # Another capture open on this call (Attention Capture nodes in a row): both record it.
+        spec.capture = sink if spec.capture is None or spec.capture is sink else Sinks.of(spec.capture, sink)
         spec.capture_step = round(state.sigma, 6)
+
+
+class Sinks:
+    """Several captures' sinks on one attention call: each gets the same calls and probabilities."""
+
+    def __init__(self, sinks: tuple):
+        self.sinks = sinks
+
+    @classmethod
+    def of(cls, *found) -> "Sinks":
+        sinks = []
+        for sink in found:
+            sinks.extend(sink.sinks if isinstance(sink, Sinks) else (sink,))
+        return cls(tuple(dict.fromkeys(sinks)))
+
+    def __eq__(self, other):
+        return isinstance(other, Sinks) and self.sinks == other.sinks
+
+    def __hash__(self):
+        return hash(self.sinks)
+
+    def begin(self, layout, rows: int, device=None, step: Optional[float] = None) -> None:
+        for sink in self.sinks:
+            sink.begin(layout, rows, device=device, step=step)
+
+    def record(self, image_rows, first_column: int, probs: torch.Tensor) -> None:
+        for sink in self.sinks:
+            sink.record(image_rows, first_column, probs)
 
 
 def concept_saliency(o_concepts: torch.Tensor, o_image: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ class JointAttentionDispatcher:
         self.paths = paths or PathSelector()
 
     def with_modifier(self, modifier: Modifier) -> "JointAttentionDispatcher":
-        kept = [m for m in self.modifiers if m.key != modifier.key]
+        kept = [m for m in self.modifiers if m.key != modifier.key or modifier.stacks]
         made = type(self)(kept + [modifier], kernels=self.kernels)
         made.paths = self.paths  # set after construction: subclasses keep their own constructor arguments
         return made

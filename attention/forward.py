@@ -76,6 +76,9 @@ class Modifier:
     """Base class of features. Settings are fixed at construction; hooks default to no-ops."""
 
     key = "modifier"
+    # Whether a second modifier of the same key acts besides this one (two nodes of a kind in a row, each edit
+    # applied in turn), instead of replacing it.
+    stacks = False
 
     def begin_forward(self, state: ForwardState) -> Optional[torch.Tensor]:
         """Called once per forward before the model runs. May return text tokens

@@ -33,6 +33,7 @@ def with_temperature(groups: list, gamma: float) -> list:
 
 class TacaModifier(Modifier):
     key = "taca"
+    stacks = True  # two TACA nodes in a row: their gammas multiply where both act
 
     def __init__(self, gamma: float, apply_to: str, gate: Gate):
         if apply_to not in APPLY_TO:

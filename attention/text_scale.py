@@ -16,14 +16,16 @@ MODES = ("scale", "empty", "skip")
 
 class TextScaleModifier(Modifier):
     key = "text_scale"
+    stacks = True  # two Text Scale nodes in a row: both edits, in node order
 
-    def __init__(self, gate: Gate, scale: float, mode: str, token_range: Optional[tuple]):
+    def __init__(self, gate: Gate, scale: float, mode: str, token_range: Optional[tuple], owner: str = "text_scale"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.gate = gate
         self.scale = float(scale)
         self.mode = mode
         self.token_range = token_range
+        self.owner = owner  # how errors name what made this modifier (the node)
 
     def is_identity(self) -> bool:
         return self.gate.empty or (self.mode == "scale" and self.scale == 1.0)
@@ -36,6 +38,13 @@ class TextScaleModifier(Modifier):
             return None
         if self.mode == "skip":
             return "skip"
+        length = text.stop - text.start
+        if self.token_range and self.token_range[0] >= length:
+            # The range selects no token of this text: acting on nothing would be a silent no-op.
+            lo, hi = self.token_range
+            raise ValueError(f"[{self.owner}] input 'token_range': {lo}-{hi - 1} selects no token: the text in this "
+                             f"block has {length} tokens (positions 0-{length - 1}); choose positions inside it, or "
+                             "leave token_range empty for all tokens")
         text.tensor = scaled_text(text, self.token_range, 0.0 if self.mode == "empty" else self.scale)
         return None
 

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from . import canvas_masks, canvas_state
-from .common import CATEGORY, node_error
+from .common import CATEGORY, node_error, rgb_image
 from .regional import Regions, region_from
 
 log = logging.getLogger("joint_attention")
@@ -98,8 +98,9 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             log.warning("[joint_attention] %s: nothing drawn with a prompt; regional attention will pass through", NODE)
         bg = None
         if background is not None:
+            background = rgb_image(NODE, "background", background)
             # Letterboxed, as the editor shows it: a background of another shape is never stretched.
-            bg = canvas_state.letterbox(background[0], *canvas_state.preview_size(width, height))
+            bg = canvas_state.letterbox(background, *canvas_state.preview_size(width, height))
         image = canvas_state.preview(visible, width, height, bg)
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
         if offer is not None:
@@ -108,7 +109,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
 
 
 def _save_background(background) -> dict:
-    """Store the background in ComfyUI's temp folder; the widget shows it via /view."""
+    """Store the background ([H, W, 3]) in ComfyUI's temp folder; the widget shows it via /view."""
     import folder_paths
     import numpy as np
     from PIL import Image
@@ -116,7 +117,7 @@ def _save_background(background) -> dict:
     folder = folder_paths.get_temp_directory()
     os.makedirs(folder, exist_ok=True)
     name = f"ja_canvas_bg_{uuid.uuid4().hex}.png"
-    pixels = (background[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+    pixels = (background.clamp(0, 1).numpy() * 255).astype(np.uint8)
     Image.fromarray(pixels).save(os.path.join(folder, name))
     return {"filename": name, "subfolder": "", "type": "temp"}
 

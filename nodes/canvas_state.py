@@ -26,6 +26,16 @@ class CanvasValueError(ValueError):
     pass
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with unpaired UTF-16 surrogates replaced by U+FFFD. JSON can carry them ("\\ud800", or half an emoji
+    cut by a length limit) and Python keeps them, but text encoders take only valid Unicode (the tokenizer raises
+    TypeError). Paired surrogates never reach here: JSON decoding joins them into one character."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 @dataclass
 class CanvasRegion:
     prompt: str
@@ -85,6 +95,7 @@ def parse(text: str):
         prompt = r.get("prompt", "")
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
             raise CanvasValueError(f"region {i + 1}: the prompt must be text of at most {MAX_PROMPT} characters")
+        prompt = valid_text(prompt)
         strength = r.get("strength", 1.0)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 4.0:
             raise CanvasValueError(f"region {i + 1}: strength must be a number between 0 and 4")

@@ -29,6 +29,29 @@ def finite(node: str, input_name: str, value, lo: float, hi: float) -> float:
     return number
 
 
+def choice(node: str, input_name: str, value, options) -> str:
+    """A combo value checked in-process: ComfyUI 0.3.75 does not check V3 combo values of API prompts."""
+    if value not in options:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+        raise node_error(node, input_name, f"{shown} is not one of {', '.join(options)}; choose one of them")
+    return value
+
+
+def rgb_image(node: str, input_name: str, image):
+    """The first image of an IMAGE batch as [H, W, 3] floats: RGBA loses its alpha, one channel becomes grey
+    (core's image nodes output 3 channels, but loaders and other packs also give 1 or 4)."""
+    shape = tuple(getattr(image, "shape", ()))
+    if not hasattr(image, "ndim") or image.ndim != 4 or 0 in shape:
+        raise node_error(node, input_name, f"expected an IMAGE [batch, height, width, channels], got shape {shape}; "
+                         "connect an image (e.g. Load Image or VAE Decode)")
+    channels = shape[-1]
+    if channels not in (1, 3, 4):
+        raise node_error(node, input_name, f"has {channels} channels; images with 1 (grey), 3 (RGB) or 4 (RGBA, the "
+                         "alpha is ignored) channels are accepted")
+    first = image[0, ..., :3].float()
+    return first.expand(-1, -1, 3) if channels == 1 else first
+
+
 def family_of(node: str, model) -> str:
     try:
         return model_family(model)

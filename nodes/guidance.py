@@ -11,6 +11,7 @@ from .common import (
     CATEGORY,
     MODEL_TOOLTIP,
     block_range_inputs,
+    choice,
     family_of,
     finite,
     node_error,
@@ -50,6 +51,7 @@ class JointAttentionTACA(io.ComfyNode):
     def execute(cls, model, gamma, sigma_threshold, apply_to, double_blocks, single_blocks) -> io.NodeOutput:
         node = "JointAttentionTACA"
         family_of(node, model)
+        choice(node, "apply_to", apply_to, APPLY_TO)
         gamma = finite(node, "gamma", gamma, 0.5, 3.0)
         sigma_threshold = finite(node, "sigma_threshold", sigma_threshold, 0.0, 1000.0)
         double, single = selections(node, model, double_blocks, single_blocks)
@@ -88,6 +90,7 @@ class JointAttentionTextScale(io.ComfyNode):
     def execute(cls, model, blocks, scale, mode, start_percent, end_percent, token_range="") -> io.NodeOutput:
         node = "JointAttentionTextScale"
         family_of(node, model)
+        choice(node, "mode", mode, MODES)
         scale = finite(node, "scale", scale, 0.0, 10.0)
         n_double, n_single = block_counts(model)
         try:
@@ -97,7 +100,8 @@ class JointAttentionTextScale(io.ComfyNode):
             field = "token_range" if str(exc).startswith("token_range") else "blocks"
             raise node_error(node, field, str(exc)) from None
         sigma_high, sigma_low = sigma_window(node, model, start_percent, end_percent)
-        modifier = TextScaleModifier(Gate(numbers=chosen, sigma_high=sigma_high, sigma_low=sigma_low), scale, mode, tokens)
+        modifier = TextScaleModifier(Gate(numbers=chosen, sigma_high=sigma_high, sigma_low=sigma_low), scale, mode, tokens,
+                                     owner=node)
         if modifier.is_identity():
             return io.NodeOutput(model)
         return io.NodeOutput(install(model, modifier))

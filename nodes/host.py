@@ -383,27 +383,33 @@ class RegionTextPositions:
 
     The host numbers text tokens along the whole context (FLUX.2: a rope axis counts 0..T-1), so
     appended region texts would read as a continuation of the base prompt. Positions of a text
-    depend only on the token's index, so region r's tokens take the ids of positions 0..T_r-1;
-    base text and image ids are unchanged. FLUX.1 / Chroma ids are all zero: a no-op there."""
+    depend only on the token's index, so region r's tokens take the ids of positions 0..T_r-1.
+    The host computed ids for every index of the context (base text and all region texts), so
+    rows 0..T_r-1 of its ids exist even when a region text is longer than the base text; they
+    are read from the host's ids, never from the copy being written (a region text longer than
+    the base text would otherwise read rows already renumbered). Base text and image ids are
+    unchanged. FLUX.1 / Chroma ids are all zero: a no-op there."""
 
     def __init__(self, state: ForwardState):
         self.state = state
 
     def __call__(self, args):
-        txt_ids = args.get("txt_ids")
+        host_ids = args.get("txt_ids")
         state = self.state
-        if txt_ids is None or txt_ids.ndim != 3 or txt_ids.shape[1] != state.n_context:
+        if host_ids is None or host_ids.ndim != 3 or host_ids.shape[1] != state.n_context:
             return args
-        txt_ids = txt_ids.clone()
+        txt_ids = host_ids.clone()
         start = state.n_txt
         for length in state.region_lens:
-            txt_ids[:, start:start + length] = txt_ids[:, :length]
+            txt_ids[:, start:start + length] = host_ids[:, :length]
             start += length
+        state.data[IDS_RENUMBERED_KEY] = True  # the rope table the host builds from these ids is right as it is
         return {**args, "txt_ids": txt_ids}
 
 
 RENUMBER_KEY = "joint_attention_renumber"  # ForwardState.data entry: the family numbers text rope rows by index
 PE_KEY = "joint_attention_pe"  # ForwardState.data entry: (the host's rope table, the one with region rows renumbered)
+IDS_RENUMBERED_KEY = "joint_attention_ids_renumbered"  # ForwardState.data entry: RegionTextPositions ran this forward
 
 
 def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
@@ -412,8 +418,12 @@ def region_text_rope(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
     positions from `txt_start` along the whole context, and the host has no `post_input` patch before
     0.29). Base text, image and reference rows are the host's own. Rope tables hold one row per
     position, so a copied row equals the row the host computes for that position. Made once per
-    forward: every block gets the same table."""
-    if pe.ndim < 3 or pe.shape[2] < state.n_context:
+    forward: every block gets the same table.
+
+    Where the host has a `post_input` patch for this family (Qwen-Image from 0.29 on), RegionTextPositions
+    already gave the region texts their own positions and the host built the table from those ids: rows
+    0..T_r-1 past the base text are then region rows, not positions, and the table is returned as it is."""
+    if pe.ndim < 3 or pe.shape[2] < state.n_context or state.data.get(IDS_RENUMBERED_KEY):
         return pe
     cached = state.data.get(PE_KEY)
     if cached is not None and cached[0] is pe:

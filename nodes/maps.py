@@ -11,7 +11,17 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ..attention.capture import CaptureHandle, CaptureModifier
-from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, gate, node_error, percent_input
+from .canvas_state import valid_text
+from .common import (
+    CATEGORY,
+    MODEL_TOOLTIP,
+    block_range_inputs,
+    family_of,
+    gate,
+    node_error,
+    percent_input,
+    rgb_image,
+)
 from .concepts import ConceptModifier, concept_stream
 from .host import install
 from .labels import UnplacedLabels, context_tokens, words_of
@@ -26,6 +36,12 @@ MAX_WORDS_CHARS = 32768
 MAX_PREFIX_CHARS = 120
 MAX_PREFIX_PART = 64
 MAX_PREFIX_DEPTH = 8
+# Pixels of all maps of one node together (heatmap and mask of each): with an overlay image, the maps are made at
+# the image's size scaled down to fit (32 maps of 1024x1024, or 2 of 4096x4096).
+MAX_MAP_PIXELS = 32 * 1024 * 1024
+MAX_CONCEPTS = 64
+MAX_CONCEPTS_CHARS = 4096
+MAX_PROMPT_CHARS = 32768  # the Maps node's labelling prompt (tokenized whole)
 
 
 class JointAttentionCapture(io.ComfyNode):
@@ -53,21 +69,59 @@ class JointAttentionCapture(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, concepts=None):
+        # Checked when the prompt is queued: a huge value would otherwise be encoded concept by concept first.
+        try:
+            if isinstance(concepts, str):
+                concept_names(concepts, "JointAttentionCapture")
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
     def execute(cls, model, double_blocks, single_blocks, start_percent, end_percent, concepts="",
                 clip=None) -> io.NodeOutput:
         node = "JointAttentionCapture"
         family_of(node, model)
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
         handle = CaptureHandle()
-        if concepts and concepts.strip():
-            stream = concept_stream(node, model, concepts, clip, where.double, double_blocks)
+        if concept_names(concepts, node):
+            stream = concept_stream(node, model, valid_text(concepts), clip, where.double, double_blocks)
             modifier = ConceptModifier(handle, where, stream, registry=MEMORY.registry)
         else:
             modifier = CaptureModifier(handle, where, registry=MEMORY.registry)
         return io.NodeOutput(install(model, modifier), handle)
 
 
+def concept_names(concepts, node: str) -> list:
+    """The comma-separated concepts, checked for size; [] for an empty value. A value of separators only names no
+    concept: refused, since it is not empty either (the user meant some concepts)."""
+    if concepts is None:
+        return []
+    if not isinstance(concepts, str):
+        raise node_error(node, "concepts", f"expected text, got {type(concepts).__name__}")
+    if len(concepts) > MAX_CONCEPTS_CHARS:
+        raise node_error(node, "concepts", f"is {len(concepts)} characters long; at most {MAX_CONCEPTS_CHARS} "
+                         f"(at most {MAX_CONCEPTS} concepts, each a word or a short phrase)")
+    names = [c.strip() for c in concepts.split(",") if c.strip()]
+    if concepts.strip() and not names:
+        raise node_error(node, "concepts", f"{_shown(concepts)} names no concept, only commas and spaces; write words "
+                         "separated by commas (e.g. 'cat, sky, grass') or leave it empty")
+    if len(names) > MAX_CONCEPTS:
+        raise node_error(node, "concepts", f"at most {MAX_CONCEPTS} concepts, got {len(names)}")
+    return names
+
+
 _POSITION = re.compile(r"^#\d{1,9}$")
+
+
+def _labelling_prompt(prompt, node: str) -> str:
+    """The Maps node's `prompt`, checked for size before it is tokenized, as valid Unicode."""
+    prompt = prompt if isinstance(prompt, str) else ""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise node_error(node, "prompt", f"is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} (the maps "
+                         "label only the tokens the model saw: paste the prompt given to the text encoder)")
+    return valid_text(prompt)
 
 
 def _wanted(words: str, node: str) -> list:
@@ -145,14 +199,16 @@ class JointAttentionMaps(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None, words=None):
-        # Checked when the prompt is queued, so a bad name does not cost a sampling run. Only the two inputs it
+    def validate_inputs(cls, filename_prefix=None, words=None, prompt=None):
+        # Checked when the prompt is queued, so a bad name does not cost a sampling run. Only the inputs it
         # checks are taken: ComfyUI files a failed check once under each input the function receives.
         try:
             if isinstance(filename_prefix, str) and filename_prefix.strip():
                 safe_prefix(filename_prefix)
             if isinstance(words, str):
                 _wanted(words, "JointAttentionMaps")
+            if isinstance(prompt, str):
+                _labelling_prompt(prompt, "JointAttentionMaps")
         except ValueError as exc:
             return str(exc)
         return True
@@ -161,6 +217,13 @@ class JointAttentionMaps(io.ComfyNode):
     def execute(cls, capture, samples, words, filename_prefix, clip=None, prompt="", image=None) -> io.NodeOutput:
         node = "JointAttentionMaps"
         result = capture.take() if isinstance(capture, CaptureHandle) else None
+        if result is None and getattr(capture, "read", False):
+            raise node_error(node, "capture", "the sampler ran, but its maps were already read by an Attention Maps "
+                             "node (another one on this capture, or this one in an earlier prompt whose sampler result "
+                             "ComfyUI now reuses), and the sampler has not run since: one capture feeds one Attention "
+                             "Maps node per run. Name all the words you want in one node's 'words', give each Attention "
+                             "Maps node an Attention Capture of its own, or change a sampler input (e.g. the seed) to "
+                             "sample again")
         if result is None:
             raise node_error(node, "capture", "no attention was recorded: the sampler using the capture's model did not "
                              "run in this prompt (ComfyUI reused its cached result). Change a sampler input (e.g. the "
@@ -172,9 +235,13 @@ class JointAttentionMaps(io.ComfyNode):
         if filename_prefix.strip():
             safe_prefix(filename_prefix)
         maps = result["maps"]  # [N_img, N_txt]
+        if maps.shape[1] == 0 and result.get("concept_maps") is None:  # ConceptAttention alone records no word maps
+            raise node_error(node, "capture", "the sampler ran but no attention call reached this capture's text "
+                             "columns; connect this Attention Maps node to the capture of the model the sampler used")
+        overlay = rgb_image(node, "image", image) if image is not None else None
         n_img = maps.shape[0]
         rows, cols = _grid(samples, n_img)
-        labels, token_names = _labels(clip, prompt, result, node)
+        labels, token_names = _labels(clip, _labelling_prompt(prompt, node), result, node)
         concept_maps = result.get("concept_maps")
         if concept_maps is not None and not words.strip():
             # ConceptAttention segmentation: one map per concept.
@@ -182,20 +249,45 @@ class JointAttentionMaps(io.ComfyNode):
             raw = concept_maps.reshape(-1, rows, cols)
         else:
             chosen = _select(labels, words, node, maps.shape[1])
+            if not chosen:  # only a prompt without any word to label leaves nothing to show
+                raise node_error(node, "prompt", f"{_shown(prompt)} has no word to label the captured tokens with; "
+                                 "give the positive prompt as it was encoded, or leave 'prompt' (and 'clip') empty for "
+                                 "one map of the whole prompt")
             raw = torch.stack([maps[:, positions].sum(dim=1).reshape(rows, cols) for _, positions in chosen])
         lo = raw.flatten(1).min(dim=1).values[:, None, None]
         hi = raw.flatten(1).max(dim=1).values[:, None, None]
         norm = (raw - lo) / (hi - lo).clamp_min(1e-12)
-        height, width = (image.shape[1], image.shape[2]) if image is not None else (rows * 16, cols * 16)
-        masks = F.interpolate(norm[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
-        heat = torch.stack([colormap(m) for m in masks])
-        if image is not None:
-            heat = 0.55 * heat + 0.45 * image[:1].float().expand(len(chosen), -1, -1, -1)
+        height, width = (overlay.shape[0], overlay.shape[1]) if overlay is not None else (rows * 16, cols * 16)
+        height, width = map_size(len(chosen), height, width)
+        if overlay is not None and (height, width) != tuple(overlay.shape[:2]):
+            log.info("[joint_attention] %s: %d maps over a %dx%d image would exceed %d pixels; made at %dx%d",
+                     node, len(chosen), overlay.shape[1], overlay.shape[0], MAX_MAP_PIXELS, width, height)
+            overlay = F.interpolate(overlay.permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
+                                    align_corners=False, antialias=True)[0].permute(1, 2, 0)
+        # Made map by map into the outputs: peak memory is the outputs and one map's scratch.
+        masks = torch.empty(len(chosen), height, width)
+        heat = torch.empty(len(chosen), height, width, 3)
+        for i in range(len(chosen)):
+            masks[i] = F.interpolate(norm[i][None, None], size=(height, width), mode="bilinear",
+                                     align_corners=False)[0, 0].clamp(0, 1)
+            heat[i] = colormap(masks[i])
+            if overlay is not None:
+                heat[i].mul_(0.55).add_(overlay, alpha=0.45)
         info = _info(result, chosen)
         ui = {"text": [info]}
         if filename_prefix.strip():
             ui["images"] = _save(safe_prefix(filename_prefix), heat, maps, rows, cols, chosen, token_names, result)
         return io.NodeOutput(heat, masks, info, ui=ui)
+
+
+def map_size(n_maps: int, height: int, width: int) -> tuple:
+    """(height, width) of the maps: the overlay's size, scaled down (aspect kept) so that all maps together hold
+    at most MAX_MAP_PIXELS pixels (each map is a heatmap of 3 floats and a mask of 1 float per pixel)."""
+    total = max(n_maps, 1) * height * width
+    if total <= MAX_MAP_PIXELS:
+        return height, width
+    factor = (MAX_MAP_PIXELS / total) ** 0.5
+    return max(1, int(height * factor)), max(1, int(width * factor))
 
 
 # -- labels ----------------------------------------------------------------

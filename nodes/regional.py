@@ -9,9 +9,20 @@ import torch
 from comfy_api.latest import io
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
-from .common import CATEGORY, MODEL_TOOLTIP, block_range_inputs, family_of, finite, gate, node_error, percent_input
+from .common import (
+    CATEGORY,
+    MODEL_TOOLTIP,
+    block_range_inputs,
+    choice,
+    family_of,
+    finite,
+    gate,
+    node_error,
+    percent_input,
+)
 from .families import model_family
 from .host import install, model_text
+from .options import find_dispatcher
 from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
@@ -142,6 +153,8 @@ class JointAttentionRegionalApply(io.ComfyNode):
                 image_attention, global_prompt) -> io.NodeOutput:
         node = "Apply Regional Attention"
         family_of(node, model)
+        choice(node, "image_attention", image_attention, IMAGE_ATTENTION)
+        choice(node, "global_prompt", global_prompt, GLOBAL_PROMPT)
         if not regions:
             log.info("[joint_attention] %s: no regions; the model passes through unchanged", node)
             return io.NodeOutput(model)
@@ -152,9 +165,35 @@ class JointAttentionRegionalApply(io.ComfyNode):
         regions = as_model_text(node, model, regions)
         base_ratio = finite(node, "base_ratio", base_ratio, 0.0, 1.0)
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
+        regions = with_earlier_regions(node, model, regions, (image_attention, global_prompt, base_ratio), where)
         modifier = RegionalModifier(regions, base_ratio, where, image_attention, global_prompt,
                                     cache=MEMORY.cache, registry=MEMORY.registry)
         return io.NodeOutput(install(model, modifier))
+
+
+def with_earlier_regions(node, model, regions, settings, where):
+    """`regions` after those an earlier Apply Regional Attention node put on `model`: two Apply nodes in a row act
+    as one Apply with both chains of Region nodes, first the earlier one's (the dispatcher holds one regional
+    modifier, so a second one would otherwise replace the first). Exact only when both nodes use the same settings;
+    different settings are refused, naming both nodes."""
+    found = find_dispatcher(model.model_options.get("transformer_options"))
+    earlier = next((m for m in found.modifiers if isinstance(m, RegionalModifier)), None) if found else None
+    if earlier is None or not earlier.regions:
+        return regions
+    if earlier.settings != settings or earlier.gate != where:
+        raise node_error(node, "model", "this model already has regions from an earlier Apply Regional Attention node "
+                         "with other settings (base_ratio, start_percent, end_percent, double_blocks, single_blocks, "
+                         "image_attention or global_prompt); two Apply Regional Attention nodes in a row act as one "
+                         "only with the same settings. Fix: give both Apply Regional Attention nodes the same "
+                         "settings, or chain all Region nodes into one Apply Regional Attention node")
+    combined = tuple(earlier.regions) + tuple(regions)
+    if len(combined) > MAX_REGIONS:
+        raise node_error(node, "regions", f"{len(regions)} regions here and {len(earlier.regions)} from the earlier "
+                         f"Apply Regional Attention node make {len(combined)}; at most {MAX_REGIONS} are accepted on "
+                         "one model (merge masks that share a prompt)")
+    log.info("[joint_attention] %s: adds its %d region(s) to the %d of the earlier Apply Regional Attention node",
+             node, len(regions), len(earlier.regions))
+    return combined
 
 
 def as_model_text(node, model, regions):

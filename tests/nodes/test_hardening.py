@@ -187,9 +187,13 @@ def test_a_run_that_recorded_nothing_says_so(flux, clip):
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=64, height=64)
     with pytest.raises(ValueError, match=r"recorded nothing"):
         run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, "a sunny meadow")
-    # ComfyUI's cache (the sampler did not run at all) keeps its own message.
-    with pytest.raises(ValueError, match=r"ComfyUI reused its cached result"):
+    # Read again without sampling again (a second Maps node, or ComfyUI's cache): says the maps were read.
+    with pytest.raises(ValueError, match=r"the sampler ran, but its maps were already read"):
         run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, "a sunny meadow")
+    # A capture whose sampler never ran (ComfyUI took the result from its cache) keeps its own message.
+    _, never = run_node(JointAttentionCapture, skip, "all", "all", 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"ComfyUI reused its cached result"):
+        run_node(JointAttentionMaps, never, {"samples": latent}, "", "", clip, "a sunny meadow")
 
 
 def test_non_finite_settings_never_reach_a_latent(flux):

@@ -138,8 +138,9 @@ def test_traversal_prefix_is_refused_and_nothing_is_written_outside(comfy_server
     status, body = comfy_server.queue_raw(captured_prompt(prefix="../escaped/maps", seed=99))
     errors = json.dumps(body.get("node_errors", {}).get("maps", {}))
     assert "filename_prefix" in errors and "output folder" in errors, body
-    # ComfyUI files a failed check under each input the check takes: the two it reads, not all seven of the node.
-    assert {e["extra_info"]["input_name"] for e in body["node_errors"]["maps"]["errors"]} <= {"filename_prefix", "words"}
+    # ComfyUI files a failed check under each input the check takes: the three it reads, not all seven of the node.
+    assert {e["extra_info"]["input_name"] for e in body["node_errors"]["maps"]["errors"]} <= {"filename_prefix", "words",
+                                                                                             "prompt"}
     if status == 200:
         entry = comfy_server.wait(body["prompt_id"], timeout=120)
         assert "maps" not in entry["outputs"]

@@ -27,12 +27,28 @@ any_float = st.one_of(
     st.integers(min_value=-(10 ** 30), max_value=10 ** 30).map(float),
 )
 
-# Text users type into string inputs: anything, number-like strings, and very long digit runs.
+# Separators and nothing else: a list input emptied by hand ("," / " , ,, ").
+separators_only = st.from_regex(r"[ ,;\t\n]{1,30}", fullmatch=True)
+
+# Unpaired UTF-16 surrogates, as JSON carries them ("\ud800"; half an emoji cut by a length limit): Python keeps
+# them in str, text encoders refuse them.
+with_surrogates = st.tuples(st.text(max_size=20), st.integers(min_value=0xD800, max_value=0xDFFF).map(chr),
+                            st.text(max_size=20)).map("".join)
+
+# Multi-megabyte values (1 to 3 MiB of one repeated unit), as an API client can send.
+megabytes = st.tuples(st.sampled_from(["a", ",", "9", "1,", "cat, ", " ", "\ud800", "#1,"]),
+                      st.integers(min_value=1, max_value=3)).map(lambda t: t[0] * ((t[1] << 20) // len(t[0])))
+
+# Text users type into string inputs: anything, number-like strings, very long digit runs, separators only,
+# surrogates and multi-megabyte values.
 any_text = st.one_of(
     st.text(max_size=80),
     st.from_regex(r"[0-9,\- #a-z]{0,40}", fullmatch=True),
     st.integers(min_value=1, max_value=6000).map(lambda n: "9" * n),
     st.integers(min_value=1, max_value=3000).map(lambda n: "1," * n),
+    separators_only,
+    with_surrogates,
+    megabytes,
 )
 
 
