@@ -32,9 +32,7 @@ class JointAttentionDispatcher:
 
     def with_modifier(self, modifier: Modifier) -> "JointAttentionDispatcher":
         kept = [m for m in self.modifiers if m.key != modifier.key or modifier.stacks]
-        made = type(self)(kept + [modifier], kernels=self.kernels)
-        made.paths = self.paths  # set after construction: subclasses keep their own constructor arguments
-        return made
+        return type(self)(kept + [modifier], kernels=self.kernels, paths=self.paths)
 
     def tensors(self) -> list:
         return [t for m in self.modifiers for t in m.tensors()]
