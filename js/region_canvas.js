@@ -21,6 +21,10 @@ const HELP = [
 // UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
 // undo, and are not part of the saved value.
 const uiPrefs = new Map();
+// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same graph, same node id):
+// its undo history and its background. The restored value is a snapshot of that history, so undo and redo go on
+// from it; the background may predate the snapshot's node properties.
+const leftBehind = new Map();
 // Where a removed editor was mounted, by node id: with Vue node rendering a graph undo rebuilds the node under the
 // same id and the node's component keeps its (now empty) widget container instead of mounting the new element.
 const orphanSlots = new Map();
@@ -97,8 +101,11 @@ export class RegionCanvasEditor {
       this.value = typeof value === "string" ? value : JSON.stringify(value);
     }
     this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
-    this.history = new History();
-    this.history.record(this.value);
+    // A value the history holds (ComfyUI's undo stepping through the drawing) moves along it; any other starts anew.
+    if (!this.history?.moveTo(this.value)) {
+      this.history = new History();
+      this.history.record(this.value);
+    }
   }
 
   getValue() {
@@ -140,9 +147,20 @@ export class RegionCanvasEditor {
     this.eraseAll = prefs.eraseAll ?? false;
   }
 
-  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take the choices the
-  // previous editor of this node left, and show them.
-  restorePrefs() {
+  #nodeKey() {
+    return `${this.node.graph?.id ?? ""}:${this.node.id}`;
+  }
+
+  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take what the
+  // previous editor of this node left (choices, undo history, background), and show it.
+  adoptPrevious() {
+    const previous = leftBehind.get(this.#nodeKey());
+    leftBehind.delete(this.#nodeKey());
+    if (previous?.history.moveTo(this.value)) this.history = previous.history;
+    if (previous?.background && !safeViewRef(this.node.properties?.ja_background)) {
+      this.node.properties = this.node.properties ?? {};
+      this.node.properties.ja_background = previous.background;
+    }
     const prefs = uiPrefs.get(this.node.id);
     if (!prefs) return;
     this.#usePrefs(prefs);
@@ -310,6 +328,7 @@ export class RegionCanvasEditor {
     this.listeners = [];
     const slot = this.root.parentElement;
     if (slot && this.node.id !== undefined) orphanSlots.set(this.node.id, slot);
+    if (this.node.id !== undefined) leftBehind.set(this.#nodeKey(), { history: this.history, background: this.backgroundRef });
     this.root.remove();
   }
 
@@ -739,7 +758,11 @@ export class RegionCanvasEditor {
   }
 
   // -- background ---------------------------------------------------------------
-  setBackground(url) {
+  setBackground(ref) {
+    ref = safeViewRef(ref);
+    if (!ref) return;
+    this.backgroundRef = ref;
+    const url = viewURL(ref);
     const img = new Image();
     img.onload = () => {
       this.background = img;
@@ -1114,16 +1137,16 @@ app.registerExtension({
     // The background of the last run is remembered in the node's properties (saved with the workflow) and shown
     // again after a reload while the server still has the file.
     chain(nodeType.prototype, "onConfigure", function () {
-      this.jaRegionEditor?.restorePrefs();
+      this.jaRegionEditor?.adoptPrevious();
       const ref = safeViewRef(this.properties?.ja_background);
-      if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
+      if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(ref);
     });
     chain(nodeType.prototype, "onExecuted", function (message) {
       const ref = safeViewRef(message?.ja_background?.[0]);
       if (ref && this.jaRegionEditor) {
         this.properties = this.properties ?? {};
         this.properties.ja_background = ref;
-        this.jaRegionEditor.setBackground(viewURL(ref));
+        this.jaRegionEditor.setBackground(ref);
       }
       const offer = message?.ja_import_masks?.[0];
       if (offer) this.jaRegionEditor?.offerMasks(offer);

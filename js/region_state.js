@@ -405,4 +405,18 @@ export class History {
     this.past.push(snapshot);
     return snapshot;
   }
+
+  // Steps back or forward to a snapshot this history holds (ComfyUI's graph undo restored it), so undo and redo go on
+  // from there; false, and nothing changed, when the snapshot is not in it.
+  moveTo(snapshot) {
+    if (this.past.includes(snapshot)) {
+      while (this.past[this.past.length - 1] !== snapshot) this.future.push(this.past.pop());
+      return true;
+    }
+    if (this.future.includes(snapshot)) {
+      while (this.past[this.past.length - 1] !== snapshot) this.past.push(this.future.pop());
+      return true;
+    }
+    return false;
+  }
 }

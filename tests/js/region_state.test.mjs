@@ -147,6 +147,18 @@ test("undo / redo walk the snapshots and a new edit drops the redo branch", () =
   assert.equal(h.undo(), "b");
 });
 
+test("moveTo steps to a snapshot the history holds (a graph undo restored it) and refuses any other", () => {
+  const h = new History();
+  for (const s of ["a", "b", "c", "d"]) h.record(s);
+  assert.equal(h.moveTo("b"), true);
+  assert.equal(h.undo(), "a");
+  assert.equal(h.moveTo("c"), true);
+  assert.equal(h.redo(), "d");
+  assert.equal(h.moveTo("x"), false);
+  assert.equal(h.undo(), "c");
+  assert.equal(h.redo(), "d");
+});
+
 test("a mask picture becomes cells: brightness, or alpha where the picture has transparency", () => {
   const rgba = (pixels) => Uint8ClampedArray.from(pixels.flat());
   assert.deepEqual(bitsFromPixels(rgba([[255, 255, 255, 255], [0, 0, 0, 255], [128, 128, 128, 255], [127, 127, 127, 255]]), 4),
