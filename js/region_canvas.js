@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
+  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, greyAlphaPng, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
   paintStroke, parseState, regionAt, regionPixels, resizeState, safeViewRef, serializeState, snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
@@ -21,7 +21,7 @@ const HELP = [
 // UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
 // undo, and are not part of the saved value.
 const uiPrefs = new Map();
-// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same graph, same node id):
+// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same node id):
 // its undo history and its background. The restored value is a snapshot of that history, so undo and redo go on
 // from it; the background may predate the snapshot's node properties.
 const leftBehind = new Map();
@@ -101,11 +101,18 @@ export class RegionCanvasEditor {
       this.value = typeof value === "string" ? value : JSON.stringify(value);
     }
     this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
-    // A value the history holds (ComfyUI's undo stepping through the drawing) moves along it; any other starts anew.
-    if (!this.history?.moveTo(this.value)) {
-      this.history = new History();
-      this.history.record(this.value);
+    // A value the history holds (ComfyUI's undo stepping through the drawing) moves along it, also the history the
+    // removed editor of this node left (frontends set the value before or after the node's onConfigure); any other
+    // value starts anew.
+    if (this.history?.moveTo(this.value)) return;
+    const previous = this.node.id === undefined ? null : leftBehind.get(this.#nodeKey());
+    if (previous?.history?.moveTo(this.value)) {
+      this.history = previous.history;
+      previous.history = null;
+      return;
     }
+    this.history = new History();
+    this.history.record(this.value);
   }
 
   getValue() {
@@ -147,8 +154,11 @@ export class RegionCanvasEditor {
     this.eraseAll = prefs.eraseAll ?? false;
   }
 
+  // The node id: a graph undo clears the graph (its id with it) and configures it again with the same node ids. A
+  // history is taken only when it holds the restored value, so a node of another workflow with the same id never
+  // takes one that is not about its drawing.
   #nodeKey() {
-    return `${this.node.graph?.id ?? ""}:${this.node.id}`;
+    return String(this.node.id);
   }
 
   // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take what the
@@ -156,7 +166,7 @@ export class RegionCanvasEditor {
   adoptPrevious() {
     const previous = leftBehind.get(this.#nodeKey());
     leftBehind.delete(this.#nodeKey());
-    if (previous?.history.moveTo(this.value)) this.history = previous.history;
+    if (previous?.history?.moveTo(this.value)) this.history = previous.history;
     if (previous?.background && !safeViewRef(this.node.properties?.ja_background)) {
       this.node.properties = this.node.properties ?? {};
       this.node.properties.ja_background = previous.background;
@@ -238,7 +248,7 @@ export class RegionCanvasEditor {
       this.importFile.value = "";
       if (file) this.importImage(file);
     });
-    this.importButton = this.#button("Import…", "Add a region from a mask image (white or opaque = inside), e.g. a saved MASK",
+    this.importButton = this.#button("Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());
     this.fullButton = this.#button("⤢", "Full-window editor (F, or double-click the canvas)", () => (this.full ? this.closeFull() : this.openFull()));
     this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
@@ -300,6 +310,10 @@ export class RegionCanvasEditor {
         || e.target instanceof HTMLCanvasElement || e.target.closest?.(".ja-rc-region")) e.stopPropagation();
     });
     this.#on(this.root, "keydown", (e) => this.#key(e));
+    // The keyboard stays with the editor: a click on anything but a text field gives it back to the drawing. Left on
+    // the page, the editor's keys stopped working and ComfyUI acted on them (Del deleted the selected node, Ctrl+Z
+    // ran the graph's undo); ComfyUI leaves keys typed into text fields alone, and the drawing's focus is one.
+    this.#on(this.root, "click", (e) => { if (!takesText(e.target)) this.focusDrawing(); });
     this.#on(this.root, "keyup", (e) => { if (e.key === " ") this.spaceDown = false; });
     this.resizeObserver = new ResizeObserver(() => this.render());
     this.resizeObserver.observe(this.stage);
@@ -328,7 +342,12 @@ export class RegionCanvasEditor {
     this.listeners = [];
     const slot = this.root.parentElement;
     if (slot && this.node.id !== undefined) orphanSlots.set(this.node.id, slot);
-    if (this.node.id !== undefined) leftBehind.set(this.#nodeKey(), { history: this.history, background: this.backgroundRef });
+    if (this.node.id !== undefined) {
+      leftBehind.delete(this.#nodeKey());
+      leftBehind.set(this.#nodeKey(), { history: this.history, background: this.backgroundRef });
+      // Only the last few removed editors matter (a graph undo rebuilds its nodes at once).
+      while (leftBehind.size > 32) leftBehind.delete(leftBehind.keys().next().value);
+    }
     this.root.remove();
   }
 
@@ -552,33 +571,24 @@ export class RegionCanvasEditor {
   }
 
   // -- export: a region's mask as a PNG --------------------------------------------------
-  // At the node's width x height, white inside and soft where feathered: the same picture as that region's mask in the
-  // `masks` output, for Load Image (as Mask) or any other mask tool.
-  exportRegion(i) {
+  // At the node's width x height, soft where feathered: the same picture as that region's mask in the `masks` output.
+  // White inside and transparent inside (alpha = 1 - mask), so Load Image (as Mask) reads the region with its default
+  // channel "alpha" (mask = 1 - alpha) and with "red", Load Image's MASK is the region, and brightness-reading tools
+  // see white on black.
+  async exportRegion(i) {
     const r = this.state.regions[i];
     if (!r) return;
     const { width, height } = this.state;
     const grey = regionPixels(r, width, height);
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    const ctx = canvas.getContext("2d");
-    const image = ctx.createImageData(width, height);
-    for (let p = 0; p < grey.length; p++) {
-      image.data[4 * p] = image.data[4 * p + 1] = image.data[4 * p + 2] = grey[p];
-      image.data[4 * p + 3] = 255;
-    }
-    ctx.putImageData(image, 0, 0);
+    const alpha = grey.map((v) => 255 - v);
+    const png = await greyAlphaPng(grey, alpha, width, height, deflate);
     const slug = fileSlug(r.prompt);
     const name = `region_${i + 1}${slug ? `_${slug}` : ""}_mask.png`;
-    canvas.toBlob((blob) => {
-      if (!blob) return;
-      const link = el("a", "", { href: URL.createObjectURL(blob), download: name });
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    }, "image/png");
+    const link = el("a", "", { href: URL.createObjectURL(new Blob([png], { type: "image/png" })), download: name });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
   // -- view: image pixels <-> canvas CSS pixels ----------------------------------
@@ -725,10 +735,25 @@ export class RegionCanvasEditor {
     }
   }
 
+  focusDrawing() {
+    if (!this.destroyed && this.root.isConnected) this.keys.focus({ preventScroll: true });
+  }
+
   // -- full-window editor: the same editor (state, undo history) moved into an overlay -------------------
   openFull() {
     if (this.full) return;
     const overlay = el("div", "ja-rc-overlay");
+    // While it is open the focus never leaves it for the page (a click on the backdrop, a row, a removed button).
+    overlay.addEventListener("pointerdown", (e) => {
+      if (e.target === overlay) {
+        e.preventDefault();
+        this.focusDrawing();
+      }
+    });
+    overlay.addEventListener("focusout", (e) => {
+      if (overlay.contains(e.relatedTarget)) return;
+      queueMicrotask(() => { if (this.full?.overlay === overlay && !overlay.contains(document.activeElement)) this.focusDrawing(); });
+    });
     overlay.setAttribute("role", "dialog");
     overlay.setAttribute("aria-label", "Region Canvas editor");
     this.full = { overlay, parent: this.root.parentElement, next: this.root.nextSibling };
@@ -1021,8 +1046,8 @@ export class RegionCanvasEditor {
     };
     numberField(strength, "strength", 0, 4, false, (v) => { r.strength = v; });
     numberField(feather, "feather", 0, MAX_FEATHER, true, (v) => { r.feather = v; this.#touch(r); });
-    const buttons = [["⤓", "Save this region's mask as a PNG (width × height, white inside, soft where feathered): the same as its "
-      + "mask in the masks output", () => this.exportRegion(i)],
+    const buttons = [["⤓", "Save this region's mask as a PNG (width × height, soft where feathered; white and transparent inside, so "
+      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => this.exportRegion(i)],
     ["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
       ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
       const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });
@@ -1093,6 +1118,13 @@ export class RegionCanvasEditor {
   }
 }
 
+// Elements that keep the keyboard for typing (the drawing's own focus is a read-only text area of its own).
+function takesText(target) {
+  if (target instanceof HTMLTextAreaElement) return !target.readOnly;
+  if (target instanceof HTMLSelectElement) return true;
+  return target instanceof HTMLInputElement && ["text", "number", "search", "color", "file"].includes(target.type);
+}
+
 function chain(object, name, fn) {
   const original = object[name];
   object[name] = function (...args) {
@@ -1100,6 +1132,11 @@ function chain(object, name, fn) {
     fn.apply(this, args);
     return result;
   };
+}
+
+async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 function viewURL(ref) {

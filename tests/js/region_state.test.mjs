@@ -1,8 +1,9 @@
+import { deflateSync, inflateSync } from "node:zlib";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, History, maskDims, MAX_PROMPT,
+  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, greyAlphaPng, History, maskDims, MAX_PROMPT,
   paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
 } from "../../js/region_state.js";
 
@@ -159,12 +160,46 @@ test("moveTo steps to a snapshot the history holds (a graph undo restored it) an
   assert.equal(h.redo(), "d");
 });
 
-test("a mask picture becomes cells: brightness, or alpha where the picture has transparency", () => {
+test("a mask picture becomes cells as Load Image reads a mask: brightness, or 1 - alpha where it has transparency", () => {
   const rgba = (pixels) => Uint8ClampedArray.from(pixels.flat());
   assert.deepEqual(bitsFromPixels(rgba([[255, 255, 255, 255], [0, 0, 0, 255], [128, 128, 128, 255], [127, 127, 127, 255]]), 4),
     Uint8Array.from([1, 0, 1, 0]));
-  assert.deepEqual(bitsFromPixels(rgba([[0, 0, 0, 255], [255, 255, 255, 0], [0, 0, 0, 200]]), 3), Uint8Array.from([1, 0, 1]));
+  assert.deepEqual(bitsFromPixels(rgba([[0, 0, 0, 255], [255, 255, 255, 0], [0, 0, 0, 200], [0, 0, 0, 100]]), 4),
+    Uint8Array.from([0, 1, 0, 1]));
 });
+
+test("greyAlphaPng writes a valid grey + alpha PNG that decodes to the given pixels", async () => {
+  const width = 3;
+  const height = 2;
+  const grey = Uint8Array.from([0, 255, 128, 7, 8, 9]);
+  const alpha = grey.map((v) => 255 - v);
+  const png = await greyAlphaPng(grey, alpha, width, height, async (b) => new Uint8Array(deflateSync(b)));
+  assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+  const view = new DataView(png.buffer, png.byteOffset);
+  const chunks = {};
+  for (let at = 8; at < png.length;) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    chunks[type] = png.subarray(at + 8, at + 8 + length);
+    const crc = crc32(png.subarray(at + 4, at + 8 + length));
+    assert.equal(view.getUint32(at + 8 + length), crc, type);
+    at += 12 + length;
+  }
+  assert.deepEqual(Object.keys(chunks), ["IHDR", "IDAT", "IEND"]);
+  assert.deepEqual([...chunks.IHDR], [0, 0, 0, 3, 0, 0, 0, 2, 8, 4, 0, 0, 0]);
+  const raw = inflateSync(chunks.IDAT);
+  assert.deepEqual([...raw], [0, 0, 255, 255, 0, 128, 127, 0, 7, 248, 8, 247, 9, 246]);
+});
+
+// An independent CRC-32 (bitwise, no table) to check the chunks against.
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 test("an exported region is the backend's masks output: nearest-exact stretch of the cells, soft where feathered", () => {
   // 20 x 12 pixels: 3 x 2 cells (the last column and row of cells are partly outside the image).
