@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, greyAlphaPng, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
+  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, rgbaPng, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
   paintStroke, parseState, regionAt, regionPixels, resizeState, safeViewRef, serializeState, snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
@@ -580,8 +580,12 @@ export class RegionCanvasEditor {
     if (!r) return;
     const { width, height } = this.state;
     const grey = regionPixels(r, width, height);
-    const alpha = grey.map((v) => 255 - v);
-    const png = await greyAlphaPng(grey, alpha, width, height, deflate);
+    const rgba = new Uint8Array(4 * grey.length);
+    for (let p = 0; p < grey.length; p++) {
+      rgba[4 * p] = rgba[4 * p + 1] = rgba[4 * p + 2] = grey[p];
+      rgba[4 * p + 3] = 255 - grey[p];
+    }
+    const png = await rgbaPng(rgba, width, height, deflate);
     const slug = fileSlug(r.prompt);
     const name = `region_${i + 1}${slug ? `_${slug}` : ""}_mask.png`;
     const link = el("a", "", { href: URL.createObjectURL(new Blob([png], { type: "image/png" })), download: name });

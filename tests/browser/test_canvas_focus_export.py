@@ -127,5 +127,5 @@ def test_an_exported_region_loads_as_its_mask_with_load_image_defaults_and_core_
         assert torch.equal(got, want.float()), key
     # The file itself: white and transparent where the region is, black and opaque elsewhere.
     grey, alpha = (torch.tensor(list(band.getdata()), dtype=torch.float32).reshape(SIZE, SIZE) / 255
-                   for band in Image.open(target).convert("LA").split())
+                   for band in Image.open(target).convert("LA").split())  # RGBA in the file
     assert torch.equal(grey, want.float()) and torch.equal(alpha, 1 - want.float())

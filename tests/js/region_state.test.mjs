@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, greyAlphaPng, History, maskDims, MAX_PROMPT,
+  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, rgbaPng, History, maskDims, MAX_PROMPT,
   paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
 } from "../../js/region_state.js";
 
@@ -168,12 +168,11 @@ test("a mask picture becomes cells as Load Image reads a mask: brightness, or 1 
     Uint8Array.from([0, 1, 0, 1]));
 });
 
-test("greyAlphaPng writes a valid grey + alpha PNG that decodes to the given pixels", async () => {
-  const width = 3;
+test("rgbaPng writes a valid RGBA PNG that decodes to the given pixels", async () => {
+  const width = 2;
   const height = 2;
-  const grey = Uint8Array.from([0, 255, 128, 7, 8, 9]);
-  const alpha = grey.map((v) => 255 - v);
-  const png = await greyAlphaPng(grey, alpha, width, height, async (b) => new Uint8Array(deflateSync(b)));
+  const rgba = Uint8Array.from([255, 255, 255, 0, 0, 0, 0, 255, 128, 128, 128, 127, 1, 2, 3, 4]);
+  const png = await rgbaPng(rgba, width, height, async (b) => new Uint8Array(deflateSync(b)));
   assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
   const view = new DataView(png.buffer, png.byteOffset);
   const chunks = {};
@@ -181,14 +180,12 @@ test("greyAlphaPng writes a valid grey + alpha PNG that decodes to the given pix
     const length = view.getUint32(at);
     const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
     chunks[type] = png.subarray(at + 8, at + 8 + length);
-    const crc = crc32(png.subarray(at + 4, at + 8 + length));
-    assert.equal(view.getUint32(at + 8 + length), crc, type);
+    assert.equal(view.getUint32(at + 8 + length), crc32(png.subarray(at + 4, at + 8 + length)), type);
     at += 12 + length;
   }
   assert.deepEqual(Object.keys(chunks), ["IHDR", "IDAT", "IEND"]);
-  assert.deepEqual([...chunks.IHDR], [0, 0, 0, 3, 0, 0, 0, 2, 8, 4, 0, 0, 0]);
-  const raw = inflateSync(chunks.IDAT);
-  assert.deepEqual([...raw], [0, 0, 255, 255, 0, 128, 127, 0, 7, 248, 8, 247, 9, 246]);
+  assert.deepEqual([...chunks.IHDR], [0, 0, 0, 2, 0, 0, 0, 2, 8, 6, 0, 0, 0]);
+  assert.deepEqual([...inflateSync(chunks.IDAT)], [0, ...rgba.subarray(0, 8), 0, ...rgba.subarray(8)]);
 });
 
 // An independent CRC-32 (bitwise, no table) to check the chunks against.
