@@ -9,6 +9,8 @@ import {
 } from "./region_state.js";
 
 const WIDGET = "JA_REGION_CANVAS";
+const MIN_NODE = [420, 560]; // the default size too
+const NOTICE_MS = 8000; // an undo offer stays this long (longer while the pointer is on it); Ctrl+Z still undoes after
 const NODE_TYPE = "JointAttentionRegionCanvas";
 const HELP = [
   ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
@@ -275,7 +277,10 @@ export class RegionCanvasEditor {
     this.bgText = el("span");
     this.matchButton = this.#button("Match width/height to it", "Set the canvas width and height to the background's shape",
       () => this.matchBackground());
-    this.bgBox.append(this.bgText, this.matchButton);
+    this.bgBox.append(this.bgText, this.matchButton, this.#button("✕", "Dismiss", () => {
+      this.bgDismissed = this.bgText.textContent;
+      this.render();
+    }, "ja-rc-small"));
     // Masks that reached the `import_masks` input in the last run, offered as regions (one by one or all).
     this.maskBox = el("div", "ja-rc-note ja-rc-mask-offer", { hidden: true });
     this.maskText = el("span");
@@ -291,11 +296,19 @@ export class RegionCanvasEditor {
     this.stage = el("div", "ja-rc-stage");
     this.canvas = el("canvas", "ja-rc-canvas");
     this.ctx = this.canvas.getContext("2d");
-    this.stage.append(this.canvas, this.keys);
+    // Notes float over the drawing's lower edge instead of taking its height; the undo offer goes by itself.
+    this.notes = el("div", "ja-rc-notes");
+    this.notes.append(this.bgBox, this.maskBox, this.notice);
+    this.#on(this.notice, "pointerenter", () => clearTimeout(this.noticeTimer));
+    this.#on(this.notice, "pointerleave", () => this.#dismissNoticeLater());
+    this.stage.append(this.canvas, this.keys, this.notes);
     this.status = el("div", "ja-rc-status");
     this.list = el("div", "ja-rc-list");
     this.addButton = this.#button("+ Add region", "Add a region (it becomes the selected one)", () => this.addRegion(), "ja-rc-add");
-    this.root.append(bar, this.help, this.errorBox, this.bgBox, this.maskBox, this.notice, this.stage, this.status, this.list, this.addButton);
+    // "+ Add region" right under the drawing, before the list that scrolls: always inside the node.
+    const footer = el("div", "ja-rc-footer");
+    footer.append(this.status, this.addButton);
+    this.root.append(bar, this.help, this.errorBox, this.stage, footer, this.list);
     this.#on(this.canvas, "pointerdown", (e) => this.#pointerDown(e));
     this.#on(this.canvas, "pointermove", (e) => this.#pointerMove(e));
     this.#on(this.canvas, "pointerup", (e) => this.#pointerUp(e));
@@ -335,6 +348,7 @@ export class RegionCanvasEditor {
 
   destroy() {
     this.destroyed = true;
+    clearTimeout(this.noticeTimer);
     this.closeFull();
     cancelAnimationFrame(this.frame);
     this.resizeObserver?.disconnect();
@@ -421,9 +435,16 @@ export class RegionCanvasEditor {
   #offerUndo(text) {
     this.noticeText.textContent = text;
     this.notice.hidden = false;
+    this.#dismissNoticeLater();
+  }
+
+  #dismissNoticeLater() {
+    clearTimeout(this.noticeTimer);
+    if (!this.notice.hidden) this.noticeTimer = setTimeout(() => this.#clearNotice(), NOTICE_MS);
   }
 
   #clearNotice() {
+    clearTimeout(this.noticeTimer);
     this.notice.hidden = true;
   }
 
@@ -864,7 +885,7 @@ export class RegionCanvasEditor {
     }
     this.bgText.textContent = text;
     this.matchButton.hidden = !offer;
-    this.bgBox.hidden = !text;
+    this.bgBox.hidden = !text || text === this.bgDismissed;
   }
 
   #stageSize() {
@@ -1163,12 +1184,19 @@ app.registerExtension({
           hideOnZoom: false,
         });
         node.jaRegionEditor = editor;
-        return { widget, minWidth: 420, minHeight: 560 };
+        return { widget, minWidth: MIN_NODE[0], minHeight: MIN_NODE[1] };
       },
     };
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
+    // The smallest node that shows every control: LiteGraph's resize stops at computeSize, which left the classic
+    // node 210 px wide (the widget's minWidth is not part of it).
+    const computeSize = nodeType.prototype.computeSize;
+    nodeType.prototype.computeSize = function (...args) {
+      const size = computeSize?.apply(this, args) ?? [0, 0];
+      return [Math.max(size[0], MIN_NODE[0]), Math.max(size[1], MIN_NODE[1])];
+    };
     chain(nodeType.prototype, "onNodeCreated", function () {
       for (const name of ["width", "height"]) {
         const w = this.widgets?.find((x) => x.name === name);
