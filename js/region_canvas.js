@@ -10,14 +10,20 @@ import {
 
 const WIDGET = "JA_REGION_CANVAS";
 const MIN_NODE = [420, 560]; // the default size too
-const NOTICE_MS = 8000; // an undo offer stays this long (longer while the pointer is on it); Ctrl+Z still undoes after
+const NOTICE_MS = 8000;
+const ZOOM_STEP_LOG = Math.log(1.15); // one wheel event, one + or - press
+const MIN_ZOOM = 0.25;
+const MAX_ZOOM = 32;
+// The tool, brush size, snapping and overlay a new editor starts with: the last ones chosen in this browser.
+const PREFS_KEY = "joint_attention.region_canvas.prefs"; // an undo offer stays this long (longer while the pointer is on it); Ctrl+Z still undoes after
 const NODE_TYPE = "JointAttentionRegionCanvas";
 const HELP = [
   ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
   ["R", "rectangle"], ["B", "brush"], ["E", "eraser (tick “all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
   ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "clear the selected region (undo offered)"],
-  ["F / double-click", "full-window editor: wheel zooms, middle button or Space+drag pans, 0 fits, Esc closes"],
+  ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
+    + "Space+drag pans, 0 fits, Esc closes"],
 ];
 
 // UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
@@ -62,7 +68,7 @@ function labelled(text, input, className = "ja-rc-field") {
 export class RegionCanvasEditor {
   constructor(node, value) {
     this.node = node;
-    this.#usePrefs(uiPrefs.get(node.id) ?? {});
+    this.#usePrefs(uiPrefs.get(node.id) ?? storedPrefs());
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
@@ -149,11 +155,11 @@ export class RegionCanvasEditor {
   }
 
   #usePrefs(prefs) {
-    this.tool = prefs.tool ?? "rect";
-    this.brush = prefs.brush ?? 48;
-    this.snapToGrid = prefs.snapToGrid ?? true;
-    this.opacity = prefs.opacity ?? 0.45;
-    this.eraseAll = prefs.eraseAll ?? false;
+    this.tool = ["select", "rect", "brush", "eraser"].includes(prefs.tool) ? prefs.tool : "rect";
+    this.brush = Number.isInteger(prefs.brush) && prefs.brush >= 8 && prefs.brush <= 256 ? prefs.brush : 48;
+    this.snapToGrid = typeof prefs.snapToGrid === "boolean" ? prefs.snapToGrid : true;
+    this.opacity = Number.isFinite(prefs.opacity) && prefs.opacity >= 0.1 && prefs.opacity <= 0.9 ? prefs.opacity : 0.45;
+    this.eraseAll = prefs.eraseAll === true;
   }
 
   // The node id: a graph undo clears the graph (its id with it) and configures it again with the same node ids. A
@@ -184,8 +190,14 @@ export class RegionCanvasEditor {
   }
 
   #savePrefs() {
-    uiPrefs.set(this.node.id, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid, opacity: this.opacity,
-      eraseAll: this.eraseAll });
+    const prefs = { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid, opacity: this.opacity,
+      eraseAll: this.eraseAll };
+    uiPrefs.set(this.node.id, prefs);
+    try {
+      localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+    } catch {
+      // Storage off or full: the choices last for this page only.
+    }
   }
 
   resize(source = null) {
@@ -254,7 +266,15 @@ export class RegionCanvasEditor {
       () => this.importFile.click());
     this.fullButton = this.#button("⤢", "Full-window editor (F, or double-click the canvas)", () => (this.full ? this.closeFull() : this.openFull()));
     this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
-    bar.append(labelled("all", this.eraseAllBox, "ja-rc-check"), this.sizeInput, this.sizeOut, labelled("snap", this.snapBox, "ja-rc-check"),
+    // The zoom of the full-window editor: out, the level (click: fit), in.
+    this.zoomBox = el("span", "ja-rc-zoom");
+    this.zoomOut = el("button", "ja-rc-small ja-rc-zoom-value", { type: "button", title: "Fit the picture to the window (0)" });
+    this.#on(this.zoomOut, "click", () => this.zoomBy(0));
+    this.zoomBox.append(this.#button("−", "Zoom out (-)", () => this.zoomBy(-1), "ja-rc-small"), this.zoomOut,
+      this.#button("+", "Zoom in (+)", () => this.zoomBy(1), "ja-rc-small"));
+    const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
+    size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
+    bar.append(labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut,
       this.#button("Fill", "Fill the selected region (Undo is offered)", () => {
         this.fill(1);
@@ -262,7 +282,7 @@ export class RegionCanvasEditor {
       }),
       this.#button("Clear", "Clear the selected region (Del); Undo is offered", () => this.clearSelected()),
       this.#button("↶", "Undo (Ctrl+Z)", () => this.undo()), this.#button("↷", "Redo (Ctrl+Y)", () => this.redo()),
-      this.importButton, this.importFile, this.fullButton, this.helpButton);
+      this.importButton, this.importFile, this.zoomBox, this.fullButton, this.helpButton);
     this.help = el("div", "ja-rc-help", { hidden: true });
     for (const [key, text] of HELP) {
       const row = el("div");
@@ -643,7 +663,9 @@ export class RegionCanvasEditor {
     const py = e.clientY - rect.top;
     const ix = (px - before.tx) / before.scale;
     const iy = (py - before.ty) / before.scale;
-    this.view.zoom = Math.max(0.25, Math.min(32, this.view.zoom * Math.exp(-e.deltaY * 0.0015)));
+    // At most 1.15x per wheel event whatever the device reports (a mouse's line steps came as 1.4x).
+    const step = Math.max(-ZOOM_STEP_LOG, Math.min(ZOOM_STEP_LOG, -e.deltaY * 0.0015));
+    this.view.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, this.view.zoom * Math.exp(step)));
     const after = this.#layout();
     // Keep the image point under the pointer where it was.
     this.view.x += px - (after.tx + ix * after.scale);
@@ -750,7 +772,9 @@ export class RegionCanvasEditor {
         delete: () => this.clearSelected(), backspace: () => this.clearSelected(),
         f: () => (this.full ? this.closeFull() : this.openFull()),
         escape: this.full ? () => this.closeFull() : undefined,
-        0: this.full ? () => { this.view = { zoom: 1, x: 0, y: 0 }; this.render(); } : undefined,
+        0: this.full ? () => this.zoomBy(0) : undefined,
+        "+": this.full ? () => this.zoomBy(1) : undefined, "=": this.full ? () => this.zoomBy(1) : undefined,
+        "-": this.full ? () => this.zoomBy(-1) : undefined,
         " ": this.full ? () => { this.spaceDown = true; } : undefined }[key];
     }
     if (handled) {
@@ -758,6 +782,20 @@ export class RegionCanvasEditor {
       e.stopPropagation();
       handled();
     }
+  }
+
+  // One step in (+1) or out (-1) around the view's centre; 0 fits the picture to the window.
+  zoomBy(direction) {
+    if (!direction) {
+      this.view = { zoom: 1, x: 0, y: 0 };
+    } else {
+      const before = this.view.zoom;
+      this.view.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, before * Math.exp(direction * ZOOM_STEP_LOG)));
+      const k = this.view.zoom / before;
+      this.view.x *= k;
+      this.view.y *= k;
+    }
+    this.render();
   }
 
   focusDrawing() {
@@ -857,6 +895,8 @@ export class RegionCanvasEditor {
     this.#renderBackgroundNote();
     this.#renderMaskOffer();
     this.sizeOut.value = `${this.brush} px`;
+    this.zoomBox.hidden = !this.full;
+    this.zoomOut.textContent = `${Math.round(this.view.zoom * 100)}%`;
     this.opacityOut.value = `${Math.round(this.opacity * 100)}%`;
     for (const [tool, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", tool === this.tool);
     this.root.classList.toggle("ja-rc-unreadable", !!this.unreadable);
@@ -1143,6 +1183,15 @@ export class RegionCanvasEditor {
   }
 }
 
+function storedPrefs() {
+  try {
+    const prefs = JSON.parse(localStorage.getItem(PREFS_KEY) ?? "{}");
+    return prefs && typeof prefs === "object" ? prefs : {};
+  } catch {
+    return {};
+  }
+}
+
 // Elements that keep the keyboard for typing (the drawing's own focus is a read-only text area of its own).
 function takesText(target) {
   if (target instanceof HTMLTextAreaElement) return !target.readOnly;
@@ -1190,13 +1239,13 @@ app.registerExtension({
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
-    // The smallest node that shows every control: LiteGraph's resize stops at computeSize, which left the classic
-    // node 210 px wide (the widget's minWidth is not part of it).
-    const computeSize = nodeType.prototype.computeSize;
-    nodeType.prototype.computeSize = function (...args) {
-      const size = computeSize?.apply(this, args) ?? [0, 0];
-      return [Math.max(size[0], MIN_NODE[0]), Math.max(size[1], MIN_NODE[1])];
-    };
+    // The smallest node that shows every control: LiteGraph lets a resize go down to computeSize, which left the
+    // classic node 210 px wide (the widget's minWidth is not part of it).
+    chain(nodeType.prototype, "onResize", function () {
+      if (!this.size) return;
+      if (this.size[0] < MIN_NODE[0]) this.size[0] = MIN_NODE[0];
+      if (this.size[1] < MIN_NODE[1]) this.size[1] = MIN_NODE[1];
+    });
     chain(nodeType.prototype, "onNodeCreated", function () {
       for (const name of ["width", "height"]) {
         const w = this.widgets?.find((x) => x.name === name);

@@ -26,7 +26,8 @@ CONTROLS = """([id, rect]) => { const root = app.graph.getNodeById(id).jaRegionE
     return [...root.querySelectorAll('button, input, textarea:not(.ja-rc-keys), canvas')]
       .filter(e => e.offsetParent !== null && e.type !== 'file')
       .map(e => { const list = e.closest('.ja-rc-list'), row = e.closest('.ja-rc-region');
-        if (list && row) list.scrollTop += row.getBoundingClientRect().top - list.getBoundingClientRect().top;  // the list scrolls
+        if (list && row) list.scrollTop += (row.getBoundingClientRect().top - list.getBoundingClientRect().top)
+          * list.offsetHeight / list.getBoundingClientRect().height;  // the list scrolls (in its unscaled pixels)
         const r = e.getBoundingClientRect(); const x = r.left + r.width / 2, y = r.top + r.height / 2;
         const hit = document.elementFromPoint(x, y);
         return [`${e.tagName.toLowerCase()}.${e.className} ${e.title || e.textContent || ''}`.slice(0, 80),
