@@ -4,23 +4,35 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
+  addRegion, bitsFromPixels, CELL, featherMask, fileSlug, rgbaPng, History, maskDims, MAX_FEATHER, MAX_PROMPT, MAX_REGIONS, paintRect,
   paintStroke, parseState, regionAt, regionPixels, resizeState, safeViewRef, serializeState, snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
 const WIDGET = "JA_REGION_CANVAS";
+const MIN_NODE = [420, 560]; // the default size too
+const NOTICE_MS = 8000;
+const ZOOM_STEP_LOG = Math.log(1.15); // one wheel event, one + or - press
+const MIN_ZOOM = 0.25;
+const MAX_ZOOM = 32;
+// The tool, brush size, snapping and overlay a new editor starts with: the last ones chosen in this browser.
+const PREFS_KEY = "joint_attention.region_canvas.prefs"; // an undo offer stays this long (longer while the pointer is on it); Ctrl+Z still undoes after
 const NODE_TYPE = "JointAttentionRegionCanvas";
 const HELP = [
   ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
   ["R", "rectangle"], ["B", "brush"], ["E", "eraser (tick “all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
   ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "clear the selected region (undo offered)"],
-  ["F / double-click", "full-window editor: wheel zooms, middle button or Space+drag pans, 0 fits, Esc closes"],
+  ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
+    + "Space+drag pans, 0 fits, Esc closes"],
 ];
 
 // UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
 // undo, and are not part of the saved value.
 const uiPrefs = new Map();
+// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same node id):
+// its undo history and its background. The restored value is a snapshot of that history, so undo and redo go on
+// from it; the background may predate the snapshot's node properties.
+const leftBehind = new Map();
 // Where a removed editor was mounted, by node id: with Vue node rendering a graph undo rebuilds the node under the
 // same id and the node's component keeps its (now empty) widget container instead of mounting the new element.
 const orphanSlots = new Map();
@@ -56,7 +68,7 @@ function labelled(text, input, className = "ja-rc-field") {
 export class RegionCanvasEditor {
   constructor(node, value) {
     this.node = node;
-    this.#usePrefs(uiPrefs.get(node.id) ?? {});
+    this.#usePrefs(uiPrefs.get(node.id) ?? storedPrefs());
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
@@ -97,6 +109,16 @@ export class RegionCanvasEditor {
       this.value = typeof value === "string" ? value : JSON.stringify(value);
     }
     this.selected = Math.max(0, Math.min(this.selected, this.state.regions.length - 1));
+    // A value the history holds (ComfyUI's undo stepping through the drawing) moves along it, also the history the
+    // removed editor of this node left (frontends set the value before or after the node's onConfigure); any other
+    // value starts anew.
+    if (this.history?.moveTo(this.value)) return;
+    const previous = this.node.id === undefined ? null : leftBehind.get(this.#nodeKey());
+    if (previous?.history?.moveTo(this.value)) {
+      this.history = previous.history;
+      previous.history = null;
+      return;
+    }
     this.history = new History();
     this.history.record(this.value);
   }
@@ -133,16 +155,30 @@ export class RegionCanvasEditor {
   }
 
   #usePrefs(prefs) {
-    this.tool = prefs.tool ?? "rect";
-    this.brush = prefs.brush ?? 48;
-    this.snapToGrid = prefs.snapToGrid ?? true;
-    this.opacity = prefs.opacity ?? 0.45;
-    this.eraseAll = prefs.eraseAll ?? false;
+    this.tool = ["select", "rect", "brush", "eraser"].includes(prefs.tool) ? prefs.tool : "rect";
+    this.brush = Number.isInteger(prefs.brush) && prefs.brush >= 8 && prefs.brush <= 256 ? prefs.brush : 48;
+    this.snapToGrid = typeof prefs.snapToGrid === "boolean" ? prefs.snapToGrid : true;
+    this.opacity = Number.isFinite(prefs.opacity) && prefs.opacity >= 0.1 && prefs.opacity <= 0.9 ? prefs.opacity : 0.45;
+    this.eraseAll = prefs.eraseAll === true;
   }
 
-  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take the choices the
-  // previous editor of this node left, and show them.
-  restorePrefs() {
+  // The node id: a graph undo clears the graph (its id with it) and configures it again with the same node ids. A
+  // history is taken only when it holds the restored value, so a node of another workflow with the same id never
+  // takes one that is not about its drawing.
+  #nodeKey() {
+    return String(this.node.id);
+  }
+
+  // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take what the
+  // previous editor of this node left (choices, undo history, background), and show it.
+  adoptPrevious() {
+    const previous = leftBehind.get(this.#nodeKey());
+    leftBehind.delete(this.#nodeKey());
+    if (previous?.history?.moveTo(this.value)) this.history = previous.history;
+    if (previous?.background && !safeViewRef(this.node.properties?.ja_background)) {
+      this.node.properties = this.node.properties ?? {};
+      this.node.properties.ja_background = previous.background;
+    }
     const prefs = uiPrefs.get(this.node.id);
     if (!prefs) return;
     this.#usePrefs(prefs);
@@ -154,8 +190,14 @@ export class RegionCanvasEditor {
   }
 
   #savePrefs() {
-    uiPrefs.set(this.node.id, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid, opacity: this.opacity,
-      eraseAll: this.eraseAll });
+    const prefs = { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid, opacity: this.opacity,
+      eraseAll: this.eraseAll };
+    uiPrefs.set(this.node.id, prefs);
+    try {
+      localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+    } catch {
+      // Storage off or full: the choices last for this page only.
+    }
   }
 
   resize(source = null) {
@@ -220,11 +262,19 @@ export class RegionCanvasEditor {
       this.importFile.value = "";
       if (file) this.importImage(file);
     });
-    this.importButton = this.#button("Import…", "Add a region from a mask image (white or opaque = inside), e.g. a saved MASK",
+    this.importButton = this.#button("Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());
     this.fullButton = this.#button("⤢", "Full-window editor (F, or double-click the canvas)", () => (this.full ? this.closeFull() : this.openFull()));
     this.helpButton = this.#button("?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
-    bar.append(labelled("all", this.eraseAllBox, "ja-rc-check"), this.sizeInput, this.sizeOut, labelled("snap", this.snapBox, "ja-rc-check"),
+    // The zoom of the full-window editor: out, the level (click: fit), in.
+    this.zoomBox = el("span", "ja-rc-zoom");
+    this.zoomOut = el("button", "ja-rc-small ja-rc-zoom-value", { type: "button", title: "Fit the picture to the window (0)" });
+    this.#on(this.zoomOut, "click", () => this.zoomBy(0));
+    this.zoomBox.append(this.#button("−", "Zoom out (-)", () => this.zoomBy(-1), "ja-rc-small"), this.zoomOut,
+      this.#button("+", "Zoom in (+)", () => this.zoomBy(1), "ja-rc-small"));
+    const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
+    size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
+    bar.append(labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut,
       this.#button("Fill", "Fill the selected region (Undo is offered)", () => {
         this.fill(1);
@@ -232,7 +282,7 @@ export class RegionCanvasEditor {
       }),
       this.#button("Clear", "Clear the selected region (Del); Undo is offered", () => this.clearSelected()),
       this.#button("↶", "Undo (Ctrl+Z)", () => this.undo()), this.#button("↷", "Redo (Ctrl+Y)", () => this.redo()),
-      this.importButton, this.importFile, this.fullButton, this.helpButton);
+      this.importButton, this.importFile, this.zoomBox, this.fullButton, this.helpButton);
     this.help = el("div", "ja-rc-help", { hidden: true });
     for (const [key, text] of HELP) {
       const row = el("div");
@@ -247,7 +297,10 @@ export class RegionCanvasEditor {
     this.bgText = el("span");
     this.matchButton = this.#button("Match width/height to it", "Set the canvas width and height to the background's shape",
       () => this.matchBackground());
-    this.bgBox.append(this.bgText, this.matchButton);
+    this.bgBox.append(this.bgText, this.matchButton, this.#button("✕", "Dismiss", () => {
+      this.bgDismissed = this.bgText.textContent;
+      this.render();
+    }, "ja-rc-small"));
     // Masks that reached the `import_masks` input in the last run, offered as regions (one by one or all).
     this.maskBox = el("div", "ja-rc-note ja-rc-mask-offer", { hidden: true });
     this.maskText = el("span");
@@ -263,11 +316,19 @@ export class RegionCanvasEditor {
     this.stage = el("div", "ja-rc-stage");
     this.canvas = el("canvas", "ja-rc-canvas");
     this.ctx = this.canvas.getContext("2d");
-    this.stage.append(this.canvas, this.keys);
+    // Notes float over the drawing's lower edge instead of taking its height; the undo offer goes by itself.
+    this.notes = el("div", "ja-rc-notes");
+    this.notes.append(this.bgBox, this.maskBox, this.notice);
+    this.#on(this.notice, "pointerenter", () => clearTimeout(this.noticeTimer));
+    this.#on(this.notice, "pointerleave", () => this.#dismissNoticeLater());
+    this.stage.append(this.canvas, this.keys, this.notes);
     this.status = el("div", "ja-rc-status");
     this.list = el("div", "ja-rc-list");
     this.addButton = this.#button("+ Add region", "Add a region (it becomes the selected one)", () => this.addRegion(), "ja-rc-add");
-    this.root.append(bar, this.help, this.errorBox, this.bgBox, this.maskBox, this.notice, this.stage, this.status, this.list, this.addButton);
+    // "+ Add region" right under the drawing, before the list that scrolls: always inside the node.
+    const footer = el("div", "ja-rc-footer");
+    footer.append(this.status, this.addButton);
+    this.root.append(bar, this.help, this.errorBox, this.stage, footer, this.list);
     this.#on(this.canvas, "pointerdown", (e) => this.#pointerDown(e));
     this.#on(this.canvas, "pointermove", (e) => this.#pointerMove(e));
     this.#on(this.canvas, "pointerup", (e) => this.#pointerUp(e));
@@ -282,6 +343,10 @@ export class RegionCanvasEditor {
         || e.target instanceof HTMLCanvasElement || e.target.closest?.(".ja-rc-region")) e.stopPropagation();
     });
     this.#on(this.root, "keydown", (e) => this.#key(e));
+    // The keyboard stays with the editor: a click on anything but a text field gives it back to the drawing. Left on
+    // the page, the editor's keys stopped working and ComfyUI acted on them (Del deleted the selected node, Ctrl+Z
+    // ran the graph's undo); ComfyUI leaves keys typed into text fields alone, and the drawing's focus is one.
+    this.#on(this.root, "click", (e) => { if (!takesText(e.target)) this.focusDrawing(); });
     this.#on(this.root, "keyup", (e) => { if (e.key === " ") this.spaceDown = false; });
     this.resizeObserver = new ResizeObserver(() => this.render());
     this.resizeObserver.observe(this.stage);
@@ -303,6 +368,7 @@ export class RegionCanvasEditor {
 
   destroy() {
     this.destroyed = true;
+    clearTimeout(this.noticeTimer);
     this.closeFull();
     cancelAnimationFrame(this.frame);
     this.resizeObserver?.disconnect();
@@ -310,6 +376,12 @@ export class RegionCanvasEditor {
     this.listeners = [];
     const slot = this.root.parentElement;
     if (slot && this.node.id !== undefined) orphanSlots.set(this.node.id, slot);
+    if (this.node.id !== undefined) {
+      leftBehind.delete(this.#nodeKey());
+      leftBehind.set(this.#nodeKey(), { history: this.history, background: this.backgroundRef });
+      // Only the last few removed editors matter (a graph undo rebuilds its nodes at once).
+      while (leftBehind.size > 32) leftBehind.delete(leftBehind.keys().next().value);
+    }
     this.root.remove();
   }
 
@@ -383,9 +455,16 @@ export class RegionCanvasEditor {
   #offerUndo(text) {
     this.noticeText.textContent = text;
     this.notice.hidden = false;
+    this.#dismissNoticeLater();
+  }
+
+  #dismissNoticeLater() {
+    clearTimeout(this.noticeTimer);
+    if (!this.notice.hidden) this.noticeTimer = setTimeout(() => this.#clearNotice(), NOTICE_MS);
   }
 
   #clearNotice() {
+    clearTimeout(this.noticeTimer);
     this.notice.hidden = true;
   }
 
@@ -533,33 +612,28 @@ export class RegionCanvasEditor {
   }
 
   // -- export: a region's mask as a PNG --------------------------------------------------
-  // At the node's width x height, white inside and soft where feathered: the same picture as that region's mask in the
-  // `masks` output, for Load Image (as Mask) or any other mask tool.
-  exportRegion(i) {
+  // At the node's width x height, soft where feathered: the same picture as that region's mask in the `masks` output.
+  // White inside and transparent inside (alpha = 1 - mask), so Load Image (as Mask) reads the region with its default
+  // channel "alpha" (mask = 1 - alpha) and with "red", Load Image's MASK is the region, and brightness-reading tools
+  // see white on black.
+  async exportRegion(i) {
     const r = this.state.regions[i];
     if (!r) return;
     const { width, height } = this.state;
     const grey = regionPixels(r, width, height);
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    const ctx = canvas.getContext("2d");
-    const image = ctx.createImageData(width, height);
+    const rgba = new Uint8Array(4 * grey.length);
     for (let p = 0; p < grey.length; p++) {
-      image.data[4 * p] = image.data[4 * p + 1] = image.data[4 * p + 2] = grey[p];
-      image.data[4 * p + 3] = 255;
+      rgba[4 * p] = rgba[4 * p + 1] = rgba[4 * p + 2] = grey[p];
+      rgba[4 * p + 3] = 255 - grey[p];
     }
-    ctx.putImageData(image, 0, 0);
+    const png = await rgbaPng(rgba, width, height, deflate);
     const slug = fileSlug(r.prompt);
     const name = `region_${i + 1}${slug ? `_${slug}` : ""}_mask.png`;
-    canvas.toBlob((blob) => {
-      if (!blob) return;
-      const link = el("a", "", { href: URL.createObjectURL(blob), download: name });
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    }, "image/png");
+    const link = el("a", "", { href: URL.createObjectURL(new Blob([png], { type: "image/png" })), download: name });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
   // -- view: image pixels <-> canvas CSS pixels ----------------------------------
@@ -589,7 +663,9 @@ export class RegionCanvasEditor {
     const py = e.clientY - rect.top;
     const ix = (px - before.tx) / before.scale;
     const iy = (py - before.ty) / before.scale;
-    this.view.zoom = Math.max(0.25, Math.min(32, this.view.zoom * Math.exp(-e.deltaY * 0.0015)));
+    // At most 1.15x per wheel event whatever the device reports (a mouse's line steps came as 1.4x).
+    const step = Math.max(-ZOOM_STEP_LOG, Math.min(ZOOM_STEP_LOG, -e.deltaY * 0.0015));
+    this.view.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, this.view.zoom * Math.exp(step)));
     const after = this.#layout();
     // Keep the image point under the pointer where it was.
     this.view.x += px - (after.tx + ix * after.scale);
@@ -696,7 +772,9 @@ export class RegionCanvasEditor {
         delete: () => this.clearSelected(), backspace: () => this.clearSelected(),
         f: () => (this.full ? this.closeFull() : this.openFull()),
         escape: this.full ? () => this.closeFull() : undefined,
-        0: this.full ? () => { this.view = { zoom: 1, x: 0, y: 0 }; this.render(); } : undefined,
+        0: this.full ? () => this.zoomBy(0) : undefined,
+        "+": this.full ? () => this.zoomBy(1) : undefined, "=": this.full ? () => this.zoomBy(1) : undefined,
+        "-": this.full ? () => this.zoomBy(-1) : undefined,
         " ": this.full ? () => { this.spaceDown = true; } : undefined }[key];
     }
     if (handled) {
@@ -706,10 +784,39 @@ export class RegionCanvasEditor {
     }
   }
 
+  // One step in (+1) or out (-1) around the view's centre; 0 fits the picture to the window.
+  zoomBy(direction) {
+    if (!direction) {
+      this.view = { zoom: 1, x: 0, y: 0 };
+    } else {
+      const before = this.view.zoom;
+      this.view.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, before * Math.exp(direction * ZOOM_STEP_LOG)));
+      const k = this.view.zoom / before;
+      this.view.x *= k;
+      this.view.y *= k;
+    }
+    this.render();
+  }
+
+  focusDrawing() {
+    if (!this.destroyed && this.root.isConnected) this.keys.focus({ preventScroll: true });
+  }
+
   // -- full-window editor: the same editor (state, undo history) moved into an overlay -------------------
   openFull() {
     if (this.full) return;
     const overlay = el("div", "ja-rc-overlay");
+    // While it is open the focus never leaves it for the page (a click on the backdrop, a row, a removed button).
+    overlay.addEventListener("pointerdown", (e) => {
+      if (e.target === overlay) {
+        e.preventDefault();
+        this.focusDrawing();
+      }
+    });
+    overlay.addEventListener("focusout", (e) => {
+      if (overlay.contains(e.relatedTarget)) return;
+      queueMicrotask(() => { if (this.full?.overlay === overlay && !overlay.contains(document.activeElement)) this.focusDrawing(); });
+    });
     overlay.setAttribute("role", "dialog");
     overlay.setAttribute("aria-label", "Region Canvas editor");
     this.full = { overlay, parent: this.root.parentElement, next: this.root.nextSibling };
@@ -739,7 +846,11 @@ export class RegionCanvasEditor {
   }
 
   // -- background ---------------------------------------------------------------
-  setBackground(url) {
+  setBackground(ref) {
+    ref = safeViewRef(ref);
+    if (!ref) return;
+    this.backgroundRef = ref;
+    const url = viewURL(ref);
     const img = new Image();
     img.onload = () => {
       this.background = img;
@@ -784,6 +895,8 @@ export class RegionCanvasEditor {
     this.#renderBackgroundNote();
     this.#renderMaskOffer();
     this.sizeOut.value = `${this.brush} px`;
+    this.zoomBox.hidden = !this.full;
+    this.zoomOut.textContent = `${Math.round(this.view.zoom * 100)}%`;
     this.opacityOut.value = `${Math.round(this.opacity * 100)}%`;
     for (const [tool, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", tool === this.tool);
     this.root.classList.toggle("ja-rc-unreadable", !!this.unreadable);
@@ -812,7 +925,7 @@ export class RegionCanvasEditor {
     }
     this.bgText.textContent = text;
     this.matchButton.hidden = !offer;
-    this.bgBox.hidden = !text;
+    this.bgBox.hidden = !text || text === this.bgDismissed;
   }
 
   #stageSize() {
@@ -998,8 +1111,8 @@ export class RegionCanvasEditor {
     };
     numberField(strength, "strength", 0, 4, false, (v) => { r.strength = v; });
     numberField(feather, "feather", 0, MAX_FEATHER, true, (v) => { r.feather = v; this.#touch(r); });
-    const buttons = [["⤓", "Save this region's mask as a PNG (width × height, white inside, soft where feathered): the same as its "
-      + "mask in the masks output", () => this.exportRegion(i)],
+    const buttons = [["⤓", "Save this region's mask as a PNG (width × height, soft where feathered; white and transparent inside, so "
+      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => this.exportRegion(i)],
     ["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
       ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
       const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });
@@ -1070,6 +1183,22 @@ export class RegionCanvasEditor {
   }
 }
 
+function storedPrefs() {
+  try {
+    const prefs = JSON.parse(localStorage.getItem(PREFS_KEY) ?? "{}");
+    return prefs && typeof prefs === "object" ? prefs : {};
+  } catch {
+    return {};
+  }
+}
+
+// Elements that keep the keyboard for typing (the drawing's own focus is a read-only text area of its own).
+function takesText(target) {
+  if (target instanceof HTMLTextAreaElement) return !target.readOnly;
+  if (target instanceof HTMLSelectElement) return true;
+  return target instanceof HTMLInputElement && ["text", "number", "search", "color", "file"].includes(target.type);
+}
+
 function chain(object, name, fn) {
   const original = object[name];
   object[name] = function (...args) {
@@ -1077,6 +1206,11 @@ function chain(object, name, fn) {
     fn.apply(this, args);
     return result;
   };
+}
+
+async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 function viewURL(ref) {
@@ -1099,12 +1233,19 @@ app.registerExtension({
           hideOnZoom: false,
         });
         node.jaRegionEditor = editor;
-        return { widget, minWidth: 420, minHeight: 560 };
+        return { widget, minWidth: MIN_NODE[0], minHeight: MIN_NODE[1] };
       },
     };
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
+    // The smallest node that shows every control: LiteGraph lets a resize go down to computeSize, which left the
+    // classic node 210 px wide (the widget's minWidth is not part of it).
+    chain(nodeType.prototype, "onResize", function () {
+      if (!this.size) return;
+      if (this.size[0] < MIN_NODE[0]) this.size[0] = MIN_NODE[0];
+      if (this.size[1] < MIN_NODE[1]) this.size[1] = MIN_NODE[1];
+    });
     chain(nodeType.prototype, "onNodeCreated", function () {
       for (const name of ["width", "height"]) {
         const w = this.widgets?.find((x) => x.name === name);
@@ -1114,16 +1255,16 @@ app.registerExtension({
     // The background of the last run is remembered in the node's properties (saved with the workflow) and shown
     // again after a reload while the server still has the file.
     chain(nodeType.prototype, "onConfigure", function () {
-      this.jaRegionEditor?.restorePrefs();
+      this.jaRegionEditor?.adoptPrevious();
       const ref = safeViewRef(this.properties?.ja_background);
-      if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(viewURL(ref));
+      if (ref && this.jaRegionEditor) this.jaRegionEditor.setBackground(ref);
     });
     chain(nodeType.prototype, "onExecuted", function (message) {
       const ref = safeViewRef(message?.ja_background?.[0]);
       if (ref && this.jaRegionEditor) {
         this.properties = this.properties ?? {};
         this.properties.ja_background = ref;
-        this.jaRegionEditor.setBackground(viewURL(ref));
+        this.jaRegionEditor.setBackground(ref);
       }
       const offer = message?.ja_import_masks?.[0];
       if (offer) this.jaRegionEditor?.offerMasks(offer);

@@ -1,9 +1,9 @@
 """Region Canvas: draw region masks and prompts inside the node."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import uuid
 
 import torch
 from comfy_api.latest import io
@@ -39,6 +39,9 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             node_id="JointAttentionRegionCanvas",
             display_name="Region Canvas",
             category=f"{CATEGORY}/regional",
+            # An output node: ComfyUI sends a cached node's UI output again only for output nodes (0.3.75), and the
+            # editor needs its background and mask offer back when the drawing's run comes from the cache.
+            is_output_node=True,
             description="Draw regions (rectangle, brush, eraser) and give each its prompt and strength. Saved inside "
                         "the workflow. Shortcuts: R rectangle, B brush, E eraser, G snap to the 16 px token grid, "
                         "Ctrl+Z / Ctrl+Y.",
@@ -108,18 +111,29 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         return io.NodeOutput(out_regions, mask_batch, image, ui=ui)
 
 
+BACKGROUND_FOLDER = "joint_attention_canvas"  # under ComfyUI's input folder: it outlives a restart, unlike temp/
+
+
 def _save_background(background) -> dict:
-    """Store the background ([H, W, 3]) in ComfyUI's temp folder; the widget shows it via /view."""
+    """Store the background ([H, W, 3]) under input/joint_attention_canvas/, named by a hash of its pixels (the same
+    picture run again reuses its file); the editor shows it via /view and the node's properties keep the reference."""
     import folder_paths
     import numpy as np
     from PIL import Image
 
-    folder = folder_paths.get_temp_directory()
-    os.makedirs(folder, exist_ok=True)
-    name = f"ja_canvas_bg_{uuid.uuid4().hex}.png"
     pixels = (background.clamp(0, 1).numpy() * 255).astype(np.uint8)
-    Image.fromarray(pixels).save(os.path.join(folder, name))
-    return {"filename": name, "subfolder": "", "type": "temp"}
+    digest = hashlib.sha256(str(pixels.shape).encode())
+    digest.update(pixels.tobytes())
+    name = f"background_{digest.hexdigest()[:32]}.png"
+    folder = os.path.join(folder_paths.get_input_directory(), BACKGROUND_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        # Written aside and renamed: a page reading it meanwhile never sees half a file.
+        partial = f"{path}.{os.getpid()}.part"
+        Image.fromarray(pixels).save(partial, format="PNG")
+        os.replace(partial, path)
+    return {"filename": name, "subfolder": BACKGROUND_FOLDER, "type": "input"}
 
 
 NODES = [JointAttentionRegionCanvas]

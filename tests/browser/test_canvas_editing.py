@@ -12,6 +12,7 @@ from ja_browser import (
     canvas_value,
     drag,
     graph_undo,
+    let_history_settle,
     node_rendering,
     record_graph_state,
     set_canvas_value,
@@ -76,27 +77,49 @@ def test_ctrl_z_in_the_canvas_undoes_the_drawing_and_graph_undo_restores_the_pre
         assert canvas_value(page, node_id) == two
 
 
+def drawn_colour_at(page, node_id, fx, fy):
+    """The RGB the editor shows at a point given as fractions of its canvas (what the user sees, not the value)."""
+    return page.evaluate("""([id, fx, fy]) => { const c = app.graph.getNodeById(id).jaRegionEditor.canvas;
+        const [r, g, b] = c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data;
+        return [r, g, b]; }""", [node_id, fx, fy])
+
+
+def shows_region_colour(rgb):
+    # Region 1 is #e6194b (red) over the grey canvas #3a3a3a: red stands out only where the region is drawn.
+    return rgb[0] - rgb[1] > 40
+
+
 @MODES
 def test_the_editor_survives_a_graph_undo(comfy_server, vue):
-    """Problem 2: with Vue node rendering the editor vanished after a graph undo (only width/height were left)."""
+    """Problem 2: with Vue node rendering the editor vanished after a graph undo (only width/height were left).
+    Issue 27: on frontend 1.49.6 the editor rebuilt by the undo must show and hold the drawing of the restored step."""
     with node_rendering(comfy_server, vue) as page:
         node_id = add_canvas(page)
         record_graph_state(page)
         canvas = page.locator(".ja-rc-canvas").first
         drag(page, canvas, 0.1, 0.1, 0.5, 0.5)
+        let_history_settle(page)
+        drawn = canvas_value(page, node_id)
+        assert covered(drawn) and covered(drawn)[0] > 0
         page.evaluate(f"() => {{ app.graph.getNodeById({node_id}).pos = [160, 100]; }}")
         record_graph_state(page)
         page.mouse.click(1300, 900)
         graph_undo(page)
+        assert [round(v) for v in page.evaluate(f"Array.from(app.graph.getNodeById({node_id}).pos)")] == [120, 80]  # the move was undone, only it
         editor = f"app.graph.getNodeById({node_id}).jaRegionEditor"
         page.wait_for_function(f"{editor}.root.isConnected", timeout=5000)
         canvas = page.locator(".ja-rc-canvas").first
         canvas.wait_for(state="visible", timeout=5000)
         assert page.locator(".ja-rc").count() == 1
         assert canvas.bounding_box()["width"] > 100
-        before = covered(canvas_value(page, node_id))
+        # The rebuilt editor holds the drawing (its value and its regions) and draws it where it was drawn.
+        assert canvas_value(page, node_id) == drawn
+        assert page.evaluate(f"{editor}.state.regions.map(r => r.bits.reduce((a, b) => a + b, 0))") == covered(drawn)
+        page.wait_for_timeout(300)  # one animation frame draws it
+        assert shows_region_colour(drawn_colour_at(page, node_id, 0.3, 0.3))
+        assert not shows_region_colour(drawn_colour_at(page, node_id, 0.8, 0.8))
         drag(page, canvas, 0.6, 0.6, 0.9, 0.9)  # and it still draws
-        assert covered(canvas_value(page, node_id))[0] > before[0]
+        assert covered(canvas_value(page, node_id))[0] > covered(drawn)[0]
 
 
 @MODES

@@ -162,16 +162,20 @@ def test_prompt_boxes_strength_label_no_silent_clamp_and_visible_help(comfy_serv
 @MODES
 def test_the_second_region_row_is_visible_at_the_default_size_and_the_list_grows_with_the_node(comfy_server, vue):
     """Problem 5 (inside the node): at the default node size the second row hid under "+ Add region"; the list was
-    capped at 180 px while the node had room."""
+    capped at 180 px while the node had room. Since issue 32 item 3 the drawing takes the room and "+ Add region"
+    sits above the list: at the default size the first row shows whole and the list scrolls to the second."""
     with node_rendering(comfy_server, vue) as page:
         node_id = add_canvas(page, size=1024)
         for _ in range(2):
             page.locator(".ja-rc-add").first.click()
         page.wait_for_timeout(300)
         rows = page.locator(".ja-rc-region")
-        second, add, root = rows.nth(1).bounding_box(), page.locator(".ja-rc-add").first.bounding_box(), page.locator(".ja-rc").first.bounding_box()
-        assert second["y"] + second["height"] <= add["y"] + 1, (second, add)
-        assert second["y"] + second["height"] <= root["y"] + root["height"] + 1
+        add, root = page.locator(".ja-rc-add").first.bounding_box(), page.locator(".ja-rc").first.bounding_box()
+        for i in range(2):
+            rows.nth(i).evaluate("r => { const l = r.closest('.ja-rc-list'); l.scrollTop += (r.getBoundingClientRect().top - l.getBoundingClientRect().top) * l.offsetHeight / l.getBoundingClientRect().height; }")
+            row = rows.nth(i).bounding_box()
+            assert row["y"] >= add["y"] + add["height"] - 1, (i, row, add)  # never under the button
+            assert row["y"] + row["height"] <= root["y"] + root["height"] + 1, (i, row, root)
         # Each row's head (colour, visibility, name, strength, feather and its buttons) is one line at this size.
         heads = page.locator(".ja-rc-region-head").evaluate_all("hs => hs.map(h => [...h.children].map(c => c.getBoundingClientRect().top))")
         assert all(max(tops) - min(tops) < 8 for tops in heads), heads
@@ -220,5 +224,10 @@ def test_the_example_workflows_have_no_overlapping_nodes_and_the_canvas_its_defa
                     page.evaluate("app.canvas.setDirty(true, true)")
                     page.wait_for_timeout(300)
                     rows, add = page.locator(".ja-rc-region"), page.locator(".ja-rc-add").first.bounding_box()
+                    root = page.locator(".ja-rc").first.bounding_box()
+                    # The list scrolls to the second row, below "+ Add region" and inside the editor (issue 32 item 3).
+                    rows.nth(1).evaluate("r => { const l = r.closest('.ja-rc-list'); "
+                                         "l.scrollTop += (r.getBoundingClientRect().top - l.getBoundingClientRect().top) * l.offsetHeight / l.getBoundingClientRect().height; }")
                     second = rows.nth(1).bounding_box()
-                    assert second["y"] + second["height"] <= add["y"] + 1, (second, add)
+                    assert second["y"] >= add["y"] + add["height"] - 1, (second, add)
+                    assert second["y"] + second["height"] <= root["y"] + root["height"] + 1, (second, root)

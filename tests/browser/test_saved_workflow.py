@@ -31,6 +31,11 @@ def _sockets(node, added=frozenset()):
             [(o["name"], o["type"], sorted(o.get("links") or [])) for o in node.get("outputs", [])])
 
 
+def _pack_links(links, pack_ids):
+    """Links into or out of a pack node: (id, origin, origin slot, target, target slot, type)."""
+    return sorted(tuple(link[:6]) for link in links if link[1] in pack_ids or link[3] in pack_ids)
+
+
 def test_the_fixture_holds_every_pack_node():
     saved = json.loads(FIXTURE.read_text())
     assert {n["type"] for n in saved["nodes"]} >= PACK_NODES
@@ -50,14 +55,18 @@ def test_a_workflow_saved_before_v3_opens_unchanged_and_runs(comfy_server):
     assert report["missing"] == [] and not report["dialog"]
     loaded = {n["id"]: n for n in report["loaded"]["nodes"]}
     assert sorted(loaded) == sorted(n["id"] for n in saved["nodes"])
-    assert len(report["loaded"]["links"]) == len(saved["links"])
+    assert {i: n["type"] for i, n in loaded.items()} == {n["id"]: n["type"] for n in saved["nodes"]}
+    # Only what the pack owns is compared: how the frontend serialises core's nodes changes between its versions
+    # (1.49.6 saves PreviewImage's empty widget list as None), which says nothing about the pack.
+    pack_ids = {n["id"] for n in saved["nodes"] if n["type"] in PACK_NODES}
+    assert _pack_links(report["loaded"]["links"], pack_ids) == _pack_links(saved["links"], pack_ids)
     for node in saved["nodes"]:
+        if node["type"] not in PACK_NODES:
+            continue
         now = loaded[node["id"]]
-        assert now["type"] == node["type"]
         # Every widget value sits where it was saved (a reordered or renamed widget shifts them).
         assert now.get("widgets_values") == node.get("widgets_values"), node["type"]
-        if node["type"] in PACK_NODES:
-            assert _sockets(now, ADDED_INPUTS.get(node["type"], frozenset())) == _sockets(node), node["type"]
+        assert _sockets(now, ADDED_INPUTS.get(node["type"], frozenset())) == _sockets(node), node["type"]
 
     # What the frontend queues from it: each pack node's inputs by name, with the saved values.
     api = report["api"]

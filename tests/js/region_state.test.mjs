@@ -1,8 +1,9 @@
+import { deflateSync, inflateSync } from "node:zlib";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, History, maskDims, MAX_PROMPT,
+  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, rgbaPng, History, maskDims, MAX_PROMPT,
   paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
 } from "../../js/region_state.js";
 
@@ -147,12 +148,55 @@ test("undo / redo walk the snapshots and a new edit drops the redo branch", () =
   assert.equal(h.undo(), "b");
 });
 
-test("a mask picture becomes cells: brightness, or alpha where the picture has transparency", () => {
+test("moveTo steps to a snapshot the history holds (a graph undo restored it) and refuses any other", () => {
+  const h = new History();
+  for (const s of ["a", "b", "c", "d"]) h.record(s);
+  assert.equal(h.moveTo("b"), true);
+  assert.equal(h.undo(), "a");
+  assert.equal(h.moveTo("c"), true);
+  assert.equal(h.redo(), "d");
+  assert.equal(h.moveTo("x"), false);
+  assert.equal(h.undo(), "c");
+  assert.equal(h.redo(), "d");
+});
+
+test("a mask picture becomes cells as Load Image reads a mask: brightness, or 1 - alpha where it has transparency", () => {
   const rgba = (pixels) => Uint8ClampedArray.from(pixels.flat());
   assert.deepEqual(bitsFromPixels(rgba([[255, 255, 255, 255], [0, 0, 0, 255], [128, 128, 128, 255], [127, 127, 127, 255]]), 4),
     Uint8Array.from([1, 0, 1, 0]));
-  assert.deepEqual(bitsFromPixels(rgba([[0, 0, 0, 255], [255, 255, 255, 0], [0, 0, 0, 200]]), 3), Uint8Array.from([1, 0, 1]));
+  assert.deepEqual(bitsFromPixels(rgba([[0, 0, 0, 255], [255, 255, 255, 0], [0, 0, 0, 200], [0, 0, 0, 100]]), 4),
+    Uint8Array.from([0, 1, 0, 1]));
 });
+
+test("rgbaPng writes a valid RGBA PNG that decodes to the given pixels", async () => {
+  const width = 2;
+  const height = 2;
+  const rgba = Uint8Array.from([255, 255, 255, 0, 0, 0, 0, 255, 128, 128, 128, 127, 1, 2, 3, 4]);
+  const png = await rgbaPng(rgba, width, height, async (b) => new Uint8Array(deflateSync(b)));
+  assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+  const view = new DataView(png.buffer, png.byteOffset);
+  const chunks = {};
+  for (let at = 8; at < png.length;) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    chunks[type] = png.subarray(at + 8, at + 8 + length);
+    assert.equal(view.getUint32(at + 8 + length), crc32(png.subarray(at + 4, at + 8 + length)), type);
+    at += 12 + length;
+  }
+  assert.deepEqual(Object.keys(chunks), ["IHDR", "IDAT", "IEND"]);
+  assert.deepEqual([...chunks.IHDR], [0, 0, 0, 2, 0, 0, 0, 2, 8, 6, 0, 0, 0]);
+  assert.deepEqual([...inflateSync(chunks.IDAT)], [0, ...rgba.subarray(0, 8), 0, ...rgba.subarray(8)]);
+});
+
+// An independent CRC-32 (bitwise, no table) to check the chunks against.
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 test("an exported region is the backend's masks output: nearest-exact stretch of the cells, soft where feathered", () => {
   // 20 x 12 pixels: 3 x 2 cells (the last column and row of cells are partly outside the image).

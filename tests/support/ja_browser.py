@@ -99,6 +99,14 @@ def click_at(page, canvas, fx, fy):
 def record_graph_state(page):
     """Let ComfyUI's change tracker take its snapshot now (what it does after every mouse-up on the graph)."""
     page.evaluate("() => { app.canvas.emitBeforeChange(); app.canvas.emitAfterChange(); }")
+    let_history_settle(page)
+
+
+def let_history_settle(page):
+    """Wait out the change tracker's squash: frontend 1.49 re-reads the graph 50 ms after a recorded step and folds
+    any change made meanwhile into that step (a node moved by script right after a stroke became part of the
+    stroke's step, so one graph undo took both back). A person's next action comes later than that."""
+    page.wait_for_timeout(250)
 
 
 def graph_undo(page, redo=False):
