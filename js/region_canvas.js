@@ -29,9 +29,11 @@ const HELP = [
 // UI choices per node (tool, brush size, ...): they outlive the editor when ComfyUI rebuilds the node on a graph
 // undo, and are not part of the saved value.
 const uiPrefs = new Map();
-// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same node id):
-// its undo history and its background. The restored value is a snapshot of that history, so undo and redo go on
-// from it; the background may predate the snapshot's node properties.
+// What a removed editor leaves for the editor ComfyUI builds in its place on a graph undo (same node id): its undo
+// history. The restored value is a snapshot of that history, so undo and redo go on from it. The background is not
+// handed over: loading another workflow (or the page restoring the last one) also rebuilds nodes under the same ids,
+// and a background from another workflow would be shown as this one's; the node's properties and its next run
+// (cached or not) bring the background back.
 const leftBehind = new Map();
 // Where a removed editor was mounted, by node id: with Vue node rendering a graph undo rebuilds the node under the
 // same id and the node's component keeps its (now empty) widget container instead of mounting the new element.
@@ -170,15 +172,11 @@ export class RegionCanvasEditor {
   }
 
   // The node has its id only once the graph configures it (a graph undo rebuilds it that way): take what the
-  // previous editor of this node left (choices, undo history, background), and show it.
+  // previous editor of this node left (choices, undo history), and show it.
   adoptPrevious() {
     const previous = leftBehind.get(this.#nodeKey());
     leftBehind.delete(this.#nodeKey());
     if (previous?.history?.moveTo(this.value)) this.history = previous.history;
-    if (previous?.background && !safeViewRef(this.node.properties?.ja_background)) {
-      this.node.properties = this.node.properties ?? {};
-      this.node.properties.ja_background = previous.background;
-    }
     const prefs = uiPrefs.get(this.node.id);
     if (!prefs) return;
     this.#usePrefs(prefs);
@@ -378,7 +376,7 @@ export class RegionCanvasEditor {
     if (slot && this.node.id !== undefined) orphanSlots.set(this.node.id, slot);
     if (this.node.id !== undefined) {
       leftBehind.delete(this.#nodeKey());
-      leftBehind.set(this.#nodeKey(), { history: this.history, background: this.backgroundRef });
+      leftBehind.set(this.#nodeKey(), { history: this.history });
       // Only the last few removed editors matter (a graph undo rebuilds its nodes at once).
       while (leftBehind.size > 32) leftBehind.delete(leftBehind.keys().next().value);
     }
