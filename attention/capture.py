@@ -289,7 +289,7 @@ class CaptureModifier(Modifier):
         if sink is None:
             return
         sink.note(block.number, state.sigma)
-        plans = state.data.get("regional")
+        plans = state.regions
         if plans and sink.region_masks is None:
             sink.set_region_masks(plans[0].masks)
         # Another capture open on this call (Attention Capture nodes in a row): both record it.

@@ -265,8 +265,8 @@ class RegionalModifier(Modifier):
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
         size = (state.latent_hw, state.grid, state.patch, state.latent_px, str(device))
-        state.data[self.key] = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
-                                for i in range(n_plans)]
+        state.regions = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
+                         for i in range(n_plans)]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
 
     def _cached(self, key, factory):
@@ -287,10 +287,10 @@ class RegionalModifier(Modifier):
 
     def expects(self, state) -> tuple:
         # In its window the region texts are in the context: every row's attention must place or isolate them.
-        return (ATTENTION,) if state.data.get(self.key) is not None else ()
+        return (ATTENTION,) if state.regions is not None else ()
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
-        plans = state.data.get(self.key)
+        plans = state.regions
         if plans is None or row_kind != COND:
             return  # outside the window there are no region tokens; other rows stay isolated
         spec.isolate_regions = False

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.gate import Gate
-from .families import UnsupportedModel, block_counts, model_family
+from ..families import UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
 MODEL_TOOLTIP = "A FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5 or Qwen-Image/-Edit model."

@@ -7,6 +7,8 @@ from ..attention.blocks import BlockSelectionError, parse_blocks, parse_token_ra
 from ..attention.gate import Gate
 from ..attention.taca import APPLY_TO, TacaModifier
 from ..attention.text_scale import MODES, TextScaleModifier
+from ..families import block_counts
+from ..integration.install import install
 from .common import (
     CATEGORY,
     MODEL_TOOLTIP,
@@ -19,8 +21,6 @@ from .common import (
     selections,
     sigma_window,
 )
-from .families import block_counts
-from .host import install
 
 
 class JointAttentionTACA(io.ComfyNode):

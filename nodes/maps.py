@@ -11,6 +11,10 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ..attention.capture import CaptureHandle, CaptureModifier
+from ..integration.concepts import ConceptInputError, ConceptModifier, concept_stream
+from ..integration.install import install
+from ..integration.labels import UnplacedLabels, context_tokens, words_of
+from ..integration.runtime import MEMORY
 from .canvas_state import valid_text
 from .common import (
     CATEGORY,
@@ -22,10 +26,6 @@ from .common import (
     percent_input,
     rgb_image,
 )
-from .concepts import ConceptModifier, concept_stream
-from .host import install
-from .labels import UnplacedLabels, context_tokens, words_of
-from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 CAPTURE_TYPE = "JA_CAPTURE"
@@ -86,7 +86,10 @@ class JointAttentionCapture(io.ComfyNode):
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
         handle = CaptureHandle()
         if concept_names(concepts, node):
-            stream = concept_stream(node, model, valid_text(concepts), clip, where.double, double_blocks)
+            try:
+                stream = concept_stream(model, valid_text(concepts), clip, where.double, double_blocks)
+            except ConceptInputError as exc:
+                raise node_error(node, exc.input_name, str(exc)) from None
             modifier = ConceptModifier(handle, where, stream, registry=MEMORY.registry)
         else:
             modifier = CaptureModifier(handle, where, registry=MEMORY.registry)

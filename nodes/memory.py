@@ -5,8 +5,8 @@ import json
 
 from comfy_api.latest import io
 
+from ..integration.runtime import MEMORY
 from .common import CATEGORY
-from .runtime import MEMORY
 
 
 class JointAttentionMemory(io.ComfyNode):

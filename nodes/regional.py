@@ -9,6 +9,11 @@ import torch
 from comfy_api.latest import io
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
+from ..families import model_family
+from ..integration.conditioning import model_text
+from ..integration.install import install
+from ..integration.options import find_dispatcher
+from ..integration.runtime import MEMORY
 from .common import (
     CATEGORY,
     MODEL_TOOLTIP,
@@ -20,10 +25,6 @@ from .common import (
     node_error,
     percent_input,
 )
-from .families import model_family
-from .host import install, model_text
-from .options import find_dispatcher
-from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 

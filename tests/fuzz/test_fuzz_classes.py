@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from ja_fuzz import any_text, check_named, fuzz_settings
 from ja_nodes import run_node, validate_node
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
+from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes import canvas_state
 from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-from joint_attention_pack.nodes.host import model_text
 from joint_attention_pack.nodes.maps import MAX_MAP_PIXELS, JointAttentionCapture, JointAttentionMaps
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 

@@ -5,7 +5,7 @@ import torch
 from ja_nodes import run_node
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
-from joint_attention_pack.nodes.host import install
+from joint_attention_pack.integration.install import install
 
 FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m", "qwen_image"]
 
@@ -119,8 +119,8 @@ def test_preexisting_override_called_once_per_attention_call():
 
 
 def test_second_node_extends_the_same_dispatcher_and_input_model_is_untouched():
+    from joint_attention_pack.integration.options import find_dispatcher
     from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-    from joint_attention_pack.nodes.host import find_dispatcher
 
     tiny = build("flux")
     base = patcher(tiny)
@@ -143,7 +143,7 @@ def test_calls_with_more_keys_than_queries_are_refused_not_silently_wrong():
     from joint_attention_pack.attention.forward import BlockRef, ForwardState
     from joint_attention_pack.attention.gate import Gate
     from joint_attention_pack.attention.taca import TacaModifier
-    from joint_attention_pack.nodes.host import BLOCK_KEY, FORWARD_KEY, AttentionOverride
+    from joint_attention_pack.integration.override import BLOCK_KEY, FORWARD_KEY, AttentionOverride
 
     override = AttentionOverride([TacaModifier(1.5, "both", Gate(frozenset({0}), frozenset()))])
     state = ForwardState("flux", 4, 4, (), 6, (2, 3), (0,), 1.0, 1, 0)

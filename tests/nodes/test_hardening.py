@@ -208,7 +208,7 @@ def test_object_count_runs_off_the_event_loop_and_concurrent_requests_share_one_
     import asyncio
     import threading
 
-    from joint_attention_pack.nodes import runtime
+    from joint_attention_pack.integration import runtime
 
     walks = []
     gate = threading.Event()

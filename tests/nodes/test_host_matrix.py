@@ -21,8 +21,8 @@ from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.blocks import parse_blocks
+from joint_attention_pack.integration.options import find_dispatcher
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-from joint_attention_pack.nodes.host import find_dispatcher
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)

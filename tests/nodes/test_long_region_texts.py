@@ -11,7 +11,7 @@ from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks
 from ja_tiny import build, make_cond, patcher, sample
-from joint_attention_pack.nodes.host import model_text
+from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
 FAMILIES = ["flux", "flux2", "chroma", "sd3", "qwen_image", "z_image"]
@@ -53,7 +53,7 @@ def test_full_image_region_longer_than_the_prompt_equals_prompting_with_its_text
 def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):
     """The ids the model gets: base text 0..511, then each region text 0..T_r-1 (600 and 520 tokens, both past the
     padded prompt), in every row of a batched forward."""
-    from joint_attention_pack.nodes import host
+    from joint_attention_pack.families.base import TextIdsAsPromptAlone
 
     tiny = build("flux2")
     regions = None
@@ -63,14 +63,14 @@ def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):
     model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
                      "background")[0]
     seen = []
-    original = host.RegionTextPositions.__call__
+    original = TextIdsAsPromptAlone.__call__
 
     def spy(self, args):
         out = original(self, args)
         seen.append(out["txt_ids"].clone())
         return out
 
-    monkeypatch.setattr(host.RegionTextPositions, "__call__", spy)
+    monkeypatch.setattr(TextIdsAsPromptAlone, "__call__", spy)
     sample(model, make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2), steps=1, cfg=2.0)
     assert seen
     ids = seen[0]

@@ -10,10 +10,10 @@ from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
 from joint_attention_pack.attention.blocks import parse_blocks
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.guidance import JointAttentionTACA
 from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps, region_leakage, safe_prefix
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 

@@ -9,9 +9,9 @@ from ja_regions import cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
-from joint_attention_pack.nodes.host import find_dispatcher, install
+from joint_attention_pack.integration.install import find_dispatcher, install
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 
 def test_registry_forgets_dead_tensors_and_reports_by_owner():
@@ -147,7 +147,7 @@ def test_object_count_survives_dead_weak_proxies():
     tensors must not dereference them (isinstance raises ReferenceError on a dead proxy)."""
     import weakref
 
-    from joint_attention_pack.nodes.runtime import MEMORY
+    from joint_attention_pack.integration.runtime import MEMORY
 
     class Gone:
         pass

@@ -10,9 +10,9 @@ from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention import paths
 from joint_attention_pack.attention.blocks import parse_blocks
-from joint_attention_pack.nodes.host import find_dispatcher
+from joint_attention_pack.integration.options import find_dispatcher
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])

@@ -12,7 +12,7 @@ from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.forward import ATTENTION, BLOCKS, COND, UNCOND, ForwardState
 from joint_attention_pack.attention.gate import Gate
 from joint_attention_pack.attention.taca import TacaModifier
-from joint_attention_pack.nodes import reach
+from joint_attention_pack.integration import reach
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
@@ -161,12 +161,12 @@ def test_expectations_per_forward():
         reach.check([TacaModifier(1.5, "uncond", gate)], state)
     reach.reached(state, ATTENTION)
     reach.check([TacaModifier(1.5, "uncond", gate)], state)
-    assert BLOCKS not in state.data[reach.REACH_KEY]
+    assert BLOCKS not in state.reached
 
 
 def test_a_model_swapped_under_the_patches_is_refused():
     """A node that replaced the sampled model with a non-MMDiT one after the pack's node: an error, not a plain image."""
-    from joint_attention_pack.nodes.host import _apply_model_wrapper
+    from joint_attention_pack.integration.forward import apply_model_wrapper as _apply_model_wrapper
 
     tiny = build("flux")
     model = taca(tiny, patcher(tiny))

@@ -18,9 +18,9 @@ from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample, tiny_z_image
 from joint_attention_pack.attention.blocks import parse_blocks
+from joint_attention_pack.families.z_image import HookedLayers
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
-from joint_attention_pack.nodes.nextdit import HookedLayers
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
