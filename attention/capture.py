@@ -62,6 +62,8 @@ class CaptureSink:
         self.n_txt = 0
         self.region_masks: Optional[torch.Tensor] = None
         self.family = ""
+        self.grid: tuple = (0, 0)  # the image token grid (rows, cols) the maps are over
+        self.latent_hw: tuple = (0, 0)  # the latent's height and width it came from
         self.concept_sum: Optional[torch.Tensor] = None  # [n_concepts, N_img] saliency summed over calls
         self.concept_calls = 0
         self.concept_blocks: set = set()
@@ -191,6 +193,8 @@ class CaptureSink:
                 "buffers": len(self._parts),  # (device, thread) accumulators merged
                 "region_masks": None if self.region_masks is None else self.region_masks.to("cpu", copy=True),
                 "family": self.family,
+                "grid": tuple(self.grid),
+                "latent_hw": tuple(self.latent_hw),
                 "concept_maps": None if self.concept_sum is None
                 else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
                 "concept_blocks": sorted(self.concept_blocks),
@@ -271,6 +275,7 @@ class CaptureModifier(Modifier):
             made = CaptureSink(state.n_img, state.device or torch.device("cpu"))
             made.registry = self.registry
             made.family = state.family
+            made.grid, made.latent_hw = tuple(state.grid), tuple(state.latent_hw)
             return made
 
         # One sink per run, whichever device thread asks first (MultiGPU work units run forwards of one

@@ -76,7 +76,7 @@ FEATURES = ("regions", "TACA", "text scale", "attention maps", "ConceptAttention
 
 
 def support_table() -> str:
-    lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference images |",
+    lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference image tokens |",
              "|---|" + "---|" * (len(FEATURES) + 2)]
     for f in FAMILIES:
         unsupported = {"ConceptAttention": not f.concepts, "reference images": not f.reference_images}

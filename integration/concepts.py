@@ -125,11 +125,11 @@ class ConceptModifier(CaptureModifier):
         if block.index in c.blocks:
             outputs = record.image_outputs
 
-            def record(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
+            def keep_output(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
                 if b not in outputs and out.shape[1] >= joint:
                     outputs[b] = out
 
-            inputs["transformer_options"] = {**inputs["transformer_options"], RECORD_KEY: record}
+            inputs["transformer_options"] = {**inputs["transformer_options"], RECORD_KEY: keep_output}
 
     def _vec_delta(self, state, vec):
         """For this forward's cond rows: what zeroes the pooled term of the blocks' vector, or None."""
@@ -175,11 +175,11 @@ class ConceptModifier(CaptureModifier):
 
             options[KEYS_KEY] = swap
         if block.index in self.concepts.blocks:
-            def record(out):
+            def keep_concept_output(out):
                 if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
                     recorded["out"] = out
 
-            options[RECORD_KEY] = record
+            options[RECORD_KEY] = keep_concept_output
         side["transformer_options"] = options
         result = run_block(side)
         if delta is not None and "k" in kept:

@@ -99,7 +99,7 @@ def bypassed_blocks(node: str, state: ForwardState, blocks) -> str:
 
 def unknown_model(modifiers, base) -> str:
     nodes = ", ".join(dict.fromkeys(node_of(m) for m in modifiers))
-    return (f"[{nodes}] the model being sampled is now a {type(base).__name__!r}, not the FLUX / SD3 model this node "
+    return (f"[{nodes}] the model being sampled is now a {type(base).__name__!r}, not the model of a supported family this node "
             "was connected to (another node swapped the model under it), so the pack cannot act and its effect would "
             "silently be missing. Fix: connect this pack's nodes after the node that changes the model.")
 

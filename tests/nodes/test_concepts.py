@@ -190,5 +190,5 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
 
 def test_concepts_need_the_text_encoder():
     tiny = build("flux")
-    with pytest.raises(ValueError, match=r"\[JointAttentionCapture\] input 'clip'"):
+    with pytest.raises(ValueError, match=r"\[Attention Capture\] input 'clip'"):
         run_node(JointAttentionCapture, tiny.patcher, "all", "all", 0.0, 1.0, "cat, dog")

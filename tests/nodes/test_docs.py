@@ -98,3 +98,15 @@ def test_works_with_table_lists_exactly_the_composition_tests():
         assert cells[:3] == [row["with"], row["pack"], row["check"]], line
         assert cells[-1] == f"`tests/{row['file']}::{row['test']}`", line
         assert all(cell != "not run" for cell in cells[3:-1]), f"{row['test']} has no recorded result on a host"
+
+
+def test_every_error_names_a_node_as_users_see_it():
+    """Node errors and the reach check name a node by its display name, the one on the node in the graph."""
+    from joint_attention_pack.integration import reach
+    from joint_attention_pack.nodes import NODES
+    from joint_attention_pack.nodes.common import DISPLAY_NAMES, node_error
+
+    shown = {info["name"]: info["display_name"] for info in (node.GET_NODE_INFO_V1() for node in NODES)}
+    assert shown == DISPLAY_NAMES
+    assert set(reach.NODES.values()) <= set(DISPLAY_NAMES.values())
+    assert str(node_error("JointAttentionTACA", "gamma", "x")) == "[TACA (text attention temperature)] input 'gamma': x"

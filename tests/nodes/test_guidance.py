@@ -132,11 +132,11 @@ def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
     assert run_node(JointAttentionTextScale, base, "2,3", 1.0, "scale", 0.0, 1.0)[0] is base
     assert run_node(JointAttentionTextScale, base, "none", 1.5, "scale", 0.0, 1.0)[0] is base
     n = tiny.n_double + tiny.n_single
-    with pytest.raises(ValueError, match=rf"\[JointAttentionTextScale\] input 'blocks'.*valid numbers are 0-{n - 1}"):
+    with pytest.raises(ValueError, match=rf"\[Text Scale per Block\] input 'blocks'.*valid numbers are 0-{n - 1}"):
         run_node(JointAttentionTextScale, base, f"{n}", 1.5, "scale", 0.0, 1.0)
     with pytest.raises(ValueError, match=r"input 'token_range'"):
         run_node(JointAttentionTextScale, base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
-    with pytest.raises(ValueError, match=r"\[JointAttentionTACA\] input 'single_blocks'"):
+    with pytest.raises(ValueError, match=r"\[TACA \(text attention temperature\)\] input 'single_blocks'"):
         run_node(JointAttentionTACA, base, 1.2, 0.97, "both", "all", "5-1")
 
 

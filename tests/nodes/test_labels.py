@@ -300,6 +300,6 @@ def test_attention_maps_refuse_a_qwen_image_prompt_that_does_not_fit_the_context
 
     conditioning = qwen_vl_clip.encode_from_tokens_scheduled(qwen_vl_clip.tokenize("a red cat"))
     handle, samples = _captured(qwen_vl_clip, conditioning)
-    with pytest.raises(ValueError, match=r"\[JointAttentionMaps\] input 'prompt': the model got 8 text tokens.*"
+    with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'prompt': the model got 8 text tokens.*"
                                          r"not the prompt the conditioning was encoded from"):
         run_node(JointAttentionMaps, handle, samples, "", "", clip=qwen_vl_clip, prompt=maps_prompt)

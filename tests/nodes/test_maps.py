@@ -123,7 +123,7 @@ def test_maps_node_labels_words_with_the_text_encoders_tokenizer_and_saves(tmp_p
 
 @pytest.mark.parametrize("prefix", ["../escape", "/abs/path", "a/../../b", "bad\\name", "<script>"])
 def test_traversal_and_odd_prefixes_are_refused(prefix):
-    with pytest.raises(ValueError, match=r"\[JointAttentionMaps\] input 'filename_prefix'"):
+    with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'filename_prefix'"):
         safe_prefix(prefix)
     assert safe_prefix("attention/run 1") == "attention/run 1"
 
@@ -133,6 +133,25 @@ def test_reading_a_capture_twice_or_before_sampling_gives_a_clear_message():
     model, handle = capture(patcher(tiny))
     with pytest.raises(ValueError, match=r"no attention was recorded.*cached"):
         run_node(JointAttentionMaps, handle, {"samples": torch.zeros(1, 16, 8, 12)}, "", "")
+
+
+@pytest.mark.parametrize("family", ["flux", "z_image"])
+def test_the_token_grid_is_the_captured_one_and_another_latent_is_refused(family):
+    """The maps' grid is the one the capture recorded (FLUX patches 2x2 latent cells, Z-Image too; nothing is guessed
+    from the latent): a latent of another size, though its cells could make as many tokens, is refused by name."""
+    tiny = build(family)
+    model, handle = capture(patcher(tiny))
+    latent = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **KW)
+    heat = run_node(JointAttentionMaps, handle, {"samples": latent}, "#0", "").args[0]
+    assert heat.shape == (1, HEIGHT, WIDTH, 3)
+    model, handle = capture(patcher(tiny))
+    latent = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **KW)
+    h, w = latent.shape[-2:]
+    transposed = {"samples": latent.transpose(-1, -2).contiguous()}  # the same number of tokens, other grid
+    assert (h, w) != (w, h)
+    with pytest.raises(ValueError, match=rf"^\[Attention Maps\] input 'samples': the latent \({w}x{h}\) is not the "
+                                         rf"one the capture recorded \({h}x{w}, "):
+        run_node(JointAttentionMaps, handle, transposed, "#0", "")
 
 
 def test_two_captures_on_one_model_never_mix():

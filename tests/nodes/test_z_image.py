@@ -145,7 +145,7 @@ def test_lumina2_without_pad_tokens_matches_the_reference():
 
 def test_concept_attention_is_refused_by_name():
     tiny = build("z_image")
-    with pytest.raises(ValueError, match=r"\[JointAttentionCapture\] input 'concepts': ConceptAttention is not "
+    with pytest.raises(ValueError, match=r"\[Attention Capture\] input 'concepts': ConceptAttention is not "
                                          r"available for z_image"):
         run_node(JointAttentionCapture, patcher(tiny), "all", "none", 0.0, 1.0, "cat, dog")
     assert run_node(JointAttentionCapture, patcher(tiny), "all", "none", 0.0, 1.0, "")[0] is not None
