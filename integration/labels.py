@@ -1,13 +1,13 @@
 """Labels for text positions in a model's context: which token, which word, from the model's own tokenizers."""
 from __future__ import annotations
 
-from ..families import FAMILIES
+from ..families import Family, named
 
 
 def context_order(family: str, tokens: dict) -> list:
     """The tokenizer keys whose tokens make up the family's context, in order (SD3: CLIP-L or -G, then T5;
     FLUX: T5). A text encoder the family does not list (e.g. a tiny test CLIP) counts on its own."""
-    encoders = next((f.context_encoders for f in FAMILIES if f.name == family), ("t5xxl",))
+    encoders = _family(family).context_encoders
     clip_keys = [k for k in encoders if k in tokens and k != "t5xxl"]
     if "t5xxl" in tokens and "t5xxl" in encoders:
         return clip_keys[:1] + ["t5xxl"]
@@ -71,15 +71,24 @@ def _entries(chunks, hf):
             for chunk in chunks for token in chunk for tok_id in (token[0],)]
 
 
+def _family(name: str) -> Family:
+    """The family a capture recorded, by name; the defaults (T5 context, no chat template) for a name no family has
+    (a capture from a family the pack dropped since)."""
+    try:
+        return named(name)
+    except KeyError:
+        return Family()
+
+
 def _chat_template(family: str) -> bool:
-    return any(f.chat_template for f in FAMILIES if f.name == family)
+    return _family(family).chat_template
 
 
 def _cuts_to_user_text(family: str) -> bool:
     """Whether the family's chat-template text encoder cuts the context to start at the user's text (Qwen-Image's
     QwenImageTEModel.encode_token_weights: from the second `<|im_start|>`, and past `user\n` when it follows), or
     keeps every token of the template (Z-Image's ZImageTEModel, `<|im_start|>user\n{}<|im_end|>\n...`)."""
-    return any(f.cuts_to_user_text for f in FAMILIES if f.name == family)
+    return _family(family).cuts_to_user_text
 
 
 def _user_turn(flat, hf, cuts: bool):
