@@ -199,3 +199,19 @@ class TextIdsAsPromptAlone:
             return args
         state.text_ids_renumbered = True
         return {**args, "txt_ids": as_prompt_alone(ids, 1, state.n_txt, state.region_lens)}
+
+
+def rope_rows_as_prompt_alone(state: ForwardState, args: dict) -> dict:
+    """A `patches_replace["dit"]` block's inputs with its rope table (`pe`, sequence on dim 2: [B, 1, L, ...]) giving
+    each region text the rows of its prompt-alone positions: for families whose text positions count along the context
+    and whose forward offers no `post_input` patch before it builds the table (Qwen-Image before 0.29, Chroma Radiance
+    with sequential text ids). The host's own table when the text ids were already renumbered (`post_input`). Made
+    once per forward: every block gets the same table."""
+    pe = args.get("pe")
+    if not state.region_lens or not torch.is_tensor(pe) or pe.ndim < 3 or pe.shape[2] < state.n_context \
+            or state.text_ids_renumbered:
+        return args
+    cached = state.tables.get("rope rows as prompt alone")
+    if cached is None or cached[0] is not pe:
+        cached = state.tables["rope rows as prompt alone"] = (pe, as_prompt_alone(pe, 2, state.n_txt, state.region_lens))
+    return {**args, "pe": cached[1]}

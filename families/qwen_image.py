@@ -7,11 +7,8 @@ The text encoder (Qwen2.5-VL) wraps the prompt in a chat template and cuts the c
 """
 from __future__ import annotations
 
-import torch
-
 from ..attention.forward import ForwardState
-from ..attention.layout import as_prompt_alone
-from .base import Family
+from .base import Family, rope_rows_as_prompt_alone
 
 
 class QwenImage(Family):
@@ -28,21 +25,4 @@ class QwenImage(Family):
     blocks_help = "60 dual-stream blocks 0-59"
 
     def block_inputs(self, state: ForwardState, args: dict) -> dict:
-        pe = args.get("pe")
-        if not state.region_lens or not torch.is_tensor(pe):
-            return args
-        return {**args, "pe": region_rope_rows(state, pe)}
-
-
-def region_rope_rows(state: ForwardState, pe: torch.Tensor) -> torch.Tensor:
-    """The block's rope table (sequence on dim 2: [B, 1, L, ...]) with each region text's rows those of the
-    prompt-alone positions; the host's own table when the text ids were already renumbered (`post_input`). Made once
-    per forward: every block gets the same table."""
-    if pe.ndim < 3 or pe.shape[2] < state.n_context or state.text_ids_renumbered:
-        return pe
-    cached = state.tables.get(("qwen_image", "rope"))
-    if cached is not None and cached[0] is pe:
-        return cached[1]
-    fixed = as_prompt_alone(pe, 2, state.n_txt, state.region_lens)
-    state.tables[("qwen_image", "rope")] = (pe, fixed)
-    return fixed
+        return rope_rows_as_prompt_alone(state, args)
