@@ -77,11 +77,12 @@ test-latest: setup-latest browser-deps
 	@env -u COMFYUI_PATH JA_HOST=latest $(PY_LATEST) -m pytest -q --rootdir=tests tests --junitxml=.host/latest/junit.xml
 	@env -u COMFYUI_PATH JA_HOST=latest $(PY_LATEST) scripts/tested_on.py --record --junit .host/latest/junit.xml
 
-# README's "Tested on" table from the runs `make test` and `make test-latest` recorded under .host/tested_on, and its
-# "Works with" table from the composition tests' outcomes those runs recorded under .host/works_with.
+# The "Tested on" table of docs/testing.md from the runs `make test` and `make test-latest` recorded under
+# .host/tested_on, and the "Works with" table of docs/works-with.md from the composition tests' outcomes those runs
+# recorded under .host/works_with.
 tested-on:
-	@$(PY) scripts/tested_on.py --readme
-	@$(PY) scripts/works_with.py --readme
+	@$(PY) scripts/tested_on.py --docs
+	@$(PY) scripts/works_with.py --docs
 
 test-fast: setup
 	@$(PYTEST) tests -m "not server and not browser"

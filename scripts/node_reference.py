@@ -17,7 +17,8 @@ def _cell(text) -> str:
 
 def render(infos: dict) -> str:
     """docs/NODES.md from the nodes' definitions as the server serves them (node id -> /object_info entry)."""
-    lines = ["# Node reference", "", "Generated from the node definitions by `scripts/node_reference.py`; do not edit by hand.", ""]
+    lines = ["# Node reference", "", "Generated from the node definitions by `scripts/node_reference.py`; do not edit by hand.",
+             "How the nodes work together: the [README](../README.md) and its manuals.", ""]
     for key, info in infos.items():
         lines += [f"## {info.get('display_name') or key} (`{key}`)", "", f"Category: `{info['category']}`", ""]
         if info.get("description"):

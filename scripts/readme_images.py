@@ -1,8 +1,8 @@
-"""README pictures taken by the browser tests: where each comes from and how it is refreshed.
+"""Pictures the browser tests take for README.md and the docs pages: where each comes from, how it is refreshed.
 
-The browser tests write their screenshots to tests/artifacts/ (not committed). The ones README shows are copied
-from there to docs/images/ by `refresh`, which the test that takes a picture calls right after taking it, on the
-pinned host (the host README describes). The copy is made only when the new screenshot looks different (another
+The browser tests write their screenshots to tests/artifacts/ (not committed). The ones README.md or a docs page
+(docs/canvas.md) shows are copied from there to docs/images/ by `refresh`, which the test that takes a picture calls
+right after taking it, on the pinned host (the host the docs describe). The copy is made only when the new screenshot looks different (another
 size, or pixels that changed beyond anti-aliasing noise), so re-running the tests does not churn the committed files.
 
 Usage: .venv/bin/python scripts/readme_images.py   (lists each picture, its test, and whether it is committed)
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOCS_IMAGES = ROOT / "docs" / "images"
 
-# README picture (under docs/images/) -> the browser test that takes it.
+# Picture shown by README.md or a docs page (under docs/images/) -> the browser test that takes it.
 IMAGES = {
     "region_canvas.png": "tests/browser/test_canvas.py::test_draw_queue_save_and_reload",
     "region_canvas_background.png": "tests/browser/test_canvas_background.py::test_background_keeps_its_shape_survives_a_reload_and_can_be_traced",
@@ -47,7 +47,7 @@ def refresh(name: str) -> bool:
     """Copy tests/artifacts/<name> to docs/images/<name> if it looks different; True when it was copied.
     Only on the pinned host (JA_HOST unset or 'pinned') and for the pictures listed in IMAGES."""
     if name not in IMAGES:
-        raise KeyError(f"{name!r} is not a README picture; add it to scripts/readme_images.py IMAGES")
+        raise KeyError(f"{name!r} is not a listed docs picture; add it to scripts/readme_images.py IMAGES")
     if (os.environ.get("JA_HOST") or "pinned") != "pinned" or os.environ.get("COMFYUI_PATH"):
         return False
     source = ARTIFACTS / name

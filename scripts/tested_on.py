@@ -1,9 +1,9 @@
-"""Record which host a test run used, and write README's "Tested on" table from the recorded runs.
+"""Record which host a test run used, and write the "Tested on" table of docs/testing.md from the recorded runs.
 
 Usage:
   python scripts/tested_on.py --record --junit FILE   (run by `make test` / `make test-latest` after pytest passed,
                                                        with that host's Python; writes .host/tested_on/NAME.json)
-  python scripts/tested_on.py --readme                (rewrites the table in README.md from those records)
+  python scripts/tested_on.py --docs                  (rewrites the table in docs/testing.md from those records)
 
 The host is the one the tests booted (tests/support/ja_host.py: COMFYUI_PATH, else JA_HOST, else the pinned host).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / ".host" / "tested_on"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "testing.md"
 START, END = "<!-- tested-on:start -->", "<!-- tested-on:end -->"
 ORDER = ("pinned", "latest", "custom")
 # Upstream dates of the hosts this project provisions (for the table only; tests never branch on versions).
@@ -87,33 +87,34 @@ def table(records: list) -> str:
     return "\n".join(rows)
 
 
-def readme() -> None:
+def write_page() -> None:
     records = [json.loads((RECORDS / f"{name}.json").read_text()) for name in ORDER if (RECORDS / f"{name}.json").is_file()]
     if not records:
         raise SystemExit("[tested_on] no recorded runs under .host/tested_on: run `make test` / `make test-latest` first")
-    text = README.read_text()
+    text = PAGE.read_text()
     if START not in text or END not in text:
-        raise SystemExit(f"[tested_on] README.md has no {START} ... {END} section")
+        raise SystemExit(f"[tested_on] {PAGE.relative_to(ROOT)} has no {START} ... {END} section")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{table(records)}\n{END}{tail}")
-    print(f"[tested_on] README.md: {', '.join(r['host'] + ' ' + r['comfyui'] for r in records)}")
+    PAGE.write_text(f"{head}{START}\n{table(records)}\n{END}{tail}")
+    print(f"[tested_on] {PAGE.relative_to(ROOT)}: {', '.join(r['host'] + ' ' + r['comfyui'] for r in records)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--junit", type=Path)
-    parser.add_argument("--readme", action="store_true")
+    # --readme: the option's name from when the table lived in README.md.
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true")
     args = parser.parse_args()
     if args.record:
         if not args.junit:
             parser.error("--record needs --junit")
         record(args.junit)
-    if args.readme:
-        readme()
-    if not (args.record or args.readme):
-        parser.error("give --record and/or --readme")
+    if args.docs:
+        write_page()
+    if not (args.record or args.docs):
+        parser.error("give --record and/or --docs")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""README's "Works with" table: which nodes and packs the pack was tested combined with, on which host, with what result.
+"""The "Works with" table of docs/works-with.md: which nodes and packs the pack was tested combined with, on which host, with what result.
 
 The rows are the tests marked `@pytest.mark.works_with(combined_with, pack_nodes, check)` (tests/nodes/test_compose.py
 and any other test file); the results are what the last test runs on each host recorded under .host/works_with/
 (tests/conftest.py writes HOST.json after every run that ran such tests). Nothing in the table is typed by hand.
 
 Usage:
-  python scripts/works_with.py --readme     (rewrites the table in README.md; `make tested-on` runs it)
+  python scripts/works_with.py --docs       (rewrites the table in docs/works-with.md; `make tested-on` runs it)
   python scripts/works_with.py --print      (prints the table)
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 RECORDS = ROOT / ".host" / "works_with"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "works-with.md"
 START, END = "<!-- works-with:start -->", "<!-- works-with:end -->"
 ORDER = ("pinned", "latest", "custom")
 MARKER = "works_with"
@@ -78,31 +78,32 @@ def table(rows: list[dict], runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def readme() -> None:
-    text = README.read_text()
+def write_page() -> None:
+    text = PAGE.read_text()
     if START not in text or END not in text:
-        raise SystemExit(f"[works_with] README.md has no {START} ... {END} section")
+        raise SystemExit(f"[works_with] {PAGE.relative_to(ROOT)} has no {START} ... {END} section")
     runs = records()
     if not runs:
         raise SystemExit("[works_with] no recorded runs under .host/works_with: run the tests on a host first")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{table(compositions(), runs)}\n{END}{tail}")
-    print(f"[works_with] README.md: {len(compositions())} combinations, hosts "
+    PAGE.write_text(f"{head}{START}\n{table(compositions(), runs)}\n{END}{tail}")
+    print(f"[works_with] {PAGE.relative_to(ROOT)}: {len(compositions())} combinations, hosts "
           f"{', '.join(r['host'] + ' ' + r['comfyui'] for r in runs)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", action="store_true")
+    # --readme: the option's name from when the table lived in README.md.
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true")
     parser.add_argument("--print", action="store_true")
     args = parser.parse_args()
-    if args.readme:
-        readme()
+    if args.docs:
+        write_page()
     elif args.print:
         print(table(compositions(), records()))
     else:
-        parser.error("give --readme or --print")
+        parser.error("give --docs or --print")
 
 
 if __name__ == "__main__":

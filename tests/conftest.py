@@ -27,7 +27,7 @@ def pytest_configure(config):
     for name, doc in (("server", "runs the real ComfyUI server"), ("browser", "drives the real frontend in Chromium"),
                       ("gpu", "needs CUDA"),
                       ("works_with", "works_with(combined_with, pack_nodes, check): a composition test, listed in "
-                                     "README's Works with table")):
+                                     "docs/works-with.md's Works with table")):
         config.addinivalue_line("markers", f"{name}: {doc}")
 
 

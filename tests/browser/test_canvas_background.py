@@ -1,4 +1,4 @@
-"""Issue 20, problem 6: the background keeps its shape, survives a reload, can be traced over; README screenshot."""
+"""Issue 20, problem 6: the background keeps its shape, survives a reload, can be traced over; docs/canvas.md's screenshot."""
 import io
 import json
 import urllib.parse
@@ -127,7 +127,7 @@ def test_background_keeps_its_shape_survives_a_reload_and_can_be_traced(comfy_se
 
 
 def screenshot(page, node_id):
-    """README's picture: the editor over a background, three regions with prompts."""
+    """docs/canvas.md's picture: the editor over a background, three regions with prompts."""
     page.evaluate(f"() => {{ const n = app.graph.getNodeById({node_id}); n.pos = [60, 130]; n.setSize([620, 940]); app.canvas.setDirty(true, true); }}")
     page.wait_for_timeout(500)
     page.locator(".ja-rc-notice button[title=Dismiss]").first.click()
@@ -150,5 +150,5 @@ def screenshot(page, node_id):
     path = ARTIFACTS / "region_canvas_background.png"
     page.screenshot(path=str(path), clip={"x": box["x"] - 12, "y": box["y"] - 120, "width": box["width"] + 24,
                                           "height": box["height"] + 132})
-    # README's canvas section shows it: refreshed in docs/images/ when it looks different (scripts/readme_images.py).
+    # docs/canvas.md shows it: refreshed in docs/images/ when it looks different (scripts/readme_images.py).
     readme_images().refresh(path.name)

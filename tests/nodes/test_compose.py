@@ -3,7 +3,7 @@
 Each test applies the other node (or pack) the way users do, both to the pack's model and to the independent
 reference model (tests/support/ja_reference_model.py), and checks the pack's effect is exact against that reference
 ("exact"), or, where exactness is not defined, that the pack's effect is present and nothing errors ("present").
-The `works_with` marker names the combination for README's "Works with" table: every run records each marked
+The `works_with` marker names the combination for docs/works-with.md's "Works with" table: every run records each marked
 test's outcome per host (tests/nodes/conftest.py), and `make tested-on` writes the table from those records.
 """
 import importlib

@@ -1,5 +1,10 @@
-"""The node reference is generated from the node definitions and kept in sync; every input is explained."""
+"""The documentation: README.md is the front door, the manuals live in docs/. The node reference and the
+generated tables are kept in sync with what generates them; every input is explained; every relative link between
+the pages resolves."""
 import importlib.util
+import os
+import re
+from pathlib import Path
 
 from ja_host import ROOT
 from joint_attention_pack.nodes import NODES, node_info
@@ -77,27 +82,115 @@ def test_readme_model_support_table_is_current():
     assert all(f.models and f.classes for f in FAMILIES)
 
 
-def _works_with():
-    spec = importlib.util.spec_from_file_location("_ja_works_with", ROOT / "scripts" / "works_with.py")
+def _script(name: str):
+    """scripts/NAME.py (loaded by path: ComfyUI owns generic top-level names)."""
+    spec = importlib.util.spec_from_file_location(f"_ja_{name}", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def _generated_section(module) -> list[str]:
+    """The lines between a generator's start and end markers on the page it writes."""
+    text = module.PAGE.read_text()
+    assert module.START in text and module.END in text, f"{module.PAGE.name} lost its generated-table markers"
+    return text.split(module.START, 1)[1].split(module.END, 1)[0].strip().splitlines()
+
+
 def test_works_with_table_lists_exactly_the_composition_tests():
-    """README's Works with rows are the works_with-marked tests, no more, no fewer, with their own descriptions
+    """docs/works-with.md's rows are the works_with-marked tests, no more, no fewer, with their own descriptions
     (`make tested-on` writes the results from the recorded runs)."""
-    module = _works_with()
+    module = _script("works_with")
+    assert module.PAGE == ROOT / "docs" / "works-with.md"
     rows = module.compositions()
     assert len(rows) >= 8 and len({r["test"] for r in rows}) == len(rows)
-    text = (ROOT / "README.md").read_text()
-    section = text.split(module.START, 1)[1].split(module.END, 1)[0].strip().splitlines()
-    assert len(section) == 2 + len(rows), "run `make tested-on` (scripts/works_with.py --readme)"
+    section = _generated_section(module)
+    assert len(section) == 2 + len(rows), "run `make tested-on` (scripts/works_with.py --docs)"
     for row, line in zip(rows, section[2:]):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         assert cells[:3] == [row["with"], row["pack"], row["check"]], line
         assert cells[-1] == f"`tests/{row['file']}::{row['test']}`", line
         assert all(cell != "not run" for cell in cells[3:-1]), f"{row['test']} has no recorded result on a host"
+
+
+def test_tested_on_table_has_the_generators_columns():
+    """docs/testing.md's Tested on table is the one scripts/tested_on.py writes: its header, a row per host."""
+    module = _script("tested_on")
+    assert module.PAGE == ROOT / "docs" / "testing.md"
+    section = _generated_section(module)
+    header = module.table([]).splitlines()
+    assert section[:2] == header, "run `make tested-on` (scripts/tested_on.py --docs)"
+    hosts = [line.split("|")[1].split("(")[0].strip() for line in section[2:]]
+    assert hosts and set(hosts) <= set(module.ORDER), hosts
+    columns = header[0].count("|")
+    assert all(line.count("|") == columns for line in section[2:]), section
+
+
+# --- Links between the pages ------------------------------------------------------------------------------------
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# [text](target) and ![alt](target), the target up to whitespace (an optional "title" may follow).
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+_CODE = re.compile(r"`[^`]*`")
+
+
+def _prose(text: str) -> str:
+    """The page without code blocks and code spans (a link written inside code is not a link)."""
+    return _CODE.sub("", _FENCE.sub("", text))
+
+
+def _anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the page's headings: lowercase, punctuation dropped, spaces as hyphens, and -1, -2
+    for repeated headings."""
+    seen: dict[str, int] = {}
+    anchors = set()
+    for line in _FENCE.sub("", text).splitlines():
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not heading:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+        anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def broken_links(page: Path) -> list[str]:
+    """Every relative link of the page whose file, or whose #anchor in that file, does not exist."""
+    broken = []
+    for target in _LINK.findall(_prose(page.read_text())):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):
+            continue  # https:, mailto: ...: not a file of this repository
+        path_part, _, anchor = target.partition("#")
+        linked = Path(os.path.normpath(page.parent / path_part)) if path_part else page
+        if not linked.exists():
+            broken.append(f"{target}: no file {linked}")
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked.read_text()):
+            broken.append(f"{target}: {linked.name} has no heading with anchor #{anchor}")
+    return broken
+
+
+def test_every_relative_link_resolves():
+    assert len(PAGES) > 10
+    for page in PAGES:
+        assert not broken_links(page), f"{page.relative_to(ROOT)}: {broken_links(page)}"
+
+
+def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
+    (tmp_path / "other.md").write_text("# Other page\n\n## Some `code` heading\n\n## Some code heading\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](other.md#other-page) [ok](other.md#some-code-heading-1) [ok](#top) ![ok](other.md)\n"
+                    "# Top\n[web](https://example.com/x.md) `[code](nowhere.md)`\n"
+                    "[gone](missing.md) [bad anchor](other.md#no-such-heading)\n")
+    assert [b.split(":")[0] for b in broken_links(page)] == ["missing.md", "other.md#no-such-heading"]
+
+
+def test_readme_links_every_manual_and_every_manual_links_back():
+    readme = _prose((ROOT / "README.md").read_text())
+    for page in PAGES[1:]:
+        name = page.relative_to(ROOT).as_posix()
+        assert f"]({name})" in readme, f"README.md does not link {name}"
+        assert "](../README.md" in _prose(page.read_text()), f"{name} does not link back to README.md"
 
 
 def test_every_error_names_a_node_as_users_see_it():

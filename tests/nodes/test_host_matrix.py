@@ -1,7 +1,7 @@
 """Issue 14: paths that changed between the pinned ComfyUI 0.3.75 and current ComfyUI (0.29), run on both hosts.
 
 - Kontext reference latents with regions, through the real sampler, against the dense reference model: reference
-  tokens are always visible to image queries (README), whatever the masks say. 0.29's FLUX forward copies
+  tokens are always visible to image queries (docs/regional.md), whatever the masks say. 0.29's FLUX forward copies
   `transformer_options` and sets `reference_image_num_tokens` / `img_slice` on the way.
 - A patched model cloned many times: 0.3.75 deep-copies `model_options` on clone, 0.29 copies only its dicts and
   lists (`comfy.utils.deepcopy_list_dict`) and shares every other object. Either way the clones share the one

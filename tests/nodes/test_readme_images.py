@@ -1,25 +1,34 @@
-"""README's pictures of the Region Canvas are the browser tests' screenshots, committed under docs/images/."""
+"""The pictures of the Region Canvas in README.md and docs/canvas.md are the browser tests' screenshots, committed
+under docs/images/."""
 import ast
+import os
 import re
+from pathlib import Path
 
 from ja_browser import readme_images
 from ja_host import ROOT
 
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CANVAS_PAGE = ROOT / "docs" / "canvas.md"
 
 
-def canvas_section() -> str:
-    start = README.index("### Region Canvas")
-    return README[start:README.index("\n### ", start + 1)]
+def shown_pictures() -> dict[str, str]:
+    """Every .png README.md and the docs pages show, as a path from the repository root -> the page showing it."""
+    shown = {}
+    for page in PAGES:
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", page.read_text()):
+            path = Path(os.path.normpath(page.parent / target))
+            shown[path.relative_to(ROOT).as_posix()] = page.relative_to(ROOT).as_posix()
+    return shown
 
 
 def test_every_readme_picture_is_committed_and_comes_from_a_browser_test():
     images = readme_images()
-    referenced = set(re.findall(r"\]\((docs/[^)]+\.png)\)", README))
-    for path in referenced:
-        assert (ROOT / path).is_file(), f"README shows {path}, which is not in the repository"
+    shown = shown_pictures()
+    for path, page in shown.items():
+        assert (ROOT / path).is_file(), f"{page} shows {path}, which is not in the repository"
     for name, test in images.IMAGES.items():
-        assert f"docs/images/{name}" in referenced, f"docs/images/{name} is listed but README does not show it"
+        assert f"docs/images/{name}" in shown, f"docs/images/{name} is listed but no page shows it"
         assert (images.DOCS_IMAGES / name).is_file(), f"docs/images/{name} is missing: run {test}"
         # The test named takes the screenshot and refreshes the committed copy.
         file, function = test.split("::")
@@ -27,14 +36,15 @@ def test_every_readme_picture_is_committed_and_comes_from_a_browser_test():
         assert any(isinstance(n, ast.FunctionDef) and n.name == function for n in tree.body), test
         source = (ROOT / file).read_text()
         assert f'"{name}"' in source or "path.name" in source, f"{file} does not write {name}"
-        assert "readme_images().refresh(" in source, f"{file} does not refresh the README copy"
+        assert "readme_images().refresh(" in source, f"{file} does not refresh the committed copy"
+    # The front door shows the editor itself.
+    assert "](docs/images/region_canvas.png)" in (ROOT / "README.md").read_text()
 
 
-def test_the_canvas_section_shows_the_editor_over_a_background():
+def test_the_canvas_manual_shows_the_editor_over_a_background():
     from PIL import Image
 
-    section = canvas_section()
-    assert "](docs/images/region_canvas_background.png)" in section
+    assert "](images/region_canvas_background.png)" in CANVAS_PAGE.read_text()
     with Image.open(ROOT / "docs" / "images" / "region_canvas_background.png") as img:
         rgb = img.convert("RGB")
         assert rgb.width >= 400 and rgb.height >= 600, rgb.size  # the whole node: canvas, toolbar and region list

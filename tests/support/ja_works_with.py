@@ -1,5 +1,5 @@
-"""Record the outcome of every `works_with`-marked test (tests/nodes/test_compose.py) per host, for README's
-"Works with" table (scripts/works_with.py writes the table from these records).
+"""Record the outcome of every `works_with`-marked test (tests/nodes/test_compose.py) per host, for the
+"Works with" table of docs/works-with.md (scripts/works_with.py writes the table from these records).
 
 Each test run that ran marked tests merges its outcomes into .host/works_with/HOST.json (HOST as in
 scripts/tested_on.py: custom with COMFYUI_PATH, else JA_HOST, else pinned): per test function, how many of its
