@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
-from joint_attention_pack.attention.joint import RowSpec, joint_attention, plan_groups
+from ja_specs import call_spec
+from joint_attention_pack.attention.joint import joint_attention, plan_groups
 from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
@@ -50,7 +51,7 @@ def test_regional_matches_dense_reference(mask_kind, image_attention, global_pro
     strengths = [1.0, 2.0]
     plan = RegionalPlan(masks, strengths, image_attention, global_prompt, base_ratio)
     q, k, v = _qkv(layout)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=gamma)
     out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     bias = dense_bias(layout, masks, strengths, image_attention, global_prompt)
     ref, _ = dense_attention(q, k, v, bias, SCALE, gamma, layout, base_ratio)
@@ -64,7 +65,7 @@ def test_regional_matches_dense_reference(mask_kind, image_attention, global_pro
 def test_unmasked_cases_match_dense_reference(isolate, gamma, region_lens):
     layout = _layout(region_lens=region_lens)
     q, k, v = _qkv(layout, seed=1)
-    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=isolate, text_gamma=gamma), KernelSelector(), SCALE)
+    out = joint_attention(q, k, v, layout, call_spec(texts_unread=isolate, gamma=gamma), KernelSelector(), SCALE)
     ref, _ = dense_attention(q, k, v, dense_bias(layout, isolate_regions=isolate), SCALE, gamma, layout)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
 
@@ -75,7 +76,7 @@ def test_outside_tokens_get_exactly_zero_probability_from_region_text():
     masks = _masks("hard")
     plan = RegionalPlan(masks, [1.0, 1.0], "restricted", "background", 0.0)
     q, k, v = _qkv(layout, seed=2)
-    spec = RowSpec(isolate_regions=False, regional=plan)
+    spec = call_spec(texts_unread=False, structure=plan)
     out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     v2 = v.clone()
     v2[:, :, layout.region(0)] += 100.0  # only region 0's text values change
@@ -129,7 +130,7 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
     layout = TokenLayout(n_txt=512, n_img=4096, region_lens=(512,) * 4, grid=grid)
     plan = RegionalPlan(masks, [1.0] * 4, "restricted", "background", 0.2)
     bare = plan.nbytes()
-    spec = RowSpec(isolate_regions=False, regional=plan)
+    spec = call_spec(texts_unread=False, structure=plan)
     groups = plan_groups(layout, spec, torch.device("cpu"))  # the executor's groups, kept on the plan
     index_bytes = 0
     for g in groups:
@@ -153,7 +154,7 @@ def test_soft_masks_stay_on_the_fused_kernel(caplog):
     q, k, v = _qkv(layout)
     kernels = KernelSelector()
     with caplog.at_level("WARNING", logger="joint_attention"):
-        joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), kernels, SCALE)
+        joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan, gamma=1.3), kernels, SCALE)
     assert "reference kernel" not in caplog.text
     assert set(kernels.chosen().values()) == {"cpu_flash"}
 
@@ -175,7 +176,7 @@ def test_regional_calls_read_nothing_back_to_the_host_after_the_first(mask_kind,
     layout = _layout()
     plan = RegionalPlan(_masks(mask_kind), [1.0, 2.0], "restricted", "background", base_ratio)
     q, k, v = _qkv(layout)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=1.3)
     kernels = KernelSelector()
 
     def call():
@@ -202,7 +203,7 @@ def test_many_regions_on_random_cells_match_dense_reference(n_regions, global_pr
     signatures = {tuple(masks[:, i].gt(0).tolist()) for i in range(64)}
     assert len(plan._image_classes()) >= len(signatures)
     q, k, v = _qkv(layout, batch=1, seed=4)
-    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan), KernelSelector(), SCALE)
+    out = joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan), KernelSelector(), SCALE)
     bias = dense_bias(layout, masks, strengths, "restricted", global_prompt)
     ref, _ = dense_attention(q, k, v, bias, SCALE, 1.0, layout, 0.2)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
@@ -218,14 +219,14 @@ def test_a_cached_plan_is_counted_with_the_query_groups_it_gains():
     plan = cache.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3), "regional")
     stored = cache.bytes
     q, k, v = _qkv(layout)
-    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), KernelSelector(), SCALE)
+    joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan, gamma=1.3), KernelSelector(), SCALE)
     assert plan.planned and cache.bytes == plan.nbytes() > stored
     assert registry.total_bytes("cache") == plan.nbytes()  # every group tensor is accounted
     # A budget the grown plan exceeds: it leaves the cache when it grows past it.
     small = BoundedCache(registry, budget_bytes=stored + 1)
     plan2 = small.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3))
     assert len(small) == 1
-    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan2), KernelSelector(), SCALE)
+    joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan2), KernelSelector(), SCALE)
     assert len(small) == 0 and small.bytes == 0
 
 
