@@ -1,15 +1,17 @@
 """The fused segment engine against the dense reference, over a grid of configurations."""
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
 from ja_specs import call_spec
-from joint_attention_pack.attention.joint import joint_attention, plan_groups
+from joint_attention_pack.attention.joint import CallSpec, joint_attention, plan_groups, with_modifiers
 from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
+from joint_attention_pack.attention.taca import Temperature
 
 D = 8
 SCALE = 1.0 / math.sqrt(D)
@@ -259,3 +261,78 @@ def test_out_of_memory_in_the_chosen_kernel_is_raised_and_the_kernel_kept():
     want, want_lse = reference_attend(q, k, v, 0.25, None)
     assert torch.equal(out, want) and torch.equal(lse, want_lse)
     assert selector.chosen()[key] == "reference" and len(calls) == 2
+
+
+# -- the executor composes what features contribute, knowing none of them ---------------------------------------
+@dataclass(frozen=True)
+class ImageKeyScale:
+    """A logit modifier no feature has (the executor must take any): `factor` on image rows x non-text keys."""
+
+    factor: float
+
+    def logit_scale(self, group, part) -> float:
+        return self.factor if group.image_rows is not None and part.text_offset is None else 1.0
+
+
+def _scaled_reference(q, k, v, layout, bias, multiplier, base_ratio=0.0):
+    """softmax(multiplier * q.k * scale + bias) @ v in float64 ([L, L] multiplier); with base_ratio, image rows
+    blend in the softmax over [T0 ; I ; F] of the same multiplied logits."""
+    logits = multiplier * (q.double() @ k.double().transpose(-1, -2)) * SCALE
+    out = torch.softmax(logits + bias, dim=-1) @ v.double()
+    if base_ratio > 0.0:
+        hidden = torch.ones(layout.total, dtype=torch.bool)
+        hidden[layout.txt] = hidden[layout.visual] = False
+        base = torch.softmax(logits.masked_fill(hidden, float("-inf")), dim=-1) @ v.double()
+        out[..., layout.img, :] = (1 - base_ratio) * out[..., layout.img, :] + base_ratio * base[..., layout.img, :]
+    return out
+
+
+@pytest.mark.parametrize("regional,base_ratio", [(False, 0.0), (True, 0.0), (True, 0.3)])
+def test_any_logit_modifier_is_composed_over_every_group_and_part(regional, base_ratio):
+    """TACA's temperature and a modifier of the test's own, together: their factors multiply per (row, key)."""
+    layout = _layout(n_ref=3)
+    q, k, v = _qkv(layout, seed=7)
+    structure, bias = None, dense_bias(layout)
+    if regional:
+        structure = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", base_ratio)
+        bias = dense_bias(layout, _masks("soft"), [1.0, 2.0], "restricted", "background")
+    spec = CallSpec(texts_unread=False, structure=structure, modifiers=(Temperature(1.3), ImageKeyScale(0.7)))
+    out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    multiplier = torch.ones(layout.total, layout.total, dtype=torch.float64)
+    multiplier[layout.img, : layout.n_context] = 1.3
+    multiplier[layout.img, layout.n_context:] = 0.7
+    torch.testing.assert_close(out.double(), _scaled_reference(q, k, v, layout, bias, multiplier, base_ratio),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_groups_are_kept_per_modifiers_by_value_never_per_feature_setting():
+    layout = _layout()
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3)
+    q, k, v = _qkv(layout)
+    for modifiers in ((Temperature(1.3),), (Temperature(1.3),), (Temperature(1.5),), (), (ImageKeyScale(1.3),)):
+        spec = CallSpec(texts_unread=False, structure=plan, modifiers=modifiers)
+        joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    assert set(plan.planned) == {(layout, m, "cpu") for m in
+                                 ((Temperature(1.3),), (Temperature(1.5),), (), (ImageKeyScale(1.3),))}
+    assert plan_groups(layout, CallSpec(texts_unread=False, structure=plan, modifiers=(Temperature(1.3),)),
+                       torch.device("cpu")) is plan.planned[(layout, (Temperature(1.3),), "cpu")]
+
+
+def test_a_modifier_whose_factors_are_all_one_leaves_the_groups_as_they_are():
+    layout = _layout()
+    groups = RegionalPlan(_masks("hard"), [1.0, 2.0]).groups(layout, "cpu")
+    composed = with_modifiers(groups, (ImageKeyScale(1.0), Temperature(1.0)))
+    assert all(a is b for a, b in zip(composed, groups))
+    scaled = with_modifiers(groups, (Temperature(2.0),))
+    image = [g for g in scaled if g.image_rows is not None]
+    assert image and all(p.logit_scale == (2.0 if p.text_offset is not None else 1.0) for g in image for p in g.parts)
+    assert all(p.logit_scale == 1.0 for g in groups for p in g.parts)  # the structure's own groups: untouched
+
+
+@pytest.mark.parametrize("spec,plain", [
+    (CallSpec(), True), (CallSpec(texts_unread=False), True), (CallSpec(modifiers=(Temperature(1.2),)), False),
+    (CallSpec(observers=("an observer",)), False), (CallSpec(structure=RegionalPlan(torch.ones(1, 4), [1.0])), False),
+])
+def test_a_spec_is_plain_when_nothing_acts(spec, plain):
+    assert spec.is_plain(TokenLayout(5, 4)) is plain
+    assert not spec.is_plain(TokenLayout(5, 4, region_lens=(2,)))  # appended texts must be placed or unread

@@ -1,6 +1,7 @@
 """Every exact path of a planned call against the dense reference, and the selector's choice and fallback
 with injected timings and failures (no wall clock is asserted)."""
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from ja_reference import dense_attention, dense_bias
 from ja_specs import call_spec, gamma_of
 from joint_attention_pack.attention import paths
 from joint_attention_pack.attention.dispatcher import JointAttentionDispatcher
-from joint_attention_pack.attention.joint import joint_attention
+from joint_attention_pack.attention.joint import CallSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
@@ -346,3 +347,51 @@ def test_first_flex_calls_of_a_shape_may_compile_past_the_default_limit():
     with paths.recompile_room():
         assert getattr(config, name) >= paths.FLEX_SHAPES
     assert getattr(config, name) == before
+
+
+@dataclass(frozen=True)
+class ImageKeyScale:
+    """A logit modifier no feature has: `factor` on image rows x non-text keys."""
+
+    factor: float
+
+    def logit_scale(self, group, part) -> float:
+        return self.factor if group.image_rows is not None and part.text_offset is None else 1.0
+
+
+@pytest.mark.parametrize("regional", [False, True])
+def test_the_dense_path_takes_the_composed_logit_scales_of_any_modifier(regional):
+    """The dense and FlexAttention paths read the per-part values the executor composed (call_tables), not a
+    feature's parameter: a modifier of the test's own gives the engine's result there too."""
+    layout = _layout()
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.0) if regional else None
+    spec = CallSpec(texts_unread=False, structure=plan, modifiers=(ImageKeyScale(0.6),))
+    call = _call(layout, spec, seed=4)
+    dense = paths.DensePath()
+    out = dense.run(dense.prepare(call), call)
+    engine = joint_attention(call.q, call.k, call.v, layout, spec, KernelSelector(), SCALE)
+    torch.testing.assert_close(out, engine, atol=1e-5, rtol=1e-5)
+    unscaled = joint_attention(call.q, call.k, call.v, layout, CallSpec(texts_unread=False, structure=plan),
+                               KernelSelector(), SCALE)
+    assert (out - unscaled).abs().max() > 1e-3
+
+
+def test_the_plan_kind_says_whether_modifiers_act_not_their_values():
+    layout = _layout()
+    kinds = {paths.plan_kind(layout, CallSpec(modifiers=m)) for m in ((ImageKeyScale(0.6),), (ImageKeyScale(2.0),))}
+    assert len(kinds) == 1 and paths.plan_kind(layout, CallSpec()) not in kinds
+    assert paths.plan_kind(layout, CallSpec(texts_unread=False))[0] == "open"
+    assert paths.plan_kind(layout, CallSpec())[0] == "isolated"
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "open", "everywhere", 0.2)
+    assert paths.plan_kind(layout, CallSpec(structure=plan))[0] == ("regional", "open", "everywhere", True)
+
+
+def test_prepared_masks_are_kept_per_modifiers():
+    """Calls with equal modifiers share the masks prepared for them; other modifiers get their own."""
+    selector, candidates, _ = _selector({paths.GROUPED: 3.0, paths.DENSE: 1.0, paths.FLEX: 2.0})
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.2)
+    for modifiers in ((ImageKeyScale(0.6),), (ImageKeyScale(0.6),), (ImageKeyScale(0.5),)):
+        _attend(selector, _call(_layout(), CallSpec(texts_unread=False, structure=plan, modifiers=modifiers)))
+    assert candidates[paths.DENSE].prepared == 2
+    assert {key[3] for key in plan.planned if key[0] == "path" and key[1] == paths.DENSE} == {
+        (ImageKeyScale(0.6),), (ImageKeyScale(0.5),)}
