@@ -109,7 +109,7 @@ def test_an_image_only_call_is_never_planned():
 
 
 def test_rows_with_equal_specs_are_planned_together():
-    """Specs compare by value: the two cond rows share one spec made by two separate contributions."""
+    """One call per spec: the cond rows together, the uncond rows together."""
     dispatcher = JointAttentionDispatcher([Named("t", factor=1.5, kinds=(COND,))])
     layout, specs = dispatcher.plan(_state(row_kinds=(COND, UNCOND, COND, UNCOND)), BLOCK, LAYOUT.total)
     assert layout == LAYOUT
@@ -118,6 +118,7 @@ def test_rows_with_equal_specs_are_planned_together():
 
 
 def test_rows_of_different_images_get_their_own_specs():
+    """Specs compare by value: rows of different kinds and images whose contributions are equal run together."""
     dispatcher = JointAttentionDispatcher([Named("t", factor=1.5, kinds=(COND,), items=(1,))])
     _, specs = dispatcher.plan(_state(row_kinds=(COND, COND, UNCOND, UNCOND), row_items=(0, 1, 0, 1)), BLOCK,
                                LAYOUT.total)
