@@ -294,13 +294,13 @@ class CaptureModifier(Modifier):
         if plans and sink.region_masks is None:
             sink.set_region_masks(plans[0].masks)
         # Another capture open on this call (Attention Capture nodes in a row): both record it.
-        observer = Observer(sink, round(state.sigma, 6))
+        observer = CaptureObserver(sink, round(state.sigma, 6))
         if observer not in spec.observers:
             spec.observers += (observer,)
 
 
 @dataclass(frozen=True)
-class Observer:
+class CaptureObserver:
     """A capture as the executor sees it (`joint.Observer`): the run's sink and the step (sigma) the call belongs
     to. Equal when both are: rows recorded into one sink at one step share their attention call."""
 

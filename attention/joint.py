@@ -249,7 +249,7 @@ def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, observers
 # Elements of the fp32 [B, H, rows, text keys] scratch when computing observed probabilities
 # (32 MiB; with base_ratio two such tensors live at once): one chunk at 512x512, a few at
 # 1024x1024, bounded whatever the number of regions.
-_CAPTURE_SCRATCH = 8 * 2**20
+_PROBABILITY_SCRATCH = 8 * 2**20
 
 
 def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float):
@@ -267,7 +267,7 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
             continue
         kt = take(k, part.index).float().transpose(-1, -2)
         chunks = []
-        step = max(64, _CAPTURE_SCRATCH // max(1, qg.shape[0] * qg.shape[1] * kt.shape[-1]))
+        step = max(64, _PROBABILITY_SCRATCH // max(1, qg.shape[0] * qg.shape[1] * kt.shape[-1]))
         for start in range(0, qg.shape[-2], step):
             stop = min(start + step, qg.shape[-2])
             logits = torch.matmul(qg[..., start:stop, :].float(), kt).mul_(scale * part.logit_scale)

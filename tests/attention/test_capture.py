@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
-from joint_attention_pack.attention.capture import (CaptureHandle, CaptureModifier, CaptureSink, Observer,
-                                                    concept_saliency, record_concepts)
+from joint_attention_pack.attention.capture import (
+    CaptureHandle,
+    CaptureModifier,
+    CaptureObserver,
+    CaptureSink,
+    concept_saliency,
+    record_concepts,
+)
 from joint_attention_pack.attention.forward import ATTENTION, COND, UNCOND, BlockRef, ForwardState
 from joint_attention_pack.attention.gate import Gate
 from joint_attention_pack.attention.joint import CallSpec, joint_attention
@@ -53,7 +59,7 @@ def test_recorded_maps_are_the_probabilities_the_output_used(gamma, regions):
         bias = dense_bias(layout, _masks(), [1.0, 2.0], image_attention, global_prompt)
     sink = CaptureSink(layout.n_img, "cpu")
     modifiers = (Temperature(gamma),) if gamma != 1.0 else ()
-    spec = CallSpec(texts_unread=False, structure=structure, modifiers=modifiers, observers=(Observer(sink, 0.5),))
+    spec = CallSpec(texts_unread=False, structure=structure, modifiers=modifiers, observers=(CaptureObserver(sink, 0.5),))
     joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     result = sink.result()
     want = _reference_maps(q, k, v, layout, bias, gamma, base_ratio)
@@ -67,7 +73,7 @@ def test_observing_a_call_does_not_change_its_output():
     q, k, v = _qkv(layout, seed=1)
     plain = joint_attention(q, k, v, layout, CallSpec(texts_unread=False), KernelSelector(), SCALE)
     sink = CaptureSink(layout.n_img, "cpu")
-    seen = joint_attention(q, k, v, layout, CallSpec(texts_unread=False, observers=(Observer(sink),)),
+    seen = joint_attention(q, k, v, layout, CallSpec(texts_unread=False, observers=(CaptureObserver(sink),)),
                            KernelSelector(), SCALE)
     torch.testing.assert_close(seen, plain, atol=1e-6, rtol=1e-6)
     assert float(sink.sum.sum()) > 0
@@ -77,7 +83,7 @@ def test_two_observers_of_one_call_record_the_same():
     layout = TokenLayout(n_txt=4, n_img=12, grid=(3, 4))
     q, k, v = _qkv(layout, seed=2)
     first, second = CaptureSink(layout.n_img, "cpu"), CaptureSink(layout.n_img, "cpu")
-    spec = CallSpec(observers=(Observer(first, 0.9), Observer(second, 0.9)))
+    spec = CallSpec(observers=(CaptureObserver(first, 0.9), CaptureObserver(second, 0.9)))
     joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     assert torch.equal(first.result()["maps"], second.result()["maps"])
     assert first.result()["step_rows"] == second.result()["step_rows"] == [(0.9, 2)]
@@ -89,7 +95,7 @@ def test_the_mean_is_over_every_recorded_row_and_call():
     wants = []
     for seed, step in ((3, 0.9), (4, 0.5)):
         q, k, v = _qkv(layout, batch=1, seed=seed)
-        joint_attention(q, k, v, layout, CallSpec(observers=(Observer(sink, step),)), KernelSelector(), SCALE)
+        joint_attention(q, k, v, layout, CallSpec(observers=(CaptureObserver(sink, step),)), KernelSelector(), SCALE)
         wants.append(_reference_maps(q, k, v, layout, dense_bias(layout)))
     torch.testing.assert_close(sink.result()["maps"].double(), (wants[0] + wants[1]) / 2, atol=1e-5, rtol=1e-5)
     assert sink.result()["step_rows"] == [(0.9, 1), (0.5, 1)]  # sigma falls
@@ -98,9 +104,9 @@ def test_the_mean_is_over_every_recorded_row_and_call():
 
 def test_observers_compare_by_sink_and_step():
     sink = CaptureSink(4, "cpu")
-    assert Observer(sink, 0.5) == Observer(sink, 0.5) and hash(Observer(sink, 0.5)) == hash(Observer(sink, 0.5))
-    assert Observer(sink, 0.5) != Observer(sink, 0.4)
-    assert Observer(sink, 0.5) != Observer(CaptureSink(4, "cpu"), 0.5)
+    assert CaptureObserver(sink, 0.5) == CaptureObserver(sink, 0.5) and hash(CaptureObserver(sink, 0.5)) == hash(CaptureObserver(sink, 0.5))
+    assert CaptureObserver(sink, 0.5) != CaptureObserver(sink, 0.4)
+    assert CaptureObserver(sink, 0.5) != CaptureObserver(CaptureSink(4, "cpu"), 0.5)
 
 
 # -- the modifier -------------------------------------------------------------------------------------------------
@@ -137,7 +143,7 @@ def test_a_capture_observes_cond_rows_in_its_blocks_at_the_step_of_the_forward()
     modifier.contribute(state, BLOCK, UNCOND, uncond)
     modifier.contribute(state, BlockRef("double", 0, 0), COND, elsewhere)
     sink = run.items[modifier.key]
-    assert cond.observers == (Observer(sink, 0.612346),)
+    assert cond.observers == (CaptureObserver(sink, 0.612346),)
     assert uncond == elsewhere == CallSpec()
     modifier.contribute(state, BLOCK, COND, cond)  # asked again for the same rows: still one observer
     assert len(cond.observers) == 1

@@ -4,8 +4,7 @@ import gc
 import pytest
 import torch
 
-from joint_attention_pack.attention.memory import (BoundedCache, MemoryRegistry, iter_tensors, same_device,
-                                                   tensor_bytes)
+from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry, iter_tensors, same_device, tensor_bytes
 
 
 class Holder:

@@ -11,8 +11,7 @@ from joint_attention_pack.attention.gate import Gate
 from joint_attention_pack.attention.joint import EXCLUDED, CallSpec, index_len, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
-from joint_attention_pack.attention.regional import (MaskBatchMismatch, Region, RegionalModifier, RegionalPlan,
-                                                     check_settings)
+from joint_attention_pack.attention.regional import MaskBatchMismatch, Region, RegionalModifier, RegionalPlan, check_settings
 
 D = 8
 SCALE = 1.0 / math.sqrt(D)

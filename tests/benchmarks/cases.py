@@ -29,7 +29,7 @@ class Api:
         joint = importlib.import_module(f"{prefix}.joint")
         self.CallSpec, self.joint_attention = joint.CallSpec, joint.joint_attention
         self.with_gamma = importlib.import_module(f"{prefix}.taca").with_gamma
-        self.Observer = importlib.import_module(f"{prefix}.capture").Observer
+        self.CaptureObserver = importlib.import_module(f"{prefix}.capture").CaptureObserver
         self.KernelSelector = importlib.import_module(f"{prefix}.kernels").KernelSelector
         self.TokenLayout = importlib.import_module(f"{prefix}.layout").TokenLayout
         self.RegionalPlan = importlib.import_module(f"{prefix}.regional").RegionalPlan
@@ -42,7 +42,7 @@ class Api:
     def spec(self, texts_unread=True, structure=None, gamma=1.0, sink=None, step=None):
         """The call spec the features' modifiers contribute: region texts placed or unread, a regional plan,
         TACA's gamma, a capture's sink."""
-        observers = (self.Observer(sink, step),) if sink is not None else ()
+        observers = (self.CaptureObserver(sink, step),) if sink is not None else ()
         return self.CallSpec(texts_unread, structure, self.with_gamma((), gamma), observers)
 
 

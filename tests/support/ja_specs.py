@@ -1,5 +1,5 @@
 """Call specs as the pack's features contribute them, for tests that drive the executor directly."""
-from joint_attention_pack.attention.capture import Observer
+from joint_attention_pack.attention.capture import CaptureObserver
 from joint_attention_pack.attention.joint import CallSpec
 from joint_attention_pack.attention.taca import with_gamma
 
@@ -7,7 +7,7 @@ from joint_attention_pack.attention.taca import with_gamma
 def call_spec(texts_unread=True, structure=None, gamma=1.0, sink=None, step=None) -> CallSpec:
     """What RegionalModifier (region texts placed, its plan), TacaModifier (`gamma`) and CaptureModifier (`sink` at
     `step`) put in a spec: one place, so a test reads as the features it combines."""
-    observers = (Observer(sink, step),) if sink is not None else ()
+    observers = (CaptureObserver(sink, step),) if sink is not None else ()
     return CallSpec(texts_unread=texts_unread, structure=structure, modifiers=with_gamma((), gamma), observers=observers)
 
 
