@@ -109,7 +109,8 @@ class Modifier:
         return None
 
     def contribute(self, state: ForwardState, block: BlockRef, row_kind: int, spec, item: int = 0) -> None:
-        """Adjust `spec` for rows of `row_kind` (COND/UNCOND) that hold image `item` of the batch."""
+        """Adjust `spec` (a `joint.CallSpec`: structure, logit modifiers, observers) for rows of `row_kind`
+        (COND/UNCOND) that hold image `item` of the batch."""
 
     def edit_text(self, state: ForwardState, block: BlockRef, text: TextStream) -> Optional[str]:
         """Before a block: edit its text stream; return "skip" to skip the block."""

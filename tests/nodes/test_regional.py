@@ -148,7 +148,7 @@ def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, b
 
     def spy(layout, spec, device):
         groups = original(layout, spec, device)
-        if spec.regional is not None:
+        if spec.structure is not None:
             planned.append((layout, groups))
         return groups
 
