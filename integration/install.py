@@ -126,4 +126,4 @@ def _install_wrappers(m):
     detach = comfy.patcher_extension.CallbacksMP.ON_DETACH
     if not m.get_callbacks(detach, PACK_KEY):
         m.add_callback_with_key(detach, PACK_KEY, MEMORY.on_detach)
-    install_workunit_callbacks(m)  # MultiGPU device clones (nodes/workunits.py), where the host has them
+    install_workunit_callbacks(m)  # MultiGPU device clones (integration/workunits.py), where the host has them

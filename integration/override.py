@@ -85,7 +85,7 @@ class AttentionOverride(JointAttentionDispatcher):
         impl = func
         options = kwargs.get("transformer_options") or {}
         keys = options.get(KEYS_KEY)
-        if keys is not None:  # the ConceptAttention stream (nodes/concepts.py)
+        if keys is not None:  # the ConceptAttention stream (integration/concepts.py)
             args = keys(args, kwargs)
         state = options.get(FORWARD_KEY)
         block = options.get(BLOCK_KEY)
