@@ -54,11 +54,11 @@ class ForwardState:
     # counts them, and stops a forward in which a feature's hook was never reached (`Modifier.expects`).
     reached: dict = field(default_factory=dict)
     reached_blocks: dict = field(default_factory=dict)
-    # Host-side slots, set and read by the host adapter and model families only: the diffusion model running this
+    # Host-side slots, set and read by the host adapter and model families only: the model running this
     # forward (with MultiGPU work units, each device's own copy), the forward's pooled text vector (None when the
     # model takes none), whether the host's text ids were renumbered for region texts before it built its rope
     # table, and the tables made once per forward and shared by every block (rope tables, caption masks).
-    diffusion_model: Any = None
+    host_model: Any = None
     pooled: Optional[torch.Tensor] = None
     text_ids_renumbered: bool = False
     tables: dict = field(default_factory=dict)

@@ -210,7 +210,7 @@ def fill_pad_slots(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
     slots = state.tables.get(PAD_SLOTS) or ()
     if not slots:
         return x
-    pad = state.diffusion_model.cap_pad_token.to(device=x.device, dtype=x.dtype)
+    pad = state.host_model.cap_pad_token.to(device=x.device, dtype=x.dtype)
     x = x.clone()
     for start, stop in slots:
         x[:, start:stop] = pad
@@ -259,7 +259,7 @@ def fixed_rope(state: ForwardState, table: torch.Tensor, role: str) -> torch.Ten
 
 def _image_axis0(state: ForwardState, table: torch.Tensor) -> torch.Tensor:
     """The axis-0 section of the rope row of position `n_txt + 1`, from the model's own rope embedder."""
-    dm = state.diffusion_model
+    dm = state.host_model
     ids = torch.zeros(1, 1, len(dm.axes_dims), dtype=torch.float32, device=table.device)
     ids[..., 0] = state.n_txt + 1
     row = dm.rope_embedder(ids).movedim(1, 2).to(device=table.device, dtype=table.dtype)

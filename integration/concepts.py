@@ -97,7 +97,7 @@ class ConceptModifier(CaptureModifier):
         record = state.owned(self, ConceptForward)
         if block.index == 0 or record.stream is None:
             rows = sum(1 for kind in state.row_kinds if kind == COND)
-            layer = c.embed(state.diffusion_model)
+            layer = c.embed(state.host_model)
             weight = next(layer.parameters())
             start = layer(c.tokens.to(weight.device, weight.dtype))
             # One copy per cond row: the host block updates its text stream in place (FLUX: txt += ...).
@@ -138,7 +138,7 @@ class ConceptModifier(CaptureModifier):
             return None
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
-        return self.concepts.vec_delta(state.diffusion_model, _rows(vec, cond, batch), _rows(pooled, cond, batch))
+        return self.concepts.vec_delta(state.host_model, _rows(vec, cond, batch), _rows(pooled, cond, batch))
 
     def after_block(self, state, block, inputs, run_block, output):
         record = state.owned(self, ConceptForward)

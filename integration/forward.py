@@ -99,7 +99,7 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options) -> Fo
         run=transformer_options.get(RUN_KEY),
     )
     state.device = x.device
-    state.diffusion_model = dm
+    state.host_model = dm
     family.prompt_layout(state, dm)
     return state
 
@@ -119,4 +119,4 @@ def with_region_texts(state: ForwardState, family, context: torch.Tensor, region
             f"token but the model's text conditioning has {context.shape[-1]}: encode region prompts with the same "
             "text encoder (CLIP loader) as the main prompt")
     tokens = regions.to(device=context.device, dtype=context.dtype)
-    return family.text_layout(state, state.diffusion_model, context, tokens)
+    return family.text_layout(state, state.host_model, context, tokens)

@@ -124,7 +124,7 @@ def test_begin_forward_appends_the_region_texts_and_plans_them():
     state = _state()
     extra = modifier.begin_forward(state)
     assert extra.shape == (5, 6) and state.region_lens == (3, 2)
-    (plan,) = state.data[modifier.key]
+    (plan,) = state.regions
     assert plan.masks.tolist() == [[1, 1, 0, 0] * 3, [0, 0, 1, 1] * 3]
     assert modifier.expects(state) == (ATTENTION,)
 
@@ -133,7 +133,7 @@ def test_rows_get_the_plan_in_selected_blocks_and_unmasked_texts_elsewhere_and_u
     modifier = RegionalModifier([_region(3, _left_half())], 0.0, Gate(double=frozenset({1})))
     state = _state()
     modifier.begin_forward(state)
-    (plan,) = state.data[modifier.key]
+    (plan,) = state.regions
     selected, other, uncond = CallSpec(), CallSpec(), CallSpec()
     modifier.contribute(state, BlockRef("double", 1, 1), COND, selected)
     modifier.contribute(state, BLOCK, COND, other)
@@ -148,7 +148,7 @@ def test_one_mask_per_image_gives_each_image_its_plan():
     modifier = RegionalModifier([_region(3, masks)], 0.0, Gate(double=frozenset({0})))
     state = _state(row_kinds=(COND, COND, UNCOND, UNCOND), row_items=(0, 1, 0, 1))
     modifier.begin_forward(state)
-    plans = state.data[modifier.key]
+    plans = state.regions
     assert len(plans) == 2 and plans[0].masks.tolist() != plans[1].masks.tolist()
     for item in (0, 1):
         spec = CallSpec()
