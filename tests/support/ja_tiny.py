@@ -113,6 +113,25 @@ def tiny_chroma(depth=2, depth_single=2, seed=0):
     return _finish(comfy.supported_models.Chroma, cfg, "chroma", 16, depth, depth_single, seed)
 
 
+def tiny_chroma_radiance(depth=2, depth_single=2, seed=0, sequential_text_ids=True):
+    """Chroma Radiance: Chroma's blocks over pixel patches, decoded by a NeRF head. `sequential_text_ids`: the newer
+    checkpoints' text positions along rope axis 0 (detection: a `__sequential__` buffer). The latent is pixels; the
+    tests' latent (1/8 of WIDTH x HEIGHT) at patch 2 gives the same token grid as the other families."""
+    import comfy.ldm.chroma_radiance.model
+    import comfy.supported_models
+
+    params = comfy.ldm.chroma_radiance.model.ChromaRadianceParams
+    cfg = dict(image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=CONTEXT_DIM, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=depth, depth_single_blocks=depth_single, axes_dim=[8, 12, 12],
+               theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2,
+               nerf_hidden_size=16, nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=0,
+               nerf_final_head_type="linear", nerf_embedder_dtype=torch.float32)
+    # Detection's Chroma Radiance branch; fields an older host's params lack are left out.
+    _as_detected(params, cfg, {"txt_ids_dims": [], "vec_in_dim": None, "use_x0": False,
+                               "use_sequential_txt_ids": sequential_text_ids})
+    return _finish(comfy.supported_models.ChromaRadiance, cfg, "chroma_radiance", 3, depth, depth_single, seed)
+
+
 def _sd3_config(depth, attn2_layers, num_blocks=None):
     # MMDiT ties width to depth (64 x depth); num_blocks sets the block count on its own.
     return dict(in_channels=16, patch_size=2, out_channels=16, depth=depth, num_blocks=num_blocks or depth, input_size=None,
@@ -172,8 +191,8 @@ def tiny_aura_flow(seed=0):
     return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
 
 
-BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
-            "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
 
 
 def build(family: str, **kw) -> TinyModel:
