@@ -61,3 +61,10 @@ def test_the_import_check_sees_imports():
     """The check above must be able to fail: the features themselves import the executor."""
     assert "joint" in _imported_modules(ROOT / "attention" / "regional.py")
     assert "forward" in _imported_modules(ROOT / "attention" / "taca.py")
+
+
+def test_every_attention_module_has_its_pure_torch_tests():
+    """Tests mirror the source: each module of attention/ has tests/attention/test_<module>.py."""
+    modules = sorted(p.stem for p in (ROOT / "attention").glob("*.py") if p.stem != "__init__")
+    missing = [m for m in modules if not (ROOT / "tests" / "attention" / f"test_{m}.py").exists()]
+    assert not missing, f"attention modules without tests here: {missing}"
