@@ -36,3 +36,14 @@ def test_an_unknown_mmdit_is_refused_by_name_and_left_unpatched(aura_flow):
     assert "transformer_options" not in aura_flow.patcher.model_options or not \
         aura_flow.patcher.model_options["transformer_options"].get("optimized_attention_override")
     assert torch.equal(sample(aura_flow.patcher, pos, neg, steps=1, cfg=2.0, width=96, height=64), before)
+
+
+def test_every_family_of_the_pack_is_in_the_test_family_list():
+    """The family scenarios run over one list (tests/support/ja_families.py): a family the pack accepts must be in it,
+    and an entry must name a family the pack has, with its tiny model detected as that family."""
+    import ja_families
+    from joint_attention_pack.nodes.families import FAMILIES, model_family
+
+    assert {entry.family for entry in ja_families.FAMILIES} == {family.name for family in FAMILIES}
+    for entry in ja_families.FAMILIES:
+        assert model_family(entry.build().patcher).name == entry.family, entry.name

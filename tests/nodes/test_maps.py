@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
@@ -22,10 +23,10 @@ def capture(model, double="all", single="all", start=0.0, end=1.0):
     return run_node(JointAttentionCapture, model, double, single, start, end)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("maps_reference"))
 @pytest.mark.parametrize("features", ["plain", "regions", "regions+taca"])
 def test_maps_equal_full_softmax_reference(family, features):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     single = "all" if tiny.n_single else "none"
     sampling = base.get_model_object("model_sampling")
