@@ -19,9 +19,8 @@ from ja_compose import foreign_override
 from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import make_cond, patcher, sample
-from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.nodes import reach
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
@@ -83,10 +82,7 @@ def _feature(family, tiny, feature):
             return apply, None    # 8 x 12 tokens here, not cell_masks' 4 x 6 (its own suites have its regions)
 
         def config(sampling):
-            return ReferenceConfig(
-                regions=conds, masks=token_masks, strengths=strengths, base_ratio=0.2,
-                sigma_start=float(sampling.percent_to_sigma(START)), sigma_end=float(sampling.percent_to_sigma(END)),
-                double=parse_blocks("all", tiny.n_double), single=parse_blocks(single, tiny.n_single))
+            return regional_config(tiny.patcher, tiny, conds, token_masks, strengths, 0.2, START, END, "all", single)
         return apply, config
     if feature == "taca":
         # On in the first two of the 3 steps, whatever the family's sigma shift: the backend runs the last.

@@ -5,7 +5,7 @@ import torch
 from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
@@ -53,13 +53,9 @@ def test_taca_composes_with_regions(family, order):
         return run_node(JointAttentionTACA, m, 1.5, 0.5, "both", "all", single)[0]
 
     model = taca(regional(base)) if order == "regions_first" else regional(taca(base))
-    sampling = base.get_model_object("model_sampling")
-    config = ReferenceConfig(
-        regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
-        sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(1.0)),
-        double=range(tiny.n_double), single=range(tiny.n_single),
-        gamma=1.5, gamma_threshold=0.5, gamma_double=range(tiny.n_double), gamma_single=range(tiny.n_single),
-    )
+    config = regional_config(base, tiny, conds, token_masks, [1.0, 2.0], 0.3, 0.0, 1.0, "all", single,
+                             gamma=1.5, gamma_threshold=0.5, gamma_double=range(tiny.n_double),
+                             gamma_single=range(tiny.n_single))
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-5, rtol=1e-5)

@@ -47,7 +47,6 @@ SCENARIOS = {
     # tests/nodes/test_maps.py, tests/nodes/test_concepts.py
     "maps_reference": ("maps", "regions", "taca"),
     "concepts_reference": ("concepts",),
-    "concepts_reference[batch2]": ("concepts",),
     # tests/nodes/test_reference_images.py
     "reference_images_with_regions": ("reference_images", "regions"),
     "reference_images_with_regions[index_timestep_zero]": ("reference_images", "regions", "index_timestep_zero"),
@@ -172,8 +171,8 @@ FAMILIES = (
             "full_region_identity", "half_image_mask", "empty_dispatcher", "block_numbering", "layout_slices")],
             _SD3_COVERS)),
     TinyFamily(
-        # The CLIP-L stand-in: the concept scenarios scale the pooled output, which the tiny Qwen2.5-VL encoder
-        # (ja_tiny.tiny_llm_clip("qwen25_7b"), test_labels) does not give.
+        # Encoder: the CLIP-L stand-in, as the concept scenarios scale its pooled output; the tiny Qwen2.5-VL encoder
+        # (ja_tiny.tiny_llm_clip("qwen25_7b"), test_labels) gives none.
         "qwen_image", "qwen_image", "Qwen-Image / Qwen-Image-Edit", ja_tiny.tiny_clip, latent_frames=True,
         sits_out={
             "attention_routed_around": "Qwen-Image's blocks run through the same dit block patches as SD3's joint "
