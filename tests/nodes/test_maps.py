@@ -5,11 +5,11 @@ import os
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
-from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.guidance import JointAttentionTACA
 from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps, region_leakage, safe_prefix
@@ -22,10 +22,10 @@ def capture(model, double="all", single="all", start=0.0, end=1.0):
     return run_node(JointAttentionCapture, model, double, single, start, end)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("maps_reference"))
 @pytest.mark.parametrize("features", ["plain", "regions", "regions+taca"])
 def test_maps_equal_full_softmax_reference(family, features):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     single = "all" if tiny.n_single else "none"
     sampling = base.get_model_object("model_sampling")
@@ -35,10 +35,7 @@ def test_maps_equal_full_softmax_reference(family, features):
         regions, conds = regions_for(tiny, pixels, [1.0, 2.0])
         model = run_node(JointAttentionRegionalApply, model, regions, 0.3, 0.0, 0.6, "0", "odd" if tiny.n_single else "none",
                                                     "restricted", "background")[0]
-        config = ReferenceConfig(regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
-                                 sigma_start=float(sampling.percent_to_sigma(0.0)),
-                                 sigma_end=float(sampling.percent_to_sigma(0.6)), double={0},
-                                 single=parse_blocks("odd", tiny.n_single) if tiny.n_single else ())
+        config = regional_config(base, tiny, conds, token_masks, [1.0, 2.0], 0.3, 0.0, 0.6, "0", "odd")
     if features == "regions+taca":
         model = run_node(JointAttentionTACA, model, 1.4, 0.5, "both", "all", single)[0]
         config.gamma, config.gamma_threshold = 1.4, 0.5

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ja_compose import bypass
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
@@ -18,7 +19,6 @@ from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "z_image"]
 
 
 def _single(tiny):
@@ -55,10 +55,10 @@ def _conds(tiny):
 @pytest.mark.works_with("a model implementation that calls attention around ComfyUI's hook (emulated: forward swapped "
                         "by an object patch)", "Apply Regional Attention, TACA, Attention Capture",
                         "refused with an error naming the node, never a plain image")
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("attention_routed_around"))
 @pytest.mark.parametrize("feature", ["regions", "taca", "capture"])
 def test_attention_routed_around_the_override_stops_with_the_node_named(family, feature):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     apply, node = FEATURES[feature]
     model = bypass(apply(tiny, base), "attention")

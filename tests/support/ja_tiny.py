@@ -228,6 +228,18 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
     return [[tokens, extra]]
 
 
+def with_options(cond, **options):
+    """The conditioning with extra options set (reference_latents, reference_latents_method, attention_mask), as the
+    host's nodes set them."""
+    return [[tokens, {**extra, **options}] for tokens, extra in cond]
+
+
+def prompt_alone(region_cond, base_cond):
+    """The region's tokens as the prompt, with the base prompt's pooled vector and guidance (the pack keeps those):
+    what a full-image region at strength 1 must sample like."""
+    return [[region_cond[0][0], dict(base_cond[0][1])]]
+
+
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
            sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None):
     """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent.
@@ -245,6 +257,20 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
         noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                denoise=denoise, disable_pbar=True, seed=seed)
+
+
+def uncond_first_step(patcher, positive, negative, **kw):
+    """Sample like `sample` and return (the negative half's prediction at the first step, the sampled latent)."""
+    seen = []
+
+    def post_cfg(args):
+        seen.append(args["uncond_denoised"].clone())
+        return args["denoised"]
+
+    m = getattr(patcher, "patcher", patcher).clone()
+    m.set_model_sampler_post_cfg_function(post_cfg)
+    out = sample(m, positive, negative, **kw)
+    return seen[0], out
 
 
 def noise_for(patcher, seed=0, width=64, height=64, batch=1, **_):
