@@ -68,7 +68,7 @@ SCENARIOS = {
 @dataclass(frozen=True)
 class TinyFamily:
     name: str  # pytest id and ja_tiny.BUILDERS key
-    family: str  # the pack's family name (nodes/families.py)
+    family: str  # the pack's family name (families/)
     models: str  # the models it stands for
     encoder: Callable[[], object]  # the tiny text encoder (a real CLIP object) scenarios encode words with
     lacks: Mapping[str, str] = field(default_factory=dict)  # capability -> why the family has none
@@ -157,6 +157,19 @@ FAMILIES = (
                                             "text_scale_with_regions"), _FLUX_COVERS),
             "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
                                   "SD3's y_embedder; Chroma has neither",
+        }),
+    TinyFamily(
+        # Pixel space: the tests' latent (1/8 of WIDTH x HEIGHT) is the image here, at patch 2 the same 4 x 6 token
+        # grid as the others. Sequential text ids where the host has them (0.33): the identity and the reference run
+        # with region texts renumbered in the blocks' rope table (test_chroma_radiance checks the rows).
+        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, latent_px=1,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
+                     "text_scale_with_regions", "taca_with_regions", "maps_reference", "long_regions_reference",
+                     "region_text_reach"), _FLUX_COVERS),
+            "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
+                                  "SD3's y_embedder; Chroma Radiance has neither",
         }),
     TinyFamily(
         "sd3", "sd3", "SD3 / SD3.5", ja_tiny.tiny_clip, pooled_text=True, reference_tol=1e-4,
