@@ -53,8 +53,9 @@ class _Planned(Exception):
 @pytest.mark.parametrize("family", family_params("half_image_mask"))
 @pytest.mark.parametrize("mask_hw", [(256, 256), (2, 2), (100, 60)])
 def test_half_image_mask_covers_exactly_half_the_tokens(family, mask_hw, monkeypatch):
-    """A left-half mask of any resolution on a 256 x 256 image covers the left 8 of 16 token columns, whatever the
-    family's latent scale and patch (FLUX.2: latent 1/16 of the image, patch 1; the others: 1/8, patch 2)."""
+    """A left-half mask of any resolution on a 256 x 256 image covers the left half of the token columns (8 of 16),
+    whatever the family's latent scale and patch (FLUX.2: latent 1/16 of the image, patch 1; Chroma Radiance: the image
+    itself, the tiny model's patch 2; the others: 1/8, patch 2)."""
     from joint_attention_pack.attention import regional
 
     tiny = family.build()
@@ -78,8 +79,10 @@ def test_half_image_mask_covers_exactly_half_the_tokens(family, mask_hw, monkeyp
     with pytest.raises(_Planned):
         sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), steps=1, cfg=1.0, latent=latent)
     assert seen
-    grid = seen[0].reshape(16, 16)
-    assert torch.equal(grid[:, :8], torch.ones(16, 8)) and torch.equal(grid[:, 8:], torch.zeros(16, 8))
+    side = 256 // family.token_px
+    grid = seen[0].reshape(side, side)
+    half = side // 2
+    assert torch.equal(grid[:, :half], torch.ones(side, half)) and torch.equal(grid[:, half:], torch.zeros(side, half))
 
 
 @pytest.mark.parametrize("family", family_params("leaves_alone"))

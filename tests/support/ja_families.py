@@ -79,6 +79,7 @@ class TinyFamily:
     caption_pad_multiple: int = 0  # the model pads the caption with learned pad tokens to a multiple of this
     image_pad_multiple: int = 0  # ... and the image tokens
     latent_px: int = 8  # image pixels per latent cell
+    token_px: int = 16  # image pixels per token side (the tiny Chroma Radiance: its 2-pixel patch)
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
@@ -162,7 +163,7 @@ FAMILIES = (
         # Pixel space: the tests' latent (1/8 of WIDTH x HEIGHT) is the image here, at patch 2 the same 4 x 6 token
         # grid as the others. Sequential text ids where the host has them (0.33): the identity and the reference run
         # with region texts renumbered in the blocks' rope table (test_chroma_radiance checks the rows).
-        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, latent_px=1,
+        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, latent_px=1, token_px=2,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={
             **_each(("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
