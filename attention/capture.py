@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -62,6 +63,8 @@ class CaptureSink:
         self.n_txt = 0
         self.region_masks: Optional[torch.Tensor] = None
         self.family = ""
+        self.grid: tuple = (0, 0)  # the image token grid (rows, cols) the maps are over
+        self.latent_hw: tuple = (0, 0)  # the latent's height and width it came from
         self.concept_sum: Optional[torch.Tensor] = None  # [n_concepts, N_img] saliency summed over calls
         self.concept_calls = 0
         self.concept_blocks: set = set()
@@ -191,6 +194,8 @@ class CaptureSink:
                 "buffers": len(self._parts),  # (device, thread) accumulators merged
                 "region_masks": None if self.region_masks is None else self.region_masks.to("cpu", copy=True),
                 "family": self.family,
+                "grid": tuple(self.grid),
+                "latent_hw": tuple(self.latent_hw),
                 "concept_maps": None if self.concept_sum is None
                 else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
                 "concept_blocks": sorted(self.concept_blocks),
@@ -271,6 +276,7 @@ class CaptureModifier(Modifier):
             made = CaptureSink(state.n_img, state.device or torch.device("cpu"))
             made.registry = self.registry
             made.family = state.family
+            made.grid, made.latent_hw = tuple(state.grid), tuple(state.latent_hw)
             return made
 
         # One sink per run, whichever device thread asks first (MultiGPU work units run forwards of one
@@ -289,40 +295,28 @@ class CaptureModifier(Modifier):
         if sink is None:
             return
         sink.note(block.number, state.sigma)
-        plans = state.data.get("regional")
+        plans = state.regions
         if plans and sink.region_masks is None:
             sink.set_region_masks(plans[0].masks)
         # Another capture open on this call (Attention Capture nodes in a row): both record it.
-        spec.capture = sink if spec.capture is None or spec.capture is sink else Sinks.of(spec.capture, sink)
-        spec.capture_step = round(state.sigma, 6)
+        observer = CaptureObserver(sink, round(state.sigma, 6))
+        if observer not in spec.observers:
+            spec.observers += (observer,)
 
 
-class Sinks:
-    """Several captures' sinks on one attention call: each gets the same calls and probabilities."""
+@dataclass(frozen=True)
+class CaptureObserver:
+    """A capture as the executor sees it (`joint.Observer`): the run's sink and the step (sigma) the call belongs
+    to. Equal when both are: rows recorded into one sink at one step share their attention call."""
 
-    def __init__(self, sinks: tuple):
-        self.sinks = sinks
+    sink: CaptureSink
+    step: Optional[float] = None
 
-    @classmethod
-    def of(cls, *found) -> "Sinks":
-        sinks = []
-        for sink in found:
-            sinks.extend(sink.sinks if isinstance(sink, Sinks) else (sink,))
-        return cls(tuple(dict.fromkeys(sinks)))
-
-    def __eq__(self, other):
-        return isinstance(other, Sinks) and self.sinks == other.sinks
-
-    def __hash__(self):
-        return hash(self.sinks)
-
-    def begin(self, layout, rows: int, device=None, step: Optional[float] = None) -> None:
-        for sink in self.sinks:
-            sink.begin(layout, rows, device=device, step=step)
+    def begin(self, layout, rows: int, device=None) -> None:
+        self.sink.begin(layout, rows, device=device, step=self.step)
 
     def record(self, image_rows, first_column: int, probs: torch.Tensor) -> None:
-        for sink in self.sinks:
-            sink.record(image_rows, first_column, probs)
+        self.sink.record(image_rows, first_column, probs)
 
 
 def concept_saliency(o_concepts: torch.Tensor, o_image: torch.Tensor) -> torch.Tensor:

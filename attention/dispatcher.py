@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from .forward import BlockRef, ForwardState, Modifier, TextStream
-from .joint import RowSpec
+from .joint import CallSpec
 from .kernels import KernelSelector
 from .paths import PathSelector
 
@@ -63,7 +63,7 @@ class JointAttentionDispatcher:
 
     # -- per attention call ----------------------------------------------------
     def plan(self, state: ForwardState, block: BlockRef, total: int):
-        """(layout, [(RowSpec, rows)]) for a joint call of `total` tokens, or None when every row is plain."""
+        """(layout, [(CallSpec, rows)]) for a joint call of `total` tokens, or None when every row is plain."""
         layout = state.layout_for(total)
         if layout is None:
             return None
@@ -71,7 +71,7 @@ class JointAttentionDispatcher:
         items = state.row_items or (0,) * len(state.row_kinds)
         by_row = {}
         for key in sorted(set(zip(state.row_kinds, items))):
-            spec = RowSpec()
+            spec = CallSpec()
             for m in self.modifiers:
                 m.contribute(state, block, key[0], spec, key[1])
             by_row[key] = spec

@@ -44,11 +44,34 @@ class ForwardState:
     patch: int = 2  # latent cells per token side
     latent_px: int = 8  # image pixels per latent cell side (FLUX.2: 16)
     row_items: tuple = ()  # per batch row: which image of the batch it is (0 when unknown)
-    data: dict = field(default_factory=dict)  # per-modifier data for this forward
     run: Any = None  # per-sampling-run state (captures), if the host gives one
     device: Optional[torch.device] = None
     call_layout: Optional[TokenLayout] = None  # layout of the attention call being planned
+    # Slots of this forward, each written by one party and read by the others (named here, never string keys):
+    # what regional prompting publishes: its plan per batch item (the regions' token masks); capture reads it.
+    regions: Optional[list] = None
+    # hook (ATTENTION, BLOCKS, ...) -> calls that reached the pack; and the blocks those calls named. The host adapter
+    # counts them, and stops a forward in which a feature's hook was never reached (`Modifier.expects`).
+    reached: dict = field(default_factory=dict)
+    reached_blocks: dict = field(default_factory=dict)
+    # Host-side slots, set and read by the host adapter and model families only: the model running this
+    # forward (with MultiGPU work units, each device's own copy), the forward's pooled text vector (None when the
+    # model takes none), whether the host's text ids were renumbered for region texts before it built its rope
+    # table, and the tables made once per forward and shared by every block (rope tables, caption masks).
+    host_model: Any = None
+    pooled: Optional[torch.Tensor] = None
+    text_ids_renumbered: bool = False
+    tables: dict = field(default_factory=dict)
     _layouts: dict = field(default_factory=dict)
+    _owned: dict = field(default_factory=dict)
+
+    def owned(self, owner, make):
+        """`owner`'s own data for this forward (a feature's private per-forward record), made by `make()` on first
+        use. Keyed by the owner object: two modifiers never share it, and no one else reads it."""
+        found = self._owned.get(id(owner))
+        if found is None:
+            found = self._owned[id(owner)] = make()
+        return found
 
     def layout_for(self, total: int) -> Optional[TokenLayout]:
         """Layout of a joint sequence of `total` tokens, None for image-only calls (SD3.5 attn2)."""
@@ -86,7 +109,8 @@ class Modifier:
         return None
 
     def contribute(self, state: ForwardState, block: BlockRef, row_kind: int, spec, item: int = 0) -> None:
-        """Adjust `spec` for rows of `row_kind` (COND/UNCOND) that hold image `item` of the batch."""
+        """Adjust `spec` (a `joint.CallSpec`: structure, logit modifiers, observers) for rows of `row_kind`
+        (COND/UNCOND) that hold image `item` of the batch."""
 
     def edit_text(self, state: ForwardState, block: BlockRef, text: TextStream) -> Optional[str]:
         """Before a block: edit its text stream; return "skip" to skip the block."""

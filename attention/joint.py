@@ -4,21 +4,22 @@ The sequence is split into query groups (rows that share their visible keys) and
 key parts (keys that share a logit multiplier and a per-query bias). Each part is
 one plain attention call; parts are merged exactly through their log-sum-exps
 (`kernels.merge_partials`). No L x L mask or bias is ever built.
+
+This executor knows no feature. A call's `CallSpec` holds what features contributed, in generic
+terms: a `Structure` (who sees whom, with which biases: the regional plan), `LogitModifier`s
+(per query group and key part functions: TACA's temperature) and `Observer`s (receivers of the
+exact text probabilities: capture). The executor composes them.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Protocol, Union
+from dataclasses import dataclass, field, replace
+from typing import Optional, Protocol, Union
 
 import torch
 
 from .kernels import KernelSelector, merge_partials, weighted_sum
 from .layout import TokenLayout
-from .taca import with_temperature
-
-if TYPE_CHECKING:
-    from .capture import CaptureSink
 
 Index = Union[slice, torch.Tensor]
 
@@ -45,34 +46,48 @@ class Structure(Protocol):
     def grew(self) -> None: ...
 
 
-@dataclass
-class RowSpec:
-    """What applies to one set of batch rows in one attention call.
+class LogitModifier(Protocol):
+    """A feature's effect on the logits of a call, as a function of one query group and one of its key parts
+    (in the spirit of attention-gym's `score_mod`, at the granularity the executor computes in).
 
-    `isolate_regions`: appended region-text tokens are invisible to every other token
-    and each sees only itself (uncond rows, or rows regional prompting does not touch).
-    Nothing reads those tokens there (no other token attends to them and models output
-    image tokens only), so the cheapest well-defined attention is used: output = v.
-    `regional`: a `Structure` (the regional plan) to enforce (cond rows in a selected block); when None
-    and not isolated, region texts take part unmasked.
-    `text_gamma`: TACA multiplier on image-query x text-key logits.
-    `capture`: object with `begin(...)` / `record(...)` receiving text-column probabilities;
-    `capture_step`: the step (sigma) the capture is told the call belongs to.
+    Frozen and compared by value (a dataclass with `frozen=True`): the executor keys the query groups it
+    prepares by the modifiers themselves, so two modifiers that are equal must be the same function.
+    `logit_scale` multiplies the part's logits q.k * scale for the group's rows; the executor multiplies
+    the factors of every modifier of the call."""
+
+    def logit_scale(self, group: "QueryGroup", part: "KeyPart") -> float: ...
+
+
+class Observer(Protocol):
+    """Receives what a call computed: told of every call (`begin`), then given the exact softmax weights of image
+    rows on text keys (`record`). Compared by value: rows of one call share a spec only when equal."""
+
+    def begin(self, layout: TokenLayout, rows: int, device=None) -> None: ...
+
+    def record(self, image_rows, first_column: int, probs: torch.Tensor) -> None: ...
+
+
+@dataclass
+class CallSpec:
+    """What applies to one set of batch rows in one attention call, as the modifiers of the dispatcher set it
+    (`Modifier.contribute`). Compared by value: rows with equal specs run as one call.
+
+    `texts_unread`: the layout's appended texts (region texts) are read by nothing: invisible to every other
+    token, each sees only itself (uncond rows, or rows regional prompting does not touch). Models output image
+    tokens only, so the cheapest well-defined attention is used there: output = v.
+    `structure`: who sees whom (`Structure`, the regional plan), or None for the plain structure, in which
+    every token sees every key (but unread appended texts).
+    `modifiers`: `LogitModifier`s composed over the structure's query groups and key parts.
+    `observers`: `Observer`s of the call's exact text probabilities.
     """
 
-    isolate_regions: bool = True
-    regional: Optional[Structure] = None
-    text_gamma: float = 1.0
-    capture: Optional["CaptureSink"] = None
-    capture_step: Optional[float] = None
+    texts_unread: bool = True
+    structure: Optional[Structure] = None
+    modifiers: tuple = ()
+    observers: tuple = ()
 
     def is_plain(self, layout: TokenLayout) -> bool:
-        return (
-            not layout.region_lens
-            and self.regional is None
-            and self.text_gamma == 1.0
-            and self.capture is None
-        )
+        return not layout.region_lens and self.structure is None and not self.modifiers and not self.observers
 
 
 @dataclass(eq=False)
@@ -82,7 +97,9 @@ class KeyPart:
     main_bias: object = None  # None (0), Tensor [nq], or EXCLUDED
     in_base: bool = False
     key_bias: Optional[torch.Tensor] = None  # [nk] additive, finite
-    text_offset: Optional[int] = None  # capture column of the part's first key when it is text
+    # When the part's keys are text (base or appended texts): the position of its first key in the text
+    # stream. Marks text keys for logit modifiers, and is the observers' column of that key.
+    text_offset: Optional[int] = None
 
 
 @dataclass
@@ -90,7 +107,7 @@ class QueryGroup:
     index: Index
     parts: list = field(default_factory=list)
     base_ratio: float = 0.0
-    image_rows: Optional[Index] = None  # positions within the image, for capture
+    image_rows: Optional[Index] = None  # when the rows are image tokens: their positions within the image
     self_only: bool = False  # each row sees only its own key: output = v (isolated region texts)
     # Kernel calls worked out on first use, per device (`_recipe`); not part of the group's identity.
     prepared: dict = field(default_factory=dict, compare=False, repr=False)
@@ -136,35 +153,54 @@ def cat_index(pieces, device) -> Index:
     return torch.cat(tensors) if tensors else torch.empty(0, dtype=torch.long, device=device)
 
 
-def plan_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
-    """The query groups of one call: the structure (the regional plan's, or the plain one), then
-    each feature's effect on logits (TACA's temperature). A regional plan keeps the result per
-    layout, gamma and device, so its groups' prepared kernel calls serve every block and step."""
-    plan = spec.regional
-    if plan is None:
-        return with_temperature(_plain_groups(layout, spec, device), spec.text_gamma)
-    key = (layout, spec.text_gamma, str(device))
-    groups = plan.planned.get(key)
+def plan_groups(layout: TokenLayout, spec: CallSpec, device) -> list:
+    """The query groups of one call: the structure (the spec's, or the plain one), then the logit modifiers
+    composed over its parts. A structure keeps the result per layout, modifiers and device, so its groups'
+    prepared kernel calls serve every block and step."""
+    structure = spec.structure
+    if structure is None:
+        return with_modifiers(_plain_groups(layout, spec, device), spec.modifiers)
+    key = (layout, spec.modifiers, str(device))  # the modifiers are the functions themselves (frozen, by value)
+    groups = structure.planned.get(key)
     if groups is not None:
         return groups
-    with plan.lock:  # threads sharing the plan: one builds, the others wait and take its groups
-        groups = plan.planned.get(key)
+    with structure.lock:  # threads sharing the structure: one builds, the others wait and take its groups
+        groups = structure.planned.get(key)
         if groups is not None:
             return groups
-        groups = with_temperature(plan.groups(layout, device), spec.text_gamma)
-        for group in groups:  # kernel calls prepared now, so that the plan's size is known once
+        groups = with_modifiers(structure.groups(layout, device), spec.modifiers)
+        for group in groups:  # kernel calls prepared now, so that the structure's size is known once
             if not group.self_only and index_len(group.index):
                 _recipe(group, device)
-        plan.planned[key] = groups  # published complete: readers never see a group being prepared
-    plan.grew()
+        structure.planned[key] = groups  # published complete: readers never see a group being prepared
+    structure.grew()
     return groups
 
 
-def _plain_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
-    """Query groups without region masks: region texts isolated (read by nothing) or unmasked."""
+def with_modifiers(groups: list, modifiers: tuple) -> list:
+    """The query groups with every part's logit scale multiplied by the modifiers' factors for it. Groups no
+    factor changes are returned as they are (with the kernel calls they prepared)."""
+    if not modifiers:
+        return groups
+    out = []
+    for group in groups:
+        parts, changed = [], False
+        for part in group.parts:
+            factor = 1.0
+            for modifier in modifiers:
+                factor *= modifier.logit_scale(group, part)
+            if factor != 1.0:
+                part, changed = replace(part, logit_scale=part.logit_scale * factor), True
+            parts.append(part)
+        out.append(replace(group, parts=parts, prepared={}) if changed else group)
+    return out
+
+
+def _plain_groups(layout: TokenLayout, spec: CallSpec, device) -> list:
+    """Query groups without a structure: appended texts read by nothing, or seen by every token."""
     groups = []
-    if layout.region_lens and spec.isolate_regions:
-        # Region texts are read by nothing here: each sees itself. Every other token attends the two
+    if layout.region_lens and spec.texts_unread:
+        # Appended texts are read by nothing here: each sees itself. Every other token attends the two
         # key slices around them, slice by slice (no copy of q, k or v).
         groups.append(QueryGroup(layout.regions, self_only=True))
         text_keys, keys = layout.txt, [KeyPart(layout.txt), KeyPart(layout.visual)]
@@ -172,9 +208,9 @@ def _plain_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
     else:
         text_keys, keys = slice(0, layout.n_context), [KeyPart(slice(0, layout.total))]
         query_runs = [slice(0, layout.total)]
-    if spec.text_gamma == 1.0 and spec.capture is None:
+    if not spec.modifiers and not spec.observers:
         return groups + [QueryGroup(rows, keys) for rows in query_runs]
-    # Image rows apart, with their text keys as a part of their own (for TACA and capture).
+    # Image rows apart, with their text keys as a part of their own: what modifiers and observers tell apart.
     groups.append(QueryGroup(cat_index([text_keys, layout.ref], device), keys))
     image_parts = [KeyPart(text_keys, text_offset=0), KeyPart(layout.visual)]
     groups.append(QueryGroup(layout.img, image_parts, image_rows=slice(0, layout.n_img)))
@@ -183,14 +219,14 @@ def _plain_groups(layout: TokenLayout, spec: RowSpec, device) -> list:
 
 def blend_weights(b: float) -> tuple:
     """The base_ratio blend, h = (1 - b) * h_main + b * h_base: the weights of the two softmaxes. Outputs
-    (`_run_group`) and captured probabilities (`text_probabilities`) are blended with the same pair."""
+    (`_run_group`) and observed probabilities (`text_probabilities`) are blended with the same pair."""
     return 1.0 - b, b
 
 
-def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=None) -> torch.Tensor:
+def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, observers: tuple = ()) -> torch.Tensor:
     """Evaluate query groups; q/k/v [B,H,L,D]. Returns [B,H,L,D] in q's dtype.
 
-    With `capture`, image rows also report their exact probabilities on every text key."""
+    With `observers`, image rows also report their exact probabilities on every text key to each."""
     out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
     for group in groups:
         if index_len(group.index) == 0:
@@ -203,16 +239,17 @@ def run_groups(q, k, v, groups, kernels: KernelSelector, scale: float, capture=N
             out[:, :, group.index] = result
         else:
             out.index_copy_(2, group.index, result)
-        if capture is not None and group.image_rows is not None:
+        if observers and group.image_rows is not None:
             for offset, probs in text_probabilities(q, k, group, lse_main, lse_base, scale):
-                capture.record(group.image_rows, offset, probs)
+                for observer in observers:
+                    observer.record(group.image_rows, offset, probs)
     return out
 
 
-# Elements of the fp32 [B, H, rows, text keys] scratch when computing captured probabilities
+# Elements of the fp32 [B, H, rows, text keys] scratch when computing observed probabilities
 # (32 MiB; with base_ratio two such tensors live at once): one chunk at 512x512, a few at
 # 1024x1024, bounded whatever the number of regions.
-_CAPTURE_SCRATCH = 8 * 2**20
+_PROBABILITY_SCRATCH = 8 * 2**20
 
 
 def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float):
@@ -230,13 +267,13 @@ def text_probabilities(q, k, group: QueryGroup, lse_main, lse_base, scale: float
             continue
         kt = take(k, part.index).float().transpose(-1, -2)
         chunks = []
-        step = max(64, _CAPTURE_SCRATCH // max(1, qg.shape[0] * qg.shape[1] * kt.shape[-1]))
+        step = max(64, _PROBABILITY_SCRATCH // max(1, qg.shape[0] * qg.shape[1] * kt.shape[-1]))
         for start in range(0, qg.shape[-2], step):
             stop = min(start + step, qg.shape[-2])
             logits = torch.matmul(qg[..., start:stop, :].float(), kt).mul_(scale * part.logit_scale)
             base_logits = logits.clone() if (in_main and in_base) else logits
             probs = None
-            if in_main:  # in place: this runs for every captured call, keep passes over memory few
+            if in_main:  # in place: this runs for every observed call, keep passes over memory few
                 if isinstance(part.main_bias, torch.Tensor):
                     logits.add_(part.main_bias[start:stop].to(logits.device, torch.float32)[:, None])
                 if part.key_bias is not None:
@@ -419,9 +456,9 @@ def _run_group(q, k, v, group: QueryGroup, kernels: KernelSelector, scale: float
     return out.to(q.dtype), lse_main, lse_base
 
 
-def joint_attention(q, k, v, layout: TokenLayout, spec: RowSpec, kernels: KernelSelector, scale: float):
+def joint_attention(q, k, v, layout: TokenLayout, spec: CallSpec, kernels: KernelSelector, scale: float):
     """Attention for rows that share `spec`; q/k/v [B,H,L,D] -> [B,H,L,D]."""
     groups = plan_groups(layout, spec, q.device)
-    if spec.capture is not None:
-        spec.capture.begin(layout, q.shape[0], device=q.device, step=spec.capture_step)
-    return run_groups(q, k, v, groups, kernels, scale, spec.capture)
+    for observer in spec.observers:
+        observer.begin(layout, q.shape[0], device=q.device)
+    return run_groups(q, k, v, groups, kernels, scale, spec.observers)

@@ -56,3 +56,20 @@ class TokenLayout:
     def visual(self) -> slice:
         """Image and reference tokens together (contiguous)."""
         return slice(self.n_context, self.total)
+
+
+def as_prompt_alone(table, dim: int, n_txt: int, region_lens, source=None):
+    """A copy of a position table (text ids, rope rows; the sequence along `dim`) in which each region text's rows
+    are rows 0..T_r-1 of `source` (default: the table itself): the positions the text has as the prompt alone.
+
+    Rows of a position table depend only on the position, so a copied row equals the row the host computes for that
+    position. Rows are read from `source`, never from the copy being written (a region text longer than the prompt
+    would otherwise read rows already renumbered). The prompt's rows and every row after the region texts are
+    unchanged. The one rule every family's region texts follow (families/ say which table and where)."""
+    source = table if source is None else source
+    fixed = table.clone()
+    start = n_txt
+    for length in region_lens:
+        fixed.narrow(dim, start, length).copy_(source.narrow(dim, 0, length))
+        start += length
+    return fixed

@@ -1,6 +1,6 @@
 """Every exact path for a planned attention call, and the choice among them by measurement.
 
-A planned call (its layout and `RowSpec`) can be evaluated three exact ways:
+A planned call (its layout and `CallSpec`) can be evaluated three exact ways:
 
 - `grouped`: the pack's engine (`joint.joint_attention`): query groups x key parts, one fused kernel call
   per part, merged through log-sum-exps. No L x L data.
@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .joint import EXCLUDED, RowSpec, index_len, joint_attention, plan_groups
+from .joint import EXCLUDED, CallSpec, index_len, joint_attention, plan_groups
 from .layout import TokenLayout
 from .memory import BoundedCache, MemoryRegistry
 
@@ -44,7 +44,7 @@ AUTO = "auto"
 PATH_ENV = "JOINT_ATTENTION_PATH"
 DEFAULT_DENSE_BUDGET = 512 * 2**20  # bytes of dense masks one planned call may keep
 DEFAULT_MAX_CHOICES = 256  # (device, dtype, shape, plan kind) keys remembered
-DEFAULT_PREPARED_BUDGET = 1024 * 2**20  # masks and block masks of calls without a regional plan
+DEFAULT_PREPARED_BUDGET = 1024 * 2**20  # masks and block masks of calls without a structure
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _MASK_ROWS_PER_CHUNK = 256  # rows of a dense mask built at once (bounds the int64 scratch of the lookups)
 
@@ -57,7 +57,7 @@ class PlannedCall:
     k: torch.Tensor
     v: torch.Tensor
     layout: TokenLayout
-    spec: RowSpec
+    spec: CallSpec
     kernels: object
     scale: float
     _groups: Optional[list] = None
@@ -72,12 +72,13 @@ class PlannedCall:
         return joint_attention(self.q, self.k, self.v, self.layout, self.spec, self.kernels, self.scale)
 
 
-def plan_kind(layout: TokenLayout, spec: RowSpec) -> tuple:
-    """What a path's speed depends on besides device, dtype and shape: the structure's kind."""
-    plan = spec.regional
-    structure = plan.kind() if plan is not None and hasattr(plan, "kind") else (
-        type(plan).__name__ if plan is not None else ("isolated" if spec.isolate_regions else "open"))
-    return (structure, len(layout.region_lens), layout.n_ref > 0, spec.text_gamma != 1.0)
+def plan_kind(layout: TokenLayout, spec: CallSpec) -> tuple:
+    """What a path's speed depends on besides device, dtype and shape: the structure's kind, and whether logit
+    modifiers split the structure's parts (their values do not matter)."""
+    found = spec.structure
+    structure = found.kind() if found is not None and hasattr(found, "kind") else (
+        type(found).__name__ if found is not None else ("isolated" if spec.texts_unread else "open"))
+    return (structure, len(layout.region_lens), layout.n_ref > 0, bool(spec.modifiers))
 
 
 # -- the structure of a call as tables over key classes ---------------------------------------------------------
@@ -459,8 +460,8 @@ class PathSelector:
     `clock` (seconds) and `candidates` (name -> `Candidate`) are injectable; `force` forces a path (default:
     the JOINT_ATTENTION_PATH setting); `measure_on` lists the device types measured when nothing is forced
     (`auto` in the setting measures everywhere). Choices live in a table bounded to `max_choices` keys;
-    prepared masks live on the regional plan they belong to (the pack's cache counts them as the plan grows)
-    or, for calls without one, in a byte-bounded cache tracked by `registry`."""
+    prepared masks live on the structure they belong to (a regional plan: the pack's cache counts them as the plan
+    grows) or, for calls without one, in a byte-bounded cache tracked by `registry`."""
 
     def __init__(self, registry: Optional[MemoryRegistry] = None, candidates: Optional[dict] = None,
                  clock: Callable[[], float] = time.perf_counter, repeats: int = 3, force: Optional[str] = "env",
@@ -487,11 +488,11 @@ class PathSelector:
         self._lock = threading.RLock()
 
     # -- per call -------------------------------------------------------------------------------------------
-    def attend(self, q, k, v, layout: TokenLayout, spec: RowSpec, kernels, scale: float) -> torch.Tensor:
+    def attend(self, q, k, v, layout: TokenLayout, spec: CallSpec, kernels, scale: float) -> torch.Tensor:
         """Attention of one planned call on its chosen path; q/k/v [B,H,L,D] -> [B,H,L,D]."""
         if self.setting_error is not None:
             raise self.setting_error
-        if spec.capture is not None:  # captured maps come from the engine's own log-sum-exps
+        if spec.observers:  # observed probabilities come from the engine's own log-sum-exps
             return joint_attention(q, k, v, layout, spec, kernels, scale)
         if self.force is not None:
             return self._forced(PlannedCall(q, k, v, layout, spec, kernels, scale))
@@ -515,25 +516,26 @@ class PathSelector:
         return candidate.run(self._prepared(candidate, call), call)
 
     def _prepared(self, candidate: Candidate, call: PlannedCall):
-        """The candidate's data for the call's structure: built once, kept where the structure lives."""
+        """The candidate's data for the call's structure: built once, kept where the structure lives (keyed, like
+        the query groups, by the logit modifiers themselves)."""
         if not candidate.keeps_data:
             return candidate.prepare(call)
         spec, device = call.spec, call.q.device
-        plan = spec.regional
-        if plan is None:
-            key = (candidate.name, call.layout, spec.isolate_regions, spec.text_gamma, str(device), call.q.dtype)
+        structure = spec.structure
+        if structure is None:
+            key = (candidate.name, call.layout, spec.texts_unread, spec.modifiers, str(device), call.q.dtype)
             return self.prepared_cache.get(key, lambda: candidate.prepare(call), owner="attention_paths")
-        key = ("path", candidate.name, call.layout, spec.text_gamma, str(device), call.q.dtype)
-        found = plan.planned.get(key)
+        key = ("path", candidate.name, call.layout, spec.modifiers, str(device), call.q.dtype)
+        found = structure.planned.get(key)
         if found is not None:
             return found[0]
-        with plan.lock:
-            found = plan.planned.get(key)
+        with structure.lock:
+            found = structure.planned.get(key)
             if found is not None:
                 return found[0]
             prepared = candidate.prepare(call)
-            plan.planned[key] = [prepared]  # a list, like the groups beside it: the plan counts what it holds
-        plan.grew()
+            structure.planned[key] = [prepared]  # a list, like the groups beside it: the structure counts what it holds
+        structure.grew()
         return prepared
 
     def _forced(self, call: PlannedCall) -> torch.Tensor:
@@ -610,7 +612,7 @@ class PathSelector:
 
     def report(self) -> dict:
         """For the memory report: the setting, each key's choice and timings, and the bytes kept for calls
-        without a regional plan (a plan's masks are counted with the plan)."""
+        without a structure (a regional plan's masks are counted with the plan)."""
         with self._lock:
             entries = [{"device": str(key[0]), "dtype": str(key[1]).replace("torch.", ""), "shape": list(key[2]),
                         "kind": repr(key[3]), **choice.as_dict()} for key, choice in self._choices.items()]

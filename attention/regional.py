@@ -28,11 +28,22 @@ from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
 
 IMAGE_ATTENTION = ("restricted", "open")
-# Regions one Apply node accepts. Each adds its prompt's tokens to every attention call (256 for FLUX.1,
-# 512 for FLUX.2), so far fewer are practical; the limit bounds memory, not exactness.
+# Regions one model accepts: a chain of Region nodes, one Apply node, two Apply nodes combined (nodes/regional.py
+# refuses more at each, before sampling). Each region adds its prompt's tokens to every attention call (256 for
+# FLUX.1, 512 for FLUX.2) and its query groups to every planned call, so far fewer are practical; the limit bounds
+# memory and work per call, not exactness (the engine is tested exact with 100). The Region Canvas's lower limit
+# (nodes/canvas_state.py) is a UI one: how many regions one drawing can usefully show and edit.
 MAX_REGIONS = 128
 GLOBAL_PROMPT = ("background", "everywhere")
 _SNAP = 1e-6
+
+
+def check_settings(image_attention: str, global_prompt: str) -> None:
+    """A ValueError naming the setting, the values it takes and the one given."""
+    if image_attention not in IMAGE_ATTENTION:
+        raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
+    if global_prompt not in GLOBAL_PROMPT:
+        raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
 
 
 def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, patch: int = 2, latent_px: int = 8):
@@ -73,8 +84,9 @@ class RegionalPlan:
     """The structure of regional attention for one set of token masks on one device (no L x L data).
 
     Plans are cached (keyed by region content, settings, image size and device) and serve every
-    block and step of every run that matches; `planned` holds the executor's query groups per
-    layout and TACA gamma, `on_grow` lets the cache re-measure the plan when they are added."""
+    block and step of every run that matches. The plan is the executor's `joint.Structure`: `planned` holds
+    the executor's query groups per layout and logit modifiers, `on_grow` lets the cache re-measure the plan
+    when they are added."""
 
     def __init__(
         self,
@@ -84,10 +96,7 @@ class RegionalPlan:
         global_prompt: str = "background",
         base_ratio: float = 0.0,
     ):
-        if image_attention not in IMAGE_ATTENTION:
-            raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
-        if global_prompt not in GLOBAL_PROMPT:
-            raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
+        check_settings(image_attention, global_prompt)
         self.masks = masks.float()  # [n, N_img]
         self.strengths = [float(s) for s in strengths]
         self.image_attention = image_attention
@@ -95,8 +104,8 @@ class RegionalPlan:
         self.base_ratio = float(base_ratio)
         self.cover = self.masks > 0
         self._classes = self._image_classes()
-        # (layout, gamma, device) -> query groups, filled by the executor (joint.py); ("path", ...) -> [masks] the
-        # dense and FlexAttention paths keep for this plan (paths.py)
+        # (layout, logit modifiers, device) -> query groups, filled by the executor (joint.py); ("path", ...) ->
+        # [masks] the dense and FlexAttention paths keep for this plan (paths.py)
         self.planned: dict = {}
         self.on_grow = None  # set by a cache holding the plan
         # A cached plan serves every thread that samples with it (two runs at once, MultiGPU work units):
@@ -236,10 +245,7 @@ class RegionalModifier(Modifier):
 
     def __init__(self, regions, base_ratio, gate: Gate, image_attention="restricted", global_prompt="background",
                  cache=None, registry=None):
-        if image_attention not in IMAGE_ATTENTION:
-            raise ValueError(f"image_attention must be one of {IMAGE_ATTENTION}, got {image_attention!r}")
-        if global_prompt not in GLOBAL_PROMPT:
-            raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
+        check_settings(image_attention, global_prompt)
         self.regions = tuple(r for r in regions if r.strength > 0)
         self.settings = (image_attention, global_prompt, float(base_ratio))  # what a plan depends on besides masks
         self.gate = gate
@@ -265,8 +271,8 @@ class RegionalModifier(Modifier):
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
         size = (state.latent_hw, state.grid, state.patch, state.latent_px, str(device))
-        state.data[self.key] = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
-                                for i in range(n_plans)]
+        state.regions = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
+                         for i in range(n_plans)]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
 
     def _cached(self, key, factory):
@@ -287,12 +293,12 @@ class RegionalModifier(Modifier):
 
     def expects(self, state) -> tuple:
         # In its window the region texts are in the context: every row's attention must place or isolate them.
-        return (ATTENTION,) if state.data.get(self.key) is not None else ()
+        return (ATTENTION,) if state.regions is not None else ()
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
-        plans = state.data.get(self.key)
+        plans = state.regions
         if plans is None or row_kind != COND:
             return  # outside the window there are no region tokens; other rows stay isolated
-        spec.isolate_regions = False
+        spec.texts_unread = False  # the region texts are this row's: placed in selected blocks, unmasked elsewhere
         if self.gate.selects(block):
-            spec.regional = plans[item if len(plans) > 1 else 0]
+            spec.structure = plans[item if len(plans) > 1 else 0]

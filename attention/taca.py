@@ -7,7 +7,7 @@ paper's 0.97 on flow models; 0 = every step, as the released inference scripts d
 """
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 
 from .forward import ATTENTION, COND, UNCOND, Modifier
 from .gate import Gate
@@ -15,20 +15,27 @@ from .gate import Gate
 APPLY_TO = ("both", "cond", "uncond")
 
 
-def with_temperature(groups: list, gamma: float) -> list:
-    """The query groups with image-query x text-key logits multiplied by `gamma`: every key part
-    holding text (`text_offset` set) of every group of image rows (`image_rows` set)."""
-    if gamma == 1.0:
-        return groups
-    out = []
-    for group in groups:
-        if group.image_rows is None:
-            out.append(group)
-            continue
-        parts = [dataclasses.replace(p, logit_scale=p.logit_scale * gamma) if p.text_offset is not None else p
-                 for p in group.parts]
-        out.append(dataclasses.replace(group, parts=parts, prepared={}))
-    return out
+@dataclass(frozen=True)
+class Temperature:
+    """TACA as a logit modifier (`joint.LogitModifier`): `gamma` on the logits of image rows (`image_rows` set)
+    against text keys (`text_offset` set: base and region texts), 1 on every other query group and key part."""
+
+    gamma: float
+
+    def logit_scale(self, group, part) -> float:
+        return self.gamma if group.image_rows is not None and part.text_offset is not None else 1.0
+
+
+def with_gamma(modifiers: tuple, gamma: float) -> tuple:
+    """A call's logit modifiers with TACA's temperature multiplied by `gamma`: one `Temperature` per call, so
+    TACA nodes in a row multiply their gammas (in node order), and a product of exactly 1 leaves none (the
+    call stays plain where nothing else acts)."""
+    for i, found in enumerate(modifiers):
+        if isinstance(found, Temperature):
+            total = found.gamma * gamma
+            rest = modifiers[:i] + modifiers[i + 1:]
+            return rest if total == 1.0 else modifiers[:i] + (Temperature(total),) + modifiers[i + 1:]
+    return modifiers if gamma == 1.0 else modifiers + (Temperature(gamma),)
 
 
 class TacaModifier(Modifier):
@@ -56,4 +63,4 @@ class TacaModifier(Modifier):
 
     def contribute(self, state, block, row_kind, spec, item=0) -> None:
         if self.active(state, block, row_kind):
-            spec.text_gamma *= self.gamma
+            spec.modifiers = with_gamma(spec.modifiers, self.gamma)

@@ -1,8 +1,8 @@
-"""ComfyUI node classes (V3 schema), one file per feature; each stays thin over `attention/`."""
+"""ComfyUI node classes (V3 schema), one file per feature; each stays thin over `integration/` and `attention/`."""
 from comfy_api.latest import ComfyExtension
 
+from ..integration.runtime import register_routes
 from . import canvas, guidance, maps, memory, regional
-from .runtime import register_routes
 
 NODES = [*regional.NODES, *canvas.NODES, *guidance.NODES, *maps.NODES, *memory.NODES]
 

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from . import canvas_masks, canvas_state
-from .common import CATEGORY, node_error, rgb_image
+from .common import CATEGORY, DISPLAY_NAMES, node_error, rgb_image
 from .regional import Regions, region_from
 
 log = logging.getLogger("joint_attention")
@@ -37,7 +37,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionRegionCanvas",
-            display_name="Region Canvas",
+            display_name=DISPLAY_NAMES["JointAttentionRegionCanvas"],
             category=f"{CATEGORY}/regional",
             # An output node: ComfyUI sends a cached node's UI output again only for output nodes (0.3.75), and the
             # editor needs its background and mask offer back when the drawing's run comes from the cache.

@@ -13,6 +13,8 @@ import torch
 
 VERSION = 1
 CELL = 8
+# Regions one canvas holds: a limit of the drawing UI (a list a person can work through, colours that stay apart),
+# below the 128 regions one model call takes (attention/regional.py's MAX_REGIONS, which bounds the regional plan).
 MAX_REGIONS = 32
 MAX_PROMPT = 4000
 MAX_VALUE_BYTES = 4 * 1024 * 1024

@@ -7,14 +7,28 @@ from comfy_api.latest import io
 
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.gate import Gate
-from .families import UnsupportedModel, block_counts, model_family
+from ..families import FAMILIES, Family, UnsupportedModel, block_counts, model_family
 
 CATEGORY = "joint_attention"
-MODEL_TOOLTIP = "A FLUX.1, FLUX.2/Klein, Chroma, SD3/SD3.5 or Qwen-Image/-Edit model."
+MODEL_TOOLTIP = "A model of a supported family: " + "; ".join(f.models for f in FAMILIES) + "."
+
+
+# The name users see on each node, by node id: the schemas' display names, and how every error names its node.
+DISPLAY_NAMES = {
+    "JointAttentionRegion": "Region (mask + prompt)",
+    "JointAttentionRegionalApply": "Apply Regional Attention",
+    "JointAttentionRegionCanvas": "Region Canvas",
+    "JointAttentionTACA": "TACA (text attention temperature)",
+    "JointAttentionTextScale": "Text Scale per Block",
+    "JointAttentionCapture": "Attention Capture",
+    "JointAttentionMaps": "Attention Maps",
+    "JointAttentionMemory": "Joint Attention Memory",
+}
 
 
 def node_error(node: str, input_name: str, message: str) -> ValueError:
-    return ValueError(f"[{node}] input '{input_name}': {message}")
+    """The error for a node's input, naming the node as users see it: `[Attention Maps] input 'image': ...`."""
+    return ValueError(f"[{DISPLAY_NAMES.get(node, node)}] input '{input_name}': {message}")
 
 
 def finite(node: str, input_name: str, value, lo: float, hi: float) -> float:
@@ -52,7 +66,8 @@ def rgb_image(node: str, input_name: str, image):
     return first.expand(-1, -1, 3) if channels == 1 else first
 
 
-def family_of(node: str, model) -> str:
+def supported_family(node: str, model) -> Family:
+    """The model's family, or the error naming the node's `model` input and what the pack supports."""
     try:
         return model_family(model)
     except UnsupportedModel as exc:

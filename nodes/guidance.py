@@ -7,20 +7,21 @@ from ..attention.blocks import BlockSelectionError, parse_blocks, parse_token_ra
 from ..attention.gate import Gate
 from ..attention.taca import APPLY_TO, TacaModifier
 from ..attention.text_scale import MODES, TextScaleModifier
+from ..families import block_counts
+from ..integration.install import install
 from .common import (
     CATEGORY,
+    DISPLAY_NAMES,
     MODEL_TOOLTIP,
     block_range_inputs,
     choice,
-    family_of,
     finite,
     node_error,
     percent_input,
     selections,
     sigma_window,
+    supported_family,
 )
-from .families import block_counts
-from .host import install
 
 
 class JointAttentionTACA(io.ComfyNode):
@@ -28,7 +29,7 @@ class JointAttentionTACA(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionTACA",
-            display_name="TACA (text attention temperature)",
+            display_name=DISPLAY_NAMES["JointAttentionTACA"],
             category=f"{CATEGORY}/guidance",
             description="TACA (arXiv 2506.07986): in early steps, multiplies the image-to-text attention logits by "
                         "gamma so the prompt is followed more closely.",
@@ -50,7 +51,7 @@ class JointAttentionTACA(io.ComfyNode):
     @classmethod
     def execute(cls, model, gamma, sigma_threshold, apply_to, double_blocks, single_blocks) -> io.NodeOutput:
         node = "JointAttentionTACA"
-        family_of(node, model)
+        supported_family(node, model)
         choice(node, "apply_to", apply_to, APPLY_TO)
         gamma = finite(node, "gamma", gamma, 0.5, 3.0)
         sigma_threshold = finite(node, "sigma_threshold", sigma_threshold, 0.0, 1000.0)
@@ -65,7 +66,7 @@ class JointAttentionTextScale(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionTextScale",
-            display_name="Text Scale per Block",
+            display_name=DISPLAY_NAMES["JointAttentionTextScale"],
             category=f"{CATEGORY}/guidance",
             description="Per-block text enhancement (arXiv 2601.02211): scales, empties or skips the text stream before "
                         "chosen blocks to strengthen prompt following.",
@@ -89,7 +90,7 @@ class JointAttentionTextScale(io.ComfyNode):
     @classmethod
     def execute(cls, model, blocks, scale, mode, start_percent, end_percent, token_range="") -> io.NodeOutput:
         node = "JointAttentionTextScale"
-        family_of(node, model)
+        supported_family(node, model)
         choice(node, "mode", mode, MODES)
         scale = finite(node, "scale", scale, 0.0, 10.0)
         n_double, n_single = block_counts(model)
@@ -101,7 +102,7 @@ class JointAttentionTextScale(io.ComfyNode):
             raise node_error(node, field, str(exc)) from None
         sigma_high, sigma_low = sigma_window(node, model, start_percent, end_percent)
         modifier = TextScaleModifier(Gate(numbers=chosen, sigma_high=sigma_high, sigma_low=sigma_low), scale, mode, tokens,
-                                     owner=node)
+                                     owner=DISPLAY_NAMES[node])
         if modifier.is_identity():
             return io.NodeOutput(model)
         return io.NodeOutput(install(model, modifier))

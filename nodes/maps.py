@@ -11,21 +11,22 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ..attention.capture import CaptureHandle, CaptureModifier
+from ..integration.concepts import ConceptInputError, ConceptModifier, concept_stream
+from ..integration.install import install
+from ..integration.labels import UnplacedLabels, context_tokens, words_of
+from ..integration.runtime import MEMORY
 from .canvas_state import valid_text
 from .common import (
     CATEGORY,
+    DISPLAY_NAMES,
     MODEL_TOOLTIP,
     block_range_inputs,
-    family_of,
     gate,
     node_error,
     percent_input,
     rgb_image,
+    supported_family,
 )
-from .concepts import ConceptModifier, concept_stream
-from .host import install
-from .labels import UnplacedLabels, context_tokens, words_of
-from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 CAPTURE_TYPE = "JA_CAPTURE"
@@ -49,7 +50,7 @@ class JointAttentionCapture(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionCapture",
-            display_name="Attention Capture",
+            display_name=DISPLAY_NAMES["JointAttentionCapture"],
             category=f"{CATEGORY}/maps",
             description="Records, while sampling, the exact share of attention each image token gives to each text "
                         "token (with regions and TACA applied), averaged over heads, blocks and steps. Cond rows only.",
@@ -82,11 +83,14 @@ class JointAttentionCapture(io.ComfyNode):
     def execute(cls, model, double_blocks, single_blocks, start_percent, end_percent, concepts="",
                 clip=None) -> io.NodeOutput:
         node = "JointAttentionCapture"
-        family_of(node, model)
+        supported_family(node, model)
         where = gate(node, model, double_blocks, single_blocks, start_percent, end_percent)
         handle = CaptureHandle()
         if concept_names(concepts, node):
-            stream = concept_stream(node, model, valid_text(concepts), clip, where.double, double_blocks)
+            try:
+                stream = concept_stream(model, valid_text(concepts), clip, where.double, double_blocks)
+            except ConceptInputError as exc:
+                raise node_error(node, exc.input_name, str(exc)) from None
             modifier = ConceptModifier(handle, where, stream, registry=MEMORY.registry)
         else:
             modifier = CaptureModifier(handle, where, registry=MEMORY.registry)
@@ -170,7 +174,7 @@ class JointAttentionMaps(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionMaps",
-            display_name="Attention Maps",
+            display_name=DISPLAY_NAMES["JointAttentionMaps"],
             category=f"{CATEGORY}/maps",
             description="Turns a capture into per-word heatmaps and masks, and can save PNGs plus the raw maps "
                         "(.safetensors).",
@@ -240,7 +244,7 @@ class JointAttentionMaps(io.ComfyNode):
                              "columns; connect this Attention Maps node to the capture of the model the sampler used")
         overlay = rgb_image(node, "image", image) if image is not None else None
         n_img = maps.shape[0]
-        rows, cols = _grid(samples, n_img)
+        rows, cols = _grid(node, samples, result, n_img)
         labels, token_names = _labels(clip, _labelling_prompt(prompt, node), result, node)
         concept_maps = result.get("concept_maps")
         if concept_maps is not None and not words.strip():
@@ -393,18 +397,16 @@ def _save(prefix, heat, maps, rows, cols, chosen, token_names, result):
     return saved
 
 
-def _grid(samples, n_img):
-    latent = samples["samples"]
-    h, w = latent.shape[-2], latent.shape[-1]
-    for patch in (2, 1):
-        rows, cols = -(-h // patch), -(-w // patch)
-        if rows * cols == n_img:
-            return rows, cols
-    side = int(round(n_img ** 0.5))
-    if side * side == n_img:
-        return side, side
-    raise node_error("JointAttentionMaps", "samples", f"the latent ({h}x{w}) does not match the captured image tokens ({n_img}); "
-                     "connect the output of the sampler that used the capture's model")
+def _grid(node, samples, result, n_img):
+    """The image token grid the maps are over, as the capture recorded it; the connected latent must be the one it
+    came from (its height and width)."""
+    h, w = samples["samples"].shape[-2], samples["samples"].shape[-1]
+    rows, cols = result.get("grid") or (0, 0)
+    if rows * cols != n_img or tuple(result.get("latent_hw") or ()) != (h, w):
+        raise node_error(node, "samples", f"the latent ({h}x{w}) is not the one the capture recorded "
+                         f"({'x'.join(map(str, result.get('latent_hw') or ('?', '?')))}, {n_img} image tokens); "
+                         "connect the output of the sampler that used the capture's model")
+    return rows, cols
 
 
 def region_leakage(result) -> list:

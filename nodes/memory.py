@@ -5,8 +5,8 @@ import json
 
 from comfy_api.latest import io
 
-from .common import CATEGORY
-from .runtime import MEMORY
+from ..integration.runtime import MEMORY
+from .common import CATEGORY, DISPLAY_NAMES
 
 
 class JointAttentionMemory(io.ComfyNode):
@@ -14,7 +14,7 @@ class JointAttentionMemory(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionMemory",
-            display_name="Joint Attention Memory",
+            display_name=DISPLAY_NAMES["JointAttentionMemory"],
             category=f"{CATEGORY}/utils",
             description="Reports the pack's tensors by owner and device (plus CUDA figures on GPU) and can free its "
                         "caches.",

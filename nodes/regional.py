@@ -1,4 +1,4 @@
-"""Regional prompting nodes: build regions, apply them to a FLUX / SD3 model."""
+"""Regional prompting nodes: build regions, apply them to a model of a supported family (families/)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,21 +9,23 @@ import torch
 from comfy_api.latest import io
 
 from ..attention.regional import GLOBAL_PROMPT, IMAGE_ATTENTION, MAX_REGIONS, Region, RegionalModifier
+from ..families import model_family
+from ..integration.conditioning import model_text
+from ..integration.install import install
+from ..integration.options import find_dispatcher
+from ..integration.runtime import MEMORY
 from .common import (
     CATEGORY,
+    DISPLAY_NAMES,
     MODEL_TOOLTIP,
     block_range_inputs,
     choice,
-    family_of,
     finite,
     gate,
     node_error,
     percent_input,
+    supported_family,
 )
-from .families import model_family
-from .host import install, model_text
-from .options import find_dispatcher
-from .runtime import MEMORY
 
 log = logging.getLogger("joint_attention")
 
@@ -89,7 +91,7 @@ class JointAttentionRegion(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionRegion",
-            display_name="Region (mask + prompt)",
+            display_name=DISPLAY_NAMES["JointAttentionRegion"],
             category=f"{CATEGORY}/regional",
             description="Pairs a region prompt with a mask. Chain several to describe any number of regions.",
             inputs=[
@@ -123,7 +125,7 @@ class JointAttentionRegionalApply(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="JointAttentionRegionalApply",
-            display_name="Apply Regional Attention",
+            display_name=DISPLAY_NAMES["JointAttentionRegionalApply"],
             category=f"{CATEGORY}/regional",
             description="Region texts are appended to the prompt and masked in joint attention, so every region costs "
                         "no extra model pass. Negative prompts and CFG work as usual.",
@@ -152,7 +154,7 @@ class JointAttentionRegionalApply(io.ComfyNode):
     def execute(cls, model, regions, base_ratio, start_percent, end_percent, double_blocks, single_blocks,
                 image_attention, global_prompt) -> io.NodeOutput:
         node = "Apply Regional Attention"
-        family_of(node, model)
+        supported_family(node, model)
         choice(node, "image_attention", image_attention, IMAGE_ATTENTION)
         choice(node, "global_prompt", global_prompt, GLOBAL_PROMPT)
         if not regions:

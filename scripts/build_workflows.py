@@ -247,6 +247,27 @@ GRAPHS = {
           "qwen_3_4b.safetensors (text_encoders, CLIPLoader type lumina2), ae.safetensors (vae). Region texts are "
           "padded and refined alone, as the model does with a prompt. " + NOTE_REGIONS)],
     ),
+    "regional_chroma_radiance.json": (
+        lambda: [
+            Node(1, "UNETLoader", {"unet_name": "chroma-radiance.safetensors", "weight_dtype": "default"}),
+            Node(2, "CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "chroma"}),
+            Node(3, "VAELoader", {"vae_name": "pixel_space"}),
+        ] + two_regions((2, 0), (1, 0)) + [
+            Node(4, "CLIPTextEncode", {"text": "a sunny park, photo, detailed"}, {"clip": (2, 0)}, title="Positive prompt"),
+            Node(5, "CLIPTextEncode", {"text": "blurry, low quality"}, {"clip": (2, 0)}, title="Negative prompt"),
+            Node(7, "EmptyChromaRadianceLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+            Node(8, "KSampler", {"seed": 42, "steps": 26, "cfg": 4.0, "sampler_name": "euler", "scheduler": "simple",
+                                 "denoise": 1.0},
+                 {"model": (28, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+            Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+            Node(10, "SaveImage", {"filename_prefix": "regional_chroma_radiance"}, {"images": (9, 0)}),
+        ],
+        [("How to use", "Two regions on Chroma Radiance, Chroma's transformer over 16 x 16 pixel patches (no VAE: "
+          "VAELoader 'pixel_space', EmptyChromaRadianceLatentImage). Checkpoints with sequential text positions work "
+          "as the older ones: region texts keep the positions they have as the prompt alone. Files: "
+          "chroma-radiance.safetensors (diffusion_models), t5xxl_fp16.safetensors (text_encoders, CLIPLoader type "
+          "chroma). " + NOTE_REGIONS)],
+    ),
     "taca_flux.json": (
         lambda: flux_loaders() + [
             Node(20, "JointAttentionTACA", {"gamma": 1.2, "sigma_threshold": 0.97}, {"model": (1, 0)}),

@@ -26,6 +26,7 @@ logging.getLogger().setLevel(logging.WARNING)
 def pytest_configure(config):
     for name, doc in (("server", "runs the real ComfyUI server"), ("browser", "drives the real frontend in Chromium"),
                       ("gpu", "needs CUDA"),
+                      ("family_skipped", "a family the test family list (ja_families) keeps off this scenario"),
                       ("works_with", "works_with(combined_with, pack_nodes, check): a composition test, listed in "
                                      "docs/works-with.md's Works with table")):
         config.addinivalue_line("markers", f"{name}: {doc}")

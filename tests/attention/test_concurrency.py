@@ -6,9 +6,10 @@ import time
 
 import torch
 
+from ja_specs import call_spec
 from ja_threads import at_once
 from joint_attention_pack.attention.capture import CaptureSink
-from joint_attention_pack.attention.joint import RowSpec, joint_attention
+from joint_attention_pack.attention.joint import joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
@@ -45,7 +46,7 @@ def test_threads_sharing_a_fresh_cached_plan_get_the_single_thread_outputs():
     inputs = [_qkv(i) for i in range(THREADS)]
 
     def attend(plan, i):
-        spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gammas[i])
+        spec = call_spec(texts_unread=False, structure=plan, gamma=gammas[i])
         return joint_attention(*inputs[i], layout, spec, KernelSelector(), SCALE)
 
     alone = _plan()
@@ -68,7 +69,7 @@ def test_one_capture_sink_written_by_several_threads_records_every_call_once():
 
     def record(sink, i):
         for step in range(calls):
-            spec = RowSpec(isolate_regions=False, regional=plan, capture=sink, capture_step=float(step))
+            spec = call_spec(texts_unread=False, structure=plan, sink=sink, step=float(step))
             joint_attention(*inputs[i], layout, spec, KernelSelector(), SCALE)
 
     plan = _plan()

@@ -1,14 +1,17 @@
 """The fused segment engine against the dense reference, over a grid of configurations."""
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
-from joint_attention_pack.attention.joint import RowSpec, joint_attention, plan_groups
+from ja_specs import call_spec
+from joint_attention_pack.attention.joint import CallSpec, joint_attention, plan_groups, with_modifiers
 from joint_attention_pack.attention.kernels import KernelSelector, reference_attend
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan, token_masks
+from joint_attention_pack.attention.taca import Temperature
 
 D = 8
 SCALE = 1.0 / math.sqrt(D)
@@ -50,7 +53,7 @@ def test_regional_matches_dense_reference(mask_kind, image_attention, global_pro
     strengths = [1.0, 2.0]
     plan = RegionalPlan(masks, strengths, image_attention, global_prompt, base_ratio)
     q, k, v = _qkv(layout)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=gamma)
     out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     bias = dense_bias(layout, masks, strengths, image_attention, global_prompt)
     ref, _ = dense_attention(q, k, v, bias, SCALE, gamma, layout, base_ratio)
@@ -64,7 +67,7 @@ def test_regional_matches_dense_reference(mask_kind, image_attention, global_pro
 def test_unmasked_cases_match_dense_reference(isolate, gamma, region_lens):
     layout = _layout(region_lens=region_lens)
     q, k, v = _qkv(layout, seed=1)
-    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=isolate, text_gamma=gamma), KernelSelector(), SCALE)
+    out = joint_attention(q, k, v, layout, call_spec(texts_unread=isolate, gamma=gamma), KernelSelector(), SCALE)
     ref, _ = dense_attention(q, k, v, dense_bias(layout, isolate_regions=isolate), SCALE, gamma, layout)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
 
@@ -75,7 +78,7 @@ def test_outside_tokens_get_exactly_zero_probability_from_region_text():
     masks = _masks("hard")
     plan = RegionalPlan(masks, [1.0, 1.0], "restricted", "background", 0.0)
     q, k, v = _qkv(layout, seed=2)
-    spec = RowSpec(isolate_regions=False, regional=plan)
+    spec = call_spec(texts_unread=False, structure=plan)
     out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
     v2 = v.clone()
     v2[:, :, layout.region(0)] += 100.0  # only region 0's text values change
@@ -129,7 +132,7 @@ def test_regional_data_for_1024px_flux_with_4_regions_stays_small():
     layout = TokenLayout(n_txt=512, n_img=4096, region_lens=(512,) * 4, grid=grid)
     plan = RegionalPlan(masks, [1.0] * 4, "restricted", "background", 0.2)
     bare = plan.nbytes()
-    spec = RowSpec(isolate_regions=False, regional=plan)
+    spec = call_spec(texts_unread=False, structure=plan)
     groups = plan_groups(layout, spec, torch.device("cpu"))  # the executor's groups, kept on the plan
     index_bytes = 0
     for g in groups:
@@ -153,7 +156,7 @@ def test_soft_masks_stay_on_the_fused_kernel(caplog):
     q, k, v = _qkv(layout)
     kernels = KernelSelector()
     with caplog.at_level("WARNING", logger="joint_attention"):
-        joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), kernels, SCALE)
+        joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan, gamma=1.3), kernels, SCALE)
     assert "reference kernel" not in caplog.text
     assert set(kernels.chosen().values()) == {"cpu_flash"}
 
@@ -175,7 +178,7 @@ def test_regional_calls_read_nothing_back_to_the_host_after_the_first(mask_kind,
     layout = _layout()
     plan = RegionalPlan(_masks(mask_kind), [1.0, 2.0], "restricted", "background", base_ratio)
     q, k, v = _qkv(layout)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=1.3)
     kernels = KernelSelector()
 
     def call():
@@ -202,7 +205,7 @@ def test_many_regions_on_random_cells_match_dense_reference(n_regions, global_pr
     signatures = {tuple(masks[:, i].gt(0).tolist()) for i in range(64)}
     assert len(plan._image_classes()) >= len(signatures)
     q, k, v = _qkv(layout, batch=1, seed=4)
-    out = joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan), KernelSelector(), SCALE)
+    out = joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan), KernelSelector(), SCALE)
     bias = dense_bias(layout, masks, strengths, "restricted", global_prompt)
     ref, _ = dense_attention(q, k, v, bias, SCALE, 1.0, layout, 0.2)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
@@ -218,14 +221,14 @@ def test_a_cached_plan_is_counted_with_the_query_groups_it_gains():
     plan = cache.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3), "regional")
     stored = cache.bytes
     q, k, v = _qkv(layout)
-    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.3), KernelSelector(), SCALE)
+    joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan, gamma=1.3), KernelSelector(), SCALE)
     assert plan.planned and cache.bytes == plan.nbytes() > stored
     assert registry.total_bytes("cache") == plan.nbytes()  # every group tensor is accounted
     # A budget the grown plan exceeds: it leaves the cache when it grows past it.
     small = BoundedCache(registry, budget_bytes=stored + 1)
     plan2 = small.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3))
     assert len(small) == 1
-    joint_attention(q, k, v, layout, RowSpec(isolate_regions=False, regional=plan2), KernelSelector(), SCALE)
+    joint_attention(q, k, v, layout, call_spec(texts_unread=False, structure=plan2), KernelSelector(), SCALE)
     assert len(small) == 0 and small.bytes == 0
 
 
@@ -258,3 +261,78 @@ def test_out_of_memory_in_the_chosen_kernel_is_raised_and_the_kernel_kept():
     want, want_lse = reference_attend(q, k, v, 0.25, None)
     assert torch.equal(out, want) and torch.equal(lse, want_lse)
     assert selector.chosen()[key] == "reference" and len(calls) == 2
+
+
+# -- the executor composes what features contribute, knowing none of them ---------------------------------------
+@dataclass(frozen=True)
+class ImageKeyScale:
+    """A logit modifier no feature has (the executor must take any): `factor` on image rows x non-text keys."""
+
+    factor: float
+
+    def logit_scale(self, group, part) -> float:
+        return self.factor if group.image_rows is not None and part.text_offset is None else 1.0
+
+
+def _scaled_reference(q, k, v, layout, bias, multiplier, base_ratio=0.0):
+    """softmax(multiplier * q.k * scale + bias) @ v in float64 ([L, L] multiplier); with base_ratio, image rows
+    blend in the softmax over [T0 ; I ; F] of the same multiplied logits."""
+    logits = multiplier * (q.double() @ k.double().transpose(-1, -2)) * SCALE
+    out = torch.softmax(logits + bias, dim=-1) @ v.double()
+    if base_ratio > 0.0:
+        hidden = torch.ones(layout.total, dtype=torch.bool)
+        hidden[layout.txt] = hidden[layout.visual] = False
+        base = torch.softmax(logits.masked_fill(hidden, float("-inf")), dim=-1) @ v.double()
+        out[..., layout.img, :] = (1 - base_ratio) * out[..., layout.img, :] + base_ratio * base[..., layout.img, :]
+    return out
+
+
+@pytest.mark.parametrize("regional,base_ratio", [(False, 0.0), (True, 0.0), (True, 0.3)])
+def test_any_logit_modifier_is_composed_over_every_group_and_part(regional, base_ratio):
+    """TACA's temperature and a modifier of the test's own, together: their factors multiply per (row, key)."""
+    layout = _layout(n_ref=3)
+    q, k, v = _qkv(layout, seed=7)
+    structure, bias = None, dense_bias(layout)
+    if regional:
+        structure = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", base_ratio)
+        bias = dense_bias(layout, _masks("soft"), [1.0, 2.0], "restricted", "background")
+    spec = CallSpec(texts_unread=False, structure=structure, modifiers=(Temperature(1.3), ImageKeyScale(0.7)))
+    out = joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    multiplier = torch.ones(layout.total, layout.total, dtype=torch.float64)
+    multiplier[layout.img, : layout.n_context] = 1.3
+    multiplier[layout.img, layout.n_context:] = 0.7
+    torch.testing.assert_close(out.double(), _scaled_reference(q, k, v, layout, bias, multiplier, base_ratio),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_groups_are_kept_per_modifiers_by_value_never_per_feature_setting():
+    layout = _layout()
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.3)
+    q, k, v = _qkv(layout)
+    for modifiers in ((Temperature(1.3),), (Temperature(1.3),), (Temperature(1.5),), (), (ImageKeyScale(1.3),)):
+        spec = CallSpec(texts_unread=False, structure=plan, modifiers=modifiers)
+        joint_attention(q, k, v, layout, spec, KernelSelector(), SCALE)
+    assert set(plan.planned) == {(layout, m, "cpu") for m in
+                                 ((Temperature(1.3),), (Temperature(1.5),), (), (ImageKeyScale(1.3),))}
+    assert plan_groups(layout, CallSpec(texts_unread=False, structure=plan, modifiers=(Temperature(1.3),)),
+                       torch.device("cpu")) is plan.planned[(layout, (Temperature(1.3),), "cpu")]
+
+
+def test_a_modifier_whose_factors_are_all_one_leaves_the_groups_as_they_are():
+    layout = _layout()
+    groups = RegionalPlan(_masks("hard"), [1.0, 2.0]).groups(layout, "cpu")
+    composed = with_modifiers(groups, (ImageKeyScale(1.0), Temperature(1.0)))
+    assert all(a is b for a, b in zip(composed, groups))
+    scaled = with_modifiers(groups, (Temperature(2.0),))
+    image = [g for g in scaled if g.image_rows is not None]
+    assert image and all(p.logit_scale == (2.0 if p.text_offset is not None else 1.0) for g in image for p in g.parts)
+    assert all(p.logit_scale == 1.0 for g in groups for p in g.parts)  # the structure's own groups: untouched
+
+
+@pytest.mark.parametrize("spec,plain", [
+    (CallSpec(), True), (CallSpec(texts_unread=False), True), (CallSpec(modifiers=(Temperature(1.2),)), False),
+    (CallSpec(observers=("an observer",)), False), (CallSpec(structure=RegionalPlan(torch.ones(1, 4), [1.0])), False),
+])
+def test_a_spec_is_plain_when_nothing_acts(spec, plain):
+    assert spec.is_plain(TokenLayout(5, 4)) is plain
+    assert not spec.is_plain(TokenLayout(5, 4, region_lens=(2,)))  # appended texts must be placed or unread

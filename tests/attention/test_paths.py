@@ -1,14 +1,16 @@
 """Every exact path of a planned call against the dense reference, and the selector's choice and fallback
 with injected timings and failures (no wall clock is asserted)."""
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
+from ja_specs import call_spec, gamma_of
 from joint_attention_pack.attention import paths
 from joint_attention_pack.attention.dispatcher import JointAttentionDispatcher
-from joint_attention_pack.attention.joint import RowSpec, joint_attention
+from joint_attention_pack.attention.joint import CallSpec, joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
@@ -44,12 +46,12 @@ def _call(layout, spec, seed=0):
 
 def _reference(call, masks=None, strengths=None, settings=("restricted", "background", 0.0)):
     spec = call.spec
-    if spec.regional is not None:
+    if spec.structure is not None:
         bias = dense_bias(call.layout, masks, strengths, settings[0], settings[1])
         base_ratio = settings[2]
     else:
-        bias, base_ratio = dense_bias(call.layout, isolate_regions=spec.isolate_regions), 0.0
-    ref, _ = dense_attention(call.q, call.k, call.v, bias, SCALE, spec.text_gamma, call.layout, base_ratio)
+        bias, base_ratio = dense_bias(call.layout, isolate_regions=spec.texts_unread), 0.0
+    ref, _ = dense_attention(call.q, call.k, call.v, bias, SCALE, gamma_of(spec), call.layout, base_ratio)
     return ref
 
 
@@ -62,7 +64,7 @@ REGIONAL = [("restricted", "background", 0.2, 1.0, "soft"), ("open", "everywhere
 def test_dense_path_matches_dense_reference(image_attention, global_prompt, base_ratio, gamma, mask_kind, n_ref):
     layout, masks, strengths = _layout(n_ref), _masks(mask_kind), [1.0, 2.0]
     plan = RegionalPlan(masks, strengths, image_attention, global_prompt, base_ratio)
-    call = _call(layout, RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma))
+    call = _call(layout, call_spec(texts_unread=False, structure=plan, gamma=gamma))
     dense = paths.DensePath()
     out = dense.run(dense.prepare(call), call)
     ref = _reference(call, masks, strengths, (image_attention, global_prompt, base_ratio))
@@ -73,7 +75,7 @@ def test_dense_path_matches_dense_reference(image_attention, global_prompt, base
 @pytest.mark.parametrize("gamma", [1.0, 1.5])
 def test_dense_path_matches_dense_reference_without_regions_in_force(isolate, gamma):
     """Plain structures: region texts isolated (CFG's uncond rows) or unmasked, with TACA's temperature."""
-    call = _call(_layout(), RowSpec(isolate_regions=isolate, text_gamma=gamma), seed=1)
+    call = _call(_layout(), call_spec(texts_unread=isolate, gamma=gamma), seed=1)
     dense = paths.DensePath()
     torch.testing.assert_close(dense.run(dense.prepare(call), call).double(), _reference(call), atol=1e-5, rtol=1e-5)
 
@@ -85,9 +87,9 @@ def test_flex_path_matches_dense_reference():
     layout, masks, strengths = _layout(), _masks("soft"), [1.0, 2.0]
     flex = paths.FlexPath()
     for spec, settings in (
-        (RowSpec(isolate_regions=False, regional=RegionalPlan(masks, strengths, "restricted", "background", 0.3),
-                 text_gamma=1.3), ("restricted", "background", 0.3)),
-        (RowSpec(isolate_regions=True, text_gamma=1.3), None),
+        (call_spec(texts_unread=False, structure=RegionalPlan(masks, strengths, "restricted", "background", 0.3),
+                 gamma=1.3), ("restricted", "background", 0.3)),
+        (call_spec(texts_unread=True, gamma=1.3), None),
     ):
         call = _call(layout, spec, seed=2)
         assert flex.unavailable(call) is None
@@ -106,7 +108,7 @@ def test_call_tables_reject_overlapping_parts():
 
 
 def test_dense_path_refuses_a_call_over_its_budget():
-    call = _call(_layout(), RowSpec(isolate_regions=True))
+    call = _call(_layout(), call_spec(texts_unread=True))
     need = paths.dense_mask_bytes(call)
     assert need == call.layout.total ** 2 * 4
     assert paths.DensePath(need).unavailable(call) is None
@@ -174,7 +176,7 @@ def _selector(costs, **kw):
 
 def _regional_call(seed=0, base_ratio=0.2):
     plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", base_ratio)
-    return _call(_layout(), RowSpec(isolate_regions=False, regional=plan, text_gamma=1.2), seed=seed)
+    return _call(_layout(), call_spec(texts_unread=False, structure=plan, gamma=1.2), seed=seed)
 
 
 def _attend(selector, call):
@@ -260,15 +262,15 @@ def test_choices_are_bounded_and_masks_counted():
     cache = BoundedCache(registry, 1 << 30)
     plan = cache.get("plan", lambda: RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.2))
     bare = cache.bytes
-    call = _call(_layout(), RowSpec(isolate_regions=False, regional=plan, text_gamma=1.2))
+    call = _call(_layout(), call_spec(texts_unread=False, structure=plan, gamma=1.2))
     _attend(selector, call)
     assert cache.bytes == plan.nbytes() > bare + paths.dense_mask_bytes(call)
-    plain = _call(_layout(), RowSpec(isolate_regions=True, text_gamma=1.2))
+    plain = _call(_layout(), call_spec(texts_unread=True, gamma=1.2))
     _attend(selector, plain)
     assert selector.prepared_cache.bytes >= paths.dense_mask_bytes(plain)
     assert registry.report()["by_owner"]["attention_paths"]["bytes"] == selector.prepared_cache.bytes
     for n_ref in (1, 2):
-        _attend(selector, _call(_layout(n_ref=n_ref), RowSpec(isolate_regions=True, text_gamma=1.2)))
+        _attend(selector, _call(_layout(n_ref=n_ref), call_spec(texts_unread=True, gamma=1.2)))
     assert len(selector.choices()) == 2
     report = selector.report()
     assert report["keys"] == 2 and report["choices"][-1]["path"] == paths.DENSE
@@ -279,7 +281,7 @@ def test_capture_calls_stay_on_the_engine():
     from joint_attention_pack.attention.capture import CaptureSink
 
     selector, candidates, _ = _selector({paths.GROUPED: 3.0, paths.DENSE: 1.0, paths.FLEX: 2.0})
-    call = _call(_layout(), RowSpec(isolate_regions=True, capture=CaptureSink(24, torch.device("cpu"))))
+    call = _call(_layout(), call_spec(texts_unread=True, sink=CaptureSink(24, torch.device("cpu"))))
     _attend(selector, call)
     assert not selector.choices() and all(c.runs == 0 for c in candidates.values())
 
@@ -310,7 +312,7 @@ def test_unset_the_cpu_keeps_the_engine_without_measuring(monkeypatch):
     alone = joint_attention(call.q, call.k, call.v, call.layout, call.spec, KernelSelector(), SCALE)
     torch.testing.assert_close(_attend(selector, call), alone, rtol=0, atol=0)
     assert [c.path for c in selector.choices().values()] == [paths.GROUPED]
-    assert not any(key[0] == "path" for key in call.spec.regional.planned)
+    assert not any(key[0] == "path" for key in call.spec.structure.planned)
 
 
 def test_dispatchers_made_from_one_share_its_selector():
@@ -327,11 +329,11 @@ def test_structures_of_one_call_shape_get_tables_of_one_shape():
     shapes = set()
     for image_attention, global_prompt, base_ratio, _, _ in REGIONAL:
         plan = RegionalPlan(_masks("hard"), [1.0, 2.0], image_attention, global_prompt, base_ratio)
-        groups = _call(layout, RowSpec(isolate_regions=False, regional=plan)).groups
+        groups = _call(layout, call_spec(texts_unread=False, structure=plan)).groups
         tables = paths.call_tables(groups, layout.total, torch.device("cpu"))
         shapes.add(tuple(tuple(t.shape) for t in tables.tensors()))
     shapes.add(tuple(tuple(t.shape) for t in paths.call_tables(
-        _call(layout, RowSpec(isolate_regions=True)).groups, layout.total, torch.device("cpu")).tensors()))
+        _call(layout, call_spec(texts_unread=True)).groups, layout.total, torch.device("cpu")).tensors()))
     assert len(shapes) == 1
 
 
@@ -345,3 +347,51 @@ def test_first_flex_calls_of_a_shape_may_compile_past_the_default_limit():
     with paths.recompile_room():
         assert getattr(config, name) >= paths.FLEX_SHAPES
     assert getattr(config, name) == before
+
+
+@dataclass(frozen=True)
+class ImageKeyScale:
+    """A logit modifier no feature has: `factor` on image rows x non-text keys."""
+
+    factor: float
+
+    def logit_scale(self, group, part) -> float:
+        return self.factor if group.image_rows is not None and part.text_offset is None else 1.0
+
+
+@pytest.mark.parametrize("regional", [False, True])
+def test_the_dense_path_takes_the_composed_logit_scales_of_any_modifier(regional):
+    """The dense and FlexAttention paths read the per-part values the executor composed (call_tables), not a
+    feature's parameter: a modifier of the test's own gives the engine's result there too."""
+    layout = _layout()
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.0) if regional else None
+    spec = CallSpec(texts_unread=False, structure=plan, modifiers=(ImageKeyScale(0.6),))
+    call = _call(layout, spec, seed=4)
+    dense = paths.DensePath()
+    out = dense.run(dense.prepare(call), call)
+    engine = joint_attention(call.q, call.k, call.v, layout, spec, KernelSelector(), SCALE)
+    torch.testing.assert_close(out, engine, atol=1e-5, rtol=1e-5)
+    unscaled = joint_attention(call.q, call.k, call.v, layout, CallSpec(texts_unread=False, structure=plan),
+                               KernelSelector(), SCALE)
+    assert (out - unscaled).abs().max() > 1e-3
+
+
+def test_the_plan_kind_says_whether_modifiers_act_not_their_values():
+    layout = _layout()
+    kinds = {paths.plan_kind(layout, CallSpec(modifiers=m)) for m in ((ImageKeyScale(0.6),), (ImageKeyScale(2.0),))}
+    assert len(kinds) == 1 and paths.plan_kind(layout, CallSpec()) not in kinds
+    assert paths.plan_kind(layout, CallSpec(texts_unread=False))[0] == "open"
+    assert paths.plan_kind(layout, CallSpec())[0] == "isolated"
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "open", "everywhere", 0.2)
+    assert paths.plan_kind(layout, CallSpec(structure=plan))[0] == ("regional", "open", "everywhere", True)
+
+
+def test_prepared_masks_are_kept_per_modifiers():
+    """Calls with equal modifiers share the masks prepared for them; other modifiers get their own."""
+    selector, candidates, _ = _selector({paths.GROUPED: 3.0, paths.DENSE: 1.0, paths.FLEX: 2.0})
+    plan = RegionalPlan(_masks("soft"), [1.0, 2.0], "restricted", "background", 0.2)
+    for modifiers in ((ImageKeyScale(0.6),), (ImageKeyScale(0.6),), (ImageKeyScale(0.5),)):
+        _attend(selector, _call(_layout(), CallSpec(texts_unread=False, structure=plan, modifiers=modifiers)))
+    assert candidates[paths.DENSE].prepared == 2
+    assert {key[3] for key in plan.planned if key[0] == "path" and key[1] == paths.DENSE} == {
+        (ImageKeyScale(0.6),), (ImageKeyScale(0.5),)}

@@ -27,7 +27,9 @@ class Api:
 
     def __init__(self, prefix: str):
         joint = importlib.import_module(f"{prefix}.joint")
-        self.RowSpec, self.joint_attention = joint.RowSpec, joint.joint_attention
+        self.CallSpec, self.joint_attention = joint.CallSpec, joint.joint_attention
+        self.with_gamma = importlib.import_module(f"{prefix}.taca").with_gamma
+        self.CaptureObserver = importlib.import_module(f"{prefix}.capture").CaptureObserver
         self.KernelSelector = importlib.import_module(f"{prefix}.kernels").KernelSelector
         self.TokenLayout = importlib.import_module(f"{prefix}.layout").TokenLayout
         self.RegionalPlan = importlib.import_module(f"{prefix}.regional").RegionalPlan
@@ -36,6 +38,12 @@ class Api:
         self.Gate = importlib.import_module(f"{prefix}.gate").Gate
         forward = importlib.import_module(f"{prefix}.forward")
         self.BlockRef, self.ForwardState, self.TextStream = forward.BlockRef, forward.ForwardState, forward.TextStream
+
+    def spec(self, texts_unread=True, structure=None, gamma=1.0, sink=None, step=None):
+        """The call spec the features' modifiers contribute: region texts placed or unread, a regional plan,
+        TACA's gamma, a capture's sink."""
+        observers = (self.CaptureObserver(sink, step),) if sink is not None else ()
+        return self.CallSpec(texts_unread, structure, self.with_gamma((), gamma), observers)
 
 
 @dataclass
@@ -139,7 +147,7 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
     plain = lambda: F.scaled_dot_product_attention(q0, k0, v0)  # noqa: E731
     yield Case("plain attention", plain, plain_pairs)
 
-    spec = api.RowSpec(text_gamma=TACA_GAMMA)
+    spec = api.spec(gamma=TACA_GAMMA)
     yield Case(f"TACA (gamma {TACA_GAMMA})", engine(q0, k0, v0, plain_layout, spec), plain_pairs,
                check=Check(q0, k0, v0, plain_layout, gamma=TACA_GAMMA, output=engine(q0, k0, v0, plain_layout, spec)))
 
@@ -165,13 +173,13 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
     # Capture recomputes the logits of image rows on text keys (q.k, no value product): half an
     # attention pair each in the floor.
     sink = api.CaptureSink(n_img, device)
-    spec = api.RowSpec(capture=sink)
+    spec = api.spec(sink=sink)
     yield Case("capture (attention maps) of the call", engine(q0, k0, v0, plain_layout, spec), plain_pairs + n_img * n_txt // 2,
                f"{n_img * n_txt * 4 / 2**20:.1f} MiB buffer",
                check=Check(q0, k0, v0, plain_layout, sink=sink, output=engine(q0, k0, v0, plain_layout, spec)))
     if all_blocks:
         sink_blocks = api.CaptureSink(n_img, device)
-        spec = api.RowSpec(capture=sink_blocks)
+        spec = api.spec(sink=sink_blocks)
         one = engine(q0, k0, v0, plain_layout, spec)
 
         def every_block():
@@ -189,23 +197,23 @@ def _suite(api, kernels, device, dtype, heads, head_dim, n_img, n_txt, region_le
         masks = region_masks(n, grid).to(device)
         for ia, gp, br in settings:
             plan = api.RegionalPlan(masks, [1.0] * n, ia, gp, br)
-            spec = api.RowSpec(isolate_regions=False, regional=plan)
+            spec = api.spec(texts_unread=False, structure=plan)
             yield Case(f"regional, {n} regions, {ia} / {gp} / base_ratio {br}", engine(q, k, v, layout, spec),
                        pair_count_regional(layout, masks.cpu(), ia, gp, br), f"{plan.nbytes() / 2**20:.2f} MiB plan",
                        check=Check(q, k, v, layout, masks, (ia, gp, br), output=engine(q, k, v, layout, spec)))
         # CFG's negative half of the same run: region texts appended but isolated (each sees itself).
-        spec = api.RowSpec(isolate_regions=True)
+        spec = api.spec(texts_unread=True)
         yield Case(f"regional, uncond row of CFG (region texts isolated), {n} regions", engine(q, k, v, layout, spec),
                    plain_pairs + layout.n_regions_tokens,
                    check=Check(q, k, v, layout, isolate=True, output=engine(q, k, v, layout, spec)))
         defaults = api.RegionalPlan(masks, [1.0] * n, *DEFAULTS)
         floor = pair_count_regional(layout, masks.cpu(), *DEFAULTS)
-        spec = api.RowSpec(isolate_regions=False, regional=defaults, text_gamma=TACA_GAMMA)
+        spec = api.spec(texts_unread=False, structure=defaults, gamma=TACA_GAMMA)
         yield Case(f"regional defaults + TACA, {n} regions", engine(q, k, v, layout, spec), floor,
                    f"{defaults.nbytes() / 2**20:.2f} MiB plan",
                    check=Check(q, k, v, layout, masks, DEFAULTS, TACA_GAMMA, output=engine(q, k, v, layout, spec)))
         sink_all = api.CaptureSink(n_img, device)
-        spec = api.RowSpec(isolate_regions=False, regional=defaults, text_gamma=TACA_GAMMA, capture=sink_all)
+        spec = api.spec(texts_unread=False, structure=defaults, gamma=TACA_GAMMA, sink=sink_all)
         everything = engine(q, k, v, layout, spec)
         stream = hidden(layout.n_context, layout.total)
         everything_state = api.ForwardState("flux", layout.n_context, n_txt, layout.region_lens, n_img, grid, (0,), 1.0, 1, 0)

@@ -96,22 +96,22 @@ def whole_step(api, paths, candidates, device, dtype, n_img, n_txt, region_len, 
     plain = forward(txt, plain_attend)
     features = [
         ("plain attention (no feature)", plain),
-        (f"TACA (gamma {TACA_GAMMA})", forward(txt, engine(plain_layout, api.RowSpec(text_gamma=TACA_GAMMA)))),
+        (f"TACA (gamma {TACA_GAMMA})", forward(txt, engine(plain_layout, api.spec(gamma=TACA_GAMMA)))),
         (f"text scale (x{TEXT_SCALE} before every block)", forward(txt, plain_attend, scaled)),
-        ("capture of every block", forward(txt, engine(plain_layout, api.RowSpec(capture=api.CaptureSink(n_img, device))))),
+        ("capture of every block", forward(txt, engine(plain_layout, api.spec(sink=api.CaptureSink(n_img, device))))),
     ]
     for n in region_counts:
         layout = api.TokenLayout(n_txt, n_img, 0, (region_len,) * n, grid)
         with_regions = torch.cat([txt, torch.randn(1, n * region_len, hidden, device=device, dtype=dtype)], dim=1)
         plan = api.RegionalPlan(region_masks(n, grid).to(device), [1.0] * n, *DEFAULTS)
-        regional = api.RowSpec(isolate_regions=False, regional=plan)
-        everything = api.RowSpec(isolate_regions=False, regional=plan, text_gamma=TACA_GAMMA,
-                                 capture=api.CaptureSink(n_img, device))
+        regional = api.spec(texts_unread=False, structure=plan)
+        everything = api.spec(texts_unread=False, structure=plan, gamma=TACA_GAMMA,
+                              sink=api.CaptureSink(n_img, device))
         dense = torch.zeros(1, heads, layout.total, layout.total, device=device, dtype=dtype)  # the baseline's mask
         features += [
             (f"regional defaults, {n} regions", forward(with_regions, engine(layout, regional))),
             (f"uncond row of CFG (region texts isolated), {n} regions",
-             forward(with_regions, engine(layout, api.RowSpec(isolate_regions=True)))),
+             forward(with_regions, engine(layout, api.spec(texts_unread=True)))),
             (f"everything (regional defaults + TACA + text scale + capture), {n} regions",
              forward(with_regions, engine(layout, everything), scaled)),
             (f"baseline: dense [B,H,L,L] mask, {n} regions",

@@ -29,7 +29,7 @@ def selector_cases(api, device, dtype, heads, head_dim, n_img, n_txt, region_len
 
     plain_layout = api.TokenLayout(n_txt, n_img, n_ref, (), grid)
     q, k, v = qkv(plain_layout.total)
-    yield f"TACA (gamma {TACA_GAMMA})", q, k, v, plain_layout, api.RowSpec(text_gamma=TACA_GAMMA)
+    yield f"TACA (gamma {TACA_GAMMA})", q, k, v, plain_layout, api.spec(gamma=TACA_GAMMA)
     for n in region_counts:
         layout = api.TokenLayout(n_txt, n_img, n_ref, (region_len,) * n, grid)
         q, k, v = qkv(layout.total)
@@ -37,11 +37,11 @@ def selector_cases(api, device, dtype, heads, head_dim, n_img, n_txt, region_len
         for ia, gp, br in settings:
             plan = api.RegionalPlan(masks, [1.0] * n, ia, gp, br)
             yield (f"regional, {n} regions, {ia} / {gp} / base_ratio {br}", q, k, v, layout,
-                   api.RowSpec(isolate_regions=False, regional=plan))
+                   api.spec(texts_unread=False, structure=plan))
         plan = api.RegionalPlan(masks, [1.0] * n, *DEFAULTS)
         yield (f"regional defaults + TACA, {n} regions", q, k, v, layout,
-               api.RowSpec(isolate_regions=False, regional=plan, text_gamma=TACA_GAMMA))
-        yield f"uncond row of CFG (region texts isolated), {n} regions", q, k, v, layout, api.RowSpec(isolate_regions=True)
+               api.spec(texts_unread=False, structure=plan, gamma=TACA_GAMMA))
+        yield f"uncond row of CFG (region texts isolated), {n} regions", q, k, v, layout, api.spec(texts_unread=True)
 
 
 def _plain_seconds(q, k, v, repeats):

@@ -16,17 +16,18 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ja_families import BY_NAME, names
 from ja_fuzz import any_text, check_named, fuzz_settings
 from ja_nodes import run_node, validate_node
-from ja_tiny import build, make_cond, patcher, sample, tiny_clip
+from ja_tiny import build, make_cond, patcher, prompt_alone, sample, tiny_clip
+from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes import canvas_state
 from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-from joint_attention_pack.nodes.host import model_text
 from joint_attention_pack.nodes.maps import MAX_MAP_PIXELS, JointAttentionCapture, JointAttentionMaps
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "qwen_image", "z_image"]
+FAMILIES = names("fuzz_region_text_lengths")
 APPLY = "Apply Regional Attention"
 _TINY = {}
 
@@ -53,7 +54,7 @@ def test_region_texts_longer_and_shorter_than_the_prompt_keep_their_own_position
     seen = model_text(base, base_cond[0][0][0], base_cond[0][1]).shape[0]  # FLUX.2 pads the prompt to 512
     region_tokens = max(1, seen + offset)
     region_cond = make_cond(tiny, seed=seed + 100, n_tokens=region_tokens)
-    width = 128 if family == "z_image" else 96
+    width = BY_NAME[family].width_without_image_pads(96, 64)
     regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 64, width), 1.0)[0]
     single = "all" if tiny.n_single else "none"
     model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", single, "restricted",
@@ -61,7 +62,7 @@ def test_region_texts_longer_and_shorter_than_the_prompt_keep_their_own_position
     neg = make_cond(tiny, seed=seed + 200)
     kw = dict(seed=seed, steps=1, cfg=cfg, width=width, height=64)
     got = sample(model, base_cond, neg, **kw)
-    if family == "z_image":
+    if BY_NAME[family].caption_pad_multiple:  # the image sits after the base text's padded length
         from ja_reference_model import ReferenceConfig, install_reference
         from joint_attention_pack.attention.blocks import parse_blocks
 
@@ -69,7 +70,7 @@ def test_region_texts_longer_and_shorter_than_the_prompt_keep_their_own_position
                                  double=parse_blocks("all", tiny.n_double))
         want = sample(install_reference(base, config, tiny.n_double, tiny.n_single), base_cond, neg, **kw)
     else:  # the full-region identity: the image of prompting with the region's text alone
-        want = sample(base, [[region_cond[0][0], dict(base_cond[0][1])]], neg, **kw)
+        want = sample(base, prompt_alone(region_cond, base_cond), neg, **kw)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 

@@ -192,7 +192,7 @@ def test_maps_words(flux, clip, words):
 def test_maps_filename_prefix(prefix):
     verdict = validate_node(JointAttentionMaps, filename_prefix=prefix, words="")
     if verdict is not True:
-        assert verdict.startswith("[JointAttentionMaps] input 'filename_prefix': "), verdict
+        assert verdict.startswith("[Attention Maps] input 'filename_prefix': "), verdict
         assert len(verdict) < 1200
     else:
         assert ".." not in prefix.split("/") and not prefix.strip().startswith("/")

@@ -9,7 +9,8 @@ import torch
 
 from ja_nodes import run_node
 from ja_reference import dense_attention, dense_bias
-from joint_attention_pack.attention.joint import RowSpec, joint_attention
+from ja_specs import call_spec
+from joint_attention_pack.attention.joint import joint_attention
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan
@@ -30,7 +31,7 @@ def test_engine_on_cuda_matches_reference(dtype, image_attention, global_prompt,
     masks[1, 40:90] = torch.linspace(0.1, 1.0, 50)
     q, k, v = (torch.randn(2, 4, layout.total, 64, generator=g) for _ in range(3))
     plan = RegionalPlan(masks.cuda(), [1.0, 1.5], image_attention, global_prompt, base_ratio)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=gamma)
     scale = 1.0 / math.sqrt(64)
     qc, kc, vc = (t.to("cuda", dtype) for t in (q, k, v))
     out = joint_attention(qc, kc, vc, layout, spec, KernelSelector(), scale)
@@ -80,7 +81,7 @@ def test_regional_calls_do_not_synchronise_the_stream(base_ratio):
     masks[1, 40:90] = torch.linspace(0.1, 1.0, 50, device="cuda")
     q, k, v = (torch.randn(2, 4, layout.total, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     plan = RegionalPlan(masks, [1.0, 1.5], "restricted", "background", base_ratio)
-    spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=1.2)
+    spec = call_spec(texts_unread=False, structure=plan, gamma=1.2)
     kernels = KernelSelector()
     joint_attention(q, k, v, layout, spec, kernels, 0.125)
     torch.cuda.synchronize()

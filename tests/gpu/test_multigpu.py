@@ -26,7 +26,7 @@ from ja_workunits import (
     unload_all,
     work_units_missing,
 )
-from joint_attention_pack.nodes.runtime import MEMORY
+from joint_attention_pack.integration.runtime import MEMORY
 
 pytestmark = [
     pytest.mark.gpu,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ja_reference import dense_attention, dense_bias
+from ja_specs import call_spec
 from joint_attention_pack.attention import paths
-from joint_attention_pack.attention.joint import RowSpec
 from joint_attention_pack.attention.kernels import KernelSelector
 from joint_attention_pack.attention.layout import TokenLayout
 from joint_attention_pack.attention.regional import RegionalPlan
@@ -59,10 +59,10 @@ SETTINGS = [(("restricted", "background", 0.2), 1.0), (("open", "everywhere", 0.
 @pytest.mark.parametrize("settings,gamma", SETTINGS)
 def test_each_path_on_cuda_matches_reference(dtype, path, settings, gamma):
     if settings is None:
-        spec = RowSpec(isolate_regions=True, text_gamma=gamma)
+        spec = call_spec(texts_unread=True, gamma=gamma)
     else:
         plan = RegionalPlan(_masks().cuda(), STRENGTHS, *settings)
-        spec = RowSpec(isolate_regions=False, regional=plan, text_gamma=gamma)
+        spec = call_spec(texts_unread=False, structure=plan, gamma=gamma)
     call = _call(dtype, spec)
     candidate = paths.default_candidates()[path]
     assert candidate.unavailable(call) is None
@@ -74,7 +74,7 @@ def test_each_path_on_cuda_matches_reference(dtype, path, settings, gamma):
 
 def test_selector_measures_on_cuda_and_keeps_an_exact_path():
     plan = RegionalPlan(_masks().cuda(), STRENGTHS, "restricted", "background", 0.2)
-    call = _call(torch.bfloat16, RowSpec(isolate_regions=False, regional=plan, text_gamma=1.2))
+    call = _call(torch.bfloat16, call_spec(texts_unread=False, structure=plan, gamma=1.2))
     selector = paths.PathSelector(force=None)  # the default: measure on CUDA
     with torch.no_grad():
         first = selector.attend(call.q, call.k, call.v, LAYOUT, call.spec, call.kernels, SCALE)

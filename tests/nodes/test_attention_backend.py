@@ -16,17 +16,16 @@ import pytest
 import torch
 
 from ja_compose import foreign_override
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
-from ja_tiny import build, make_cond, patcher, sample
-from joint_attention_pack.attention.blocks import parse_blocks
-from joint_attention_pack.nodes import reach
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
+from ja_tiny import make_cond, patcher, sample
+from joint_attention_pack.integration import reach
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "qwen_image", "z_image"]
 FEATURES = ["regions", "taca", "text_scale", "capture"]
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 START, END = 0.0, 0.6
@@ -79,14 +78,11 @@ def _feature(family, tiny, feature):
             return run_node(JointAttentionRegionalApply, model, regions, 0.2, START, END, "all", single, "restricted",
                             "background")[0], None
 
-        if family == "flux2":  # cell_masks are 4 x 6 tokens of 16 px; FLUX.2 makes 8 x 12 here (its suites have theirs)
-            return apply, None
+        if family.latent_px != 8:  # sample() draws latents at 1/8 of the image: FLUX.2 (16 px cells, patch 1) makes
+            return apply, None    # 8 x 12 tokens here, not cell_masks' 4 x 6 (its own suites have its regions)
 
         def config(sampling):
-            return ReferenceConfig(
-                regions=conds, masks=token_masks, strengths=strengths, base_ratio=0.2,
-                sigma_start=float(sampling.percent_to_sigma(START)), sigma_end=float(sampling.percent_to_sigma(END)),
-                double=parse_blocks("all", tiny.n_double), single=parse_blocks(single, tiny.n_single))
+            return regional_config(tiny.patcher, tiny, conds, token_masks, strengths, 0.2, START, END, "all", single)
         return apply, config
     if feature == "taca":
         # On in the first two of the 3 steps, whatever the family's sigma shift: the backend runs the last.
@@ -124,7 +120,7 @@ def _run(model, handle, pos, neg):
                         "exact; the backend's kernel runs the calls the pack leaves alone")
 @pytest.mark.parametrize("choice", list(BACKENDS))
 @pytest.mark.parametrize("feature", FEATURES)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("attention_slot"))
 def test_core_attention_backend_in_either_order(family, feature, choice, monkeypatch):
     node = _core_backend_node()
     if node is None:
@@ -133,7 +129,7 @@ def test_core_attention_backend_in_either_order(family, feature, choice, monkeyp
         # Comfy Kitchen's int8 attention (also what `--use-ck-attention` selects) needs a CUDA build of comfy-kitchen
         # with attention support; without it the node does not offer it and the flag exits at start-up.
         pytest.skip(f"{choice!r} is not available on this machine (comfy-kitchen without int8 attention)")
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     apply, config = _feature(family, tiny, feature)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
@@ -167,9 +163,9 @@ def test_core_attention_backend_in_either_order(family, feature, choice, monkeyp
                         "Apply Regional Attention, TACA, Text Scale per Block, Attention Capture",
                         "exact; applied after: refused with an error naming it")
 @pytest.mark.parametrize("feature", FEATURES)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("attention_slot"))
 def test_replacing_override_before_the_pack_is_used_around_it(family, feature):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     apply, _ = _feature(family, tiny, feature)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)

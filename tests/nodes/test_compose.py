@@ -17,7 +17,7 @@ from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.blocks import parse_blocks
-from joint_attention_pack.nodes import reach
+from joint_attention_pack.integration import reach
 from joint_attention_pack.nodes.guidance import JointAttentionTACA
 from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply

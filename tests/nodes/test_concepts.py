@@ -3,6 +3,7 @@ import comfy.patcher_extension
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_tiny import build, sample, tiny_clip
 from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps
@@ -160,10 +161,10 @@ def prompt(clip, text, pooled_scale=1.0):
     return [[tokens, {**extra, "pooled_output": extra["pooled_output"] * pooled_scale}] for tokens, extra in cond]
 
 
-@pytest.mark.parametrize("family,batch", [("flux", 1), ("sd3", 1), ("flux", 2), ("qwen_image", 1), ("qwen_image", 2)])
+@pytest.mark.parametrize("family,batch", family_params("concepts_reference", {"batch1": 1, "batch2": 2}))
 def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, batch):
-    tiny = build(family)
-    clip = tiny_clip()
+    tiny = family.build()
+    clip = family.encoder()
     # A strong pooled vector, so that modulating the concepts with it or without it tells apart clearly.
     pos = prompt(clip, "a cat on the grass under the sky", pooled_scale=POOLED_SCALE)
     neg = prompt(clip, "")
@@ -179,7 +180,7 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     assert torch.equal(ref_latent, plain)
     assert result["concept_blocks"] == sorted(last4)
     torch.testing.assert_close(result["concept_maps"], want, atol=ATOL, rtol=0)
-    if family != "qwen_image":  # Qwen-Image has no pooled text vector: its blocks' vector is the timestep's alone
+    if family.pooled_text:  # Qwen-Image has no pooled text vector: its blocks' vector is the timestep's alone
         # The definition is pinned: the prompt's own vector on the concepts (the former definition) is far off.
         with_prompt_vec, _ = reference_saliency(tiny, clip, pos, neg, last4, concept_vec="prompt", batch=batch)
         assert (with_prompt_vec - want).abs().max() > 20 * ATOL
@@ -190,5 +191,5 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
 
 def test_concepts_need_the_text_encoder():
     tiny = build("flux")
-    with pytest.raises(ValueError, match=r"\[JointAttentionCapture\] input 'clip'"):
+    with pytest.raises(ValueError, match=r"\[Attention Capture\] input 'clip'"):
         run_node(JointAttentionCapture, tiny.patcher, "all", "all", 0.0, 1.0, "cat, dog")

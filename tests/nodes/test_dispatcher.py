@@ -2,12 +2,11 @@
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
-from joint_attention_pack.nodes.host import install
-
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "sd35m", "qwen_image"]
+from joint_attention_pack.integration.install import install
 
 
 class Recorder(Modifier):
@@ -33,10 +32,10 @@ def _sample_pair(tiny, model, cfg, batch):
     return sample(model, pos, neg, seed=0, steps=3, cfg=cfg, batch=batch)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("empty_dispatcher"))
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 def test_empty_dispatcher_is_bit_identical(family, cfg):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     expected = _sample_pair(tiny, base, cfg, batch=2)
     patched = install(base, Modifier())
@@ -52,29 +51,23 @@ def _record(tiny, model_in, **sample_kw):
     return rec
 
 
-@pytest.mark.parametrize("family", ["flux", "flux2", "chroma"])
-def test_flux_block_kinds_and_indices(family):
-    tiny = build(family)
+@pytest.mark.parametrize("family", family_params("block_numbering"))
+def test_blocks_are_numbered_doubles_then_singles_and_attn2_left_alone(family):
+    """FLUX: double blocks, then single blocks numbered on after them; SD3 / Qwen-Image: joint blocks, numbered as
+    double blocks."""
+    tiny = family.build()
     rec = _record(tiny, patcher(tiny))
     n_double, n_single = tiny.n_double, tiny.n_single
     expected = [("double", i, i) for i in range(n_double)] + [("single", i, n_double + i) for i in range(n_single)]
     seen = [(b.kind, b.index, b.number) for b in rec.blocks]
     assert seen == expected  # one forward (1 step, cfg 1): blocks in order
+    # Only joint calls reach modifiers; SD3.5-M's image-only attn2 calls are told apart by length.
     assert [(b.kind, b.index) for b, _, _ in rec.calls] == [(k, i) for k, i, _ in expected]
 
 
-@pytest.mark.parametrize("family", ["sd3", "sd35m", "qwen_image"])
-def test_sd3_joint_blocks_are_numbered_and_attn2_left_alone(family):
-    tiny = build(family)
-    rec = _record(tiny, patcher(tiny))
-    assert [(b.kind, b.index) for b in rec.blocks] == [("double", i) for i in range(tiny.n_double)]
-    # Only joint calls reach modifiers; SD3.5-M's image-only attn2 calls are told apart by length.
-    assert [(b.kind, b.index) for b, _, _ in rec.calls] == [("double", i) for i in range(tiny.n_double)]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("layout_slices"))
 def test_layout_slices(family):
-    tiny = build(family)
+    tiny = family.build()
     width, height = 40, 24  # pixels / 8 = latent 5 x 3: odd sizes are padded to whole patches
     rec = _record(tiny, patcher(tiny), width=width, height=height, cond_kw={"n_tokens": 7})
     layout = rec.calls[0][1]
@@ -119,8 +112,8 @@ def test_preexisting_override_called_once_per_attention_call():
 
 
 def test_second_node_extends_the_same_dispatcher_and_input_model_is_untouched():
+    from joint_attention_pack.integration.options import find_dispatcher
     from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-    from joint_attention_pack.nodes.host import find_dispatcher
 
     tiny = build("flux")
     base = patcher(tiny)
@@ -143,7 +136,7 @@ def test_calls_with_more_keys_than_queries_are_refused_not_silently_wrong():
     from joint_attention_pack.attention.forward import BlockRef, ForwardState
     from joint_attention_pack.attention.gate import Gate
     from joint_attention_pack.attention.taca import TacaModifier
-    from joint_attention_pack.nodes.host import BLOCK_KEY, FORWARD_KEY, AttentionOverride
+    from joint_attention_pack.integration.override import BLOCK_KEY, FORWARD_KEY, AttentionOverride
 
     override = AttentionOverride([TacaModifier(1.5, "both", Gate(frozenset({0}), frozenset()))])
     state = ForwardState("flux", 4, 4, (), 6, (2, 3), (0,), 1.0, 1, 0)

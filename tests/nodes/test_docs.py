@@ -70,17 +70,16 @@ def test_the_shipped_web_folder_holds_no_tests():
 
 
 def test_readme_model_support_table_is_current():
-    """README's family x feature table (it stays in README) is the one nodes/families.py renders; every family it
-    marks supported is a family the nodes accept."""
-    from joint_attention_pack.nodes.families import FAMILIES, SUPPORT, support_table
+    """README's family x feature table is the one families/ renders, a row per family module."""
+    from joint_attention_pack.families import FAMILIES, support_table
 
     readme = (ROOT / "README.md").read_text()
     begin = readme.index("<!-- support table")
     begin = readme.index("\n", begin) + 1
     end = readme.index("<!-- end support table -->")
     assert readme[begin:end].strip() == support_table(), "README's support table is stale: paste support_table()"
-    names = {f.name for f in FAMILIES}
-    assert {family for _, family, _, _ in SUPPORT if family} == names
+    assert len(FAMILIES) == len(support_table().splitlines()) - 2
+    assert all(f.models and f.classes for f in FAMILIES)
 
 
 def _script(name: str):
@@ -192,3 +191,15 @@ def test_readme_links_every_manual_and_every_manual_links_back():
         name = page.relative_to(ROOT).as_posix()
         assert f"]({name})" in readme, f"README.md does not link {name}"
         assert "](../README.md" in _prose(page.read_text()), f"{name} does not link back to README.md"
+
+
+def test_every_error_names_a_node_as_users_see_it():
+    """Node errors and the reach check name a node by its display name, the one on the node in the graph."""
+    from joint_attention_pack.integration import reach
+    from joint_attention_pack.nodes import NODES
+    from joint_attention_pack.nodes.common import DISPLAY_NAMES, node_error
+
+    shown = {info["name"]: info["display_name"] for info in (node.GET_NODE_INFO_V1() for node in NODES)}
+    assert shown == DISPLAY_NAMES
+    assert set(reach.NODES.values()) <= set(DISPLAY_NAMES.values())
+    assert str(node_error("JointAttentionTACA", "gamma", "x")) == "[TACA (text attention temperature)] input 'gamma': x"

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
@@ -13,11 +14,11 @@ from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("taca_reference"))
 @pytest.mark.parametrize("apply_to", ["both", "cond", "uncond"])
 @pytest.mark.parametrize("blocks", [("all", "all"), ("0", "none"), ("none", "1")])
 def test_taca_matches_reference(family, apply_to, blocks):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     double, single = blocks
     if not tiny.n_single:
@@ -36,10 +37,10 @@ def test_taca_matches_reference(family, apply_to, blocks):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("taca_with_regions"))
 @pytest.mark.parametrize("order", ["taca_first", "regions_first"])
 def test_taca_composes_with_regions(family, order):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     single = "all" if tiny.n_single else "none"
     pixels, token_masks = cell_masks(True)
@@ -52,34 +53,22 @@ def test_taca_composes_with_regions(family, order):
         return run_node(JointAttentionTACA, m, 1.5, 0.5, "both", "all", single)[0]
 
     model = taca(regional(base)) if order == "regions_first" else regional(taca(base))
-    sampling = base.get_model_object("model_sampling")
-    config = ReferenceConfig(
-        regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
-        sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(1.0)),
-        double=range(tiny.n_double), single=range(tiny.n_single),
-        gamma=1.5, gamma_threshold=0.5, gamma_double=range(tiny.n_double), gamma_single=range(tiny.n_single),
-    )
+    config = regional_config(base, tiny, conds, token_masks, [1.0, 2.0], 0.3, 0.0, 1.0, "all", single,
+                             gamma=1.5, gamma_threshold=0.5, gamma_double=range(tiny.n_double),
+                             gamma_single=range(tiny.n_single))
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-5, rtol=1e-5)
 
 
-def test_taca_inactive_below_threshold_and_gamma_one_are_bit_identical():
-    tiny = build("flux")
-    base = patcher(tiny)
-    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    plain = sample(base, pos, neg, **KW)
-    above_all = run_node(JointAttentionTACA, base, 1.5, 500.0, "both", "all", "all")[0]
-    assert torch.equal(sample(above_all, pos, neg, **KW), plain)
-    assert run_node(JointAttentionTACA, base, 1.0, 0.0, "both", "all", "all")[0] is base
-    assert run_node(JointAttentionTACA, base, 1.5, 0.0, "both", "none", "none")[0] is base
+# TACA inactive above every sigma and at gamma 1: test_identities.test_runs_the_pack_leaves_alone_are_bit_identical.
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("text_scale_reference"))
 @pytest.mark.parametrize("mode", ["scale", "empty", "skip"])
 @pytest.mark.parametrize("token_range", ["", "1-3"])
 def test_text_scale_matches_block_patch_reference(family, mode, token_range):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     n_double, n_single = tiny.n_double, tiny.n_single
     chosen = {0, n_double} if n_single else {0, n_double - 1}  # a double and a single (FLUX), first and last (SD3)
@@ -89,7 +78,7 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
     n_txt = 6
     pos, neg = make_cond(tiny, seed=1, n_tokens=n_txt), make_cond(tiny, seed=2, n_tokens=n_txt)
 
-    if family == "z_image":  # no block patches: the reference forward edits the joint sequence's text rows itself
+    if not family.block_patches:  # NextDiT: the reference forward edits the joint sequence's text rows itself
         def edit(i, seq, n_ctx):
             if i not in chosen:
                 return seq
@@ -132,18 +121,18 @@ def test_text_scale_identities_are_bit_identical_and_bad_input_is_named():
     assert run_node(JointAttentionTextScale, base, "2,3", 1.0, "scale", 0.0, 1.0)[0] is base
     assert run_node(JointAttentionTextScale, base, "none", 1.5, "scale", 0.0, 1.0)[0] is base
     n = tiny.n_double + tiny.n_single
-    with pytest.raises(ValueError, match=rf"\[JointAttentionTextScale\] input 'blocks'.*valid numbers are 0-{n - 1}"):
+    with pytest.raises(ValueError, match=rf"\[Text Scale per Block\] input 'blocks'.*valid numbers are 0-{n - 1}"):
         run_node(JointAttentionTextScale, base, f"{n}", 1.5, "scale", 0.0, 1.0)
     with pytest.raises(ValueError, match=r"input 'token_range'"):
         run_node(JointAttentionTextScale, base, "0", 1.5, "scale", 0.0, 1.0, "a-b")
-    with pytest.raises(ValueError, match=r"\[JointAttentionTACA\] input 'single_blocks'"):
+    with pytest.raises(ValueError, match=r"\[TACA \(text attention temperature\)\] input 'single_blocks'"):
         run_node(JointAttentionTACA, base, 1.2, 0.97, "both", "all", "5-1")
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("text_scale_with_regions"))
 def test_text_scale_composes_with_regions_in_either_order(family):
     """Regions then text scale == text scale then regions (one dispatcher, both features)."""
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     single = "all" if tiny.n_single else "none"
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])

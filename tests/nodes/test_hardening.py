@@ -95,7 +95,7 @@ def test_text_scale_strings_with_huge_numbers_get_named_errors(flux, text):
         with pytest.raises(ValueError) as err:
             run_node(JointAttentionTextScale, patcher(flux), scale=1.5, mode="scale", start_percent=0.0, end_percent=1.0,
                                             **kwargs)
-        assert str(err.value).startswith(f"[JointAttentionTextScale] input '{field}'") and len(str(err.value)) < 400
+        assert str(err.value).startswith(f"[Text Scale per Block] input '{field}'") and len(str(err.value)) < 400
 
 
 def _canvas_value(**over):
@@ -154,7 +154,7 @@ def clip():
     ("sunny," * 10_000, r"characters long"), ("nosuchword", r"not among the prompt's words")])
 def test_maps_words_get_named_errors(flux, clip, words, match):
     handle, samples = _captured(flux, clip)
-    with pytest.raises(ValueError, match=r"^\[JointAttentionMaps\] input 'words': .*" + match):
+    with pytest.raises(ValueError, match=r"^\[Attention Maps\] input 'words': .*" + match):
         run_node(JointAttentionMaps, handle, samples, words, "", clip, "a sunny meadow")
 
 
@@ -172,7 +172,7 @@ def test_duplicate_words_make_one_map_and_the_map_count_is_limited(flux, clip):
 @pytest.mark.parametrize("prefix", ["x" * 300, "d/" * 2000 + "x", "a//b", "../x", "/abs"])
 def test_filename_prefix_is_checked_when_queued(prefix):
     message = validate_node(JointAttentionMaps, filename_prefix=prefix, words="")
-    assert isinstance(message, str) and message.startswith("[JointAttentionMaps] input 'filename_prefix'"), message
+    assert isinstance(message, str) and message.startswith("[Attention Maps] input 'filename_prefix'"), message
     assert len(message) < 400
     assert validate_node(JointAttentionMaps, filename_prefix="attention/run", words="a, #3") is True
 
@@ -208,7 +208,7 @@ def test_object_count_runs_off_the_event_loop_and_concurrent_requests_share_one_
     import asyncio
     import threading
 
-    from joint_attention_pack.nodes import runtime
+    from joint_attention_pack.integration import runtime
 
     walks = []
     gate = threading.Event()

@@ -117,11 +117,11 @@ def test_concepts_of_separators_only_get_a_named_error(flux, clip, concepts):
     from ja_nodes import validate_node
     from joint_attention_pack.nodes.maps import JointAttentionCapture
 
-    pattern = r"^\[JointAttentionCapture\] input 'concepts': .*names no concept"
+    pattern = r"^\[Attention Capture\] input 'concepts': .*names no concept"
     with pytest.raises(ValueError, match=pattern):
         _captured(patcher(flux), clip, concepts=concepts, clip=clip)
     verdict = validate_node(JointAttentionCapture, concepts=concepts)
-    assert isinstance(verdict, str) and verdict.startswith("[JointAttentionCapture] input 'concepts': "), verdict
+    assert isinstance(verdict, str) and verdict.startswith("[Attention Capture] input 'concepts': "), verdict
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
@@ -142,7 +142,7 @@ def test_maps_overlay_of_other_channel_counts_is_refused_by_name(flux, clip):
 
     model, handle, cond = _captured(patcher(flux), clip)
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=32, height=32)
-    with pytest.raises(ValueError, match=r"^\[JointAttentionMaps\] input 'image': has 2 channels"):
+    with pytest.raises(ValueError, match=r"^\[Attention Maps\] input 'image': has 2 channels"):
         run_node(JointAttentionMaps, handle, {"samples": latent}, "sunny", "", clip, "a sunny meadow",
                  torch.rand(1, 8, 8, 2))
 
@@ -211,7 +211,7 @@ def test_a_second_maps_node_on_one_capture_says_the_maps_were_read(flux, clip):
     with pytest.raises(ValueError) as err:
         run_node(JointAttentionMaps, handle, {"samples": latent}, "meadow", "", clip, "a sunny meadow")
     message = str(err.value)
-    assert message.startswith("[JointAttentionMaps] input 'capture': the sampler ran, but its maps were already read")
+    assert message.startswith("[Attention Maps] input 'capture': the sampler ran, but its maps were already read")
     assert "did not run" not in message
 
 
@@ -223,13 +223,13 @@ def test_concepts_length_is_limited_when_queued(size):
 
     assert size > MAX_CONCEPTS_CHARS
     verdict = validate_node(JointAttentionCapture, concepts="c" * size)
-    assert isinstance(verdict, str) and verdict.startswith("[JointAttentionCapture] input 'concepts': is "), verdict
+    assert isinstance(verdict, str) and verdict.startswith("[Attention Capture] input 'concepts': is "), verdict
     assert len(verdict) < 400
     assert validate_node(JointAttentionCapture, concepts="cat, sky, " + "g" * 4000) is True
 
 
 def test_concepts_length_is_limited_when_run(flux, clip):
-    with pytest.raises(ValueError, match=r"^\[JointAttentionCapture\] input 'concepts': is 1048576 characters long"):
+    with pytest.raises(ValueError, match=r"^\[Attention Capture\] input 'concepts': is 1048576 characters long"):
         _captured(patcher(flux), clip, concepts="c" * (1 << 20), clip=clip)
 
 
@@ -257,7 +257,7 @@ def test_text_scale_range_past_the_text_is_an_error_naming_the_node(flux, token_
     from joint_attention_pack.nodes.guidance import JointAttentionTextScale
 
     model = run_node(JointAttentionTextScale, patcher(flux), "0", 10.0, "scale", 0.0, 1.0, token_range)[0]
-    with pytest.raises(ValueError, match=r"^\[JointAttentionTextScale\] input 'token_range': .* selects no token: "
+    with pytest.raises(ValueError, match=r"^\[Text Scale per Block\] input 'token_range': .* selects no token: "
                                          r"the text in this block has 8 tokens"):
         sample(model, make_cond(flux, seed=1, n_tokens=8), make_cond(flux, seed=2, n_tokens=8), steps=1, cfg=1.0)
     inside = run_node(JointAttentionTextScale, patcher(flux), "0", 10.0, "scale", 0.0, 1.0, "5-20")[0]
@@ -273,7 +273,7 @@ def test_maps_prompt_without_words_gets_a_named_error(flux, clip, prompt):
 
     model, handle, cond = _captured(patcher(flux), clip)
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=32, height=32)
-    with pytest.raises(ValueError, match=r"^\[JointAttentionMaps\] input 'prompt': .* has no word to label"):
+    with pytest.raises(ValueError, match=r"^\[Attention Maps\] input 'prompt': .* has no word to label"):
         run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip, prompt)
 
 
@@ -282,7 +282,7 @@ def test_maps_prompt_length_is_limited_when_queued():
     from joint_attention_pack.nodes.maps import MAX_PROMPT_CHARS, JointAttentionMaps
 
     verdict = validate_node(JointAttentionMaps, filename_prefix="", words="", prompt="a " * MAX_PROMPT_CHARS)
-    assert isinstance(verdict, str) and verdict.startswith("[JointAttentionMaps] input 'prompt': is "), verdict
+    assert isinstance(verdict, str) and verdict.startswith("[Attention Maps] input 'prompt': is "), verdict
 
 
 @pytest.mark.parametrize("channels", [1, 4])

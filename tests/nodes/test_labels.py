@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from joint_attention_pack.nodes.labels import context_tokens, words_of
+from joint_attention_pack.integration.labels import context_tokens, words_of
 
 
 def _qwen_image_clip():
@@ -251,7 +251,7 @@ def test_qwen_image_edit_labels_name_the_words_after_the_pictures_vision_tokens(
     _assert_positions_follow_the_conditioning(
         prompt, offered, lambda p: _edit_conditioning(node, qwen_vl_clip, p, pictures)[0][0])
     assert [t for _, t, _ in labelled[-5:]] == ["<|im_end|>", "", "<|im_start|>", "assistant", ""]
-    from joint_attention_pack.nodes.labels import PICTURE_TOKEN
+    from joint_attention_pack.integration.labels import PICTURE_TOKEN
 
     first_word = offered[0][1][0]
     assert all(t == PICTURE_TOKEN and w == 0 for _, t, w in labelled[:first_word])
@@ -300,6 +300,6 @@ def test_attention_maps_refuse_a_qwen_image_prompt_that_does_not_fit_the_context
 
     conditioning = qwen_vl_clip.encode_from_tokens_scheduled(qwen_vl_clip.tokenize("a red cat"))
     handle, samples = _captured(qwen_vl_clip, conditioning)
-    with pytest.raises(ValueError, match=r"\[JointAttentionMaps\] input 'prompt': the model got 8 text tokens.*"
+    with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'prompt': the model got 8 text tokens.*"
                                          r"not the prompt the conditioning was encoded from"):
         run_node(JointAttentionMaps, handle, samples, "", "", clip=qwen_vl_clip, prompt=maps_prompt)

@@ -7,14 +7,13 @@ at cfg 1 (one row) and batched (cfg > 1: cond and uncond rows in one forward).
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks
-from ja_tiny import build, make_cond, patcher, sample
-from joint_attention_pack.nodes.host import model_text
+from ja_tiny import build, make_cond, patcher, prompt_alone, sample
+from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
-
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "qwen_image", "z_image"]
 
 
 def _seen_length(tiny, cond) -> int:
@@ -22,29 +21,28 @@ def _seen_length(tiny, cond) -> int:
     return model_text(patcher(tiny), cond[0][0][0], cond[0][1]).shape[0]
 
 
-def _prompt_alone(region_cond, base_cond):
-    return [[region_cond[0][0], dict(base_cond[0][1])]]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("long_region_identity"))
 @pytest.mark.parametrize("cfg", [1.0, 2.5])
 def test_full_image_region_longer_than_the_prompt_equals_prompting_with_its_text(family, cfg):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     base_cond = make_cond(tiny, seed=1, n_tokens=7)
     # FLUX.2: 600 tokens against a prompt padded to 512. Z-Image places the image after the base text's padded
     # length (where it sits without regions), so the identity needs equal padded lengths there: 30 tokens against 7,
     # both padded to 32 (longer padded texts are checked against the reference below).
-    longer = 30 if family == "z_image" else _seen_length(tiny, base_cond) + 88
+    if family.caption_pad_multiple:
+        longer = family.caption_pad_multiple - 2
+    else:
+        longer = _seen_length(tiny, base_cond) + 88
     region_cond = make_cond(tiny, seed=5, n_tokens=longer)
     regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 64, 96), 1.0)[0]
     single = "all" if tiny.n_single else "none"
     model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", single, "restricted",
                      "background")[0]
-    kw = dict(seed=0, steps=2, cfg=cfg, width=128 if family == "z_image" else 96, height=64)
+    kw = dict(seed=0, steps=2, cfg=cfg, width=family.width_without_image_pads(96, 64), height=64)
     neg = make_cond(tiny, seed=2)
     got = sample(model, base_cond, neg, **kw)
-    want = sample(base, _prompt_alone(region_cond, base_cond), neg, **kw)
+    want = sample(base, prompt_alone(region_cond, base_cond), neg, **kw)
     other = sample(base, base_cond, neg, **kw)
     assert (want - other).abs().max() > 1e-3  # the two prompts differ, so the identity can fail
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
@@ -53,7 +51,7 @@ def test_full_image_region_longer_than_the_prompt_equals_prompting_with_its_text
 def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):
     """The ids the model gets: base text 0..511, then each region text 0..T_r-1 (600 and 520 tokens, both past the
     padded prompt), in every row of a batched forward."""
-    from joint_attention_pack.nodes import host
+    from joint_attention_pack.families.base import TextIdsAsPromptAlone
 
     tiny = build("flux2")
     regions = None
@@ -63,14 +61,14 @@ def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):
     model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
                      "background")[0]
     seen = []
-    original = host.RegionTextPositions.__call__
+    original = TextIdsAsPromptAlone.__call__
 
     def spy(self, args):
         out = original(self, args)
         seen.append(out["txt_ids"].clone())
         return out
 
-    monkeypatch.setattr(host.RegionTextPositions, "__call__", spy)
+    monkeypatch.setattr(TextIdsAsPromptAlone, "__call__", spy)
     sample(model, make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2), steps=1, cfg=2.0)
     assert seen
     ids = seen[0]
@@ -83,11 +81,11 @@ def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):
             assert torch.equal(ids[row, :, d], want)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("long_regions_reference"))
 def test_two_region_texts_longer_than_the_prompt_match_reference(family):
     """Batched (cfg 2.5) against the independent reference: the second region text is longer than base text and
     first region text together."""
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     pos, neg = make_cond(tiny, seed=1, n_tokens=4), make_cond(tiny, seed=2, n_tokens=4)
     pixels, token_masks = cell_masks(False)

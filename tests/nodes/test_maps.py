@@ -5,15 +5,15 @@ import os
 import pytest
 import torch
 
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample, tiny_clip
-from joint_attention_pack.attention.blocks import parse_blocks
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.guidance import JointAttentionTACA
 from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps, region_leakage, safe_prefix
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 
@@ -22,10 +22,10 @@ def capture(model, double="all", single="all", start=0.0, end=1.0):
     return run_node(JointAttentionCapture, model, double, single, start, end)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image", "z_image"])
+@pytest.mark.parametrize("family", family_params("maps_reference"))
 @pytest.mark.parametrize("features", ["plain", "regions", "regions+taca"])
 def test_maps_equal_full_softmax_reference(family, features):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     single = "all" if tiny.n_single else "none"
     sampling = base.get_model_object("model_sampling")
@@ -35,10 +35,7 @@ def test_maps_equal_full_softmax_reference(family, features):
         regions, conds = regions_for(tiny, pixels, [1.0, 2.0])
         model = run_node(JointAttentionRegionalApply, model, regions, 0.3, 0.0, 0.6, "0", "odd" if tiny.n_single else "none",
                                                     "restricted", "background")[0]
-        config = ReferenceConfig(regions=conds, masks=token_masks, strengths=[1.0, 2.0], base_ratio=0.3,
-                                 sigma_start=float(sampling.percent_to_sigma(0.0)),
-                                 sigma_end=float(sampling.percent_to_sigma(0.6)), double={0},
-                                 single=parse_blocks("odd", tiny.n_single) if tiny.n_single else ())
+        config = regional_config(base, tiny, conds, token_masks, [1.0, 2.0], 0.3, 0.0, 0.6, "0", "odd")
     if features == "regions+taca":
         model = run_node(JointAttentionTACA, model, 1.4, 0.5, "both", "all", single)[0]
         config.gamma, config.gamma_threshold = 1.4, 0.5
@@ -123,7 +120,7 @@ def test_maps_node_labels_words_with_the_text_encoders_tokenizer_and_saves(tmp_p
 
 @pytest.mark.parametrize("prefix", ["../escape", "/abs/path", "a/../../b", "bad\\name", "<script>"])
 def test_traversal_and_odd_prefixes_are_refused(prefix):
-    with pytest.raises(ValueError, match=r"\[JointAttentionMaps\] input 'filename_prefix'"):
+    with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'filename_prefix'"):
         safe_prefix(prefix)
     assert safe_prefix("attention/run 1") == "attention/run 1"
 
@@ -133,6 +130,25 @@ def test_reading_a_capture_twice_or_before_sampling_gives_a_clear_message():
     model, handle = capture(patcher(tiny))
     with pytest.raises(ValueError, match=r"no attention was recorded.*cached"):
         run_node(JointAttentionMaps, handle, {"samples": torch.zeros(1, 16, 8, 12)}, "", "")
+
+
+@pytest.mark.parametrize("family", ["flux", "z_image"])
+def test_the_token_grid_is_the_captured_one_and_another_latent_is_refused(family):
+    """The maps' grid is the one the capture recorded (FLUX patches 2x2 latent cells, Z-Image too; nothing is guessed
+    from the latent): a latent of another size, though its cells could make as many tokens, is refused by name."""
+    tiny = build(family)
+    model, handle = capture(patcher(tiny))
+    latent = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **KW)
+    heat = run_node(JointAttentionMaps, handle, {"samples": latent}, "#0", "").args[0]
+    assert heat.shape == (1, HEIGHT, WIDTH, 3)
+    model, handle = capture(patcher(tiny))
+    latent = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **KW)
+    h, w = latent.shape[-2:]
+    transposed = {"samples": latent.transpose(-1, -2).contiguous()}  # the same number of tokens, other grid
+    assert (h, w) != (w, h)
+    with pytest.raises(ValueError, match=rf"^\[Attention Maps\] input 'samples': the latent \({w}x{h}\) is not the "
+                                         rf"one the capture recorded \({h}x{w}, "):
+        run_node(JointAttentionMaps, handle, transposed, "#0", "")
 
 
 def test_two_captures_on_one_model_never_mix():

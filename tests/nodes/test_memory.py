@@ -9,9 +9,9 @@ from ja_regions import cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.attention.memory import BoundedCache, MemoryRegistry
-from joint_attention_pack.nodes.host import find_dispatcher, install
+from joint_attention_pack.integration.install import find_dispatcher, install
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 
 def test_registry_forgets_dead_tensors_and_reports_by_owner():
@@ -147,7 +147,7 @@ def test_object_count_survives_dead_weak_proxies():
     tensors must not dereference them (isinstance raises ReferenceError on a dead proxy)."""
     import weakref
 
-    from joint_attention_pack.nodes.runtime import MEMORY
+    from joint_attention_pack.integration.runtime import MEMORY
 
     class Gone:
         pass
@@ -165,7 +165,7 @@ def test_memory_node_reports_the_attention_path_choices_and_counts_their_masks(m
     import json
     import math
 
-    from joint_attention_pack.attention.joint import RowSpec
+    from ja_specs import call_spec
     from joint_attention_pack.attention.kernels import KernelSelector
     from joint_attention_pack.attention.layout import TokenLayout
     from joint_attention_pack.attention.paths import DENSE, PathSelector
@@ -176,7 +176,7 @@ def test_memory_node_reports_the_attention_path_choices_and_counts_their_masks(m
     monkeypatch.setattr(MEMORY, "paths", selector)
     layout = TokenLayout(n_txt=5, n_img=24, n_ref=0, region_lens=(4, 3), grid=(4, 6))
     q, k, v = (torch.randn(1, 2, layout.total, 16) for _ in range(3))
-    MEMORY.paths.attend(q, k, v, layout, RowSpec(isolate_regions=True, text_gamma=1.2), KernelSelector(), 0.25)
+    MEMORY.paths.attend(q, k, v, layout, call_spec(texts_unread=True, gamma=1.2), KernelSelector(), 0.25)
     report = json.loads(run_node(JointAttentionMemory, False)[1])
     (entry,) = report["attention_paths"]["choices"]
     assert entry["device"] == "cpu" and entry["shape"] == [1, 2, layout.total, 16]

@@ -36,10 +36,10 @@ from ja_workunits import (
     unload_all,
     work_units_missing,
 )
-from joint_attention_pack.nodes.host import find_dispatcher
+from joint_attention_pack.integration.options import find_dispatcher
+from joint_attention_pack.integration.runtime import MEMORY
+from joint_attention_pack.integration.workunits import work_unit_devices
 from joint_attention_pack.nodes.maps import JointAttentionCapture
-from joint_attention_pack.nodes.runtime import MEMORY
-from joint_attention_pack.nodes.workunits import work_unit_devices
 
 KW = dict(steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
 ROUNDS = 3  # concurrent rounds per test: a fixed count, no clock
@@ -169,7 +169,7 @@ def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devic
 def test_work_units_on_z_image_wrap_each_devices_own_layers(two_cpu_devices):
     """Z-Image's layer hooks are object patches holding the layer modules: a device clone (a freshly loaded copy of
     the weights) must wrap its own layers, never run the main model's from another device."""
-    from joint_attention_pack.nodes.nextdit import LAYER_LISTS, HookedLayers
+    from joint_attention_pack.families.z_image import LAYER_LISTS, HookedLayers
 
     tiny = build("z_image")
     model, _ = patched(tiny, capture=False)

@@ -5,14 +5,13 @@ import pytest
 import torch
 
 from ja_nodes import run_node
-from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_reference_model import install_reference
+from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention import paths
-from joint_attention_pack.attention.blocks import parse_blocks
-from joint_attention_pack.nodes.host import find_dispatcher
+from joint_attention_pack.integration.options import find_dispatcher
+from joint_attention_pack.integration.runtime import MEMORY
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from joint_attention_pack.nodes.runtime import MEMORY
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -33,13 +32,7 @@ def test_sampling_on_the_dense_path_matches_the_reference_model(family, monkeypa
     calls = []
     run = dispatcher.paths.candidates[paths.DENSE].run
     monkeypatch.setattr(dispatcher.paths.candidates[paths.DENSE], "run", lambda *a: calls.append(1) or run(*a))
-    sampling = base.get_model_object("model_sampling")
-    config = ReferenceConfig(
-        regions=conds, masks=token_masks, strengths=strengths, base_ratio=0.3,
-        sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(0.6)),
-        double=parse_blocks("all", tiny.n_double), single=parse_blocks("all", tiny.n_single) if tiny.n_single else (),
-        image_attention="restricted", global_prompt="background",
-    )
+    config = regional_config(base, tiny, conds, token_masks, strengths, 0.3, 0.0, 0.6)
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
     kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)

@@ -1,32 +1,22 @@
 """Issue 17: Qwen-Image and Qwen-Image-Edit, on the tiny model built from the host's own classes.
 
-The family-wide tests (regions in every mode, TACA, text scale, maps, ConceptAttention, the full-image identity)
-run Qwen-Image through their `family` parameters (test_regional, test_guidance, test_maps, test_concepts,
-test_identities). Here: what only Qwen-Image has.
+The family scenarios (regions in every mode, TACA, text scale, maps, ConceptAttention, the identities, Qwen-Image-
+Edit's reference tokens with regions and TACA) run Qwen-Image as an entry of the test family list (ja_families).
+Here: what only Qwen-Image has.
 - Text rope positions: the host numbers text tokens from `txt_start` along the whole context, so appended region
   texts would read as a continuation of the base prompt. Each region text's rope rows must equal the rows the same
   text gets as the prompt alone; base text and image rows stay the host's own (bit for bit).
-- Qwen-Image-Edit's reference image tokens (appended after the image tokens) stay visible to every image query,
-  whatever the masks say (as for FLUX Kontext), against the dense reference; with 0.29's `index_timestep_zero`
-  too (a host that does not know it treats it as its offset method; the pack must match the reference either way).
-- Runs the pack leaves alone are bit-identical to the plain model.
+- Block numbers beyond the model, and the text padding mask newer hosts pass, are refused by name.
 """
 import pytest
 import torch
 
 from ja_nodes import run_node
-from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
-from ja_tiny import build, make_cond, patcher, sample
-from joint_attention_pack.attention.blocks import parse_blocks
-from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
-from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
+from ja_tiny import build, make_cond, patcher, sample, with_options
+from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
-
-
-def _with(cond, **extra):
-    return [[tokens, {**options, **extra}] for tokens, options in cond]
 
 
 def _rope_tables(model, pos, neg, **kw):
@@ -68,77 +58,6 @@ def test_region_texts_get_the_rope_rows_of_the_prompt_alone():
         start += length
 
 
-@pytest.mark.parametrize("image_attention,global_prompt,base_ratio,soft", [
-    ("restricted", "background", 0.0, False),
-    ("restricted", "everywhere", 0.3, True),
-    ("open", "background", 0.2, True),
-])
-@pytest.mark.parametrize("method", [None, "index_timestep_zero"])
-def test_edit_reference_tokens_stay_visible_with_regions(image_attention, global_prompt, base_ratio, soft, method):
-    tiny = build("qwen_image")
-    base = patcher(tiny)
-    ref = torch.randn(1, tiny.latent_channels, 1, 4, 6, generator=torch.Generator().manual_seed(7))  # 2 x 3 tokens
-    extra = {"reference_latents": [ref]}
-    if method:
-        extra["reference_latents_method"] = method
-    pixels, token_masks = cell_masks(soft)
-    strengths = [1.0, 1.5]
-    regions, conds = regions_for(tiny, pixels, strengths)
-    model = run_node(JointAttentionRegionalApply, base, regions, base_ratio, 0.0, 0.6, "all", "none", image_attention,
-                     global_prompt)[0]
-    sampling = base.get_model_object("model_sampling")
-    config = ReferenceConfig(
-        regions=conds, masks=token_masks, strengths=strengths, base_ratio=base_ratio,
-        sigma_start=float(sampling.percent_to_sigma(0.0)), sigma_end=float(sampling.percent_to_sigma(0.6)),
-        double=parse_blocks("all", tiny.n_double), image_attention=image_attention, global_prompt=global_prompt)
-    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
-    pos, neg = _with(make_cond(tiny, seed=1), **extra), _with(make_cond(tiny, seed=2), **extra)
-    got = sample(model, pos, neg, **KW)
-    want = sample(reference, pos, neg, **KW)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    without_ref = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **KW)
-    plain = sample(base, pos, neg, **KW)
-    assert (got - without_ref).abs().max() > 1e-3  # the reference tokens are in the sequence and attended
-    assert (got - plain).abs().max() > 1e-3  # the regions did something
-
-
-@pytest.mark.parametrize("method", [None, "index_timestep_zero"])
-def test_edit_with_taca_matches_reference(method):
-    tiny = build("qwen_image")
-    base = patcher(tiny)
-    ref = torch.randn(1, tiny.latent_channels, 1, 4, 6, generator=torch.Generator().manual_seed(3))
-    extra = {"reference_latents": [ref]}
-    if method:
-        extra["reference_latents_method"] = method
-    pos, neg = _with(make_cond(tiny, seed=1), **extra), _with(make_cond(tiny, seed=2), **extra)
-    model = run_node(JointAttentionTACA, base, 1.8, 0.5, "both", "all", "none")[0]
-    config = ReferenceConfig(gamma=1.8, gamma_threshold=0.5, gamma_rows="both", gamma_double=range(tiny.n_double))
-    reference = install_reference(base, config, tiny.n_double, tiny.n_single)
-    got, want, plain = (sample(m, pos, neg, **KW) for m in (model, reference, base))
-    assert (got - plain).abs().max() > 1e-6
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-
-
-def test_runs_the_pack_leaves_alone_are_bit_identical():
-    tiny = build("qwen_image")
-    base = patcher(tiny)
-    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    plain = sample(base, pos, neg, **KW)
-    pixels, _ = cell_masks(True)
-    regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
-    late = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.999, 1.0, "all", "none", "restricted",
-                    "background")[0]
-    assert torch.equal(sample(late, pos, neg, **KW), plain)
-    off = run_node(JointAttentionTACA, base, 1.5, 2.0, "both", "all", "none")[0]  # threshold above every sigma
-    assert torch.equal(sample(off, pos, neg, **KW), plain)
-    unit = run_node(JointAttentionTextScale, base, "all", 1.0, "scale", 0.0, 1.0)[0]
-    assert torch.equal(sample(unit, pos, neg, **KW), plain)
-    # A region the mask drops (all zero) leaves no region at all: the model passes through.
-    empty = run_node(JointAttentionRegion, make_cond(tiny, seed=3), torch.zeros(1, HEIGHT, WIDTH), 1.0)[0]
-    assert run_node(JointAttentionRegionalApply, base, empty, 0.2, 0.0, 1.0, "all", "none", "restricted",
-                    "background")[0] is base
-
-
 def test_block_numbers_beyond_the_model_are_named():
     tiny = build("qwen_image")
     regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
@@ -157,7 +76,7 @@ def test_a_text_padding_mask_is_refused_with_a_message_where_the_host_passes_it(
     model = run_node(JointAttentionRegionalApply, base, regions, 0.2, 0.0, 1.0, "all", "none", "restricted",
                      "background")[0]
     mask = torch.tensor([[1] * 6 + [0] * 2])
-    pos = _with(make_cond(tiny, seed=1, n_tokens=8), attention_mask=mask)
+    pos = with_options(make_cond(tiny, seed=1, n_tokens=8), attention_mask=mask)
     neg = make_cond(tiny, seed=2, n_tokens=8)
     passed = "attention_mask" in base.model.extra_conds(cross_attn=pos[0][0], attention_mask=mask)
     kw = dict(KW, steps=1)

@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from ja_compose import bypass
+from ja_families import family_params
 from ja_nodes import run_node
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.forward import ATTENTION, BLOCKS, COND, UNCOND, ForwardState
 from joint_attention_pack.attention.gate import Gate
 from joint_attention_pack.attention.taca import TacaModifier
-from joint_attention_pack.nodes import reach
+from joint_attention_pack.integration import reach
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 KW = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
-FAMILIES = ["flux", "flux2", "chroma", "sd3", "z_image"]
 
 
 def _single(tiny):
@@ -55,10 +55,10 @@ def _conds(tiny):
 @pytest.mark.works_with("a model implementation that calls attention around ComfyUI's hook (emulated: forward swapped "
                         "by an object patch)", "Apply Regional Attention, TACA, Attention Capture",
                         "refused with an error naming the node, never a plain image")
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", family_params("attention_routed_around"))
 @pytest.mark.parametrize("feature", ["regions", "taca", "capture"])
 def test_attention_routed_around_the_override_stops_with_the_node_named(family, feature):
-    tiny = build(family)
+    tiny = family.build()
     base = patcher(tiny)
     apply, node = FEATURES[feature]
     model = bypass(apply(tiny, base), "attention")
@@ -161,12 +161,12 @@ def test_expectations_per_forward():
         reach.check([TacaModifier(1.5, "uncond", gate)], state)
     reach.reached(state, ATTENTION)
     reach.check([TacaModifier(1.5, "uncond", gate)], state)
-    assert BLOCKS not in state.data[reach.REACH_KEY]
+    assert BLOCKS not in state.reached
 
 
 def test_a_model_swapped_under_the_patches_is_refused():
     """A node that replaced the sampled model with a non-MMDiT one after the pack's node: an error, not a plain image."""
-    from joint_attention_pack.nodes.host import _apply_model_wrapper
+    from joint_attention_pack.integration.forward import apply_model_wrapper as _apply_model_wrapper
 
     tiny = build("flux")
     model = taca(tiny, patcher(tiny))

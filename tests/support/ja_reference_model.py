@@ -55,6 +55,17 @@ class ReferenceConfig:
         self.capture_counts[: block.shape[1]] += 1
 
 
+def _sequential_prompt_alone_rope(dm, pe, info):
+    """Chroma Radiance's rope table (sequential text ids: position i on axis 0, zeros elsewhere) with every text
+    numbered as the prompt alone. Text rows are made here from their ids; image rows are the host's."""
+    within = [torch.arange(info["n_txt"])] + [torch.arange(n) for n in info["lens"]]
+    positions = torch.cat(within).to(pe.device, torch.float32)
+    ids = torch.zeros(pe.shape[0], positions.shape[0], 3, device=pe.device, dtype=torch.float32)
+    ids[..., 0] = positions
+    text = dm.pe_embedder(ids).to(pe.dtype)
+    return torch.cat([text, pe[:, :, positions.shape[0]:]], dim=2)
+
+
 def _qwen_prompt_alone_rope(dm, pe, info):
     """Qwen-Image's rope table with every text numbered as the prompt alone: the QwenImage pipeline numbers text
     tokens txt_start, txt_start + 1, ... on all three axes, txt_start = max(token rows, token cols) // 2. Text rows
@@ -124,6 +135,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"
+    # Chroma Radiance with sequential text ids (0.33) numbers text along rope axis 0 inside its forward.
+    sequential_rope = bool(getattr(getattr(dm, "params", None), "use_sequential_txt_ids", False))
 
     def block_patch(kind, index):
         def patch(args, extra):
@@ -131,6 +144,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             info = args["transformer_options"].get(KEY)
             if qwen_rope and info and info["lens"]:
                 args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
+            if sequential_rope and info and info["lens"]:
+                args["pe"] = _sequential_prompt_alone_rope(dm, args["pe"], info)
             args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
             return extra["original_block"](args)
         return patch

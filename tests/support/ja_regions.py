@@ -2,7 +2,9 @@
 import torch
 
 from ja_nodes import run_node
+from ja_reference_model import ReferenceConfig
 from ja_tiny import make_cond
+from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.nodes.regional import JointAttentionRegion
 
 WIDTH, HEIGHT = 96, 64  # pixels: latent 12 x 8, token grid 4 x 6 (16 px cells)
@@ -28,3 +30,15 @@ def regions_for(tiny, pixel_masks, strengths):
         conds.append(cond[0][0][0])
         regions = run_node(JointAttentionRegion, cond, pixel_masks[i:i + 1], strength, regions)[0]
     return regions, conds
+
+
+def regional_config(base, tiny, conds, token_masks, strengths, base_ratio=0.0, start=0.0, end=1.0, double="all",
+                    single="all", image_attention="restricted", global_prompt="background", **extra):
+    """The dense reference model's config for regions applied with these settings: the sigma window from the model's
+    own schedule, the block lists as the node reads them; `extra` sets other features (gamma, capture)."""
+    sampling = base.get_model_object("model_sampling")
+    return ReferenceConfig(
+        regions=conds, masks=token_masks, strengths=strengths, base_ratio=base_ratio,
+        sigma_start=float(sampling.percent_to_sigma(start)), sigma_end=float(sampling.percent_to_sigma(end)),
+        double=parse_blocks(double, tiny.n_double), single=parse_blocks(single, tiny.n_single) if tiny.n_single else (),
+        image_attention=image_attention, global_prompt=global_prompt, **extra)

@@ -113,6 +113,33 @@ def tiny_chroma(depth=2, depth_single=2, seed=0):
     return _finish(comfy.supported_models.Chroma, cfg, "chroma", 16, depth, depth_single, seed)
 
 
+def tiny_chroma_radiance(depth=2, depth_single=2, seed=0, sequential_text_ids=True):
+    """Chroma Radiance: Chroma's blocks over pixel patches, decoded by a NeRF head. `sequential_text_ids`: the newer
+    checkpoints' text positions along rope axis 0 (detection: a `__sequential__` buffer). The latent is pixels; the
+    tests' latent (1/8 of WIDTH x HEIGHT) at patch 2 gives the same token grid as the other families."""
+    import comfy.ldm.chroma_radiance.model
+    import comfy.supported_models
+
+    params = comfy.ldm.chroma_radiance.model.ChromaRadianceParams
+    cfg = dict(image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=CONTEXT_DIM, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=depth, depth_single_blocks=depth_single, axes_dim=[8, 12, 12],
+               theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2,
+               nerf_hidden_size=16, nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=0,
+               nerf_final_head_type="linear", nerf_embedder_dtype=torch.float32)
+    # Detection's Chroma Radiance branch; fields an older host's params lack are left out.
+    _as_detected(params, cfg, {"txt_ids_dims": [], "vec_in_dim": None, "use_x0": False,
+                               "use_sequential_txt_ids": sequential_text_ids})
+    tiny = _finish(comfy.supported_models.ChromaRadiance, cfg, "chroma_radiance", 3, depth, depth_single, seed)
+    # At tiny size the NeRF head, which decodes each patch's pixels from the transformer's token, lets little of the
+    # token through at the common init scale: larger head weights make the prompt reach the pixels (a prompt change
+    # moves the latent by more than the identities' 1e-3 floor), so the text-side proofs can fail.
+    with torch.no_grad():
+        for name, p in tiny.patcher.model.diffusion_model.named_parameters():
+            if name.startswith("nerf"):
+                p.mul_(6.0)
+    return tiny
+
+
 def _sd3_config(depth, attn2_layers, num_blocks=None):
     # MMDiT ties width to depth (64 x depth); num_blocks sets the block count on its own.
     return dict(in_channels=16, patch_size=2, out_channels=16, depth=depth, num_blocks=num_blocks or depth, input_size=None,
@@ -172,8 +199,8 @@ def tiny_aura_flow(seed=0):
     return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
 
 
-BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "sd3": tiny_sd3, "sd35m": tiny_sd35m,
-            "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
 
 
 def build(family: str, **kw) -> TinyModel:
@@ -209,6 +236,18 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
     return [[tokens, extra]]
 
 
+def with_options(cond, **options):
+    """The conditioning with extra options set (reference_latents, reference_latents_method, attention_mask), as the
+    host's nodes set them."""
+    return [[tokens, {**extra, **options}] for tokens, extra in cond]
+
+
+def prompt_alone(region_cond, base_cond):
+    """The region's tokens as the prompt, with the base prompt's pooled vector and guidance (the pack keeps those):
+    what a full-image region at strength 1 must sample like."""
+    return [[region_cond[0][0], dict(base_cond[0][1])]]
+
+
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
            sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None):
     """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent.
@@ -226,6 +265,20 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
         noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                denoise=denoise, disable_pbar=True, seed=seed)
+
+
+def uncond_first_step(patcher, positive, negative, **kw):
+    """Sample like `sample` and return (the negative half's prediction at the first step, the sampled latent)."""
+    seen = []
+
+    def post_cfg(args):
+        seen.append(args["uncond_denoised"].clone())
+        return args["denoised"]
+
+    m = getattr(patcher, "patcher", patcher).clone()
+    m.set_model_sampler_post_cfg_function(post_cfg)
+    out = sample(m, positive, negative, **kw)
+    return seen[0], out
 
 
 def noise_for(patcher, seed=0, width=64, height=64, batch=1, **_):

@@ -13,6 +13,8 @@ EXAMPLES = ROOT / "example_workflows"
 
 
 def family_of(name: str) -> str:
+    if "chroma_radiance" in name:
+        return "chroma_radiance"
     if "qwen_image" in name:
         return "qwen_image"
     if "z_image" in name:
@@ -64,7 +66,8 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
 
     for node in prompt.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "JointAttentionRegionCanvas", "ImageScale"):
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "EmptyChromaRadianceLatentImage",
+                                  "JointAttentionRegionCanvas", "ImageScale"):
             inputs["width"] = inputs["height"] = size
         if node["class_type"] == "SolidMask":
             inputs["width"], inputs["height"] = scaled(inputs["width"]), scaled(inputs["height"])

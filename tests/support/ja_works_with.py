@@ -22,8 +22,8 @@ class Recorder:
         self.tests: dict = {}
 
     def report(self, item, report) -> None:
-        if item.get_closest_marker(MARKER) is None:
-            return
+        if item.get_closest_marker(MARKER) is None or item.get_closest_marker("family_skipped") is not None:
+            return  # a family the test family list keeps off the scenario is no outcome of the combination
         if report.when != "call" and report.passed:
             return  # setup / teardown that went well: the call's report counts
         entry = self.tests.setdefault(item.originalname or item.name,

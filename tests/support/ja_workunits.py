@@ -180,7 +180,7 @@ def prompts(tiny):
 def shared_tensors(model) -> list:
     """The tensors every clone of `model` shares: the regions' masks and texts, as the modifier holds them."""
     from joint_attention_pack.attention.regional import RegionalModifier
-    from joint_attention_pack.nodes.host import find_dispatcher
+    from joint_attention_pack.integration.options import find_dispatcher
 
     dispatcher = find_dispatcher(model.model_options["transformer_options"])
     regional = next(m for m in dispatcher.modifiers if isinstance(m, RegionalModifier))

@@ -122,6 +122,10 @@ class JATestTinyVAE:
     def load(self, family):
         if family == "qwen_image":
             return (ja_tiny.tiny_wan_vae(),)
+        if family == "chroma_radiance":  # pixel space: the host's own pass-through VAE (VAELoader "pixel_space")
+            import comfy.sd
+
+            return (comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)}),)
         return (ja_tiny.tiny_vae(128 if family == "flux2" else 16),)
 
 

@@ -13,7 +13,7 @@ construction, not by copying:
   them. What a device needs (token masks, plans, region texts) is derived into the pack's bounded
   cache keyed by device, once per device, and only read afterwards;
 - caches and per-run state are safe under concurrent use (attention/memory.py, attention/regional.py
-  plan growth, nodes/host.py RunState, attention/capture.py per-device capture buffers).
+  plan growth, integration/install.py RunState, attention/capture.py per-device capture buffers).
 
 The host's callbacks for device clones (`CallbacksMP.ON_DEEPCLONE_MULTIGPU`,
 `ON_MATCH_MULTIGPU_CLONES`, ComfyUI 0.29 and later; feature-detected, absent on 0.3.75) make sure a
@@ -26,7 +26,7 @@ import logging
 import threading
 import weakref
 
-from .nextdit import rebind
+from ..families import family_of_base
 from .options import OVERRIDE_KEY, PACK_KEY, find_dispatcher
 
 log = logging.getLogger("joint_attention")
@@ -77,14 +77,21 @@ def _share_dispatcher(main, clone) -> None:
         _devices.setdefault(mine, set()).add(str(clone.load_device))
 
 
+def _rebind(clone) -> None:
+    """Hooks that hold layers (Z-Image / Lumina-2's wrapped layer lists) wrap the device clone's own layers."""
+    family = family_of_base(getattr(clone, "model", None))
+    if family is not None:
+        family.rebind(clone)
+
+
 def on_deepclone_multigpu(main, clone) -> None:
     _share_dispatcher(main, clone)
-    rebind(clone)  # Z-Image / Lumina-2: the layer hooks wrap the device clone's own layers
+    _rebind(clone)
 
 
 def on_match_multigpu_clones(main, clone) -> None:
     _share_dispatcher(main, clone)
-    rebind(clone)
+    _rebind(clone)
 
 
 def install_callbacks(patcher) -> None:

@@ -1,4 +1,4 @@
-"""Z-Image / Lumina-2 (NextDiT) on the host: the pack's block hooks and region texts in a padded caption.
+"""Z-Image / Lumina-2 (NextDiT): its block hooks and region texts in a padded caption.
 
 NextDiT runs caption-refiner layers over the caption alone, noise-refiner layers over the image alone,
 then single-stream joint layers over [caption ; image]. The caption is padded to a multiple of 32 with a
@@ -24,17 +24,83 @@ So base text and image have, bit for bit, the rope rows they have without region
 from __future__ import annotations
 
 from functools import partial
+from typing import Optional
 
 import torch
 
-from ..attention.forward import BLOCKS, BlockRef, ForwardState, TextStream
-from . import reach
-from .options import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, REFINER_KEY, find_dispatcher
+from ..attention.forward import BlockRef, ForwardState, TextStream
+from ..attention.layout import as_prompt_alone
+from .base import Family, UnsupportedModel
 
 CAPTION_REFINER, NOISE_REFINER, JOINT = "context_refiner", "noise_refiner", "layers"
 LAYER_LISTS = (CAPTION_REFINER, NOISE_REFINER, JOINT)
-PLACEHOLDERS_KEY = "joint_attention_pad_slots"  # ForwardState.data: [(start, stop)] caption rows to fill with pads
-ROPE_KEY = "joint_attention_nextdit_rope"  # ForwardState.data: {role: (host table, fixed table)}
+PAD_SLOTS = ("z_image", "pad slots")  # ForwardState.tables entry: [(start, stop)] caption rows to fill with pads
+
+
+class ZImage(Family):
+    name = "z_image"
+    models = "Z-Image / Lumina-2 (NextDiT)"
+    table_order = 5
+    blocks_doc = "double_blocks = joint layers from 0 (Z-Image-Turbo: 0-29)"
+    references_doc = "omni references refused with a message"
+    classes = ("Lumina2",)
+    # 0.29's pixel-space variant runs a forward of its own, which the layer hooks are not written for.
+    diffusion_classes = ("NextDiT",)
+    double_blocks, single_blocks, text_input = "layers", "", "cap_embedder"
+    context_encoders = ("qwen3_4b", "gemma2_2b")
+    chat_template = True
+    concepts = False
+    reference_images = False
+    blocks_help = ("double_blocks are the joint layers (Z-Image-Turbo: 0-29); the caption and noise refiners are "
+                   "not numbered")
+
+    def check_model(self, model_patcher) -> None:
+        try:
+            super().check_model(model_patcher)
+        except UnsupportedModel as exc:
+            raise UnsupportedModel(f"{exc}; connect the MODEL of a Z-Image-Turbo or Lumina-2 checkpoint/UNET "
+                                   "loader") from None
+
+    def hook_blocks(self, m, hooks) -> None:
+        """NextDiT offers no block patches (0.3.75 none at all; 0.29 only post-block callbacks): wrap the model's
+        layer lists on the clone `m` (object patches; nothing if already wrapped)."""
+        for name in LAYER_LISTS:
+            key = f"diffusion_model.{name}"
+            current = m.get_model_object(key)
+            if not isinstance(current, HookedLayers):
+                m.add_object_patch(key, HookedLayers(current, name, hooks))
+
+    def rebind(self, clone) -> None:
+        """A MultiGPU device clone runs its own copy of the weights: its object patches must wrap its own layers,
+        not the main model's."""
+        dm = getattr(getattr(clone, "model", None), "diffusion_model", None)
+        if dm is None:
+            return
+        for name in LAYER_LISTS:
+            key = f"diffusion_model.{name}"
+            found = clone.object_patches.get(key)
+            if isinstance(found, HookedLayers):
+                own = getattr(dm, name)
+                if isinstance(own, HookedLayers):  # copied while the patches were applied
+                    own = torch.nn.ModuleList(list(torch.nn.ModuleList.__iter__(own)))
+                clone.object_patches = {**clone.object_patches, key: HookedLayers(own, name, found.hooks)}
+
+    def refused_inputs(self, kwargs: dict) -> Optional[str]:
+        if kwargs.get("ref_latents"):
+            return ("the conditioning carries reference images for Z-Image (omni reference latents), which this "
+                    "pack's nodes do not support on Z-Image; remove the reference latents from the conditioning, or "
+                    "sample without this pack's nodes")
+        return None
+
+    def prompt_layout(self, state: ForwardState, dm) -> None:
+        # The model pads the caption itself: the prompt's tokens count its pads.
+        state.n_txt = state.n_context = padded(state.n_txt, pad_multiple(dm))
+
+    def text_layout(self, state: ForwardState, dm, context, regions):
+        return layout_context(state, context, regions, pad_multiple(dm))
+
+    def forward_patches(self, state: ForwardState) -> dict:
+        return {}  # text positions are fixed in the layer hooks' rope tables (`fixed_rope`)
 
 
 def pad_multiple(dm) -> int:
@@ -76,7 +142,7 @@ def layout_context(state: ForwardState, context: torch.Tensor, regions: torch.Te
         pad_slots(padded(length, multiple) - length)
     state.region_lens = tuple(padded(n, multiple) for n in lens)
     state.n_context = n_base + sum(state.region_lens)
-    state.data[PLACEHOLDERS_KEY] = slots
+    state.tables[PAD_SLOTS] = slots
     return torch.cat(parts, dim=1)
 
 
@@ -84,32 +150,35 @@ class HookedLayers(torch.nn.ModuleList):
     """One of NextDiT's layer lists, as an object patch: the same modules under the same names; iterating
     yields `HookedLayer`s, which name the layer for the pack and pass the host's arguments on."""
 
-    def __init__(self, layers, role: str):
+    def __init__(self, layers, role: str, hooks):
         super().__init__(list(layers))
         self.role = role
+        self.hooks = hooks  # the integration layer's block hooks (integration/blocks.py)
 
     def __iter__(self):
         for index, layer in enumerate(super().__iter__()):
-            yield HookedLayer(layer, self.role, index)
+            yield HookedLayer(layer, self.role, index, self.hooks)
 
 
 class HookedLayer:
-    def __init__(self, layer, role: str, index: int):
-        self.layer, self.role, self.index = layer, role, index
+    def __init__(self, layer, role: str, index: int, hooks):
+        self.layer, self.role, self.index, self.hooks = layer, role, index, hooks
 
     # As the other families' block patches: under torch.compile this frame runs eagerly (it reads per-step Python
     # state), the layer it calls is compiled as usual.
     @partial(torch.compiler.disable, recursive=False)
     def __call__(self, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        state = options.get(FORWARD_KEY)
-        dispatcher = find_dispatcher(options)
-        if state is None or dispatcher is None or not args:
-            return self.layer(*args, **kwargs)
         if self.role == JOINT:
-            ref = BlockRef("double", self.index, self.index)
-            return self._joint(state, dispatcher, ref, args, {**kwargs, "transformer_options": {**options, BLOCK_KEY: ref}})
-        kwargs = {**kwargs, "transformer_options": {**options, REFINER_KEY: self.role}}
+            block = self.hooks.enter(options, BlockRef("double", self.index, self.index))
+            if block is None or not args:
+                return self.layer(*args, **kwargs)
+            return self._joint(block, args, {**kwargs, "transformer_options": block.options})
+        entered = self.hooks.outside_blocks(options, self.role)
+        if entered is None:
+            return self.layer(*args, **kwargs)
+        state, options = entered
+        kwargs = {**kwargs, "transformer_options": options}
         if not state.region_lens or len(args) < 3:
             return self.layer(*args, **kwargs)
         x, mask, rope = args[0], args[1], args[2]
@@ -124,12 +193,11 @@ class HookedLayer:
             rope = fixed_rope(state, rope, NOISE_REFINER)
         return self.layer(x, mask, rope, *args[3:], **kwargs)
 
-    def _joint(self, state, dispatcher, ref, args, kwargs):
-        reach.reached(state, BLOCKS, ref)
+    def _joint(self, block, args, kwargs):
+        state = block.state
         text = TextStream(args[0], 0, state.n_context)
-        if dispatcher.edit_text(state, ref, text) == "skip":
-            reach.reached(state, reach.SKIPPED, ref)
-            return args[0]
+        if block.edit_text(text):
+            return args[0]  # skipped
         args = (text.tensor,) + tuple(args[1:])
         if state.region_lens and len(args) > 2:
             args = (args[0], args[1], fixed_rope(state, args[2], JOINT)) + tuple(args[3:])
@@ -139,10 +207,10 @@ class HookedLayer:
 def fill_pad_slots(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
     """The caption entering the first caption-refiner layer with its placeholder rows set to the model's
     learned pad token (the row the model itself appends as padding)."""
-    slots = state.data.get(PLACEHOLDERS_KEY) or ()
+    slots = state.tables.get(PAD_SLOTS) or ()
     if not slots:
         return x
-    pad = state.data[DIFFUSION_MODEL_KEY].cap_pad_token.to(device=x.device, dtype=x.dtype)
+    pad = state.host_model.cap_pad_token.to(device=x.device, dtype=x.dtype)
     x = x.clone()
     for start, stop in slots:
         x[:, start:stop] = pad
@@ -152,8 +220,8 @@ def fill_pad_slots(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
 def caption_mask(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
     """Additive [L, L] mask of the caption refiner: each part (base text, every region text, each with its
     pads) attends only to itself."""
-    key = ("caption_mask", x.device, x.dtype, x.shape[1])
-    cached = state.data.get(key)
+    key = ("z_image", "caption mask", x.device, x.dtype, x.shape[1])
+    cached = state.tables.get(key)
     if cached is not None:
         return cached
     parts = torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
@@ -163,7 +231,7 @@ def caption_mask(state: ForwardState, x: torch.Tensor) -> torch.Tensor:
         start += length
     same = parts[:, None] == parts[None, :]
     mask = torch.zeros(same.shape, dtype=x.dtype, device=x.device).masked_fill(~same, -torch.finfo(x.dtype).max)
-    state.data[key] = mask
+    state.tables[key] = mask
     return mask
 
 
@@ -173,52 +241,26 @@ def fixed_rope(state: ForwardState, table: torch.Tensor, role: str) -> torch.Ten
     Made once per forward and role: every layer of a list gets the same table."""
     if not torch.is_tensor(table) or table.ndim < 4:
         return table
-    cache = state.data.setdefault(ROPE_KEY, {})
-    cached = cache.get(role)
+    key = ("z_image", "rope", role)
+    cached = state.tables.get(key)
     if cached is not None and cached[0] is table:
         return cached[1]
-    fixed = table.clone()
     if role in (CAPTION_REFINER, JOINT):
-        start = state.n_txt
-        for length in state.region_lens:
-            fixed[:, start:start + length] = table[:, :length]
-            start += length
+        fixed = as_prompt_alone(table, 1, state.n_txt, state.region_lens)
+    else:
+        fixed = table.clone()
     if role in (NOISE_REFINER, JOINT):
         first = state.n_context if role == JOINT else 0
         section = _image_axis0(state, table)
         fixed[:, first:first + state.n_img, ..., :section.shape[-3], :, :] = section
-    cache[role] = (table, fixed)
+    state.tables[key] = (table, fixed)
     return fixed
 
 
 def _image_axis0(state: ForwardState, table: torch.Tensor) -> torch.Tensor:
     """The axis-0 section of the rope row of position `n_txt + 1`, from the model's own rope embedder."""
-    dm = state.data[DIFFUSION_MODEL_KEY]
+    dm = state.host_model
     ids = torch.zeros(1, 1, len(dm.axes_dims), dtype=torch.float32, device=table.device)
     ids[..., 0] = state.n_txt + 1
     row = dm.rope_embedder(ids).movedim(1, 2).to(device=table.device, dtype=table.dtype)
     return row[..., : dm.axes_dims[0] // 2, :, :]
-
-
-def install(m, dm) -> None:
-    """Wrap the model's layer lists on the clone `m` (object patches; nothing if already wrapped)."""
-    for name in LAYER_LISTS:
-        key = f"diffusion_model.{name}"
-        current = m.get_model_object(key)
-        if not isinstance(current, HookedLayers):
-            m.add_object_patch(key, HookedLayers(current, name))
-
-
-def rebind(clone) -> None:
-    """A MultiGPU device clone runs its own copy of the weights: its object patches must wrap its own
-    layers, not the main model's."""
-    dm = getattr(getattr(clone, "model", None), "diffusion_model", None)
-    if dm is None:
-        return
-    for name in LAYER_LISTS:
-        key = f"diffusion_model.{name}"
-        if isinstance(clone.object_patches.get(key), HookedLayers):
-            own = getattr(dm, name)
-            if isinstance(own, HookedLayers):  # copied while the patches were applied
-                own = torch.nn.ModuleList(list(torch.nn.ModuleList.__iter__(own)))
-            clone.object_patches = {**clone.object_patches, key: HookedLayers(own, name)}

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from ..attention.forward import ATTENTION, BLOCKS, ForwardState
 
-REACH_KEY = "joint_attention_reach"  # ForwardState.data entry: {hook: calls that reached the pack}
-REACH_BLOCKS_KEY = "joint_attention_reach_blocks"  # ForwardState.data entry: {hook: {(kind, index) of those calls}}
 SKIPPED = "skipped"  # blocks the pack itself skipped (Text Scale per Block, mode skip): they make no attention call
 # Attention calls of the forward that came from a block the pack's block patch did not name: every attention call of
 # the supported families is made inside a block, so that block's patch was replaced after the pack's node.
@@ -44,12 +42,9 @@ class PackNotReached(RuntimeError):
 def reached(state: ForwardState, hook: str, block=None) -> None:
     """Count one call of `hook` (ATTENTION, BLOCKS, SKIPPED) that reached the pack during `state`'s forward, in
     `block` (a BlockRef) when the call names one."""
-    counts = state.data.get(REACH_KEY)
-    if counts is None:
-        counts = state.data[REACH_KEY] = {}
-    counts[hook] = counts.get(hook, 0) + 1
+    state.reached[hook] = state.reached.get(hook, 0) + 1
     if block is not None:
-        state.data.setdefault(REACH_BLOCKS_KEY, {}).setdefault(hook, set()).add((block.kind, block.index))
+        state.reached_blocks.setdefault(hook, set()).add((block.kind, block.index))
 
 
 def node_of(modifier) -> str:
@@ -59,7 +54,7 @@ def node_of(modifier) -> str:
 
 def check(modifiers, state: ForwardState) -> None:
     """Raise PackNotReached when a modifier expected a hook in this forward that no call reached."""
-    counts = dict(state.data.get(REACH_KEY) or {})
+    counts = dict(state.reached)
     if counts.get(BLOCKS) and counts.get(SKIPPED) == counts.get(BLOCKS):
         counts.setdefault(ATTENTION, 1)  # every block ran through the pack, which skipped them all: no attention to reach
     for modifier in modifiers:
@@ -86,7 +81,7 @@ def silent_blocks(state: ForwardState) -> list:
     """Blocks that ran through the pack's block hooks (and were not skipped by it) but made no attention call that
     reached the override: every block of the supported families attends, so something in those blocks attended
     around the pack (another pack's block patch, or a block whose attention was replaced)."""
-    seen = state.data.get(REACH_BLOCKS_KEY) or {}
+    seen = state.reached_blocks
     ran = seen.get(BLOCKS, set()) - seen.get(SKIPPED, set())
     return sorted(ran - seen.get(ATTENTION, set()))
 
@@ -104,7 +99,7 @@ def bypassed_blocks(node: str, state: ForwardState, blocks) -> str:
 
 def unknown_model(modifiers, base) -> str:
     nodes = ", ".join(dict.fromkeys(node_of(m) for m in modifiers))
-    return (f"[{nodes}] the model being sampled is now a {type(base).__name__!r}, not the FLUX / SD3 model this node "
+    return (f"[{nodes}] the model being sampled is now a {type(base).__name__!r}, not the model of a supported family this node "
             "was connected to (another node swapped the model under it), so the pack cannot act and its effect would "
             "silently be missing. Fix: connect this pack's nodes after the node that changes the model.")
 

@@ -19,14 +19,35 @@ pooled vector (FLUX.2, Chroma) run the block as it is.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
 from ..attention.capture import CaptureModifier, concept_saliency, record_concepts
 from ..attention.forward import ATTENTION, BLOCKS, COND
-from .common import node_error
-from .families import model_family
-from .options import BLOCK_KEY, DIFFUSION_MODEL_KEY, FORWARD_KEY, KEYS_KEY, POOLED_KEY, RECORD_KEY
+from ..families import model_family
+from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY
+
+
+class ConceptInputError(ValueError):
+    """A node input that cannot make a concept stream: `input_name` names it, the message says the fix."""
+
+    def __init__(self, input_name: str, message: str):
+        super().__init__(message)
+        self.input_name = input_name
+
+
+@dataclass
+class ConceptForward:
+    """The concept stream's record of one forward (`ForwardState.owned`): the stream as it leaves the last double
+    block, the pooled-term delta of the blocks' vector, and what one double block's run left for its concept pass."""
+
+    stream: Optional[torch.Tensor] = None  # [cond rows, concepts, C]
+    vec_delta: Optional[torch.Tensor] = None
+    block_inputs: Optional[dict] = None  # the block's inputs, cond rows, copied before the host block ran
+    image_kv: Optional[dict] = None  # the image keys / values of the block's joint call, cond rows
+    image_outputs: dict = field(default_factory=dict)  # block index -> the joint call's output
 
 
 class ConceptStream:
@@ -73,23 +94,23 @@ class ConceptModifier(CaptureModifier):
         c = self.concepts
         if block.kind != "double" or not self.gate.in_window(state.sigma) or COND not in state.row_kinds:
             return
-        key = self.key + ":concepts"
-        if block.index == 0 or key not in state.data:
+        record = state.owned(self, ConceptForward)
+        if block.index == 0 or record.stream is None:
             rows = sum(1 for kind in state.row_kinds if kind == COND)
-            layer = c.embed(state.data[DIFFUSION_MODEL_KEY])
+            layer = c.embed(state.host_model)
             weight = next(layer.parameters())
             start = layer(c.tokens.to(weight.device, weight.dtype))
             # One copy per cond row: the host block updates its text stream in place (FLUX: txt += ...).
-            state.data[key] = start.unsqueeze(0).repeat(rows, 1, 1)
-            state.data[key + ":vec"] = self._vec_delta(state, inputs.get("vec"))
+            record.stream = start.unsqueeze(0).repeat(rows, 1, 1)
+            record.vec_delta = self._vec_delta(state, inputs.get("vec"))
         # The host block may update its inputs in place (FLUX: img += ...): copy the cond rows now.
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
-        state.data[key + ":inputs"] = {name: (_vec_rows if name == "vec" else _rows)(value, cond, batch, copy=True)
+        record.block_inputs = {name: (_vec_rows if name == "vec" else _rows)(value, cond, batch, copy=True)
                                        for name, value in inputs.items() if name not in ("transformer_options", "txt")}
         joint = state.n_context + state.n_img
-        if state.data.get(key + ":vec") is not None:
-            kept = state.data[key + ":kv"] = {}
+        if record.vec_delta is not None:
+            kept = record.image_kv = {}
             n_context = state.n_context
 
             def keep(args, kwargs):  # the image keys / values of the block's joint call, cond rows
@@ -102,30 +123,30 @@ class ConceptModifier(CaptureModifier):
 
             inputs["transformer_options"] = {**inputs["transformer_options"], KEYS_KEY: keep}
         if block.index in c.blocks:
-            outputs = state.data.setdefault(key + ":img", {})
+            outputs = record.image_outputs
 
-            def record(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
+            def keep_output(out, b=block.index):  # the joint call only (SD3.5-M blocks also make an image-only call)
                 if b not in outputs and out.shape[1] >= joint:
                     outputs[b] = out
 
-            inputs["transformer_options"] = {**inputs["transformer_options"], RECORD_KEY: record}
+            inputs["transformer_options"] = {**inputs["transformer_options"], RECORD_KEY: keep_output}
 
     def _vec_delta(self, state, vec):
         """For this forward's cond rows: what zeroes the pooled term of the blocks' vector, or None."""
-        pooled = state.data.get(POOLED_KEY)
+        pooled = state.pooled
         if self.concepts.vec_delta is None or pooled is None or not torch.is_tensor(vec):
             return None
         cond = _cond_rows(state)
         batch = len(state.row_kinds)
-        return self.concepts.vec_delta(state.data[DIFFUSION_MODEL_KEY], _rows(vec, cond, batch), _rows(pooled, cond, batch))
+        return self.concepts.vec_delta(state.host_model, _rows(vec, cond, batch), _rows(pooled, cond, batch))
 
     def after_block(self, state, block, inputs, run_block, output):
-        key = self.key + ":concepts"
-        if block.kind != "double" or key not in state.data or key + ":inputs" not in state.data:
+        record = state.owned(self, ConceptForward)
+        if block.kind != "double" or record.stream is None or record.block_inputs is None:
             return
-        residual = state.data[key]
+        residual = record.stream
         n_c = residual.shape[1]
-        side = dict(state.data.pop(key + ":inputs"))
+        side, record.block_inputs = dict(record.block_inputs), None
         side["txt"] = residual.to(side["img"].dtype)
         if inputs.get("pe") is not None:  # concept positions are 0, like text: reuse a text row of the RoPE table
             pe = side["pe"]
@@ -133,8 +154,8 @@ class ConceptModifier(CaptureModifier):
         recorded = {}
         options = {k: v for k, v in inputs["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY, KEYS_KEY)}
         options[BLOCK_KEY] = block
-        delta = state.data.get(key + ":vec")
-        kept = state.data.pop(key + ":kv", None)
+        delta = record.vec_delta
+        kept, record.image_kv = record.image_kv, None
         if delta is not None:
             # Concepts modulated without the prompt's pooled vector; the image keys / values they attend
             # to are the block's own (modulated with the prompt's vector), put into the call below.
@@ -154,21 +175,18 @@ class ConceptModifier(CaptureModifier):
 
             options[KEYS_KEY] = swap
         if block.index in self.concepts.blocks:
-            def record(out):
+            def keep_concept_output(out):
                 if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
                     recorded["out"] = out
 
-            options[RECORD_KEY] = record
+            options[RECORD_KEY] = keep_concept_output
         side["transformer_options"] = options
         result = run_block(side)
         if delta is not None and "k" in kept:
             raise RuntimeError(f"[joint_attention] ConceptAttention: the concept pass of double block {block.index} "
                                "made no attention call over [concepts ; image]")
-        if result.get("txt") is not None:
-            state.data[key] = result["txt"]
-        else:
-            state.data.pop(key)
-        image_out = state.data.get(key + ":img", {}).pop(block.index, None)
+        record.stream = result.get("txt")
+        image_out = record.image_outputs.pop(block.index, None)
         if "out" in recorded and image_out is not None:
             cond = _cond_rows(state).to(image_out.device)
             o_image = image_out[cond, state.n_context:state.n_context + state.n_img]
@@ -178,18 +196,18 @@ class ConceptModifier(CaptureModifier):
                                 self.registry)
 
 
-def concept_stream(node, model, concepts: str, clip, double: frozenset, double_text: str):
+def concept_stream(model, concepts: str, clip, double: frozenset, double_text: str):
     """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
     family = model_family(model)
     if not family.concepts:
-        raise node_error(node, "concepts", f"ConceptAttention is not available for {family.name} models: it carries "
+        raise ConceptInputError("concepts", f"ConceptAttention is not available for {family.name} models: it carries "
                          "the concepts through a separate text stream, and these models have one single joint stream "
                          "(Z-Image / Lumina-2). Leave 'concepts' empty and use the word maps of Attention Maps instead")
     if clip is None:
-        raise node_error(node, "clip", "concepts need the text encoder: connect the CLIP used for the prompt")
+        raise ConceptInputError("clip", "concepts need the text encoder: connect the CLIP used for the prompt")
     names = [c.strip() for c in concepts.split(",") if c.strip()]
     if len(names) > 64:
-        raise node_error(node, "concepts", f"at most 64 concepts, got {len(names)}")
+        raise ConceptInputError("concepts", f"at most 64 concepts, got {len(names)}")
     tokens = []
     for name in names:
         tokenized = clip.tokenize(name)
@@ -204,7 +222,7 @@ def concept_stream(node, model, concepts: str, clip, double: frozenset, double_t
     dm = family.diffusion_model(model)
     expected = family.text_features(dm)
     if expected is not None and tokens.shape[-1] != expected:
-        raise node_error(node, "clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
+        raise ConceptInputError("clip", f"the concepts have {tokens.shape[-1]} features per token but the model expects "
                          f"{expected}: connect the text encoder that matches the model")
     n_double, _ = family.block_counts(dm)
     # Default for concepts (ConceptAttention paper): the last 4 double blocks.

@@ -1,13 +1,13 @@
 """Labels for text positions in a model's context: which token, which word, from the model's own tokenizers."""
 from __future__ import annotations
 
-from .families import FAMILIES
+from ..families import Family, named
 
 
 def context_order(family: str, tokens: dict) -> list:
     """The tokenizer keys whose tokens make up the family's context, in order (SD3: CLIP-L or -G, then T5;
     FLUX: T5). A text encoder the family does not list (e.g. a tiny test CLIP) counts on its own."""
-    encoders = next((f.context_encoders for f in FAMILIES if f.name == family), ("t5xxl",))
+    encoders = _family(family).context_encoders
     clip_keys = [k for k in encoders if k in tokens and k != "t5xxl"]
     if "t5xxl" in tokens and "t5xxl" in encoders:
         return clip_keys[:1] + ["t5xxl"]
@@ -31,8 +31,8 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
         hf = _hf_tokenizer(clip, key)
         own = _entries(tokens[key], hf)
         if _chat_template(family):
-            own = _after_system_prompt(_user_turn(own, hf, key))
-            if _CUTS_TO_USER_TEXT.get(key) and order == [key] and n_txt != len(own):
+            own = _after_system_prompt(_user_turn(own, hf, _cuts_to_user_text(family)))
+            if _cuts_to_user_text(family) and order == [key] and n_txt != len(own):
                 own = _prompt_after_pictures(clip, prompt, hf, key, n_txt, len(own))
         flat += own + [None]  # an encoder's tokens end: no word runs across
     # Byte-level BPE (Qwen) keeps punctuation in tokens of its own: those end a word and stand alone.
@@ -71,18 +71,27 @@ def _entries(chunks, hf):
             for chunk in chunks for token in chunk for tok_id in (token[0],)]
 
 
+def _family(name: str) -> Family:
+    """The family a capture recorded, by name; the defaults (T5 context, no chat template) for a name no family has
+    (a capture from a family the pack dropped since)."""
+    try:
+        return named(name)
+    except KeyError:
+        return Family()
+
+
 def _chat_template(family: str) -> bool:
-    return any(f.chat_template for f in FAMILIES if f.name == family)
+    return _family(family).chat_template
 
 
-# What ComfyUI's chat-template text encoders hand the model, by tokenizer key. True: the encoder cuts the context
-# to start at the user's text (QwenImageTEModel.encode_token_weights: from the second `<|im_start|>`, and past
-# `user\n` when it follows). Not listed: every token of the template stays in the context (Z-Image's
-# ZImageTEModel, template `<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n`).
-_CUTS_TO_USER_TEXT = {"qwen25_7b": True}
+def _cuts_to_user_text(family: str) -> bool:
+    """Whether the family's chat-template text encoder cuts the context to start at the user's text (Qwen-Image's
+    QwenImageTEModel.encode_token_weights: from the second `<|im_start|>`, and past `user\n` when it follows), or
+    keeps every token of the template (Z-Image's ZImageTEModel, `<|im_start|>user\n{}<|im_end|>\n...`)."""
+    return _family(family).cuts_to_user_text
 
 
-def _user_turn(flat, hf, key):
+def _user_turn(flat, hf, cuts: bool):
     """The context of a chat-template text encoder, with only the user's text offered as words: the template
     before it (system turn, the user turn's header `<|im_start|>user\n`) is cut off where the encoder cuts it and
     marked as no word where the encoder keeps it, and everything from the last `<|im_end|>` on (the closing
@@ -95,7 +104,7 @@ def _user_turn(flat, hf, key):
     if not starts:
         return flat
     user, newline = hf.convert_tokens_to_ids("user"), hf.convert_tokens_to_ids("\u010a")
-    if _CUTS_TO_USER_TEXT.get(key):
+    if cuts:
         begin = text = starts[:2][-1]  # the encoder's own rule: the second <|im_start|> (of the first two)
         if ids[begin + 1:begin + 3] == [user, newline]:
             begin = text = begin + 3
@@ -132,7 +141,7 @@ def _prompt_after_pictures(clip, prompt, hf, key, n_txt, n_alone):
                              "Qwen-Image tokenizer has no picture template to place the prompt after reference "
                              "pictures; disconnect 'clip', empty 'prompt' and name positions (#n) instead")
     chunks = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True, llama_template=template)[key]
-    own = _user_turn(_entries(chunks, hf), hf, key)
+    own = _user_turn(_entries(chunks, hf), hf, cuts=True)  # only Qwen-Image places pictures before the prompt
     ends = [i for i, entry in enumerate(own) if entry[0] == vision_end]
     tail = own[ends[-1] + 1:] if ends else []
     n_pictures = n_txt - len(tail)

@@ -1,0 +1,217 @@
+"""What every model family tells the pack, and the defaults most families share.
+
+A family module (one per family, beside this file) subclasses `Family` and says, for its models inside ComfyUI:
+which exact `comfy.model_base` classes it has been proven on, where the transformer blocks are and how they are
+hooked, how the context holds the prompt and the region texts, how region texts get the text positions they have as
+the prompt alone, how many image pixels a token covers, which inputs the pack refuses, how its text encoder's
+tokens read as words, and which layers make ConceptAttention's text stream. The integration layer (integration/)
+calls these methods and never asks which family it has; the attention math (attention/) never sees a model object.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..attention.forward import BlockRef, ForwardState, TextStream
+from ..attention.layout import as_prompt_alone
+
+
+class UnsupportedModel(ValueError):
+    pass
+
+
+class Family:
+    name = ""
+    # The README's support table row: the models, how their blocks are numbered, where reference images go.
+    models = ""
+    table_order = 100
+    blocks_doc = ""
+    references_doc = "-"
+    # The `comfy.model_base` classes the family has been proven on, by exact class name: a subclass (a newer model
+    # built on this one) is never taken as its parent, it is refused by name until a family entry names it.
+    classes: tuple = ()
+    # The diffusion model classes the hooks are written for; empty when any model of `classes` will do.
+    diffusion_classes: tuple = ()
+    # Attributes of the diffusion model with the double / joint blocks and the single blocks ("" when none).
+    double_blocks = "double_blocks"
+    single_blocks = "single_blocks"
+    text_input = "txt_in"  # the layer that turns text-encoder features into the text stream
+    text_norm = ""  # a norm the model applies to text-encoder features before `text_input`, "" when none
+    pooled_input = ""  # the layer adding the pooled text vector to the blocks' modulation vector, "" when none
+    latent_px = 8  # image pixels per latent cell, for hosts whose latent format does not say
+    # Tokenizer keys whose tokens make up the context, in order; the first present wins when only one is.
+    context_encoders: tuple = ("t5xxl",)
+    # The text encoder wraps prompts in a chat template: word labels start at the user's text.
+    chat_template = False
+    # ... and cuts the context to start at the user's text (Qwen-Image), instead of keeping the template.
+    cuts_to_user_text = False
+    blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
+    concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
+    reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"
+
+    # -- which models -------------------------------------------------------------------------------------------------
+    def accepts(self, base) -> bool:
+        return type(base).__name__ in self.classes
+
+    def check_model(self, model_patcher) -> None:
+        """Raise UnsupportedModel when the model is one of `classes` but a variant the hooks are not written for."""
+        dm = self.diffusion_model(model_patcher)
+        if self.diffusion_classes and type(dm).__name__ not in self.diffusion_classes:
+            raise UnsupportedModel(
+                f"expected a {' or '.join(self.diffusion_classes)} diffusion model for this {self.name} model, got "
+                f"{type(dm).__name__!r}, a variant the pack does not support")
+
+    # -- where blocks are ---------------------------------------------------------------------------------------------
+    def diffusion_model(self, model_patcher):
+        return model_patcher.model.diffusion_model
+
+    def block_counts(self, dm) -> tuple:
+        """(double / joint blocks, single blocks)."""
+        double = getattr(dm, self.double_blocks, None)
+        if double is None:
+            raise UnsupportedModel(f"cannot find the transformer blocks of {type(dm).__name__!r}")
+        return len(double), len(getattr(dm, self.single_blocks, ())) if self.single_blocks else 0
+
+    def hook_blocks(self, m, hooks) -> None:
+        """Put the pack's block hooks on the clone `m`: here the host's `patches_replace["dit"]` block patches, one
+        per block, numbered model-wide (singles follow doubles). `hooks.block_patch(ref, found)` makes a patch that
+        runs `found` (another node's patch already there) inside it."""
+        n_double, n_single = self.block_counts(self.diffusion_model(m))
+        existing = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+        for kind, count, offset in (("double", n_double, 0), ("single", n_single, n_double)):
+            for i in range(count):
+                found = existing.get((f"{kind}_block", i))
+                if hooks.is_block_patch(found):
+                    continue
+                m.set_model_patch_replace(hooks.block_patch(BlockRef(kind, i, offset + i), found),
+                                          "dit", f"{kind}_block", i)
+
+    def rebind(self, clone) -> None:
+        """A MultiGPU device clone runs its own copy of the weights: hooks that hold layers must hold its own."""
+
+    def block_text(self, state: ForwardState, args: dict) -> tuple:
+        """(key, TextStream) of a `patches_replace["dit"]` block's text: double / joint blocks get it as "txt";
+        single blocks get one stream in "img" whose first n_context tokens are the text."""
+        if args.get("txt") is not None:
+            return "txt", TextStream(args["txt"], 0, args["txt"].shape[1])
+        return "img", TextStream(args["img"], 0, state.n_context)
+
+    # -- sizes --------------------------------------------------------------------------------------------------------
+    def patch_size(self, dm) -> int:
+        return getattr(dm, "patch_size", 2)
+
+    def latent_pixels(self, base) -> int:
+        """Image pixels per latent cell side: the host's latent format says so where it can
+        (`spacial_downscale_ratio`, after 0.3.75), else the family's own figure."""
+        declared = getattr(getattr(base, "latent_format", None), "spacial_downscale_ratio", None)
+        return declared if isinstance(declared, int) and declared > 0 else self.latent_px
+
+    # -- the context ----------------------------------------------------------------------------------------------
+    def refused_inputs(self, kwargs: dict) -> Optional[str]:
+        """Why this forward's inputs cannot take the pack's features (a sentence naming the input), or None."""
+        return None
+
+    def prompt_layout(self, state: ForwardState, dm) -> None:
+        """Set the forward's text layout for the prompt as the model will lay it out, before features see the
+        forward (NextDiT: the prompt counts the pads the model adds)."""
+
+    def text_layout(self, state: ForwardState, dm, context: torch.Tensor, regions: Optional[torch.Tensor]):
+        """The context the model gets, with region texts `regions` [T, C] (None: no region texts) placed after the
+        prompt, and the state's text layout (`n_txt`, `n_context`, `region_lens`) set to match it."""
+        if regions is None:
+            return context
+        context = torch.cat([context, regions.unsqueeze(0).expand(context.shape[0], -1, -1)], dim=1)
+        state.n_context = context.shape[1]
+        return context
+
+    # -- text positions of region texts -------------------------------------------------------------------------
+    # Every region text must read as the prompt alone: its tokens take the text positions 0..T_r-1 the prompt would
+    # have. One rule (`attention.layout.as_prompt_alone`: copy rows 0..T_r-1 of a position table into each region
+    # text's rows); the family says which table holds the text positions and where the pack can reach it.
+    def forward_patches(self, state: ForwardState) -> dict:
+        """`transformer_options["patches"]` entries the forward needs for its region texts (FLUX: a `post_input`
+        patch renumbering the text ids), {} when none."""
+        if not state.region_lens:
+            return {}
+        return {"post_input": [TextIdsAsPromptAlone(state)]}
+
+    def block_inputs(self, state: ForwardState, args: dict) -> dict:
+        """A block's inputs with what the family changes there for region texts (Qwen-Image: its rope table)."""
+        return args
+
+    # -- ConceptAttention's text stream -------------------------------------------------------------------------
+    def text_embedder(self, dm):
+        """The layers that turn text-encoder features into the text stream, as one module (Qwen-Image: `txt_norm`
+        then `txt_in`). The model's own layers, never copies."""
+        layer = getattr(dm, self.text_input, None)
+        norm = getattr(dm, self.text_norm, None) if self.text_norm else None
+        if layer is not None and norm is not None:
+            return torch.nn.Sequential(norm, layer)
+        return layer
+
+    def text_features(self, dm):
+        """Features per text token the model takes, or None when it cannot be read."""
+        layer = getattr(dm, self.text_input, None)
+        if layer is not None and hasattr(layer, "in_features"):
+            return layer.in_features
+        if layer is not None and hasattr(layer, "weight"):
+            return layer.weight.shape[1]
+        return None
+
+    def concept_vec_delta(self, dm, vec, pooled):
+        """What turns the double blocks' modulation vector `vec` [B, D] (timestep, guidance and the prompt's pooled
+        vector) into the same vector with the pooled input replaced by zeros, as ConceptAttention's released code
+        modulates its concepts (`vector_in(0)`): a [B, D] fp32 tensor to add to `vec`, or None when the family has
+        no pooled input or the forward got none (the host then uses zeros itself)."""
+        layer = getattr(dm, self.pooled_input, None) if self.pooled_input else None
+        if layer is None or pooled is None or not torch.is_tensor(vec) or vec.ndim != 2:
+            return None
+        width = getattr(getattr(dm, "params", None), "vec_in_dim", None)  # FLUX reads y[:, :vec_in_dim]
+        y = pooled[:, :width] if width else pooled
+        y = y.to(vec.device, vec.dtype)
+        if y.shape[0] != vec.shape[0]:
+            return None
+        with torch.no_grad():
+            # The prompt's term is recomputed from the same input, so it equals what the host added.
+            return layer(torch.zeros_like(y)).float() - layer(y).float()
+
+
+class TextIdsAsPromptAlone:
+    """`post_input` patch: the text ids with each region text's rows taken from the prompt-alone positions.
+
+    The host numbers text tokens along the whole context (FLUX.2: a rope axis counts 0..T-1), so appended region
+    texts would read as a continuation of the prompt. The host computed ids for every index of the context, so rows
+    0..T_r-1 exist even when a region text is longer than the prompt; they are read from the host's ids, never from
+    the copy being written. FLUX.1 / Chroma ids are all zero: a no-op there. The rope table the host then builds
+    from these ids is right as it is, which the forward records (`ForwardState.text_ids_renumbered`)."""
+
+    def __init__(self, state: ForwardState):
+        self.state = state
+
+    def __call__(self, args):
+        ids = args.get("txt_ids")
+        state = self.state
+        if ids is None or ids.ndim != 3 or ids.shape[1] != state.n_context:
+            return args
+        state.text_ids_renumbered = True
+        return {**args, "txt_ids": as_prompt_alone(ids, 1, state.n_txt, state.region_lens)}
+
+
+def rope_rows_as_prompt_alone(state: ForwardState, args: dict) -> dict:
+    """A `patches_replace["dit"]` block's inputs with its rope table (`pe`, sequence on dim 2: [B, 1, L, ...]) giving
+    each region text the rows of its prompt-alone positions: for families whose text positions count along the context
+    and whose forward offers no `post_input` patch before it builds the table (Qwen-Image before 0.29, Chroma Radiance
+    with sequential text ids). The host's own table when the text ids were already renumbered (`post_input`). Made
+    once per forward: every block gets the same table."""
+    pe = args.get("pe")
+    if not state.region_lens or not torch.is_tensor(pe) or pe.ndim < 3 or pe.shape[2] < state.n_context \
+            or state.text_ids_renumbered:
+        return args
+    cached = state.tables.get("rope rows as prompt alone")
+    if cached is None or cached[0] is not pe:
+        cached = state.tables["rope rows as prompt alone"] = (pe, as_prompt_alone(pe, 2, state.n_txt, state.region_lens))
+    return {**args, "pe": cached[1]}

@@ -1,0 +1,19 @@
+"""FLUX.1 dev / schnell / Kontext: 19 double-stream then 38 single-stream blocks over [text ; image ; reference].
+
+Text ids are all zero, so region texts need no renumbering (the `post_input` patch is a no-op); the pooled CLIP
+vector enters the blocks' modulation through `vector_in` (ConceptAttention zeroes it for the concepts). Kontext's
+reference-image tokens follow the image and stay visible to every token.
+"""
+from __future__ import annotations
+
+from .base import Family
+
+
+class Flux(Family):
+    name = "flux"
+    models = "FLUX.1 dev / schnell / Kontext"
+    table_order = 0
+    blocks_doc = "double 0-18, single 0-37 (text scale: 0-56)"
+    references_doc = "Kontext: always visible"
+    classes = ("Flux",)
+    pooled_input = "vector_in"

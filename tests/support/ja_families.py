@@ -1,0 +1,247 @@
+"""The model families the node tests run, in one list: every family scenario is parametrised over `FAMILIES`.
+
+An entry says how to build the family's tiny model (ja_tiny) and text encoder, what the pack offers it, the model
+facts scenarios read (instead of asking for a family by name), and which scenarios it sits out and why.
+`family_params(scenario)` makes one pytest param per entry, with the entry's name as its id; an entry that lacks a
+capability the scenario needs, or sits it out, is a skip carrying that reason, never a silent drop.
+
+Adding a family: its tiny builder in ja_tiny (BUILDERS) and one entry here; it then runs every scenario it does not
+sit out. tests/nodes/test_families.py checks that every family of the pack has an entry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import pytest
+import torch
+
+import ja_tiny
+
+# What a family can have; an entry names those it lacks (with why) in `lacks`.
+CAPABILITIES = (
+    "regions", "taca", "text_scale", "maps", "concepts",  # the pack's features (README's support table)
+    "reference_images",  # reference-image tokens beside the image (Kontext, FLUX.2, Qwen-Image-Edit)
+    "index_timestep_zero",  # the host's `index_timestep_zero` reference method (0.29+)
+)
+
+# Scenario -> the capabilities it needs. A scenario run over cases names a case "scenario[case]" where the case needs
+# more than the scenario; an entry can sit out a whole scenario or one case of it ("scenario[case]").
+SCENARIOS = {
+    # tests/nodes/test_identities.py: identities that need no reference
+    "full_region_identity": ("regions",),
+    "half_image_mask": ("regions",),
+    "leaves_alone": ("regions", "taca", "text_scale"),
+    # tests/nodes/test_long_region_texts.py
+    "long_region_identity": ("regions",),
+    "long_regions_reference": ("regions",),
+    # tests/nodes/test_regional.py
+    "regional_reference": ("regions",),
+    "uncond_rows": ("regions",),
+    "region_text_reach": ("regions",),
+    # tests/nodes/test_guidance.py
+    "taca_reference": ("taca",),
+    "taca_with_regions": ("taca", "regions"),
+    "text_scale_reference": ("text_scale",),
+    "text_scale_with_regions": ("text_scale", "regions"),
+    # tests/nodes/test_maps.py, tests/nodes/test_concepts.py
+    "maps_reference": ("maps", "regions", "taca"),
+    "concepts_reference": ("concepts",),
+    # tests/nodes/test_reference_images.py
+    "reference_images_with_regions": ("reference_images", "regions"),
+    "reference_images_with_regions[index_timestep_zero]": ("reference_images", "regions", "index_timestep_zero"),
+    "reference_images_with_taca": ("reference_images", "taca"),
+    "reference_images_with_taca[index_timestep_zero]": ("reference_images", "taca", "index_timestep_zero"),
+    "reference_images_with_taca[index_timestep_zero_cond_rows]": ("reference_images", "taca", "index_timestep_zero"),
+    # tests/nodes/test_dispatcher.py
+    "empty_dispatcher": (),
+    "block_numbering": (),
+    "layout_slices": (),
+    # tests/nodes/test_reach.py, tests/nodes/test_attention_backend.py
+    "attention_routed_around": ("regions", "taca", "maps"),
+    "attention_slot": ("regions", "taca", "text_scale", "maps"),
+    # tests/fuzz/test_fuzz_classes.py
+    "fuzz_region_text_lengths": ("regions",),
+}
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    name: str  # pytest id and ja_tiny.BUILDERS key
+    family: str  # the pack's family name (families/)
+    models: str  # the models it stands for
+    encoder: Callable[[], object]  # the tiny text encoder (a real CLIP object) scenarios encode words with
+    lacks: Mapping[str, str] = field(default_factory=dict)  # capability -> why the family has none
+    sits_out: Mapping[str, str] = field(default_factory=dict)  # scenario (or "scenario[case]") -> why not run here
+    # Model facts scenarios read.
+    block_patches: bool = True  # the host's `dit` block patches reach every block (NextDiT: the pack wraps layers)
+    pooled_text: bool = False  # a pooled text vector enters the blocks' modulation (FLUX.1 vector_in, SD3 y_embedder)
+    caption_pad_multiple: int = 0  # the model pads the caption with learned pad tokens to a multiple of this
+    image_pad_multiple: int = 0  # ... and the image tokens
+    latent_px: int = 8  # image pixels per latent cell
+    token_px: int = 16  # image pixels per token side (the tiny Chroma Radiance: its 2-pixel patch)
+    latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
+    reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
+    index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
+
+    def build(self, **kw) -> ja_tiny.TinyModel:
+        return ja_tiny.build(self.name, **kw)
+
+    def has(self, capability: str) -> bool:
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}: expected one of {CAPABILITIES}")
+        return capability not in self.lacks
+
+    def skip_reason(self, scenario: str, case: str = ""):
+        """Why this entry does not run `scenario` (or its `case`), or None when it does."""
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}: add it to ja_families.SCENARIOS")
+        keyed = f"{scenario}[{case}]"
+        for capability in SCENARIOS.get(keyed, SCENARIOS[scenario]):
+            if not self.has(capability):
+                return f"{self.name}: {self.lacks[capability]}"
+        for key in (keyed, scenario):
+            if key in self.sits_out:
+                return f"{self.name}: {self.sits_out[key]}"
+        return None
+
+    def width_without_image_pads(self, width: int, height: int) -> int:
+        """The smallest width from `width` (in 16 px steps) at which the image tokens need no pad tokens: pads belong
+        to no region and see the base prompt (Z-Image pads image tokens to a multiple of 32)."""
+        if not self.image_pad_multiple:
+            return width
+        while ((height // 16) * (width // 16)) % self.image_pad_multiple:
+            width += 16
+        return width
+
+    def reference_latent(self, tiny, rows: int, cols: int, seed: int = 7) -> torch.Tensor:
+        """A reference image's latent for `tiny` (what the host's ReferenceLatent node puts in the conditioning)."""
+        frames = (1,) if self.latent_frames else ()
+        return torch.randn(1, tiny.latent_channels, *frames, rows, cols, generator=torch.Generator().manual_seed(seed))
+
+
+def _each(scenarios, reason):
+    return dict.fromkeys(scenarios, reason)
+
+
+# Scenarios run against the dense reference model with ja_regions' token masks (a 4 x 6 token grid at WIDTH x HEIGHT).
+_CELL_MASK_REFERENCE = ("regional_reference", "region_text_reach", "taca_with_regions", "maps_reference",
+                        "long_regions_reference", "reference_images_with_regions")
+_FLUX_COVERS = "FLUX.1 runs this on the same FLUX double / single block patches (kept off for suite time)"
+_SD3_COVERS = ("SD3.5-M is SD3 plus an image-only attention (attn2) in its first blocks, which no text enters; SD3 "
+               "runs this (kept off for suite time)")
+_NO_REFERENCE_IMAGES = "the family takes no reference images"
+
+FAMILIES = (
+    TinyFamily(
+        "flux", "flux", "FLUX.1 dev / schnell / Kontext", ja_tiny.tiny_clip, pooled_text=True, reference_tol=1e-4,
+        lacks={"index_timestep_zero": "0.29's index_timestep_zero doubles the timestep batch, which a FLUX model with "
+                                      "guidance weights (FLUX.1 Kontext dev) cannot take; FLUX.2 Klein runs it"},
+        sits_out={"reference_images_with_taca": "FLUX.2 and Qwen-Image-Edit run reference tokens under TACA; Kontext's "
+                                                "reference tokens are run with regions (kept off for suite time)"}),
+    TinyFamily(
+        "flux2", "flux2", "FLUX.2 dev / Klein", ja_tiny.tiny_clip, latent_px=16,
+        index_timestep_zero_build={"guidance_embed": False},  # Klein: no guidance weights
+        sits_out={
+            **_each(_CELL_MASK_REFERENCE, "ja_regions' token masks are a 4 x 6 grid; sample() draws FLUX.2's latent "
+                                          "at 1/8 of WIDTH x HEIGHT (16 px cells, patch 1): an 8 x 12 token grid"),
+            **_each(("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
+                     "text_scale_with_regions"), _FLUX_COVERS),
+            "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
+                                  "SD3's y_embedder; FLUX.2 has neither",
+        }),
+    TinyFamily(
+        "chroma", "chroma", "Chroma", ja_tiny.tiny_clip,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(_CELL_MASK_REFERENCE + ("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
+                                            "text_scale_with_regions"), _FLUX_COVERS),
+            "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
+                                  "SD3's y_embedder; Chroma has neither",
+        }),
+    TinyFamily(
+        # Pixel space: the tests' latent (1/8 of WIDTH x HEIGHT) is the image here, at patch 2 the same 4 x 6 token
+        # grid as the others. Sequential text ids where the host has them (0.33): the identity and the reference run
+        # with region texts renumbered in the blocks' rope table (test_chroma_radiance checks the rows).
+        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, latent_px=1, token_px=2,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
+                     "text_scale_with_regions", "taca_with_regions", "maps_reference", "long_regions_reference",
+                     "region_text_reach"), _FLUX_COVERS),
+            "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
+                                  "SD3's y_embedder; Chroma Radiance has neither",
+        }),
+    TinyFamily(
+        "sd3", "sd3", "SD3 / SD3.5", ja_tiny.tiny_clip, pooled_text=True, reference_tol=1e-4,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={"concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite "
+                                                "time)"}),
+    TinyFamily(
+        "sd35m", "sd3", "SD3.5-Medium (image-only attn2 in its first blocks)", ja_tiny.tiny_clip, pooled_text=True,
+        reference_tol=1e-4,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out=_each([s for s in SCENARIOS if "[" not in s and s not in (
+            "full_region_identity", "half_image_mask", "empty_dispatcher", "block_numbering", "layout_slices")],
+            _SD3_COVERS)),
+    TinyFamily(
+        # Encoder: the CLIP-L stand-in, as the concept scenarios scale its pooled output; the tiny Qwen2.5-VL encoder
+        # (ja_tiny.tiny_llm_clip("qwen25_7b"), test_labels) gives none.
+        "qwen_image", "qwen_image", "Qwen-Image / Qwen-Image-Edit", ja_tiny.tiny_clip, latent_frames=True,
+        sits_out={
+            "attention_routed_around": "Qwen-Image's blocks run through the same dit block patches as SD3's joint "
+                                       "blocks; SD3 runs this (kept off for suite time)",
+            "reference_images_with_regions[positive_only]": "FLUX.1 Kontext runs a reference on the positive prompt "
+                                                            "only (kept off for suite time)",
+            **_each(("reference_images_with_taca[cond_rows]", "reference_images_with_taca[index_timestep_zero_cond_rows]"),
+                    "FLUX.2 runs TACA on cond rows beside a reference (kept off for suite time)"),
+        }),
+    TinyFamily(
+        "z_image", "z_image", "Z-Image / Lumina-2 (NextDiT)", lambda: ja_tiny.tiny_llm_clip("qwen3_4b"),
+        block_patches=False, caption_pad_multiple=32, image_pad_multiple=32,
+        lacks={"concepts": "the pack refuses ConceptAttention on Z-Image by name (test_z_image)",
+               "reference_images": "the pack refuses Z-Image's omni reference latents by name (test_z_image)"},
+        sits_out={
+            "empty_dispatcher": "test_z_image runs the wrapped layer lists against the plain model, bit for bit (kept "
+                                "off for suite time)",
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which NextDiT has none "
+                               "of (the pack wraps its layer lists: test_z_image)",
+            "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
+                             "image as reference tokens (test_z_image)",
+        }),
+)
+
+BY_NAME = {f.name: f for f in FAMILIES}
+
+
+def _check_list():
+    for entry in FAMILIES:
+        if entry.name not in ja_tiny.BUILDERS:
+            raise ValueError(f"family {entry.name!r}: no tiny builder in ja_tiny.BUILDERS")
+        unknown = [c for c in entry.lacks if c not in CAPABILITIES]
+        unknown += [s for s in entry.sits_out if s.split("[")[0] not in SCENARIOS]
+        if unknown:
+            raise ValueError(f"family {entry.name!r}: unknown capabilities or scenarios {unknown}")
+
+
+_check_list()
+
+
+def family_params(scenario: str, cases=None):
+    """Params for `@pytest.mark.parametrize("family", ...)` over FAMILIES, or, with `cases` ({case id: value}), for
+    `("family", "case")` over FAMILIES x cases (ids "<family>-<case>")."""
+    if cases is None:
+        return [_param(entry.skip_reason(scenario), entry.name, entry) for entry in FAMILIES]
+    return [_param(entry.skip_reason(scenario, case), f"{entry.name}-{case}", entry, value)
+            for entry in FAMILIES for case, value in cases.items()]
+
+
+def _param(reason, id, *values):
+    # family_skipped: the README's Works with table (ja_works_with) counts a combination's outcomes, not these.
+    marks = (pytest.mark.skip(reason=reason), pytest.mark.family_skipped) if reason else ()
+    return pytest.param(*values, id=id, marks=marks)
+
+
+def names(scenario: str) -> list:
+    """The names of the entries that run `scenario` (for a hypothesis strategy, where a param cannot skip)."""
+    return [entry.name for entry in FAMILIES if entry.skip_reason(scenario) is None]
