@@ -23,6 +23,7 @@ from ja_tiny import build, make_cond, patcher, prompt_alone, sample, tiny_clip
 from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes import canvas_state
 from joint_attention_pack.nodes.canvas import JointAttentionRegionCanvas
+from joint_attention_pack.nodes.common import DISPLAY_NAMES
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import MAX_MAP_PIXELS, JointAttentionCapture, JointAttentionMaps
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
@@ -217,7 +218,7 @@ def test_every_string_input(clip, which, value):
     if verdict is not True:
         assert isinstance(verdict, str) and len(verdict) < 1200, verdict
         shown_input = "regions" if node == "Region Canvas" else name
-        assert verdict.startswith(f"[{node}] input '{shown_input}': "), verdict[:300]
+        assert verdict.startswith(f"[{DISPLAY_NAMES.get(node, node)}] input '{shown_input}': "), verdict[:300]
         return
     try:
         _run_string_input(flux, clip, node, name, value)

@@ -20,7 +20,8 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
 
     expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
-                     "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2}
+                     "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
+                     "chroma_radiance": comfy.model_base.ChromaRadiance}
     for family in FAMILIES:
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)

@@ -39,9 +39,9 @@ def _float_calls(tiny):
     for label, fn, kwargs, names in (
         ("Region (mask + prompt)", partial(run_node, JointAttentionRegion), region, ["strength"]),
         ("Apply Regional Attention", partial(run_node, JointAttentionRegionalApply), apply, ["base_ratio", "start_percent", "end_percent"]),
-        ("JointAttentionTACA", partial(run_node, JointAttentionTACA), taca, ["gamma", "sigma_threshold"]),
-        ("JointAttentionTextScale", partial(run_node, JointAttentionTextScale), scale, ["scale", "start_percent", "end_percent"]),
-        ("JointAttentionCapture", partial(run_node, JointAttentionCapture), capture, ["start_percent", "end_percent"]),
+        ("TACA (text attention temperature)", partial(run_node, JointAttentionTACA), taca, ["gamma", "sigma_threshold"]),
+        ("Text Scale per Block", partial(run_node, JointAttentionTextScale), scale, ["scale", "start_percent", "end_percent"]),
+        ("Attention Capture", partial(run_node, JointAttentionCapture), capture, ["start_percent", "end_percent"]),
     ):
         for name in names:
             calls.append((label, name, lambda v, fn=fn, kwargs=kwargs, name=name: fn(**{**kwargs, name: v})))

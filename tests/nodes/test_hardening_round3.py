@@ -1,4 +1,6 @@
 """Issue 28 (hardening, round 3): each break of the review, in-process in the real host."""
+import re
+
 import pytest
 import torch
 
@@ -189,15 +191,15 @@ def test_invalid_choices_name_the_node_and_the_input(flux, node_cls, name, kwarg
     calls = {
         "JointAttentionRegionalApply": ("Apply Regional Attention", lambda **kw: run_node(
             JointAttentionRegionalApply, model, _chain(flux, torch.ones(1, 8, 8), [3]), **{**APPLY, **kw})),
-        "JointAttentionTACA": ("JointAttentionTACA", lambda **kw: run_node(
+        "JointAttentionTACA": ("TACA (text attention temperature)", lambda **kw: run_node(
             JointAttentionTACA, model, **{**dict(gamma=1.2, sigma_threshold=0.97, apply_to="both", double_blocks="all",
                                                  single_blocks="all"), **kw})),
-        "JointAttentionTextScale": ("JointAttentionTextScale", lambda **kw: run_node(
+        "JointAttentionTextScale": ("Text Scale per Block", lambda **kw: run_node(
             JointAttentionTextScale, model, **{**dict(blocks="0", scale=1.5, mode="scale", start_percent=0.0,
                                                       end_percent=1.0), **kw})),
     }
     label, call = calls[node_cls]
-    with pytest.raises(ValueError, match=rf"^\[{label}\] input '{name}': 'bogus' is not one of "):
+    with pytest.raises(ValueError, match=rf"^\[{re.escape(label)}\] input '{name}': 'bogus' is not one of "):
         call(**{name: "bogus"})
 
 

@@ -54,7 +54,10 @@ any_text = st.one_of(
 
 def check_named(exc: BaseException, node: str, inputs) -> None:
     """An error a user may see: a ValueError naming the node and one of `inputs`, short enough to read."""
+    from joint_attention_pack.nodes.common import DISPLAY_NAMES
+
     assert isinstance(exc, ValueError), f"{type(exc).__name__}: {exc}"
+    node = DISPLAY_NAMES.get(node, node)  # errors name a node as users see it
     pattern = rf"^\[{re.escape(node)}\] input '({'|'.join(map(re.escape, inputs))})': "
     assert re.match(pattern, str(exc)), str(exc)[:500]
     assert len(str(exc)) < 1200, str(exc)[:200]
