@@ -34,6 +34,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.background = null;
     this.backgroundNote = "";
     this.painter = new RegionPainter();
+    this.mountFrame = 0; // a pending mount into the container a removed editor left (adoptPrevious)
     this.history = new History();
     this.#load(value);
     this.#build();
@@ -113,7 +114,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   adoptPrevious() {
     const previous = this.handover.takeLeft(this.node);
     if (previous?.history?.moveTo(this.value)) this.history = previous.history;
-    if (previous?.slot) this.#mountIn(previous.slot);
+    // Mounted on the next frame, not while the graph is being configured: a Vue node takes its position from the page
+    // when its size changes (a ResizeObserver), and while the graph is rebuilt the page still shows the previous view;
+    // with the editor mounted at once the node's size never changed again, and a graph undo left the node where that
+    // stale measure put it.
+    if (previous?.slot) this.mountFrame = requestAnimationFrame(() => this.#mountIn(previous.slot));
     const prefs = this.handover.nodeChoices(this.node);
     if (!prefs) return;
     Object.assign(this, readChoices(prefs));
@@ -125,7 +130,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   // the removed editor left empty; the component mounts a widget's element only when it is created, so the new editor
   // goes into that container itself. (The classic canvas mounts every new widget's element.)
   #mountIn(slot) {
-    if (this.root.isConnected || !slot.isConnected || slot.firstElementChild || !this.host.vueNodes()) return;
+    if (this.destroyed || this.root.isConnected || !slot.isConnected || slot.firstElementChild || !this.host.vueNodes()) return;
     slot.appendChild(this.root);
     this.render(true);
   }
@@ -139,6 +144,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.destroyed = true;
     this.notes.destroy();
     this.fullWindow.close();
+    cancelAnimationFrame(this.mountFrame);
     super.destroy();
     this.handover.leave(this.node, this.history, this.root.parentElement);
     this.root.remove();
