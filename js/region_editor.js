@@ -114,10 +114,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   adoptPrevious() {
     const previous = this.handover.takeLeft(this.node);
     if (previous?.history?.moveTo(this.value)) this.history = previous.history;
-    // Mounted on the next frame, not while the graph is being configured: a Vue node takes its position from the page
-    // when its size changes (a ResizeObserver), and while the graph is rebuilt the page still shows the previous view;
-    // with the editor mounted at once the node's size never changed again, and a graph undo left the node where that
-    // stale measure put it.
+    // Mounted on the next animation frame, once the frontend has drawn the rebuilt node, not during the configure: a Vue
+    // node takes its position from the page when its size changes, and mounted at once (the node's size never changing
+    // after the rebuild) a graph undo left the node about 30 px off its restored position.
     if (previous?.slot) this.mountFrame = requestAnimationFrame(() => this.#mountIn(previous.slot));
     const prefs = this.handover.nodeChoices(this.node);
     if (!prefs) return;
@@ -178,7 +177,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
       if (e.target instanceof HTMLButtonElement || e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement
         || e.target instanceof HTMLCanvasElement || e.target.closest?.(".ja-rc-region")) e.stopPropagation();
     });
-    this.on(this.root, "keydown", (e) => this.#key(e));
+    this.on(this.root, "keydown", (e) => this.toolbar.shortcut(e));
     // The keyboard stays with the editor: a click on anything but a text field gives it back to the drawing. Left on
     // the page, the editor's keys stopped working and ComfyUI acted on them (Del deleted the selected node, Ctrl+Z
     // ran the graph's undo); ComfyUI leaves keys typed into text fields alone, and the drawing's focus is one.
@@ -188,27 +187,6 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   focusDrawing() {
     if (!this.destroyed && this.root.isConnected) this.keys.focus({ preventScroll: true });
-  }
-
-  #key(e) {
-    const t = e.target;
-    if (t !== this.keys && (t instanceof HTMLTextAreaElement || t instanceof HTMLInputElement)) return; // native editing
-    const key = e.key.toLowerCase();
-    const mod = e.ctrlKey || e.metaKey;
-    let handled;
-    if (mod && !e.altKey) {
-      handled = { z: () => (e.shiftKey ? this.redo() : this.undo()), y: () => this.redo() }[key];
-    } else if (!mod && !e.altKey) {
-      handled = { v: () => this.setTool("select"), r: () => this.setTool("rect"), b: () => this.setTool("brush"),
-        e: () => this.setTool("eraser"), "[": () => this.setBrush(this.brush - 8), "]": () => this.setBrush(this.brush + 8),
-        g: () => this.setSnap(!this.snapToGrid), delete: () => this.clearSelected(), backspace: () => this.clearSelected(),
-        f: () => this.fullWindow.toggle() }[key] ?? this.fullWindow.keyHandler(key);
-    }
-    if (handled) {
-      e.preventDefault();
-      e.stopPropagation();
-      handled();
-    }
   }
 
   // -- choices -------------------------------------------------------------------

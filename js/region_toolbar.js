@@ -1,5 +1,5 @@
 // The Region Canvas toolbar (tools, brush size, snapping, overlay strength, fill/clear, undo/redo, import, zoom,
-// full-window editor, help) and the shortcut help it shows.
+// full-window editor, help), the keyboard shortcuts of its controls and the help that lists them.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { button, el, labelled } from "./region_dom.js";
 
@@ -88,6 +88,29 @@ export class RegionToolbar {
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
       button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
       importButton, this.importFile, this.zoomBox, this.fullButton, helpButton];
+  }
+
+  // The editor's keyboard shortcuts (HELP above); keys typed into the editor's text fields are theirs.
+  shortcut(e) {
+    const editor = this.editor;
+    const t = e.target;
+    if (t !== editor.keys && (t instanceof HTMLTextAreaElement || t instanceof HTMLInputElement)) return; // native editing
+    const key = e.key.toLowerCase();
+    const mod = e.ctrlKey || e.metaKey;
+    let handled;
+    if (mod && !e.altKey) {
+      handled = { z: () => (e.shiftKey ? editor.redo() : editor.undo()), y: () => editor.redo() }[key];
+    } else if (!mod && !e.altKey) {
+      handled = { v: () => editor.setTool("select"), r: () => editor.setTool("rect"), b: () => editor.setTool("brush"),
+        e: () => editor.setTool("eraser"), "[": () => editor.setBrush(editor.brush - 8), "]": () => editor.setBrush(editor.brush + 8),
+        g: () => editor.setSnap(!editor.snapToGrid), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
+        f: () => editor.fullWindow.toggle() }[key] ?? editor.fullWindow.keyHandler(key);
+    }
+    if (handled) {
+      e.preventDefault();
+      e.stopPropagation();
+      handled();
+    }
   }
 
   // The controls show the editor's choices (after they were taken over from a previous editor of the node).
