@@ -1,0 +1,138 @@
+// The Region Canvas toolbar (tools, brush size, snapping, overlay strength, fill/clear, undo/redo, import, zoom,
+// full-window editor, help), the keyboard shortcuts of its controls and the help that lists them.
+// Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { button, el, labelled } from "./region_dom.js";
+
+const HELP = [
+  ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
+  ["R", "rectangle"], ["B", "brush"], ["E", "eraser (tick “all” to erase every region)"],
+  ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
+  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "clear the selected region (undo offered)"],
+  ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
+    + "Space+drag pans, 0 fits, Esc closes"],
+];
+const TOOLS = [["select", "⬚ Select", "V"], ["rect", "▭ Rect", "R"], ["brush", "✎ Brush", "B"], ["eraser", "⌫ Eraser", "E"]];
+
+export class RegionToolbar {
+  // `editor`: the RegionCanvasEditor the controls act on (its tool choices, edits, undo, import and full window).
+  constructor(editor) {
+    this.editor = editor;
+    this.listen = (target, type, handler) => editor.on(target, type, handler);
+    this.element = el("div", "ja-rc-toolbar");
+    this.toolButtons = {};
+    for (const [tool, label, key] of TOOLS) {
+      const b = button(this.listen, label, `${label.slice(2)} (${key})`, () => editor.setTool(tool), "ja-rc-tool");
+      b.dataset.tool = tool;
+      this.toolButtons[tool] = b;
+      this.element.appendChild(b);
+    }
+    this.element.append(...this.#choices(), ...this.#actions());
+    this.help = el("div", "ja-rc-help", { hidden: true });
+    for (const [key, text] of HELP) {
+      const row = el("div");
+      row.append(el("kbd", "", { textContent: key }), document.createTextNode(` ${text}`));
+      this.help.appendChild(row);
+    }
+  }
+
+  // The choices that outlive the editor (erase all, brush size, snapping, overlay strength).
+  #choices() {
+    const editor = this.editor;
+    this.eraseAllBox = el("input", "ja-rc-erase-all", { type: "checkbox", checked: editor.eraseAll,
+      title: "The eraser removes every region under it, not only the selected one" });
+    this.listen(this.eraseAllBox, "change", () => { editor.eraseAll = this.eraseAllBox.checked; editor.savePrefs(); });
+    this.sizeInput = el("input", "ja-rc-size", { type: "range", min: 8, max: 256, step: 8, value: editor.brush,
+      title: "Brush size in image pixels ([ and ])" });
+    this.sizeOut = el("output", "ja-rc-size-value");
+    this.listen(this.sizeInput, "input", () => editor.setBrush(Number(this.sizeInput.value)));
+    this.snapBox = el("input", "ja-rc-snap-box", { type: "checkbox", checked: editor.snapToGrid,
+      title: "Snap rectangles and the brush to the 16 px token grid (G)" });
+    this.listen(this.snapBox, "change", () => editor.setSnap(this.snapBox.checked));
+    this.opacityInput = el("input", "ja-rc-opacity", { type: "range", min: 10, max: 90, step: 5,
+      value: Math.round(editor.opacity * 100), title: "How strongly the regions cover the background" });
+    this.opacityOut = el("output", "ja-rc-opacity-value");
+    this.listen(this.opacityInput, "input", () => {
+      editor.opacity = Number(this.opacityInput.value) / 100;
+      editor.savePrefs();
+      editor.render();
+    });
+    const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
+    size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
+    return [labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
+      labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut];
+  }
+
+  #actions() {
+    const editor = this.editor;
+    const listen = this.listen;
+    this.importFile = el("input", "ja-rc-import-file", { type: "file", accept: "image/*", hidden: true });
+    listen(this.importFile, "change", () => {
+      const file = this.importFile.files?.[0];
+      this.importFile.value = "";
+      if (file) editor.importImage(file);
+    });
+    const importButton = button(listen, "Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
+      () => this.importFile.click());
+    this.fullButton = button(listen, "⤢", "Full-window editor (F, or double-click the canvas)", () => editor.fullWindow.toggle());
+    const helpButton = button(listen, "?", "Show the shortcuts", () => { this.help.hidden = !this.help.hidden; });
+    // The zoom of the full-window editor: out, the level (click: fit), in.
+    this.zoomBox = el("span", "ja-rc-zoom");
+    this.zoomValue = button(listen, "", "Fit the picture to the window (0)", () => editor.fullWindow.zoomBy(0), "ja-rc-small ja-rc-zoom-value");
+    this.zoomBox.append(button(listen, "−", "Zoom out (-)", () => editor.fullWindow.zoomBy(-1), "ja-rc-small"), this.zoomValue,
+      button(listen, "+", "Zoom in (+)", () => editor.fullWindow.zoomBy(1), "ja-rc-small"));
+    return [
+      button(listen, "Fill", "Fill the selected region (Undo is offered)", () => {
+        editor.fill(1);
+        editor.notes.offerUndo(`Filled region ${editor.selected + 1}.`);
+      }),
+      button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
+      button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
+      importButton, this.importFile, this.zoomBox, this.fullButton, helpButton];
+  }
+
+  // The editor's keyboard shortcuts (HELP above); keys typed into the editor's text fields are theirs.
+  shortcut(e) {
+    const editor = this.editor;
+    const t = e.target;
+    if (t !== editor.keys && (t instanceof HTMLTextAreaElement || t instanceof HTMLInputElement)) return; // native editing
+    const key = e.key.toLowerCase();
+    const mod = e.ctrlKey || e.metaKey;
+    let handled;
+    if (mod && !e.altKey) {
+      handled = { z: () => (e.shiftKey ? editor.redo() : editor.undo()), y: () => editor.redo() }[key];
+    } else if (!mod && !e.altKey) {
+      handled = { v: () => editor.setTool("select"), r: () => editor.setTool("rect"), b: () => editor.setTool("brush"),
+        e: () => editor.setTool("eraser"), "[": () => editor.setBrush(editor.brush - 8), "]": () => editor.setBrush(editor.brush + 8),
+        g: () => editor.setSnap(!editor.snapToGrid), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
+        f: () => editor.fullWindow.toggle() }[key] ?? editor.fullWindow.keyHandler(key);
+    }
+    if (handled) {
+      e.preventDefault();
+      e.stopPropagation();
+      handled();
+    }
+  }
+
+  // The controls show the editor's choices (after they were taken over from a previous editor of the node).
+  showChoices() {
+    const editor = this.editor;
+    this.sizeInput.value = editor.brush;
+    this.snapBox.checked = editor.snapToGrid;
+    this.opacityInput.value = Math.round(editor.opacity * 100);
+    this.eraseAllBox.checked = editor.eraseAll;
+  }
+
+  showFullWindow(open) {
+    this.fullButton.textContent = open ? "✕ Close" : "⤢";
+    this.fullButton.title = open ? "Back to the node (Esc)" : "Full-window editor (F, or double-click the canvas)";
+  }
+
+  sync() {
+    const editor = this.editor;
+    this.sizeOut.value = `${editor.brush} px`;
+    this.zoomBox.hidden = !editor.fullWindow.isOpen;
+    this.zoomValue.textContent = `${Math.round(editor.view.zoom * 100)}%`;
+    this.opacityOut.value = `${Math.round(editor.opacity * 100)}%`;
+    for (const [tool, b] of Object.entries(this.toolButtons)) b.classList.toggle("active", tool === editor.tool);
+  }
+}
