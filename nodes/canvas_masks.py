@@ -2,7 +2,7 @@
 
 The node does not change the drawing with them: it saves each mask as a grey PNG in ComfyUI's temp folder and names
 them in its UI output (`ja_import_masks`); the editor offers them as thumbnails and turns the ones the user picks into
-regions (js/region_canvas.js `offerMasks`). The batch is named by a hash of its content, so the editor can tell a batch
+regions (js/region_editor.js `offerMasks`). The batch is named by a hash of its content, so the editor can tell a batch
 it has already imported from a new one when the node runs again.
 """
 from __future__ import annotations
