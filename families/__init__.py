@@ -12,8 +12,8 @@ import comfy.model_base
 
 from .base import Family, UnsupportedModel
 
-__all__ = ["FAMILIES", "Family", "UnsupportedModel", "block_counts", "family_of_base", "model_family", "named",
-           "support_table"]
+__all__ = ["FAMILIES", "REFUSED", "Family", "UnsupportedModel", "block_counts", "family_of_base", "model_family",
+           "named", "support_table"]
 
 
 def _discover() -> tuple:
@@ -28,9 +28,12 @@ def _discover() -> tuple:
     return tuple(sorted(found, key=lambda f: f.table_order))
 
 
-FAMILIES = _discover()
+_ENTRIES = _discover()
+FAMILIES = tuple(f for f in _ENTRIES if not f.refused)  # the families the pack supports
+REFUSED = tuple(f for f in _ENTRIES if f.refused)  # joint-attention families refused by name, each with its reason
 _BY_NAME = {f.name: f for f in FAMILIES}
 _BY_CLASS = {cls: f for f in FAMILIES for cls in f.classes}
+_REFUSED_BY_CLASS = {cls: f for f in REFUSED for cls in f.classes}
 
 
 def named(name: str) -> Family:
@@ -50,6 +53,10 @@ def _supported_models() -> str:
 def model_family(model_patcher) -> Family:
     base = model_patcher.model
     family = family_of_base(base)
+    refused = _REFUSED_BY_CLASS.get(type(base).__name__)
+    if refused is not None:
+        raise UnsupportedModel(f"{type(base).__name__!r} ({refused.models}) is not supported by this pack: "
+                               f"{refused.refused}; the pack supports {_supported_models()}")
     if family is None:
         parents = [f for f in FAMILIES for cls in type(base).__mro__[1:] if cls.__name__ in f.classes
                    and getattr(comfy.model_base, cls.__name__, None) is cls]
@@ -76,10 +83,15 @@ FEATURES = ("regions", "TACA", "text scale", "attention maps", "ConceptAttention
 
 
 def support_table() -> str:
+    """The supported families, family x feature; then the refused families, each with its reason."""
     lines = ["| model | " + " | ".join(FEATURES) + " | blocks | reference image tokens |",
              "|---|" + "---|" * (len(FEATURES) + 2)]
     for f in FAMILIES:
         unsupported = {"ConceptAttention": not f.concepts, "reference images": not f.reference_images}
         marks = ["no" if unsupported.get(feature) else "yes" for feature in FEATURES]
         lines.append(f"| {f.models} | " + " | ".join(marks) + f" | {f.blocks_doc} | {f.references_doc} |")
+    if REFUSED:
+        lines += ["", "Refused by name (a node given one of these stops with the reason):", "",
+                  "| model | ComfyUI model class | why the pack refuses it |", "|---|---|---|"]
+        lines += [f"| {f.models} | {', '.join(f'`{c}`' for c in f.classes)} | {f.refused} |" for f in REFUSED]
     return "\n".join(lines)

@@ -49,6 +49,10 @@ class Family:
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
+    # Why the pack refuses this family's models (a sentence a user can act on), "" for a supported family. A refused
+    # entry names its classes like a supported one, so its models get this reason instead of a generic refusal, and
+    # the README's support table lists it with the reason.
+    refused = ""
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"
