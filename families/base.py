@@ -160,11 +160,13 @@ class Family:
     def text_features(self, dm):
         """Features per text token the model takes, or None when it cannot be read."""
         layer = getattr(dm, self.text_input, None)
-        if layer is not None and hasattr(layer, "in_features"):
-            return layer.in_features
-        if layer is not None and hasattr(layer, "weight"):
-            return layer.weight.shape[1]
-        return None
+        if layer is None:
+            return None
+        for module in layer.modules():  # the layer itself, or the first linear of a stack (NextDiT: norm, linear)
+            if hasattr(module, "in_features"):
+                return module.in_features
+        weight = getattr(layer, "weight", None)
+        return weight.shape[1] if torch.is_tensor(weight) and weight.ndim == 2 else None
 
     def concept_vec_delta(self, dm, vec, pooled):
         """What turns the double blocks' modulation vector `vec` [B, D] (timestep, guidance and the prompt's pooled

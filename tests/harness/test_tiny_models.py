@@ -5,44 +5,37 @@ import sys
 import pytest
 import torch
 
+import ja_families
 import ja_tiny
 from ja_tiny import build, make_cond, sample
 
-FAMILIES = list(ja_tiny.BUILDERS)
+FAMILIES = [pytest.param(entry, id=entry.name, marks=[pytest.mark.skip(reason=entry.missing_from_host())]
+                         if entry.missing_from_host() else []) for entry in ja_families.FAMILIES]
 TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__init__.py"
 # 40x24 px -> a 5x3 latent: odd in both directions, so the models pad to their patch size.
 ODD = dict(width=40, height=24)
 
 
-def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
+@pytest.mark.parametrize("entry", FAMILIES)
+def test_builders_wrap_real_comfy_classes_and_report_their_sizes(entry):
+    """Each builder makes the host's own model class (the one its test entry names), which the pack's family reads
+    with the block counts and text width the builder reports."""
     import comfy.model_base
     import comfy.model_patcher
 
-    expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
-                     "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
-                     "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
-                     "chroma_radiance": comfy.model_base.ChromaRadiance}
-    for family in FAMILIES:
-        tiny = build(family)
-        assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
-        model = tiny.patcher.model
-        assert type(model) is expected_base[family]
-        assert tiny.latent_channels == model.latent_format.latent_channels
-        net = model.diffusion_model
-        if family in ("sd3", "sd35m"):
-            assert (len(net.joint_blocks), tiny.n_single) == (tiny.n_double, 0)
-            assert net.context_embedder.in_features == tiny.context_dim
-        elif family == "qwen_image":
-            assert (len(net.transformer_blocks), tiny.n_single) == (tiny.n_double, 0)
-            assert net.txt_in.in_features == tiny.context_dim
-        elif family == "z_image":
-            assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
-            assert net.cap_embedder[1].in_features == tiny.context_dim and net.pad_tokens_multiple == 32
-        else:
-            assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
-            assert net.txt_in.in_features == tiny.context_dim
-        assert all(p.dtype == torch.float32 for p in net.parameters())
-        assert all(torch.isfinite(b).all() for b in net.buffers() if b.is_floating_point())
+    from joint_attention_pack.families import named
+
+    tiny = entry.build()
+    assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
+    model = tiny.patcher.model
+    assert type(model) is getattr(comfy.model_base, entry.host_class)
+    assert tiny.latent_channels == model.latent_format.latent_channels
+    family = named(entry.family)
+    net = family.diffusion_model(tiny.patcher)
+    assert family.block_counts(net) == (tiny.n_double, tiny.n_single)
+    assert family.text_features(net) == tiny.context_dim
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(torch.isfinite(b).all() for b in net.buffers() if b.is_floating_point())
 
 
 def test_sd35m_has_image_only_attention_in_some_blocks():
@@ -57,14 +50,15 @@ def test_builders_are_deterministic_per_seed():
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_sampling_is_finite_deterministic_and_follows_the_prompt(family):
-    tiny = build(family)
+@pytest.mark.parametrize("entry", FAMILIES)
+def test_sampling_is_finite_deterministic_and_follows_the_prompt(entry):
+    tiny = entry.build()
+    cell = ja_tiny.latent_cell(tiny)
     pos, other, neg = (make_cond(tiny, seed=s) for s in (1, 3, 2))
 
     out = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD)
     # Qwen-Image's latents (Wan 2.1 format) carry a time axis of 1.
-    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + (3, 5)
+    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + (24 // cell, 40 // cell)
     assert torch.isfinite(out).all() and out.abs().max() > 0
     assert not torch.equal(out[0], out[1])  # each image of the batch gets its own noise
     assert torch.equal(out, sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD))

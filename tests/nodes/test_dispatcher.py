@@ -4,7 +4,7 @@ import torch
 
 from ja_families import family_params
 from ja_nodes import run_node
-from ja_tiny import build, make_cond, patcher, sample
+from ja_tiny import build, latent_cell, make_cond, patcher, sample
 from joint_attention_pack.attention.dispatcher import Modifier
 from joint_attention_pack.integration.install import install
 
@@ -72,7 +72,8 @@ def test_layout_slices(family):
     rec = _record(tiny, patcher(tiny), width=width, height=height, cond_kw={"n_tokens": 7})
     layout = rec.calls[0][1]
     patch = getattr(patcher(tiny).model.diffusion_model, "patch_size", 2)
-    rows, cols = -(-(height // 8) // patch), -(-(width // 8) // patch)
+    cell = latent_cell(tiny)
+    rows, cols = -(-(height // cell) // patch), -(-(width // cell) // patch)
     assert layout.grid == (rows, cols)
     assert layout.n_img == rows * cols
     assert layout.n_ref == 0

@@ -71,15 +71,18 @@ def test_the_shipped_web_folder_holds_no_tests():
 
 def test_readme_model_support_table_is_current():
     """README's family x feature table is the one families/ renders, a row per family module."""
-    from joint_attention_pack.families import FAMILIES, support_table
+    from joint_attention_pack.families import FAMILIES, REFUSED, support_table
 
     readme = (ROOT / "README.md").read_text()
     begin = readme.index("<!-- support table")
     begin = readme.index("\n", begin) + 1
     end = readme.index("<!-- end support table -->")
-    assert readme[begin:end].strip() == support_table(), "README's support table is stale: paste support_table()"
-    assert len(FAMILIES) == len(support_table().splitlines()) - 2
-    assert all(f.models and f.classes for f in FAMILIES)
+    assert readme[begin:end].strip() == support_table(), "README's support table is stale: run scripts/support_table.py"
+    table = support_table()
+    for family in FAMILIES:  # a row per supported family, and a row with its reason per refused one
+        assert family.models and family.classes and f"\n| {family.models} | yes |" in table
+    for family in REFUSED:
+        assert family.models and family.classes and family.refused and family.refused in table
 
 
 def _script(name: str):

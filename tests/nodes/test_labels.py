@@ -16,22 +16,34 @@ import torch
 from joint_attention_pack.integration.labels import context_tokens, words_of
 
 
-def _qwen_image_clip():
-    import comfy.text_encoders.qwen_image
+# The chat-template families whose encoder cuts the context to start at the user's text: (family, tokenizer module
+# and class, encoder class, tokenizer key). Mage-Flow (0.33) wraps Qwen3-VL-4B in Qwen-Image's text-to-image template.
+CUT_TO_USER_TEXT = {
+    "qwen_image": ("comfy.text_encoders.qwen_image", "QwenImageTokenizer", "QwenImageTEModel", "qwen25_7b"),
+    "mage_flow": ("comfy.text_encoders.mage_flow", "MageFlowTokenizer", "MageFlowTEModel", "qwen3vl_4b"),
+}
 
-    return SimpleNamespace(tokenizer=comfy.text_encoders.qwen_image.QwenImageTokenizer())
+
+def _cut_to_user_text(family):
+    import importlib
+
+    module_name, tokenizer, encoder, key = CUT_TO_USER_TEXT[family]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        pytest.skip(f"this host has no {module_name}")
+    return SimpleNamespace(tokenizer=getattr(module, tokenizer)()), getattr(module, encoder), key
 
 
-def _encoder_context_start(tokens):
-    """Where ComfyUI's Qwen-Image encoder starts the context (QwenImageTEModel.encode_token_weights), by running
-    its own method on the token list with a stand-in for the base class's encoder output."""
+def _encoder_context_start(encoder_cls, tokens, key):
+    """Where the host's encoder starts the context (its `encode_token_weights`), by running its own method on the
+    token list with a stand-in for the base class's encoder output."""
     import comfy.sd1_clip
-    import comfy.text_encoders.qwen_image
     import torch
 
-    pairs = tokens["qwen25_7b"]
+    pairs = tokens[key]
     n = len(pairs[0])
-    model = comfy.text_encoders.qwen_image.QwenImageTEModel.__new__(comfy.text_encoders.qwen_image.QwenImageTEModel)
+    model = encoder_cls.__new__(encoder_cls)
     original = comfy.sd1_clip.SD1ClipModel.encode_token_weights
     try:
         comfy.sd1_clip.SD1ClipModel.encode_token_weights = lambda self, pairs: (
@@ -42,19 +54,20 @@ def _encoder_context_start(tokens):
     return int(out[0, 0, 0]), n
 
 
+@pytest.mark.parametrize("family", list(CUT_TO_USER_TEXT))
 @pytest.mark.parametrize("prompt,words", [
     ("a red cat, sitting on grass", ["a", "red", "cat", "sitting", "on", "grass"]),
     ("Neon sign reading OPEN\nover a door", ["Neon", "sign", "reading", "OPEN", "over", "a", "door"]),
 ])
-def test_qwen_image_labels_follow_the_encoders_context_and_offer_no_template_tokens(prompt, words):
-    clip = _qwen_image_clip()
+def test_chat_template_labels_follow_the_encoders_context_and_offer_no_template_tokens(family, prompt, words):
+    clip, encoder_cls, key = _cut_to_user_text(family)
     tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
-    start, n = _encoder_context_start(tokens)
+    start, n = _encoder_context_start(encoder_cls, tokens, key)
     n_txt = n - start  # the length of the context the model gets
-    labelled = context_tokens(clip, prompt, n_txt, "qwen_image")
+    labelled = context_tokens(clip, prompt, n_txt, family)
     assert [p for p, _, _ in labelled] == list(range(n_txt))
-    ids = [t[0] for t in tokens["qwen25_7b"][0]][start:]
-    hf = clip.tokenizer.qwen25_7b.tokenizer
+    ids = [t[0] for t in tokens[key][0]][start:]
+    hf = getattr(clip.tokenizer, key).tokenizer
     offered = words_of(labelled)
     assert [w for w, _ in offered] == words
     for text, positions in offered:  # each word's positions decode to the word

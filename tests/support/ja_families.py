@@ -83,6 +83,15 @@ class TinyFamily:
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
+    host_class: str = ""  # the comfy.model_base class the builder makes: a host without it skips the family
+
+    def missing_from_host(self):
+        """Why this host cannot run the family (it lacks its model class), or None."""
+        if not self.host_class:
+            return None
+        import comfy.model_base
+
+        return None if hasattr(comfy.model_base, self.host_class) else f"{self.name}: this host has no {self.host_class}"
 
     def build(self, **kw) -> ja_tiny.TinyModel:
         return ja_tiny.build(self.name, **kw)
@@ -97,6 +106,9 @@ class TinyFamily:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: add it to ja_families.SCENARIOS")
         keyed = f"{scenario}[{case}]"
+        missing = self.missing_from_host()
+        if missing:
+            return missing
         for capability in SCENARIOS.get(keyed, SCENARIOS[scenario]):
             if not self.has(capability):
                 return f"{self.name}: {self.lacks[capability]}"
@@ -134,13 +146,13 @@ _NO_REFERENCE_IMAGES = "the family takes no reference images"
 
 FAMILIES = (
     TinyFamily(
-        "flux", "flux", "FLUX.1 dev / schnell / Kontext", ja_tiny.tiny_clip, pooled_text=True, reference_tol=1e-4,
+        "flux", "flux", "FLUX.1 dev / schnell / Kontext", ja_tiny.tiny_clip, host_class="Flux", pooled_text=True, reference_tol=1e-4,
         lacks={"index_timestep_zero": "0.29's index_timestep_zero doubles the timestep batch, which a FLUX model with "
                                       "guidance weights (FLUX.1 Kontext dev) cannot take; FLUX.2 Klein runs it"},
         sits_out={"reference_images_with_taca": "FLUX.2 and Qwen-Image-Edit run reference tokens under TACA; Kontext's "
                                                 "reference tokens are run with regions (kept off for suite time)"}),
     TinyFamily(
-        "flux2", "flux2", "FLUX.2 dev / Klein", ja_tiny.tiny_clip, latent_px=16,
+        "flux2", "flux2", "FLUX.2 dev / Klein", ja_tiny.tiny_clip, host_class="Flux2", latent_px=16,
         index_timestep_zero_build={"guidance_embed": False},  # Klein: no guidance weights
         sits_out={
             **_each(_CELL_MASK_REFERENCE, "ja_regions' token masks are a 4 x 6 grid; sample() draws FLUX.2's latent "
@@ -151,7 +163,7 @@ FAMILIES = (
                                   "SD3's y_embedder; FLUX.2 has neither",
         }),
     TinyFamily(
-        "chroma", "chroma", "Chroma", ja_tiny.tiny_clip,
+        "chroma", "chroma", "Chroma", ja_tiny.tiny_clip, host_class="Chroma",
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={
             **_each(_CELL_MASK_REFERENCE + ("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
@@ -163,7 +175,7 @@ FAMILIES = (
         # Pixel space: the tests' latent (1/8 of WIDTH x HEIGHT) is the image here, at patch 2 the same 4 x 6 token
         # grid as the others. Sequential text ids where the host has them (0.33): the identity and the reference run
         # with region texts renumbered in the blocks' rope table (test_chroma_radiance checks the rows).
-        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, latent_px=1, token_px=2,
+        "chroma_radiance", "chroma_radiance", "Chroma Radiance", ja_tiny.tiny_clip, host_class="ChromaRadiance", latent_px=1, token_px=2,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={
             **_each(("uncond_rows", "leaves_alone", "taca_reference", "text_scale_reference",
@@ -173,12 +185,12 @@ FAMILIES = (
                                   "SD3's y_embedder; Chroma Radiance has neither",
         }),
     TinyFamily(
-        "sd3", "sd3", "SD3 / SD3.5", ja_tiny.tiny_clip, pooled_text=True, reference_tol=1e-4,
+        "sd3", "sd3", "SD3 / SD3.5", ja_tiny.tiny_clip, host_class="SD3", pooled_text=True, reference_tol=1e-4,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={"concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite "
                                                 "time)"}),
     TinyFamily(
-        "sd35m", "sd3", "SD3.5-Medium (image-only attn2 in its first blocks)", ja_tiny.tiny_clip, pooled_text=True,
+        "sd35m", "sd3", "SD3.5-Medium (image-only attn2 in its first blocks)", ja_tiny.tiny_clip, host_class="SD3", pooled_text=True,
         reference_tol=1e-4,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out=_each([s for s in SCENARIOS if "[" not in s and s not in (
@@ -187,7 +199,7 @@ FAMILIES = (
     TinyFamily(
         # Encoder: the CLIP-L stand-in, as the concept scenarios scale its pooled output; the tiny Qwen2.5-VL encoder
         # (ja_tiny.tiny_llm_clip("qwen25_7b"), test_labels) gives none.
-        "qwen_image", "qwen_image", "Qwen-Image / Qwen-Image-Edit", ja_tiny.tiny_clip, latent_frames=True,
+        "qwen_image", "qwen_image", "Qwen-Image / Qwen-Image-Edit", ja_tiny.tiny_clip, host_class="QwenImage", latent_frames=True,
         sits_out={
             "attention_routed_around": "Qwen-Image's blocks run through the same dit block patches as SD3's joint "
                                        "blocks; SD3 runs this (kept off for suite time)",
@@ -197,7 +209,7 @@ FAMILIES = (
                     "FLUX.2 runs TACA on cond rows beside a reference (kept off for suite time)"),
         }),
     TinyFamily(
-        "z_image", "z_image", "Z-Image / Lumina-2 (NextDiT)", lambda: ja_tiny.tiny_llm_clip("qwen3_4b"),
+        "z_image", "z_image", "Z-Image / Lumina-2 (NextDiT)", lambda: ja_tiny.tiny_llm_clip("qwen3_4b"), host_class="Lumina2",
         block_patches=False, caption_pad_multiple=32, image_pad_multiple=32,
         lacks={"concepts": "the pack refuses ConceptAttention on Z-Image by name (test_z_image)",
                "reference_images": "the pack refuses Z-Image's omni reference latents by name (test_z_image)"},
@@ -208,6 +220,18 @@ FAMILIES = (
                                "of (the pack wraps its layer lists: test_z_image)",
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
+        }),
+    TinyFamily(
+        # Qwen-Image's blocks at patch 1 over 16 px latent cells (the builder draws its latent at 1/16 of the image,
+        # so the tests' 4 x 6 token grid holds); zero text ids. Its text encoder (Qwen3-VL-4B) gives no pooled vector,
+        # so the scenarios encode with the CLIP-L stand-in, as for Qwen-Image.
+        "mage_flow", "mage_flow", "Mage-Flow", ja_tiny.tiny_clip, latent_px=16, host_class="MageFlow",
+        sits_out={
+            "attention_routed_around": "Mage-Flow's blocks are Qwen-Image's on the same dit block patches; SD3 runs "
+                                       "this (kept off for suite time)",
+            **_each(("reference_images_with_taca[cond_rows]", "reference_images_with_taca[index_timestep_zero_cond_rows]",
+                     "reference_images_with_regions[positive_only]"),
+                    "FLUX.2 and FLUX.1 Kontext run these reference cases (kept off for suite time)"),
         }),
 )
 

@@ -31,7 +31,7 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
 
     from ja_host import test_device
 
-    config = config_cls(unet_config)
+    config = _detected_config(unet_config) if config_cls is None else config_cls(unet_config)
     # weight_dtype (e.g. torch.float8_e4m3fn): weights stored in it and cast for compute, as the stock UNET loader's
     # weight_dtype option sets up a model (comfy.sd.load_diffusion_model_state_dict: set_inference_dtype).
     manual_cast = None
@@ -56,6 +56,17 @@ def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single
     patcher_cls = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
     patcher = patcher_cls(model, load_device=torch.device(test_device()), offload_device=torch.device("cpu"))
     return TinyModel(patcher, family, CONTEXT_DIM, POOLED_DIM, latent_channels, n_double, n_single)
+
+
+def _detected_config(unet_config):
+    """The model config the host's own detection picks for this unet config (`model_config_from_unet_config`, as
+    its checkpoint loaders do after reading the state dict), holding the tiny sizes."""
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
+    if config is None:
+        raise ValueError(f"this host's model detection finds no model for {unet_config.get('image_model')!r}")
+    return config
 
 
 def _as_detected(params_cls, cfg, detected):
@@ -189,6 +200,17 @@ def tiny_z_image(depth=2, seed=0, variant="z_image"):
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
+def tiny_mage_flow(depth=2, seed=0):
+    """Mage-Flow layout (Qwen-Image's dual-stream blocks at patch 1 over FLUX.2's 128-channel latent, zero text ids,
+    text from Qwen3-VL-4B) at 2 heads x 32, through the host's detection. Its latent cells are 16 image pixels:
+    `sample` draws its latent at 1/16 of the image, so the tests' 16 px cell masks fall on its tokens."""
+    cfg = dict(image_model="mage_flow", in_channels=128, out_channels=128, num_layers=depth, attention_head_dim=32,
+               num_attention_heads=2, joint_attention_dim=CONTEXT_DIM, axes_dims_rope=(8, 12, 12))
+    tiny = _finish(None, cfg, "mage_flow", 128, depth, 0, seed)
+    tiny.patcher.model.ja_latent_px = 16
+    return tiny
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -200,7 +222,7 @@ def tiny_aura_flow(seed=0):
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image, "mage_flow": tiny_mage_flow}
 
 
 def build(family: str, **kw) -> TinyModel:
@@ -248,6 +270,12 @@ def prompt_alone(region_cond, base_cond):
     return [[region_cond[0][0], dict(base_cond[0][1])]]
 
 
+def latent_cell(model) -> int:
+    """Image pixels per latent cell as the tests draw latents: 8 (the tests' images are 8 latent cells a side per 64
+    pixels), unless the builder says its model's cells are larger (Mage-Flow: 16)."""
+    return getattr(getattr(model, "patcher", model).model, "ja_latent_px", 8)
+
+
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
            sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None):
     """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent.
@@ -259,7 +287,8 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
     patcher = getattr(patcher, "patcher", patcher)
     if latent is None:
         channels = patcher.model.latent_format.latent_channels
-        latent = torch.zeros(batch, channels, height // 8, width // 8)
+        cell = latent_cell(patcher)
+        latent = torch.zeros(batch, channels, height // cell, width // cell)
     latent = comfy.sample.fix_empty_latent_channels(patcher, latent)
     if noise is None:
         noise = comfy.sample.prepare_noise(latent, seed)
@@ -287,7 +316,8 @@ def noise_for(patcher, seed=0, width=64, height=64, batch=1, **_):
 
     patcher = getattr(patcher, "patcher", patcher)
     channels = patcher.model.latent_format.latent_channels
-    latent = comfy.sample.fix_empty_latent_channels(patcher, torch.zeros(batch, channels, height // 8, width // 8))
+    cell = latent_cell(patcher)
+    latent = comfy.sample.fix_empty_latent_channels(patcher, torch.zeros(batch, channels, height // cell, width // cell))
     return comfy.sample.prepare_noise(latent, seed)
 
 
