@@ -15,7 +15,6 @@ import torch
 
 from joint_attention_pack.integration.labels import context_tokens, words_of
 
-
 # The chat-template families whose encoder cuts the context to start at the user's text: (family, tokenizer module
 # and class, encoder class, tokenizer key). Mage-Flow (0.33) wraps Qwen3-VL-4B in Qwen-Image's text-to-image template.
 CUT_TO_USER_TEXT = {
