@@ -2,7 +2,8 @@
 
 Text ids are all zero, so region texts need no renumbering (the `post_input` patch is a no-op); the pooled CLIP
 vector enters the blocks' modulation through `vector_in` (ConceptAttention zeroes it for the concepts). Kontext's
-reference-image tokens follow the image and stay visible to every token.
+reference-image tokens follow the image and stay visible to every token. Ovis-Image loads as this class: its text
+ids count along two rope axes (renumbered by the same `post_input` rule) and its text features pass `txt_norm`.
 """
 from __future__ import annotations
 
@@ -17,3 +18,6 @@ class Flux(Family):
     references_doc = "Kontext: always visible"
     classes = ("Flux",)
     pooled_input = "vector_in"
+    # Ovis-Image (a FLUX model on 0.33, detected by its weights) normalises text features before `txt_in`; plain FLUX
+    # has none (the layer is absent or None), and ConceptAttention's concepts then go through `txt_in` alone.
+    text_norm = "txt_norm"

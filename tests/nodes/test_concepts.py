@@ -27,8 +27,10 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     concept_vec="prompt" leaves the prompt's vector everywhere (the pack's former definition)."""
     base = tiny.patcher
     dm = base.model.diffusion_model
-    qwen = hasattr(dm, "transformer_blocks")  # Qwen-Image: no pooled vector; text features go through txt_norm first
-    embed = torch.nn.Sequential(dm.txt_norm, dm.txt_in) if qwen else (getattr(dm, "txt_in", None) or dm.context_embedder)
+    qwen = hasattr(dm, "transformer_blocks")  # Qwen-Image: no pooled vector
+    embed = getattr(dm, "txt_in", None) or dm.context_embedder
+    if getattr(dm, "txt_norm", None) is not None:  # the model's text stream starts as txt_in(txt_norm(features))
+        embed = torch.nn.Sequential(dm.txt_norm, embed)
     words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, 1] for w in CONCEPTS])
     m = base.clone()
     acc = {"sum": torch.zeros(len(CONCEPTS), 0, dtype=torch.float64), "n": 0}

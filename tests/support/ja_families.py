@@ -84,14 +84,17 @@ class TinyFamily:
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
     host_class: str = ""  # the comfy.model_base class the builder makes: a host without it skips the family
+    host_feature: tuple = ()  # (what, check): a model variant a host may lack (Ovis-Image's FLUX text norm)
 
     def missing_from_host(self):
-        """Why this host cannot run the family (it lacks its model class), or None."""
-        if not self.host_class:
-            return None
+        """Why this host cannot run the family (it lacks its model class or variant), or None."""
         import comfy.model_base
 
-        return None if hasattr(comfy.model_base, self.host_class) else f"{self.name}: this host has no {self.host_class}"
+        if self.host_class and not hasattr(comfy.model_base, self.host_class):
+            return f"{self.name}: this host has no {self.host_class}"
+        if self.host_feature and not self.host_feature[1]():
+            return f"{self.name}: this host has no {self.host_feature[0]}"
+        return None
 
     def build(self, **kw) -> ja_tiny.TinyModel:
         return ja_tiny.build(self.name, **kw)
@@ -220,6 +223,19 @@ FAMILIES = (
                                "of (the pack wraps its layer lists: test_z_image)",
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
+        }),
+    TinyFamily(
+        # Ovis-Image loads as FLUX (0.33): text norm before txt_in, text positions on two rope axes. It runs the
+        # proofs where those differ from FLUX.1: the identity (positions), the references and ConceptAttention (norm).
+        "ovis", "flux", "Ovis-Image (FLUX with a text norm)", ja_tiny.tiny_clip, host_class="Flux", pooled_text=True,
+        reference_tol=1e-4, host_feature=("FLUX text norm (Ovis-Image)", ja_tiny.flux_has_text_norm),
+        lacks={"index_timestep_zero": "FLUX.2 Klein runs the index_timestep_zero reference method"},
+        sits_out={
+            **_each(("uncond_rows", "leaves_alone", "taca_with_regions", "text_scale_with_regions", "maps_reference",
+                     "long_regions_reference", "region_text_reach", "reference_images_with_regions",
+                     "reference_images_with_taca", "attention_routed_around", "attention_slot", "empty_dispatcher",
+                     "block_numbering", "layout_slices", "fuzz_region_text_lengths"), _FLUX_COVERS),
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
     TinyFamily(
         # Qwen-Image's blocks at patch 1 over 16 px latent cells (the builder draws its latent at 1/16 of the image,

@@ -98,6 +98,25 @@ def tiny_flux(depth=2, depth_single=2, seed=0, weight_dtype=None):
     return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed, weight_dtype)
 
 
+def tiny_ovis(depth=2, depth_single=2, seed=0):
+    """Ovis-Image's FLUX variant as the host's detection sets it (0.33: `txt_norm` before `txt_in`, the gated "yak"
+    MLP, text positions on rope axes 1 and 2), through the host's detection to the plain `Flux` class. The pooled input
+    is kept so the concept scenarios' saliency reference (which zeroes FLUX.1's `vector_in`) applies."""
+    cfg = dict(image_model="flux", in_channels=16, patch_size=2, out_channels=16, vec_in_dim=POOLED_DIM,
+               context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=depth,
+               depth_single_blocks=depth_single, axes_dim=[8, 12, 12], theta=10000, qkv_bias=True, guidance_embed=False,
+               yak_mlp=True, txt_norm=True, txt_ids_dims=[1, 2])
+    if not flux_has_text_norm():
+        raise ValueError("this host's FLUX has no txt_norm (Ovis-Image)")
+    return _finish(None, cfg, "flux", 16, depth, depth_single, seed)
+
+
+def flux_has_text_norm() -> bool:
+    import dataclasses
+
+    return "txt_norm" in {f.name for f in dataclasses.fields(_flux_params())}
+
+
 def tiny_flux2(depth=2, depth_single=2, seed=0, guidance_embed=True):
     """FLUX.2 [dev] layout; guidance_embed=False is the Klein layout (no guidance weights, as detection finds)."""
     import comfy.supported_models
@@ -222,7 +241,8 @@ def tiny_aura_flow(seed=0):
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image, "mage_flow": tiny_mage_flow}
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
+            "mage_flow": tiny_mage_flow, "ovis": tiny_ovis}
 
 
 def build(family: str, **kw) -> TinyModel:
