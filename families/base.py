@@ -143,6 +143,16 @@ class Family:
             return {}
         return {"post_input": [TextIdsAsPromptAlone(state)]}
 
+    def forward_options(self, state: ForwardState, options: dict) -> dict:
+        """The forward's `transformer_options` with what the family sets for region texts before the model's own
+        `_apply_model` reads them (LongCat-Image: the image's rope shift), `options` itself when nothing."""
+        return options
+
+    def refused_region_texts(self, state: ForwardState) -> Optional[str]:
+        """Why this forward's region texts (`state.region_lens` beside the prompt's `n_txt`) cannot read as the
+        prompt alone in this family (a sentence naming what to change), or None."""
+        return None
+
     def block_inputs(self, state: ForwardState, args: dict) -> dict:
         """A block's inputs with what the family changes there for region texts (Qwen-Image: its rope table)."""
         return args

@@ -60,6 +60,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     for name, entries in family.forward_patches(state).items():
         patches = options.get("patches") or {}
         options["patches"] = {**patches, name: list(patches.get(name, ())) + list(entries)}
+    options = family.forward_options(state, options)
     output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
     try:
         reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
@@ -118,5 +119,8 @@ def with_region_texts(state: ForwardState, family, context: torch.Tensor, region
             f"[Apply Regional Attention] input 'regions': region conditioning has {regions.shape[-1]} features per "
             f"token but the model's text conditioning has {context.shape[-1]}: encode region prompts with the same "
             "text encoder (CLIP loader) as the main prompt")
+    refused = family.refused_region_texts(state)
+    if refused:
+        raise ValueError(f"[Apply Regional Attention] input 'regions': {refused}")
     tokens = regions.to(device=context.device, dtype=context.dtype)
     return family.text_layout(state, state.host_model, context, tokens)

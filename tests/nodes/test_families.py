@@ -115,3 +115,23 @@ def test_every_family_of_the_pack_is_in_the_test_family_list():
         if entry.missing_from_host():
             continue
         assert model_family(entry.build().patcher).name == entry.family, entry.name
+
+
+def test_longcat_image_refuses_region_texts_of_another_length_than_the_prompt():
+    """LongCat-Image places the image after the text by the prompt's length: a region text of another length could
+    not read as the prompt alone, so the run stops naming the input (its own encoder pads every prompt alike)."""
+    import comfy.model_base
+
+    if not hasattr(comfy.model_base, "LongCatImage"):
+        pytest.skip("this host has no LongCatImage")
+    from joint_attention_pack.nodes.regional import JointAttentionRegion
+
+    tiny = build("longcat_image")
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    short = [[torch.randn(1, 5, tiny.context_dim, generator=torch.Generator().manual_seed(3)), dict(pos[0][1])]]
+    regions = run_node(JointAttentionRegion, short, torch.ones(1, 64, 96), 1.0)[0]
+    model = run_node(JointAttentionRegionalApply, tiny.patcher, regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+                     "background")[0]
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions': LongCat-Image places the image "
+                                         r"after the text by the prompt's length \(12 tokens\).*\[5\] tokens"):
+        sample(model, pos, neg, steps=1, cfg=1.0, width=96, height=64)

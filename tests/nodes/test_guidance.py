@@ -75,8 +75,8 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
     text = ",".join(str(i) for i in sorted(chosen))
     model = run_node(JointAttentionTextScale, base, text, 1.7, mode, 0.0, 1.0, token_range)[0]
     lo_hi = None if not token_range else (1, 4)
-    n_txt = 6
-    pos, neg = make_cond(tiny, seed=1, n_tokens=n_txt), make_cond(tiny, seed=2, n_tokens=n_txt)
+    pos, neg = make_cond(tiny, seed=1, n_tokens=6), make_cond(tiny, seed=2, n_tokens=6)
+    n_txt = pos[0][0].shape[1]  # 6, or the length a family's encoder gives every prompt (LongCat-Image)
 
     if not family.block_patches:  # NextDiT: the reference forward edits the joint sequence's text rows itself
         def edit(i, seq, n_ctx):

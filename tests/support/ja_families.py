@@ -225,6 +225,21 @@ FAMILIES = (
                              "image as reference tokens (test_z_image)",
         }),
     TinyFamily(
+        # LongCat-Image (0.33): FLUX blocks; the image's rope shift is the text length, and every conditioning has the
+        # same length (its encoder pads every prompt alike; the builder's `text_tokens`).
+        "longcat_image", "longcat_image", "LongCat-Image", ja_tiny.tiny_clip, host_class="LongCatImage",
+        reference_tol=1e-4,
+        lacks={"index_timestep_zero": "FLUX.2 Klein runs the index_timestep_zero reference method"},
+        sits_out={
+            **_each(("long_region_identity", "long_regions_reference", "fuzz_region_text_lengths"),
+                    "LongCat-Image refuses region texts longer or shorter than the prompt (test_families checks the "
+                    "refusal)"),
+            **_each(("uncond_rows", "attention_routed_around", "attention_slot", "reference_images_with_taca"),
+                    _FLUX_COVERS),
+            "concepts_reference": "the test's saliency reference modulates concepts through FLUX.1's vector_in or "
+                                  "SD3's y_embedder; LongCat-Image has neither",
+        }),
+    TinyFamily(
         # Ovis-Image loads as FLUX (0.33): text norm before txt_in, text positions on two rope axes. It runs the
         # proofs where those differ from FLUX.1: the identity (positions), the references and ConceptAttention (norm).
         "ovis", "flux", "Ovis-Image (FLUX with a text norm)", ja_tiny.tiny_clip, host_class="Flux", pooled_text=True,

@@ -112,6 +112,11 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
         info["grid"] = (rows, cols)
         opts[KEY] = info
+        if info["lens"] and longcat:
+            # LongCat-Image puts the image after the text by shifting its rope positions by the context's length (its
+            # own _apply_model); with every text read as the prompt alone, the image sits after the prompt.
+            shift = float(info["n_txt"])
+            opts["rope_options"] = {"shift_t": 1.0, "shift_y": shift, "shift_x": shift, **(opts.get("rope_options") or {})}
         text_axes = list(getattr(getattr(executor.class_obj.diffusion_model, "params", None), "txt_ids_dims", ()) or ())
         if info["lens"] and text_axes:  # FLUX.2: text positions count along these axes; each text from 0 alone
             patches = dict(opts.get("patches") or {})
@@ -121,6 +126,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
+    longcat = type(model.model).__name__ == "LongCatImage"
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if nextdit:
         from ja_reference_nextdit import reference_forward

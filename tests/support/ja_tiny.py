@@ -24,6 +24,7 @@ class TinyModel:
     latent_channels: int
     n_double: int
     n_single: int
+    text_tokens: int = 0  # every conditioning has this many tokens (an encoder that pads every prompt alike), 0: any
 
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed, weight_dtype=None):
@@ -96,6 +97,22 @@ def tiny_flux(depth=2, depth_single=2, seed=0, weight_dtype=None):
     # Detection: FLUX.1 text tokens carry no position ids.
     _as_detected(_flux_params(), cfg, {"txt_ids_dims": []})
     return _finish(comfy.supported_models.Flux, cfg, "flux", 16, depth, depth_single, seed, weight_dtype)
+
+
+def tiny_longcat_image(depth=2, depth_single=2, seed=0):
+    """LongCat-Image layout (FLUX blocks, no pooled vector or guidance weights, text positions on rope axes 1 and 2)
+    from the host's own LongCatImage config. Detection takes LongCat-Image by its 3584-wide text input, which the tests'
+    64-wide conditionings cannot feed, so the config class is the host's and the sizes are tiny. Its encoder pads every
+    prompt to the same length: so do the tests' conditionings for it (`text_tokens`)."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="flux", in_channels=16, patch_size=2, out_channels=16, vec_in_dim=None,
+               context_in_dim=CONTEXT_DIM, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=depth,
+               depth_single_blocks=depth_single, axes_dim=[8, 12, 12], theta=10000, qkv_bias=True, guidance_embed=False,
+               txt_ids_dims=[1, 2])
+    tiny = _finish(comfy.supported_models.LongCatImage, cfg, "longcat_image", 16, depth, depth_single, seed)
+    tiny.text_tokens = 12
+    return tiny
 
 
 def tiny_ovis(depth=2, depth_single=2, seed=0):
@@ -242,7 +259,7 @@ def tiny_aura_flow(seed=0):
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
             "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "mage_flow": tiny_mage_flow, "ovis": tiny_ovis}
+            "mage_flow": tiny_mage_flow, "ovis": tiny_ovis, "longcat_image": tiny_longcat_image}
 
 
 def build(family: str, **kw) -> TinyModel:
@@ -271,6 +288,7 @@ def text_seed(text: str) -> int:
 def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3.5):
     """A CONDITIONING with the model's feature sizes, deterministic in `seed`."""
     g = torch.Generator().manual_seed(seed)
+    n_tokens = getattr(model, "text_tokens", 0) or n_tokens
     tokens = torch.randn(1, n_tokens, model.context_dim, generator=g)
     extra = {"pooled_output": torch.randn(1, model.pooled_dim, generator=g), "guidance": guidance}
     if ref_latents is not None:
