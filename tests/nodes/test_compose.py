@@ -220,7 +220,7 @@ def test_fp8_weights_with_regions_and_capture(family, tmp_path):
     if family == "sd3":
         tiny, model = _fp8_sd3(tmp_path)  # the real loader path (tiny FLUX files are not detectable: 24 heads fixed)
     else:
-        tiny = build("flux", weight_dtype=torch.float8_e4m3fn)  # set up as the loader does (set_inference_dtype)
+        tiny = build(family, weight_dtype=torch.float8_e4m3fn)  # set up as the loader does (set_inference_dtype)
         model = tiny.patcher
     dtypes = {p.dtype for p in model.model.diffusion_model.parameters() if p.ndim == 2}
     assert torch.float8_e4m3fn in dtypes

@@ -221,7 +221,7 @@ def tiny_qwen_image(depth=2, seed=0):
     return _finish(comfy.supported_models.QwenImage, cfg, "qwen_image", 16, depth, 0, seed)
 
 
-def tiny_z_image(depth=2, seed=0, variant="z_image"):
+def tiny_z_image(depth=2, seed=0, variant="z_image", weight_dtype=None):
     """Z-Image layout (NextDiT: caption refiner, noise refiner, joint layers over [caption ; image], caption and image
     padded to multiples of 32 by learned pad tokens) at 8 heads x 32 (Z-Image's modulation needs 256 features)."""
     import comfy.supported_models
@@ -232,8 +232,8 @@ def tiny_z_image(depth=2, seed=0, variant="z_image"):
                z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32)
     if variant == "lumina2":  # Lumina-2: the same NextDiT without pad tokens and with its own modulation
         cfg.update(z_image_modulation=False, time_scale=1.0, pad_tokens_multiple=None)
-        return _finish(comfy.supported_models.Lumina2, cfg, "z_image", 16, depth, 0, seed)
-    return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
+        return _finish(comfy.supported_models.Lumina2, cfg, "z_image", 16, depth, 0, seed, weight_dtype)
+    return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed, weight_dtype)
 
 
 def tiny_mage_flow(depth=2, seed=0):
