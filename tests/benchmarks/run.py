@@ -401,6 +401,35 @@ def suites(quick):
     return out
 
 
+FAMILIES_MARKER = "families:cpu"
+# Every family's own attention dims (heads x head size of its released checkpoints, one stream or two, its text length
+# as ComfyUI's encoder gives it), each at 1024 image tokens (512x512 for 8x VAEs with patch 2 and 16 px latents;
+# 1024x1024 for HunyuanImage 2.1's 32x VAE), so the families compare at one image size on this CPU. Region prompts are
+# as long as the family's prompt when its encoder pads, else 32 tokens. (family, heads, head size, text tokens, region
+# tokens, one stream, what the text is)
+FAMILY_DIMS = (
+    ("LongCat-Image", 24, 128, 512, 512, False, "Qwen2.5-VL prompt padded to 512"),
+    ("Mage-Flow", 24, 128, 128, 32, False, "Qwen3-VL-4B prompt and closing template"),
+    ("HunyuanImage 2.1", 28, 128, 128, 32, False, "Qwen2.5-VL prompt, 1024x1024 through its 32x VAE"),
+)
+
+
+def families_section(repeats=3) -> str:
+    """The per-family table: the two main settings at each family's own dims (quick suites), in one run."""
+    cpu = torch.device("cpu")
+    parts = [f"## Families at their own dims\n\nMeasured in one run by `{COMMAND} --families` (this section only): each "
+             "family's heads x head size and text length, 1024 image tokens, CPU fp32, the two main settings, "
+             f"{repeats} runs. Ratios are against plain attention at the same dims.\n"]
+    for name, heads, head_dim, n_txt, region_len, one_stream, text in FAMILY_DIMS:
+        title = (f"CPU fp32, {name} ({heads} heads x {head_dim}, {'one joint stream' if one_stream else 'dual-stream'}),"
+                 f" 1024 image + {n_txt} text tokens ({text}), region prompts of {region_len} tokens")
+        print(title, flush=True)
+        rows = run_suite(device=cpu, dtype=torch.float32, heads=heads, head_dim=head_dim, n_img=1024, n_txt=n_txt,
+                         region_len=region_len, repeats=repeats, quick=True, single_stream=one_stream)
+        parts.append(table(title, rows))
+    return "\n".join(parts)
+
+
 def selector_section(with_flex: bool) -> str:
     """The CPU selector table (FLUX dims, 2 and 4 regions), with its note."""
     import attention.paths as paths_module
@@ -425,7 +454,16 @@ def main() -> int:
     parser.add_argument("--selector", action="store_true",
                         help="only the CPU table of the path selector: rewrites its section of the report, nothing else")
     parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out of the selector table")
+    parser.add_argument("--families", action="store_true",
+                        help="only the table of every family at its own dims: rewrites its section, nothing else")
     args = parser.parse_args()
+    if args.families:
+        output = Path(args.output or ROOT / "BENCHMARKS.md")
+        section = families_section()
+        if not args.no_write:
+            output.write_text(sel.replace_section(output.read_text() if output.exists() else "", FAMILIES_MARKER, section))
+            print(f"[bench] wrote the families section of {output}")
+        return 0
     if args.selector:
         output = Path(args.output or ROOT / "BENCHMARKS.md")
         section = selector_section(not args.no_flex)
@@ -496,6 +534,7 @@ The cases are defined once in `tests/benchmarks/cases.py`; `tests/benchmarks/tes
     text = header + "\n".join(sections)
     if not args.family:
         text = sel.replace_section(text, SELECTOR_MARKER, selector_section(True))
+        text = sel.replace_section(text, FAMILIES_MARKER, families_section())
     old = Path(args.output).read_text() if args.output and Path(args.output).exists() else ""
     if f"<!-- {GPU_MARKER}:start -->" in old:  # measured by make gpu-check on a GPU: kept until it runs again
         kept = old.split(f"<!-- {GPU_MARKER}:start -->", 1)[1].split(f"<!-- {GPU_MARKER}:end -->", 1)[0]
