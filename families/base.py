@@ -48,6 +48,9 @@ class Family:
     cuts_to_user_text = False
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
+    # Why ConceptAttention cannot run on this family's models, where `concepts` is False (part of the node's error).
+    no_concepts = ("it carries the concepts through a separate text stream, and these models have one single joint "
+                   "stream")
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
     # Why the pack refuses this family's models (a sentence a user can act on), "" for a supported family. A refused
     # entry names its classes like a supported one, so its models get this reason instead of a generic refusal, and

@@ -51,6 +51,9 @@ class HunyuanImage(Family):
     cuts_to_user_text = True
     latent_px = 32  # hosts whose latent format does not say (0.3.75): HunyuanImage 2.1's VAE has 32-pixel cells
     concepts = False
+    no_concepts = ("its text stream starts at a token refiner conditioned on the timestep and on the mean of the whole "
+                   "context, so a concept passed through the model's text input alone is not the stream the blocks "
+                   "carry")
     reference_images = False
     blocks_help = "double blocks 0-19 then single blocks 0-39 (HunyuanImage 2.1)"
 
