@@ -42,8 +42,8 @@ class HunyuanImage(Family):
     name = "hunyuan_image"
     models = "HunyuanImage 2.1"
     table_order = 6
-    blocks_doc = "double 0-19, single 0-39 (text scale: 0-59)"
-    references_doc = "-"
+    blocks_doc = "double, then single (text scale: singles numbered after doubles)"
+    references_doc = "the model takes none"
     classes = ("HunyuanImage21",)
     diffusion_classes = ("HunyuanVideo",)
     context_encoders = ("qwen25_7b",)
@@ -55,7 +55,7 @@ class HunyuanImage(Family):
                    "context, so a concept passed through the model's text input alone is not the stream the blocks "
                    "carry")
     reference_images = False
-    blocks_help = "double blocks 0-19 then single blocks 0-39 (HunyuanImage 2.1)"
+    blocks_help = "double blocks, then single blocks (text scale numbers the singles after the doubles)"
 
     def check_model(self, model_patcher) -> None:
         super().check_model(model_patcher)
