@@ -12,6 +12,9 @@ FAMILIES = list(ja_tiny.BUILDERS)
 TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__init__.py"
 # 40x24 px -> a 5x3 latent: odd in both directions, so the models pad to their patch size.
 ODD = dict(width=40, height=24)
+# HunyuanVideo's forward does not pad latents to its patch (HunyuanImage 2.1 files have patch 1; the tiny model's patch
+# 2, which gives the tests' latents the other families' token grid, needs even latents): 48x32 px -> a 6x4 latent.
+SIZES = {"hunyuan_image": dict(width=48, height=32)}
 
 
 def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
@@ -21,7 +24,8 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
     expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
                      "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
-                     "chroma_radiance": comfy.model_base.ChromaRadiance}
+                     "chroma_radiance": comfy.model_base.ChromaRadiance,
+                     "hunyuan_image": comfy.model_base.HunyuanImage21}
     for family in FAMILIES:
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
@@ -38,6 +42,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         elif family == "z_image":
             assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
             assert net.cap_embedder[1].in_features == tiny.context_dim and net.pad_tokens_multiple == 32
+        elif family == "hunyuan_image":  # a token refiner over the text; byT5 glyph tokens through byt5_in
+            assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
+            assert net.txt_in.input_embedder.in_features == tiny.context_dim and net.byt5_in is not None
         else:
             assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
             assert net.txt_in.in_features == tiny.context_dim
@@ -61,18 +68,20 @@ def test_builders_are_deterministic_per_seed():
 def test_sampling_is_finite_deterministic_and_follows_the_prompt(family):
     tiny = build(family)
     pos, other, neg = (make_cond(tiny, seed=s) for s in (1, 3, 2))
+    size = SIZES.get(family, ODD)
 
-    out = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD)
+    out = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **size)
     # Qwen-Image's latents (Wan 2.1 format) carry a time axis of 1.
-    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + (3, 5)
+    latent_hw = (size["height"] // 8, size["width"] // 8)
+    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + latent_hw
     assert torch.isfinite(out).all() and out.abs().max() > 0
     assert not torch.equal(out[0], out[1])  # each image of the batch gets its own noise
-    assert torch.equal(out, sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD))
-    assert not torch.allclose(out, sample(tiny.patcher, other, neg, seed=0, steps=2, cfg=3.0, batch=2, **ODD))
+    assert torch.equal(out, sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **size))
+    assert not torch.allclose(out, sample(tiny.patcher, other, neg, seed=0, steps=2, cfg=3.0, batch=2, **size))
 
-    plain = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=1.0, **ODD)
+    plain = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=1.0, **size)
     assert torch.isfinite(plain).all()
-    assert not torch.allclose(plain, sample(tiny.patcher, other, neg, seed=0, steps=2, cfg=1.0, **ODD))
+    assert not torch.allclose(plain, sample(tiny.patcher, other, neg, seed=0, steps=2, cfg=1.0, **size))
 
 
 @pytest.mark.parametrize("family", ["flux", "flux2"])
