@@ -104,9 +104,8 @@ def test_the_token_refiner_is_wrapped_with_its_own_layers():
 
 
 def test_concepts_are_refused_with_the_reason():
-    from joint_attention_pack.integration.concepts import ConceptInputError, concept_stream
-
     import ja_tiny
+    from joint_attention_pack.integration.concepts import ConceptInputError, concept_stream
 
     tiny = build("hunyuan_image")
     with pytest.raises(ConceptInputError, match="HunyuanImage 2.1.*token refiner"):
