@@ -48,6 +48,9 @@ class Family:
     cuts_to_user_text = False
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
+    # Why ConceptAttention cannot run on this family's models, where `concepts` is False (part of the node's error).
+    no_concepts = ("it carries the concepts through a separate text stream, and these models have one single joint "
+                   "stream")
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
     # Why the pack refuses this family's models (a sentence a user can act on), "" for a supported family. A refused
     # entry names its classes like a supported one, so its models get this reason instead of a generic refusal, and
@@ -123,6 +126,15 @@ class Family:
         """Set the forward's text layout for the prompt as the model will lay it out, before features see the
         forward (NextDiT: the prompt counts the pads the model adds)."""
 
+    def prompt_inputs(self, state: ForwardState, inputs: dict) -> None:
+        """Count in the state's text layout the prompt's text tokens the model adds from inputs other than the
+        context (`inputs`: the forward's keyword inputs; HunyuanImage: byT5 glyph tokens after the context)."""
+
+    def refused_region_options(self, options: dict) -> Optional[str]:
+        """Why a region prompt's conditioning entries (`options`: those describing its text) cannot make a region
+        text that reads as the prompt alone on this family (a sentence), or None."""
+        return None
+
     def text_layout(self, state: ForwardState, dm, context: torch.Tensor, regions: Optional[torch.Tensor]):
         """The context the model gets, with region texts `regions` [T, C] (None: no region texts) placed after the
         prompt, and the state's text layout (`n_txt`, `n_context`, `region_lens`) set to match it."""
@@ -154,8 +166,14 @@ class Family:
         return None
 
     def block_inputs(self, state: ForwardState, args: dict) -> dict:
-        """A block's inputs with what the family changes there for region texts (Qwen-Image: its rope table)."""
+        """A block's inputs with what the family changes there for region texts (Qwen-Image: its rope table), before
+        the features see the block's text."""
         return args
+
+    def image_first(self, state: ForwardState, block) -> bool:
+        """Whether the block's joint attention calls hold the image before the text ([image ; text], HunyuanVideo
+        blocks on 0.3.75): the pack's attention then runs them with the text moved first, as every layout reads."""
+        return False
 
     # -- ConceptAttention's text stream -------------------------------------------------------------------------
     def text_embedder(self, dm):

@@ -93,11 +93,11 @@ class BlockPatch:
         args = {**args, "transformer_options": block.options if block is not None else {**options, BLOCK_KEY: self.ref}}
         if block is not None:
             family = named(block.state.family)
+            args = family.block_inputs(block.state, args)
             key, text = family.block_text(block.state, args)
             if block.edit_text(text):
                 return {k: args[k] for k in ("img", "txt") if k in args}
             args[key] = text.tensor
-            args = family.block_inputs(block.state, args)
             block.before(args)
         output = self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
         if block is not None:

@@ -42,7 +42,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     refused = family.refused_inputs(kwargs)
     if refused:
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
-    state = describe_forward(family, base, x, t, c_crossattn, transformer_options)
+    state = describe_forward(family, base, x, t, c_crossattn, transformer_options, kwargs)
     state.pooled = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     try:
         extra = dispatcher.begin_forward(state)
@@ -72,7 +72,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     return output
 
 
-def describe_forward(family, base, x, t, c_crossattn, transformer_options) -> ForwardState:
+def describe_forward(family, base, x, t, c_crossattn, transformer_options, inputs=None) -> ForwardState:
     """The forward's state before any feature sees it: the prompt's text layout as the family lays it out, the image
     token grid, the rows and the step."""
     dm = base.diffusion_model
@@ -102,6 +102,7 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options) -> Fo
     state.device = x.device
     state.host_model = dm
     family.prompt_layout(state, dm)
+    family.prompt_inputs(state, inputs or {})
     return state
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import ATTENTION
+from ..families import named
 from . import override_slot, reach
 from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY, REFINER_KEY
 
@@ -108,6 +109,8 @@ class AttentionOverride(JointAttentionDispatcher):
                 raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
                 impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys)
+                if named(state.family).image_first(state, block):
+                    impl = partial(text_moved_first, impl, state.n_context)
         if impl is func:
             out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)
         else:
@@ -160,6 +163,22 @@ class AttentionOverride(JointAttentionDispatcher):
             return out
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
+
+
+def text_moved_first(impl, n_text: int, *args, **kwargs):
+    """Run `impl` (the pack's attention, which reads every call as [text ; image]) on a call over [image ; text]:
+    q, k, v with their last `n_text` tokens moved first, and the output moved back to the caller's order. Each
+    query's attention is over the same keys either way."""
+    seq = 2 if kwargs.get("skip_reshape", False) else 1
+
+    def text_first(t):
+        n_img = t.shape[seq] - n_text
+        return torch.cat([t.narrow(seq, n_img, n_text), t.narrow(seq, 0, n_img)], dim=seq)
+
+    out = impl(*(text_first(t) for t in args[:3]), *args[3:], **kwargs)
+    dim = 2 if kwargs.get("skip_output_reshape", False) else 1
+    n_img = out.shape[dim] - n_text
+    return torch.cat([out.narrow(dim, n_text, n_img), out.narrow(dim, 0, n_text)], dim=dim)
 
 
 def cached_reference_keys(state, options: dict, n_queries: int, n_keys: int) -> int:

@@ -81,7 +81,8 @@ def region_from(node: str, conditioning, mask, strength: float):
 
 # Conditioning entries that describe the text itself (kept so the model can prepare region texts as it
 # prepares a prompt); others (reference latents, areas, masks, hooks) belong to the sampler's conditioning.
-_TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance")
+# HunyuanImage's byT5 glyph tokens (quoted text) are kept so that the model's family can refuse them by name.
+_TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance", "conditioning_byt5small")
 
 
 class JointAttentionRegion(io.ComfyNode):
@@ -215,6 +216,10 @@ def as_model_text(node, model, regions):
 
 def _check_feature_size(node, model, regions):
     family = model_family(model)
+    for i, region in enumerate(regions):
+        refused = family.refused_region_options(region.options)
+        if refused:
+            raise node_error(node, "regions", f"region {i + 1}: {refused}")
     expected = family.text_features(family.diffusion_model(model))
     if expected is None:
         return

@@ -129,6 +129,26 @@ def z_image_graph(positive_text, prefix):
     ]
 
 
+def hunyuan_image_graph(positive_text, prefix):
+    """HunyuanImage 2.1 as ComfyUI's own example loads it (split files, DualCLIPLoader type hunyuan_image with
+    Qwen2.5-VL and byT5, the 32x VAE, EmptyHunyuanImageLatent at 2048 px), with two regions."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "hunyuanimage2.1_bf16.safetensors", "weight_dtype": "default"}),
+        Node(2, "DualCLIPLoader", {"clip_name1": "qwen_2.5_vl_7b.safetensors",
+                                   "clip_name2": "byt5_small_glyphxl_fp16.safetensors", "type": "hunyuan_image"}),
+        Node(3, "VAELoader", {"vae_name": "hunyuan_image_2.1_vae_fp16.safetensors"}),
+    ] + two_regions((2, 0), (1, 0), size=2048) + [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": "blurry, low quality"}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(7, "EmptyHunyuanImageLatent", {"width": 2048, "height": 2048, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 20, "cfg": 3.5, "sampler_name": "euler", "scheduler": "simple",
+                             "denoise": 1.0},
+             {"model": (28, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
 def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
                 base=20):
     half = size // 2
@@ -246,6 +266,16 @@ GRAPHS = {
           "'restricted' only with well-separated subjects. Files: z_image_turbo_bf16.safetensors (diffusion_models), "
           "qwen_3_4b.safetensors (text_encoders, CLIPLoader type lumina2), ae.safetensors (vae). Region texts are "
           "padded and refined alone, as the model does with a prompt. " + NOTE_REGIONS)],
+    ),
+    "regional_hunyuan_image.json": (
+        lambda: hunyuan_image_graph('a sunny park with a wooden sign that reads "CITY PARK", photo, detailed',
+                                    "regional_hunyuan_image"),
+        [("How to use", NOTE_REGIONS + " HunyuanImage 2.1 files: hunyuanimage2.1_bf16.safetensors (diffusion_models), "
+          "qwen_2.5_vl_7b.safetensors and byt5_small_glyphxl_fp16.safetensors (text_encoders, DualCLIPLoader type "
+          "hunyuan_image), hunyuan_image_2.1_vae_fp16.safetensors (vae); 2048 px images. Quoted text (\"CITY PARK\") "
+          "becomes byT5 glyph tokens: keep it in the main prompt, which carries it; a region prompt with quotes is "
+          "refused. Each region text is refined alone, as the model refines a prompt. Block numbers: double, then "
+          "single blocks.")],
     ),
     "regional_chroma_radiance.json": (
         lambda: [

@@ -94,6 +94,9 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
         assert (got - plain).abs().max() > 1e-5
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         return
+    doubles = getattr(base.model.diffusion_model, "double_blocks", None)
+    # 0.3.75's HunyuanVideo (flipped double blocks) joins its single stream as [image ; text]: text at the end.
+    text_last = bool(doubles is not None and len(doubles) and getattr(doubles[0], "flipped_img_txt", False))
     reference = base.clone()
     for kind, count, offset in (("double", n_double, 0), ("single", n_single, n_double)):
         for i in range(count):
@@ -106,6 +109,8 @@ def test_text_scale_matches_block_patch_reference(family, mode, token_range):
                     key = "txt" if kind == "double" else "img"
                     x = args[key].clone()
                     lo, hi = lo_hi or (0, n_txt)
+                    if kind == "single" and text_last:
+                        lo, hi = lo + x.shape[1] - n_txt, hi + x.shape[1] - n_txt
                     x[:, lo:hi] = x[:, lo:hi] * f
                     args[key] = x
                 return extra["original_block"](args)

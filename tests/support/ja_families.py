@@ -264,6 +264,16 @@ FAMILIES = (
                      "reference_images_with_regions[positive_only]"),
                     "FLUX.2 and FLUX.1 Kontext run these reference cases (kept off for suite time)"),
         }),
+    TinyFamily(
+        # HunyuanImage 2.1: 32-pixel latent cells; the tiny model's patch 2 gives sample()'s latent (1/8 of WIDTH x
+        # HEIGHT) the same 4 x 6 token grid as the others (64 image pixels per token). Glyph tokens, the token refiner
+        # and the host's token order: test_hunyuan_image.
+        "hunyuan_image", "hunyuan_image", "HunyuanImage 2.1", ja_tiny.tiny_clip, host_class="HunyuanImage21",
+        latent_px=32, token_px=64,
+        lacks={"concepts": "its text stream starts at a token refiner conditioned on the timestep and on the whole "
+                           "context, which the concept stream (each concept through the text input layer alone) "
+                           "does not reproduce; the pack refuses ConceptAttention on HunyuanImage by name",
+               "reference_images": "HunyuanImage 2.1 takes no reference images"}),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

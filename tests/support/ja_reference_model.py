@@ -104,11 +104,22 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         info["rows"] = [c for c in chunks for _ in range(per)]
         if in_window and nextdit:  # the reference forward below refines each region text alone
             info["regions"] = config.regions
+        elif hunyuan:
+            # HunyuanImage: the prompt's byT5 glyph tokens join its text after the token refiner; region texts are
+            # refined here, each alone (as the model's txt_in refines a prompt), and join the stream at block 0.
+            glyphs = kwargs.get("txt_byt5")
+            info["n_txt"] += glyphs.shape[1] if glyphs is not None and dm.byt5_in is not None else 0
+            if in_window:
+                steps = executor.class_obj.model_sampling.timestep(t).float()
+                info["lens"] = tuple(r.shape[0] for r in config.regions)
+                info["refined"] = torch.cat([dm.txt_in(r[None].expand(x.shape[0], -1, -1).to(c_crossattn), steps, None)
+                                             for r in config.regions], dim=1)
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
             info["lens"] = tuple(r.shape[0] for r in config.regions)
             c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
         patch = getattr(executor.class_obj.diffusion_model, "patch_size", 2)
+        patch = patch[-1] if isinstance(patch, (list, tuple)) else patch  # HunyuanVideo: a list
         rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
         info["grid"] = (rows, cols)
         opts[KEY] = info
@@ -127,6 +138,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     nextdit = type(model.model).__name__ == "Lumina2"
     longcat = type(model.model).__name__ == "LongCatImage"
+    hunyuan = type(model.model).__name__ == "HunyuanImage21"
+    dm = model.model.diffusion_model
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if nextdit:
         from ja_reference_nextdit import reference_forward
@@ -141,6 +154,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"
+    # 0.3.75's HunyuanVideo blocks attend over [image ; text] (flipped double blocks, single stream image first).
+    image_first = hunyuan and bool(getattr(dm.double_blocks[0], "flipped_img_txt", False))
     # Chroma Radiance with sequential text ids (0.33) numbers text along rope axis 0 inside its forward.
     sequential_rope = bool(getattr(getattr(dm, "params", None), "use_sequential_txt_ids", False))
 
@@ -152,6 +167,16 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
             if sequential_rope and info and info["lens"]:
                 args["pe"] = _sequential_prompt_alone_rope(dm, args["pe"], info)
+            if hunyuan and info and info.get("refined") is not None:
+                if (kind, index) == ("double", 0):
+                    args["txt"] = torch.cat([args["txt"], info["refined"].to(args["txt"])], dim=1)
+                # Region texts' rope rows: text position 0 on both axes, as every text token of this model.
+                pe = args["pe"]
+                zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), 2, device=pe.device)).to(pe)
+                zero = zero.expand(pe.shape[0], *zero.shape[1:])
+                n_txt = info["n_txt"]
+                args["pe"] = (torch.cat([pe, zero], dim=2) if image_first
+                              else torch.cat([pe[:, :, :n_txt], zero, pe[:, :, n_txt:]], dim=2))
             args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
             return extra["original_block"](args)
         return patch
@@ -186,6 +211,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         n_q = q.shape[2]
         device = q.device
         q, k, v = q.cpu(), k.cpu(), v.cpu()  # the reference runs in float64 on the CPU
+        if image_first:  # [image ; text] -> [text ; image]
+            q, k, v = (torch.cat([t[:, :, -n_ctx:], t[:, :, :-n_ctx]], dim=2) for t in (q, k, v))
         scale = 1.0 / math.sqrt(q.shape[-1])
         out = torch.empty(q.shape, dtype=torch.float64)
         selected = index in (config.double if kind == "double" else config.single)
@@ -211,6 +238,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             if row_kind == 0 and captured and config.capture_end <= info["sigma"] <= config.capture_start:
                 config._record(probs, layout)
         out = out.to(device=device, dtype=q.dtype)
+        if image_first:  # back to [image ; text]
+            out = torch.cat([out[:, :, n_ctx:], out[:, :, :n_ctx]], dim=2)
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
 

@@ -257,9 +257,40 @@ def tiny_aura_flow(seed=0):
     return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
 
 
-BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "mage_flow": tiny_mage_flow, "ovis": tiny_ovis, "longcat_image": tiny_longcat_image}
+def tiny_hunyuan_image(depth=2, depth_single=2, seed=0, byt5=True):
+    """HunyuanImage 2.1 layout (comfy/ldm/hunyuan_video: a token refiner over the text, double then single blocks,
+    byT5 glyph tokens beside the Qwen2.5-VL text) at 2 heads x 128, as the host's detection makes the unet config
+    (heads = hidden / 128, rope axes [64, 64], theta 256) and picks the model config from it
+    (`model_config_from_unet_config`). Patch 2 gives the tests' latent (1/8 of WIDTH x HEIGHT) the same 4 x 6 token
+    grid as the other families (HunyuanImage 2.1 files have patch 1 on 32-pixel latent cells)."""
+    import comfy.ldm.hunyuan_video.model
+    import comfy.model_detection
+
+    cfg = dict(image_model="hunyuan_video", in_channels=64, patch_size=[2, 2], out_channels=64, vec_in_dim=None,
+               axes_dim=[64, 64], meanflow=False, context_in_dim=CONTEXT_DIM, hidden_size=256, mlp_ratio=4.0,
+               num_heads=2, depth=depth, depth_single_blocks=depth_single, theta=256, qkv_bias=True, byt5=byt5,
+               guidance_embed=False, use_cond_type_embedding=False, vision_in_dim=None)
+    _as_detected(comfy.ldm.hunyuan_video.model.HunyuanVideoParams, cfg, {"meanflow_sum": False})
+    config = comfy.model_detection.model_config_from_unet_config(cfg)
+    if type(config).__name__ != "HunyuanImage21":
+        raise RuntimeError(f"the host's detection picked {type(config).__name__} for a HunyuanImage 2.1 config")
+    return _finish(type(config), cfg, "hunyuan_image", 64, depth, depth_single, seed)
+
+
+BUILDERS = {
+    "flux": tiny_flux,
+    "flux2": tiny_flux2,
+    "chroma": tiny_chroma,
+    "chroma_radiance": tiny_chroma_radiance,
+    "sd3": tiny_sd3,
+    "sd35m": tiny_sd35m,
+    "qwen_image": tiny_qwen_image,
+    "z_image": tiny_z_image,
+    "mage_flow": tiny_mage_flow,
+    "ovis": tiny_ovis,
+    "longcat_image": tiny_longcat_image,
+    "hunyuan_image": tiny_hunyuan_image,
+}
 
 
 def build(family: str, **kw) -> TinyModel:

@@ -19,6 +19,8 @@ def family_of(name: str) -> str:
         return "qwen_image"
     if "z_image" in name:
         return "z_image"
+    if "hunyuan_image" in name:
+        return "hunyuan_image"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -67,6 +69,7 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "EmptyChromaRadianceLatentImage",
+                                  "EmptyHunyuanImageLatent",
                                   "JointAttentionRegionCanvas", "ImageScale"):
             inputs["width"] = inputs["height"] = size
         if node["class_type"] == "SolidMask":

@@ -126,7 +126,7 @@ class JATestTinyVAE:
             import comfy.sd
 
             return (comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)}),)
-        return (ja_tiny.tiny_vae(128 if family == "flux2" else 16),)
+        return (ja_tiny.tiny_vae({"flux2": 128, "hunyuan_image": 64}.get(family, 16)),)
 
 
 class JATestTinyCheckpoint:
