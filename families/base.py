@@ -49,6 +49,9 @@ class Family:
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
+    # The model's joint attention calls put the image tokens before the text ([image ; text], HiDream): the pack's
+    # attention reads them as [text ; image] and gives the output back in the host's order.
+    image_first = False
     # Why the pack refuses this family's models (a sentence a user can act on), "" for a supported family. A refused
     # entry names its classes like a supported one, so its models get this reason instead of a generic refusal, and
     # the README's support table lists it with the reason.
@@ -122,6 +125,21 @@ class Family:
     def prompt_layout(self, state: ForwardState, dm) -> None:
         """Set the forward's text layout for the prompt as the model will lay it out, before features see the
         forward (NextDiT: the prompt counts the pads the model adds)."""
+
+    def read_inputs(self, state: ForwardState, dm, inputs: dict) -> None:
+        """Read the forward's other model inputs (apply_model's keyword arguments) into the prompt's text layout,
+        before features see the forward (HiDream: the prompt's Llama tokens are text-stream tokens too)."""
+
+    def refused_region(self, options: dict) -> Optional[str]:
+        """Why a region's conditioning (its text options: pooled vector, the text encoder's side outputs) cannot be
+        laid out for this family (a sentence naming what is missing and the fix), or None."""
+        return None
+
+    def region_inputs(self, state: ForwardState, dm, inputs: dict) -> dict:
+        """The forward's other model inputs with what the region texts bring beside their tokens placed as the
+        context places them (HiDream: each region's per-layer Llama states); called after `text_layout`, with the
+        regions' conditioning options in `state.region_inputs`. Default: unchanged."""
+        return inputs
 
     def text_layout(self, state: ForwardState, dm, context: torch.Tensor, regions: Optional[torch.Tensor]):
         """The context the model gets, with region texts `regions` [T, C] (None: no region texts) placed after the

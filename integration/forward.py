@@ -44,12 +44,14 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
     state = describe_forward(family, base, x, t, c_crossattn, transformer_options)
     state.pooled = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
+    family.read_inputs(state, state.host_model, kwargs)
     try:
         extra = dispatcher.begin_forward(state)
     except MaskBatchMismatch as exc:
         raise ValueError(f"[Region (mask + prompt)] input 'mask': {exc}") from None
     if extra is not None:
         c_crossattn = with_region_texts(state, family, c_crossattn, extra, kwargs)
+        kwargs = family.region_inputs(state, state.host_model, kwargs)
     options = {**transformer_options, FORWARD_KEY: state}
     found = transformer_options.get(OVERRIDE_KEY)
     if found is not dispatcher and override_slot.is_core_backend(found):

@@ -14,6 +14,7 @@ import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import ATTENTION
+from ..families import named
 from . import override_slot, reach
 from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY, REFINER_KEY
 
@@ -107,7 +108,8 @@ class AttentionOverride(JointAttentionDispatcher):
                 # wrong, and skipping would silently drop the feature.
                 raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
-                impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys)
+                first = state.n_img if named(state.family).image_first else 0
+                impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys, first)
         if impl is func:
             out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)
         else:
@@ -141,8 +143,10 @@ class AttentionOverride(JointAttentionDispatcher):
                  "calls they change and leave it every other call", override_slot.describe(previous))
         return impl(*args, **kwargs)
 
-    def _host_attention(self, plan, n_rows, extra_keys, *args, **kwargs):
+    def _host_attention(self, plan, n_rows, extra_keys, image_first, *args, **kwargs):
         q, k, v = normalise_qkv(args, kwargs)
+        if image_first:  # [image ; text] (HiDream): the pack's layout is [text ; image]
+            q, k, v = (t.roll(-image_first, dims=2) for t in (q, k, v))
         if n_rows != q.shape[0]:
             raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {n_rows} row kinds")
         # ComfyUI 0.3.75 ignores `scale=` (callers pre-scale q); honour it when given.
@@ -156,6 +160,8 @@ class AttentionOverride(JointAttentionDispatcher):
         out = self.attend(plan, q, k, v, scale)
         if extra_keys:
             out = out[:, :, :n_queries]
+        if image_first:
+            out = out.roll(image_first, dims=2)
         if kwargs.get("skip_output_reshape", False):
             return out
         b, h, length, d = out.shape
