@@ -209,6 +209,17 @@ FAMILIES = (
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
         }),
+    TinyFamily(
+        # Conditioning: T5 tokens and the Llama states of every layer (make_cond draws those from the tokens, so the
+        # dense reference, ja_reference_hidream, holds each region text's own); the encoder is the host's HiDream
+        # encoder at tiny size.
+        "hidream", "hidream", "HiDream I1", ja_tiny.tiny_hidream_clip, block_patches=False,
+        lacks={"concepts": "the pack does not offer ConceptAttention on HiDream (nodes refuse it by name)",
+               "reference_images": "the pack refuses HiDream E1's edit image (image_cond) by name (test_hidream)"},
+        sits_out={
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which HiDream reads "
+                               "none of (the pack wraps its block lists: test_hidream)",
+        }),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}
