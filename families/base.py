@@ -48,6 +48,7 @@ class Family:
     cuts_to_user_text = False
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
+    concepts_refused = ""  # why not, when `concepts` is False (the Z-Image reason when empty)
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
     # The model's joint attention calls put the image tokens before the text ([image ; text], HiDream): the pack's
     # attention reads them as [text ; image] and gives the output back in the host's order.

@@ -45,13 +45,16 @@ class HiDream(Family):
     name = "hidream"
     models = "HiDream I1 (Full / Dev / Fast)"
     table_order = 6
-    blocks_doc = "double_blocks 0-15, single_blocks 0-31 (numbered 16-47 model-wide)"
+    blocks_doc = "double 0-15, single 0-31 (text scale: 0-47)"
     references_doc = "E1 edit images (image_cond) refused with a message"
     classes = ("HiDream",)
     diffusion_classes = ("HiDreamImageTransformer2DModel",)
     double_blocks, single_blocks, text_input = DOUBLE, SINGLE, "caption_projection"
     context_encoders = ("t5xxl",)  # word labels: the T5 part; the Llama parts (twice the Llama tokens) get none
     concepts = False
+    concepts_refused = ("its concept stream is carried from block to block like FLUX's text, and HiDream re-makes part "
+                        "of its text stream from a Llama layer in every block, which the pack does not make for "
+                        "concepts")
     reference_images = False
     image_first = True
     blocks_help = "double_blocks are HiDream's 16 dual-stream blocks, single_blocks its 32 single-stream blocks"

@@ -21,7 +21,7 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
     expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
                      "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
-                     "chroma_radiance": comfy.model_base.ChromaRadiance}
+                     "chroma_radiance": comfy.model_base.ChromaRadiance, "hidream": comfy.model_base.HiDream}
     for family in FAMILIES:
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
@@ -38,6 +38,10 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         elif family == "z_image":
             assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
             assert net.cap_embedder[1].in_features == tiny.context_dim and net.pad_tokens_multiple == 32
+        elif family == "hidream":
+            assert (len(net.double_stream_blocks), len(net.single_stream_blocks)) == (tiny.n_double, tiny.n_single)
+            assert net.caption_projection[-1].linear.in_features == tiny.context_dim
+            assert len(net.llama_layers) == tiny.n_double + tiny.n_single
         else:
             assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
             assert net.txt_in.in_features == tiny.context_dim
