@@ -32,3 +32,55 @@ def test_full_region_identity_with_the_real_encoder():
     want = sample(patcher(tiny), prompt_alone(region, base), neg, **KW)
     assert (want - sample(patcher(tiny), base, neg, **KW)).abs().max() > 1e-3
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_reference_forward_is_the_host_forward_without_regions():
+    """ja_reference_hidream lays out every text itself; without regions it must be the host's own forward."""
+    from ja_reference_model import ReferenceConfig, install_reference
+
+    tiny = build("hidream")
+    base = patcher(tiny)
+    reference = install_reference(base, ReferenceConfig(), tiny.n_double, tiny.n_single)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(KW, cfg=2.5)
+    torch.testing.assert_close(sample(reference, pos, neg, **kw), sample(base, pos, neg, **kw), atol=1e-5, rtol=1e-5)
+
+
+def test_a_region_without_llama_states_is_refused_by_name():
+    tiny = build("hidream")
+    cond = make_cond(tiny, seed=5)
+    bare = [[cond[0][0], {k: v for k, v in cond[0][1].items() if k != "conditioning_llama3"}]]
+    regions = run_node(JointAttentionRegion, bare, torch.ones(1, 8, 8), 1.0)[0]
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions': region 1's prompt has no "
+                                         r"Llama states .*HiDream's text encoder"):
+        run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+                 "background")
+
+
+def test_an_edit_image_is_refused_by_name():
+    """HiDream E1's edit image (image_cond) sits beside the image inside every token row: refused with the reason."""
+    from ja_tiny import with_options
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    tiny = build("hidream")
+    model = run_node(JointAttentionTACA, patcher(tiny), 1.5, 0.0, "both", "all", "all")[0]
+    edit = torch.zeros(1, 16, 8, 12)
+    pos = with_options(make_cond(tiny, seed=1), concat_latent_image=edit)
+    with pytest.raises(ValueError, match=r"input 'model': the conditioning carries an edit image for HiDream "
+                                         r"\(image_cond"):
+        sample(model, pos, make_cond(tiny, seed=2), **KW)
+
+
+def test_the_wrapped_block_lists_hold_the_model_blocks_and_numbers():
+    """The clone's object patches wrap the very block modules; the singles are numbered after the doubles."""
+    from joint_attention_pack.families.hidream import HookedBlocks
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    tiny = build("hidream")
+    model = run_node(JointAttentionTACA, patcher(tiny), 1.5, 0.0, "both", "all", "all")[0]
+    dm = tiny.patcher.model.diffusion_model
+    for name, offset in (("double_stream_blocks", 0), ("single_stream_blocks", tiny.n_double)):
+        wrapped = model.object_patches[f"diffusion_model.{name}"]
+        assert isinstance(wrapped, HookedBlocks) and wrapped.offset == offset
+        assert all(a is b for a, b in zip(torch.nn.ModuleList.__iter__(wrapped), getattr(dm, name), strict=True))
+        assert [h.ref.number for h in wrapped] == [offset + i for i in range(len(wrapped))]
