@@ -84,3 +84,24 @@ def test_the_wrapped_block_lists_hold_the_model_blocks_and_numbers():
         assert isinstance(wrapped, HookedBlocks) and wrapped.offset == offset
         assert all(a is b for a, b in zip(torch.nn.ModuleList.__iter__(wrapped), getattr(dm, name), strict=True))
         assert [h.ref.number for h in wrapped] == [offset + i for i in range(len(wrapped))]
+
+
+def test_hidream_o1_is_refused_by_name_with_the_reason():
+    """HiDream-O1 (0.33): its text prefix attends outside the attention override; every node stops with why."""
+    import comfy.model_base
+
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    o1 = getattr(comfy.model_base, "HiDreamO1", None)
+    if o1 is None:
+        pytest.skip("this host has no HiDreamO1")
+    model = patcher(build("hidream")).clone()
+    original = model.model.__class__
+    model.model.__class__ = o1  # a tiny model seen as HiDream-O1: the refusal goes by class name
+    try:
+        with pytest.raises(ValueError, match=r"\[TACA \(text attention temperature\)\] input 'model': 'HiDreamO1' "
+                                             r"\(HiDream-O1-Image\) is not supported by this pack: its prompt is the "
+                                             r"causal prefix .*outside ComfyUI's attention override"):
+            run_node(JointAttentionTACA, model, 1.2, 0.97, "both", "all", "none")
+    finally:
+        model.model.__class__ = original
