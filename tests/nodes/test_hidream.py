@@ -105,3 +105,22 @@ def test_hidream_o1_is_refused_by_name_with_the_reason():
             run_node(JointAttentionTACA, model, 1.2, 0.97, "both", "all", "none")
     finally:
         model.model.__class__ = original
+
+
+def test_word_labels_come_from_the_hosts_t5_tokenizer_and_name_the_t5_part():
+    """Labels name the T5 positions (the context's first 128 rows, from the host's T5 tokenizer); the Llama
+    positions after them in the text stream carry no word."""
+    from joint_attention_pack.integration.labels import context_tokens, words_of
+
+    clip = tiny_hidream_clip()
+    prompt = "a red fox sitting on snow"
+    cond = _encode(clip, prompt)
+    n_t5, n_llama = cond[0][0].shape[1], cond[0][1]["conditioning_llama3"].shape[2]
+    labelled = context_tokens(clip, prompt, n_t5 + 2 * n_llama, "hidream")
+    assert [p for p, _, _ in labelled] == list(range(n_t5))
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == ["a", "red", "fox", "sitting", "on", "snow"]
+    ids = [t[0] for t in clip.tokenizer.tokenize_with_weights(prompt)["t5xxl"][0]]
+    hf = clip.tokenizer.t5xxl.tokenizer
+    for text, positions in offered:
+        assert hf.decode([ids[p] for p in positions]).strip() == text
