@@ -50,6 +50,9 @@ class ForwardState:
     # Slots of this forward, each written by one party and read by the others (named here, never string keys):
     # what regional prompting publishes: its plan per batch item (the regions' token masks); capture reads it.
     regions: Optional[list] = None
+    # ... and each region text's conditioning options (opaque here: what the text encoder gave beside the tokens,
+    # which the model family lays out with them, e.g. HiDream's per-layer Llama states).
+    region_inputs: tuple = ()
     # hook (ATTENTION, BLOCKS, ...) -> calls that reached the pack; and the blocks those calls named. The host adapter
     # counts them, and stops a forward in which a feature's hook was never reached (`Modifier.expects`).
     reached: dict = field(default_factory=dict)

@@ -270,6 +270,7 @@ class RegionalModifier(Modifier):
             raise MaskBatchMismatch(sorted(batches), n_items)
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
+        state.region_inputs = tuple(r.options for r in self.regions)
         size = (state.latent_hw, state.grid, state.patch, state.latent_px, str(device))
         state.regions = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
                          for i in range(n_plans)]

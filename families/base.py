@@ -49,8 +49,8 @@ class Family:
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
     # Why ConceptAttention cannot run on this family's models, where `concepts` is False (part of the node's error).
-    no_concepts = ("it carries the concepts through a separate text stream, and these models have one single joint "
-                   "stream")
+    concepts_refused = ("it carries the concepts through a separate text stream, and these models have one single "
+                        "joint stream")
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features
     # Why the pack refuses this family's models (a sentence a user can act on), "" for a supported family. A refused
     # entry names its classes like a supported one, so its models get this reason instead of a generic refusal, and
@@ -126,14 +126,20 @@ class Family:
         """Set the forward's text layout for the prompt as the model will lay it out, before features see the
         forward (NextDiT: the prompt counts the pads the model adds)."""
 
-    def prompt_inputs(self, state: ForwardState, inputs: dict) -> None:
-        """Count in the state's text layout the prompt's text tokens the model adds from inputs other than the
-        context (`inputs`: the forward's keyword inputs; HunyuanImage: byT5 glyph tokens after the context)."""
+    def read_inputs(self, state: ForwardState, dm, inputs: dict) -> None:
+        """Read the forward's other model inputs (apply_model's keyword arguments) into the prompt's text layout,
+        before features see the forward (HiDream: the prompt's Llama tokens are text-stream tokens too)."""
 
-    def refused_region_options(self, options: dict) -> Optional[str]:
-        """Why a region prompt's conditioning entries (`options`: those describing its text) cannot make a region
-        text that reads as the prompt alone on this family (a sentence), or None."""
+    def refused_region(self, options: dict) -> Optional[str]:
+        """Why a region's conditioning (its text options: pooled vector, the text encoder's side outputs) cannot be
+        laid out for this family (a sentence naming what is missing and the fix), or None."""
         return None
+
+    def region_inputs(self, state: ForwardState, dm, inputs: dict) -> dict:
+        """The forward's other model inputs with what the region texts bring beside their tokens placed as the
+        context places them (HiDream: each region's per-layer Llama states); called after `text_layout`, with the
+        regions' conditioning options in `state.region_inputs`. Default: unchanged."""
+        return inputs
 
     def text_layout(self, state: ForwardState, dm, context: torch.Tensor, regions: Optional[torch.Tensor]):
         """The context the model gets, with region texts `regions` [T, C] (None: no region texts) placed after the
@@ -171,7 +177,7 @@ class Family:
         return args
 
     def image_first(self, state: ForwardState, block) -> bool:
-        """Whether the block's joint attention calls hold the image before the text ([image ; text], HunyuanVideo
+        """Whether the block's joint attention calls hold the image before the text ([image ; text]: HiDream, HunyuanVideo
         blocks on 0.3.75): the pack's attention then runs them with the text moved first, as every layout reads."""
         return False
 

@@ -51,7 +51,7 @@ class HunyuanImage(Family):
     cuts_to_user_text = True
     latent_px = 32  # hosts whose latent format does not say (0.3.75): HunyuanImage 2.1's VAE has 32-pixel cells
     concepts = False
-    no_concepts = ("its text stream starts at a token refiner conditioned on the timestep and on the mean of the whole "
+    concepts_refused = ("its text stream starts at a token refiner conditioned on the timestep and on the mean of the whole "
                    "context, so a concept passed through the model's text input alone is not the stream the blocks "
                    "carry")
     reference_images = False
@@ -126,7 +126,7 @@ class HunyuanImage(Family):
                         "pack's nodes do not support; remove it from the conditioning")
         return None
 
-    def prompt_inputs(self, state: ForwardState, inputs: dict) -> None:
+    def read_inputs(self, state: ForwardState, dm, inputs: dict) -> None:
         glyphs = inputs.get("txt_byt5")
         n = int(glyphs.shape[1]) if torch.is_tensor(glyphs) and glyphs.ndim == 3 else 0
         if n and getattr(state.host_model, "byt5_in", None) is not None:
@@ -134,9 +134,9 @@ class HunyuanImage(Family):
             state.n_txt += n
             state.n_context += n
 
-    def refused_region_options(self, options: dict) -> Optional[str]:
+    def refused_region(self, options: dict) -> Optional[str]:
         if options.get("conditioning_byt5small") is not None:
-            return ("its prompt has quoted text, which HunyuanImage encodes as byT5 glyph tokens; the pack keeps glyph "
+            return ("has quoted text, which HunyuanImage encodes as byT5 glyph tokens; the pack keeps glyph "
                     "tokens with the main prompt only. Put the quoted text in the main prompt (or drop the quotes in "
                     "the region prompt)")
         return None

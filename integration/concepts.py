@@ -201,7 +201,7 @@ def concept_stream(model, concepts: str, clip, double: frozenset, double_text: s
     family = model_family(model)
     if not family.concepts:
         raise ConceptInputError("concepts", f"ConceptAttention is not available for {family.name} models "
-                         f"({family.models}): {family.no_concepts}. Leave 'concepts' empty and use the word maps of "
+                         f"({family.models}): {family.concepts_refused}. Leave 'concepts' empty and use the word maps of "
                          "Attention Maps instead")
     if clip is None:
         raise ConceptInputError("clip", "concepts need the text encoder: connect the CLIP used for the prompt")

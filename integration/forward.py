@@ -50,6 +50,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         raise ValueError(f"[Region (mask + prompt)] input 'mask': {exc}") from None
     if extra is not None:
         c_crossattn = with_region_texts(state, family, c_crossattn, extra, kwargs)
+        kwargs = family.region_inputs(state, state.host_model, kwargs)
     options = {**transformer_options, FORWARD_KEY: state}
     found = transformer_options.get(OVERRIDE_KEY)
     if found is not dispatcher and override_slot.is_core_backend(found):
@@ -102,7 +103,7 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options, input
     state.device = x.device
     state.host_model = dm
     family.prompt_layout(state, dm)
-    family.prompt_inputs(state, inputs or {})
+    family.read_inputs(state, dm, inputs or {})
     return state
 
 

@@ -81,8 +81,9 @@ def region_from(node: str, conditioning, mask, strength: float):
 
 # Conditioning entries that describe the text itself (kept so the model can prepare region texts as it
 # prepares a prompt); others (reference latents, areas, masks, hooks) belong to the sampler's conditioning.
-# HunyuanImage's byT5 glyph tokens (quoted text) are kept so that the model's family can refuse them by name.
-_TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance", "conditioning_byt5small")
+# HunyuanImage's byT5 glyph tokens (quoted text) are kept so that the model's family can refuse them by name; HiDream's
+# Llama states per layer are the region text's too.
+_TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance", "conditioning_byt5small", "conditioning_llama3")
 
 
 class JointAttentionRegion(io.ComfyNode):
@@ -216,16 +217,13 @@ def as_model_text(node, model, regions):
 
 def _check_feature_size(node, model, regions):
     family = model_family(model)
-    for i, region in enumerate(regions):
-        refused = family.refused_region_options(region.options)
-        if refused:
-            raise node_error(node, "regions", f"region {i + 1}: {refused}")
     expected = family.text_features(family.diffusion_model(model))
-    if expected is None:
-        return
     for i, region in enumerate(regions):
+        refused = family.refused_region(region.options)
+        if refused:
+            raise node_error(node, "regions", f"region {i + 1}'s prompt {refused}")
         got = region.tokens.shape[-1]
-        if got != expected:
+        if expected is not None and got != expected:
             raise node_error(node, "regions", f"region {i + 1}'s prompt has {got} features per token but this model "
                              f"expects {expected}: encode region prompts with the text encoder that matches the model "
                              "(e.g. the FLUX DualCLIPLoader for FLUX, the SD3 TripleCLIPLoader for SD3)")

@@ -149,6 +149,29 @@ def hunyuan_image_graph(positive_text, prefix):
     ]
 
 
+def hidream_graph(positive_text, prefix):
+    """HiDream I1 Dev as ComfyUI's official template loads it (split files, QuadrupleCLIPLoader, ModelSamplingSD3
+    shift 6, 28 steps, CFG 1, lcm / normal), with two regions."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "hidream_i1_dev_bf16.safetensors", "weight_dtype": "default"}),
+        Node(2, "QuadrupleCLIPLoader", {"clip_name1": "clip_l_hidream.safetensors",
+                                        "clip_name2": "clip_g_hidream.safetensors",
+                                        "clip_name3": "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                                        "clip_name4": "llama_3.1_8b_instruct_fp8_scaled.safetensors"}),
+        Node(3, "VAELoader", {"vae_name": "ae.safetensors"}),
+        Node(11, "ModelSamplingSD3", {"shift": 6.0}, {"model": (1, 0)}),
+    ] + two_regions((2, 0), (11, 0)) + [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": ""}, {"clip": (2, 0)}, title="Negative prompt (unused at CFG 1)"),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 28, "cfg": 1.0, "sampler_name": "lcm", "scheduler": "normal",
+                             "denoise": 1.0},
+             {"model": (28, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
 def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
                 base=20):
     half = size // 2
@@ -276,6 +299,16 @@ GRAPHS = {
           "becomes byT5 glyph tokens: keep it in the main prompt, which carries it; a region prompt with quotes is "
           "refused. Each region text is refined alone, as the model refines a prompt. Block numbers: double, then "
           "single blocks.")],
+    ),
+    "regional_hidream.json": (
+        lambda: hidream_graph("a sunny park, photo, detailed", "regional_hidream"),
+        [("How to use", "Two regions on HiDream I1 Dev (28 steps, CFG 1, lcm, shift 6, as the official template). "
+          "Region prompts go through the same QuadrupleCLIPLoader as the main prompt: each region brings its T5 "
+          "tokens and its Llama states of every layer, and reads in every block as its prompt would alone. Files: "
+          "hidream_i1_dev_bf16.safetensors (diffusion_models), clip_l_hidream, clip_g_hidream, "
+          "t5xxl_fp8_e4m3fn_scaled, llama_3.1_8b_instruct_fp8_scaled (text_encoders), ae.safetensors (vae). For "
+          "HiDream I1 Full: shift 3, 50 steps, CFG 5, uni_pc / simple, and a negative prompt. Block numbers: "
+          "double_blocks 0-15, single_blocks 0-31. " + NOTE_REGIONS)],
     ),
     "regional_chroma_radiance.json": (
         lambda: [

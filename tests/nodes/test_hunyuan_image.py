@@ -76,7 +76,7 @@ def test_a_region_prompt_with_glyph_tokens_is_refused_by_name():
     tiny = build("hunyuan_image")
     regions = run_node(JointAttentionRegion, with_glyphs(make_cond(tiny, seed=5), seed=12), torch.ones(1, 8, 8),
                        1.0)[0]
-    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions': region 1: .*quoted text.*"
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'regions': region 1's prompt has quoted text.*"
                                          r"main prompt"):
         run_node(JointAttentionRegionalApply, patcher(tiny), regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
                  "background")

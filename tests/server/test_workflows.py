@@ -20,7 +20,7 @@ def _pack_nodes():
 NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scale_sd3.json", "regional_taca_flux.json",
          "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json",
          "regional_qwen_image.json", "regional_qwen_image_edit.json", "regional_z_image.json",
-         "regional_chroma_radiance.json", "regional_hunyuan_image.json"]
+         "regional_chroma_radiance.json", "regional_hunyuan_image.json", "regional_hidream.json"]
 
 
 @pytest.fixture(scope="module")

@@ -274,6 +274,17 @@ FAMILIES = (
                            "context, which the concept stream (each concept through the text input layer alone) "
                            "does not reproduce; the pack refuses ConceptAttention on HunyuanImage by name",
                "reference_images": "HunyuanImage 2.1 takes no reference images"}),
+    TinyFamily(
+        # Conditioning: T5 tokens and the Llama states of every layer (make_cond draws those from the tokens, so the
+        # dense reference, ja_reference_hidream, holds each region text's own); the encoder is the host's HiDream
+        # encoder at tiny size.
+        "hidream", "hidream", "HiDream I1", ja_tiny.tiny_hidream_clip, host_class="HiDream", block_patches=False,
+        lacks={"concepts": "the pack does not offer ConceptAttention on HiDream (nodes refuse it by name)",
+               "reference_images": "the pack refuses HiDream E1's edit image (image_cond) by name (test_hidream)"},
+        sits_out={
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which HiDream reads "
+                               "none of (the pack wraps its block lists: test_hidream)",
+        }),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

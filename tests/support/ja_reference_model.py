@@ -33,7 +33,8 @@ class ReferenceConfig:
         self.gamma_double, self.gamma_single = set(gamma_double), set(gamma_single)
         self.capture_double, self.capture_single = set(capture_double), set(capture_single)
         self.capture_start, self.capture_end = capture_start, capture_end
-        # NextDiT only: callable(layer index, joint sequence, text rows) -> the sequence the layer gets (None: skip it)
+        # NextDiT / HiDream only: callable(block number, joint sequence (HiDream: the text stream), text rows) -> the
+        # sequence the block gets (None: skip it)
         self.text_edit = text_edit
         self.capture_sum = None  # [N_img, N_text] float64: head-mean probabilities summed over cond rows and calls
         self.capture_counts = None
@@ -102,7 +103,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
-        if in_window and nextdit:  # the reference forward below refines each region text alone
+        if in_window and own_forward:  # the reference forward below lays out each region text alone
             info["regions"] = config.regions
         elif hunyuan:
             # HunyuanImage: the prompt's byT5 glyph tokens join its text after the token refiner; region texts are
@@ -140,7 +141,18 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
     longcat = type(model.model).__name__ == "LongCatImage"
     hunyuan = type(model.model).__name__ == "HunyuanImage21"
     dm = model.model.diffusion_model
+    hidream = type(model.model).__name__ == "HiDream"
+    own_forward = nextdit or hidream
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
+    if hidream:
+        from ja_reference_hidream import reference_forward as hidream_forward
+
+        def forward(executor, x, t, y, context, llama, image_cond=None, control=None, transformer_options=None):
+            info = transformer_options[KEY]
+            return hidream_forward(executor.class_obj, x, t, y, context, llama, info.get("regions", ()), info,
+                                   transformer_options, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, forward)
     if nextdit:
         from ja_reference_nextdit import reference_forward
 
@@ -196,13 +208,16 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         if kwargs.get("skip_reshape"):
             heads = q.shape[1]
         else:
-            heads = kwargs["heads"]
+            heads = kwargs["heads"] if "heads" in kwargs else args[3]  # HiDream passes it as the 4th argument
             b = q.shape[0]
             q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
         from joint_attention_pack.attention.layout import TokenLayout
 
-        n_ctx = info["n_txt"] + sum(info["lens"])
         n_img = info["grid"][0] * info["grid"][1]
+        first = n_img if info.get("image_first") else 0  # HiDream's calls are [image ; text]
+        if first:
+            q, k, v = (torch.cat([t[:, :, first:], t[:, :, :first]], dim=2) for t in (q, k, v))
+        n_ctx = info["n_txt"] + sum(info["lens"])
         masks = config.masks.cpu() if config.masks is not None else None
         if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
             return func(*args, **kwargs)
@@ -240,6 +255,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         out = out.to(device=device, dtype=q.dtype)
         if image_first:  # back to [image ; text]
             out = torch.cat([out[:, :, n_ctx:], out[:, :, :n_ctx]], dim=2)
+        if first:
+            out = torch.cat([out[:, :, -first:], out[:, :, :-first]], dim=2)
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
 

@@ -25,6 +25,7 @@ class TinyModel:
     n_double: int
     n_single: int
     text_tokens: int = 0  # every conditioning has this many tokens (an encoder that pads every prompt alike), 0: any
+    llama_layers: int = 0  # HiDream: the Llama layers its conditioning carries beside the T5 tokens
 
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed, weight_dtype=None):
@@ -247,6 +248,43 @@ def tiny_mage_flow(depth=2, seed=0):
     return tiny
 
 
+HIDREAM_LLAMA_LAYERS = 3  # the tiny Llama's layers; the conditioning carries all of them, as the host's encoder does
+
+
+def tiny_hidream(depth=2, depth_single=2, seed=0):
+    """HiDream I1 through the host's own detection path: the unet config detection makes for a HiDream checkpoint
+    (`model_detection.detect_unet_config`'s hidream branch), at 2 heads x 32, the tiny Llama's 3 layers read by the
+    blocks as detection's list reads Llama 3.1's 32 (one per block, the last layer repeated), 64-wide T5 and Llama
+    features, and the pooled vector of the host's HiDream encoder without CLIP (2048 zeros)."""
+    import comfy.model_detection
+
+    layers = HIDREAM_LLAMA_LAYERS
+    llama_layers = [min(i, layers - 1) for i in range(depth + depth_single)]
+    cfg = dict(image_model="hidream", attention_head_dim=32, axes_dims_rope=[8, 12, 12],
+               caption_channels=[CONTEXT_DIM, CONTEXT_DIM], max_resolution=[128, 128], in_channels=16,
+               llama_layers=llama_layers, num_attention_heads=2, num_routed_experts=4, num_activated_experts=2,
+               num_layers=depth, num_single_layers=depth_single, out_channels=16, patch_size=2,
+               text_emb_dim=HIDREAM_POOLED_DIM)
+    config = comfy.model_detection.model_config_from_unet_config(cfg)
+    tiny = _finish(lambda _cfg: config, cfg, "hidream", 16, depth, depth_single, seed)
+    tiny.pooled_dim = HIDREAM_POOLED_DIM
+    tiny.llama_layers = layers
+    return tiny
+
+
+HIDREAM_POOLED_DIM = 2048  # CLIP-L 768 + CLIP-G 1280, as the host's HiDream encoder gives it
+
+
+def llama_states(tokens: torch.Tensor, layers: int) -> torch.Tensor:
+    """The tiny conditioning's Llama states [1, layers, T + 3, C] of text tokens [1, T, C]: drawn from a seed made of
+    the tokens, so whoever holds a text's tokens (a reference model) holds its Llama states; three tokens longer
+    than the T5 part, as Llama and T5 token counts differ."""
+    t = tokens.detach().to("cpu", torch.float32).contiguous()
+    seed = int.from_bytes(hashlib.sha256(t.numpy().tobytes()).digest()[:4], "little")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, layers, t.shape[-2] + 3, t.shape[-1], generator=g).to(tokens.dtype)
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -290,6 +328,7 @@ BUILDERS = {
     "ovis": tiny_ovis,
     "longcat_image": tiny_longcat_image,
     "hunyuan_image": tiny_hunyuan_image,
+    "hidream": tiny_hidream,
 }
 
 
@@ -324,6 +363,8 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
     extra = {"pooled_output": torch.randn(1, model.pooled_dim, generator=g), "guidance": guidance}
     if ref_latents is not None:
         extra["reference_latents"] = list(ref_latents)
+    if model.llama_layers:  # HiDream: the text's Llama states of every layer
+        extra["conditioning_llama3"] = llama_states(tokens, model.llama_layers)
     return [[tokens, extra]]
 
 
@@ -336,7 +377,10 @@ def with_options(cond, **options):
 def prompt_alone(region_cond, base_cond):
     """The region's tokens as the prompt, with the base prompt's pooled vector and guidance (the pack keeps those):
     what a full-image region at strength 1 must sample like."""
-    return [[region_cond[0][0], dict(base_cond[0][1])]]
+    options = dict(base_cond[0][1])
+    if "conditioning_llama3" in region_cond[0][1]:  # HiDream: the text's own Llama states
+        options["conditioning_llama3"] = region_cond[0][1]["conditioning_llama3"]
+    return [[region_cond[0][0], options]]
 
 
 def latent_cell(model) -> int:
@@ -458,6 +502,31 @@ def tiny_llm_clip(encoder="qwen3_4b", seed=0, tokenizer_data=None):
                          model_options={f"{encoder}_model_config": small, "dtype": torch.float32})
     if encoder == "qwen25_7b":
         _shrink_vision_tower(clip.cond_stage_model.qwen25_7b)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in clip.cond_stage_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return clip
+
+
+def tiny_hidream_clip(seed=0):
+    """A real ComfyUI CLIP object of HiDream's text encoder as the host builds it (HiDreamTokenizer, the host's
+    `hidream_clip` model) with T5-XXL and Llama 3.1 at 64 features (T5: 2 layers; Llama: 3 layers, all of whose
+    hidden states the conditioning carries) through the host's config overrides, and no CLIP-L / -G (the host's
+    encoder then gives a zero pooled vector of 2048). Its conditioning: T5 tokens [1, 128, 64] and
+    `conditioning_llama3` [1, 3, tokens, 64]."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.hidream
+
+    t5 = {"d_model": CONTEXT_DIM, "d_ff": 2 * CONTEXT_DIM, "d_kv": 32, "num_heads": 2, "num_layers": 2}
+    llama = {"hidden_size": CONTEXT_DIM, "intermediate_size": 2 * CONTEXT_DIM,
+             "num_hidden_layers": HIDREAM_LLAMA_LAYERS, "num_attention_heads": 2, "num_key_value_heads": 1}
+    target = comfy.supported_models_base.ClipTarget(
+        comfy.text_encoders.hidream.HiDreamTokenizer,
+        comfy.text_encoders.hidream.hidream_clip(clip_l=False, clip_g=False, t5=True, llama=True))
+    clip = comfy.sd.CLIP(target=target, model_options={"t5xxl_model_config": t5, "llama_model_config": llama,
+                                                       "dtype": torch.float32})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in clip.cond_stage_model.parameters():

@@ -21,6 +21,8 @@ def family_of(name: str) -> str:
         return "z_image"
     if "hunyuan_image" in name:
         return "hunyuan_image"
+    if "hidream" in name:
+        return "hidream"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -33,10 +35,13 @@ def loader_swaps(family: str) -> dict:
         "CheckpointLoaderSimple": ("JATestTinyCheckpoint", {"family": family}),
         # Z-Image's CLIPLoader file is Qwen3-4B: the tiny one keeps its tokenizer and chat template.
         "CLIPLoader": ("JATestTinyCLIP", {"seed": 0, "encoder": "qwen3_4b"} if family == "z_image" else {"seed": 0}),
+        # HiDream's four files: the tiny HiDream encoder (T5 tokens and Llama states of every layer).
+        "QuadrupleCLIPLoader": ("JATestTinyCLIP", {"seed": 0, "encoder": "hidream"}),
     }
 
 
-LOADERS = ("UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "VAELoader", "CheckpointLoaderSimple")
+LOADERS = ("UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader", "VAELoader",
+           "CheckpointLoaderSimple")
 
 
 def load(name: str) -> dict:
@@ -90,7 +95,7 @@ def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
     """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
     workflow = json.loads(json.dumps(workflow))
     loaded = json.dumps([n.get("widgets_values") for n in workflow["nodes"] if n["type"] in LOADERS])
-    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image")) else \
+    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image", "hidream")) else \
         family_of(json.dumps([n["type"] for n in workflow["nodes"]]))
     swaps = loader_swaps(family)
     for node in workflow["nodes"]:

@@ -17,7 +17,7 @@ import ja_tiny  # noqa: E402
 FAMILIES = list(ja_tiny.BUILDERS)
 FULL_DEPTH = {"flux": {"depth": 19, "depth_single": 38}, "flux2": {"depth": 8, "depth_single": 24},
               "chroma": {"depth": 19, "depth_single": 38}, "sd3": {"num_blocks": 24},
-              "qwen_image": {"depth": 60}}
+              "qwen_image": {"depth": 60}, "hidream": {"depth": 16, "depth_single": 32}}
 
 
 class JATestTinyModel:
@@ -52,6 +52,9 @@ class JATestEncode:
 
     def encode(self, family, text, tokens):
         dims = ja_tiny.TinyModel(None, family, ja_tiny.CONTEXT_DIM, ja_tiny.POOLED_DIM, 0, 0, 0)
+        if family == "hidream":  # its pooled vector and the Llama states of every layer
+            dims = ja_tiny.TinyModel(None, family, ja_tiny.CONTEXT_DIM, ja_tiny.HIDREAM_POOLED_DIM, 0, 0, 0,
+                                     ja_tiny.HIDREAM_LLAMA_LAYERS)
         return (ja_tiny.make_cond(dims, seed=ja_tiny.text_seed(text), n_tokens=tokens),)
 
 
@@ -95,15 +98,18 @@ class JATestTinyCLIP:
     CATEGORY = "ja_test"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
-    DESCRIPTION = ("A tiny real text encoder (CLIP-L architecture, or the host's Z-Image Qwen3 encoder with its "
-                   "tokenizer and chat template; random weights); replaces CLIP loaders in tests.")
+    DESCRIPTION = ("A tiny real text encoder (CLIP-L architecture, the host's Z-Image Qwen3 encoder with its "
+                   "tokenizer and chat template, or the host's HiDream encoder (T5 and Llama); random weights); "
+                   "replaces CLIP loaders in tests.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31})},
-                "optional": {"encoder": (["clip_l", "qwen3_4b"], {"default": "clip_l"})}}
+                "optional": {"encoder": (["clip_l", "qwen3_4b", "hidream"], {"default": "clip_l"})}}
 
     def load(self, seed, encoder="clip_l"):
+        if encoder == "hidream":
+            return (ja_tiny.tiny_hidream_clip(seed),)
         if encoder == "qwen3_4b":
             return (ja_tiny.tiny_llm_clip("qwen3_4b", seed),)
         return (ja_tiny.tiny_clip(seed),)
