@@ -83,6 +83,14 @@ class TinyFamily:
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
+    host_class: str = ""  # the `comfy.model_base` class the family needs; hosts without it skip every scenario
+
+    def on_this_host(self) -> bool:
+        if not self.host_class:
+            return True
+        import comfy.model_base
+
+        return hasattr(comfy.model_base, self.host_class)
 
     def build(self, **kw) -> ja_tiny.TinyModel:
         return ja_tiny.build(self.name, **kw)
@@ -96,6 +104,8 @@ class TinyFamily:
         """Why this entry does not run `scenario` (or its `case`), or None when it does."""
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: add it to ja_families.SCENARIOS")
+        if not self.on_this_host():
+            return f"{self.name}: this host has no {self.host_class}"
         keyed = f"{scenario}[{case}]"
         for capability in SCENARIOS.get(keyed, SCENARIOS[scenario]):
             if not self.has(capability):
@@ -208,6 +218,17 @@ FAMILIES = (
                                "of (the pack wraps its layer lists: test_z_image)",
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
+        }),
+    TinyFamily(
+        # The CLIP-L stand-in's 64 features per token are the tiny model's 2 stacked encoder layers x 32; the host's
+        # Krea 2 tokenizer and encoder rules are checked in test_krea2 (labels).
+        "krea2", "krea2", "Krea 2", ja_tiny.tiny_clip, block_patches=False, latent_frames=True, host_class="Krea2",
+        lacks={"concepts": "Krea 2 runs text and image in one stream: no text stream of its own for the concepts"},
+        sits_out={
+            **_each(("reference_images_with_regions[both_prompts]", "reference_images_with_regions[positive_only]",
+                     "reference_images_with_taca[both_rows]", "reference_images_with_taca[cond_rows]"),
+                    "Krea 2 leaves reference latents out unless the conditioning names a reference method (its "
+                    "checkpoints set no default); the index_timestep_zero cases run its reference tokens"),
         }),
 )
 

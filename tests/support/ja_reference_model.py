@@ -102,7 +102,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
-        if in_window and nextdit:  # the reference forward below refines each region text alone
+        if in_window and (nextdit or krea2):  # the reference forward below refines each region text alone
             info["regions"] = config.regions
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
@@ -121,6 +121,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
+    krea2 = type(model.model).__name__ == "Krea2"
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if nextdit:
         from ja_reference_nextdit import reference_forward
@@ -132,6 +133,17 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                                      options, config.text_edit)
 
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, forward)
+    if krea2:
+        from ja_reference_krea2 import reference_forward as krea2_forward
+
+        def krea2_wrapper(executor, x, timesteps, context, attention_mask=None, ref_latents=None,
+                          transformer_options=None, **kwargs):
+            info = transformer_options[KEY]
+            method = kwargs.get("ref_latents_method", executor.class_obj.default_ref_method)
+            return krea2_forward(executor.class_obj, x, timesteps, context, info.get("regions", ()), info,
+                                 transformer_options, ref_latents, method, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, krea2_wrapper)
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"

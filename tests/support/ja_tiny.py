@@ -189,6 +189,29 @@ def tiny_z_image(depth=2, seed=0, variant="z_image"):
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
+def _detected(unet_config, family, latent_channels, n_double, n_single, seed):
+    """A tiny model whose config class the host's own detection picks from `unet_config`
+    (`comfy.model_detection.model_config_from_unet_config`, the path a loaded checkpoint takes once its sizes are read),
+    finished as `_finish` does."""
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
+    if config is None:
+        raise RuntimeError(f"this host's detection finds no model config for {unet_config!r}")
+    return _finish(lambda cfg: config, unet_config, family, latent_channels, n_double, n_single, seed)
+
+
+def tiny_krea2(depth=2, seed=0):
+    """Krea 2 (single-stream blocks over [text ; image], the `txtfusion` text adapter over the encoder's stacked
+    hidden layers, 3-axis rope, 5-D Wan 2.1 latents) at 2 heads x 32 (GQA: 1 key/value head). Detection reads only
+    `image_model`, features, channels, patch, layers, heads, kvheads, txtlayers and txtdim from a checkpoint; the text
+    adapter's heads and the rope theta are the class's defaults, shrunk here in the unet config. Context: 2 stacked
+    layers x 32 features = the tiny CLIP's 64 features per token."""
+    cfg = dict(image_model="krea2", features=64, channels=16, patch=2, layers=depth, heads=2, kvheads=1,
+               txtlayers=2, txtdim=CONTEXT_DIM // 2, txtheads=2, txtkvheads=2, multiplier=2)
+    return _detected(cfg, "krea2", 16, depth, 0, seed)
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -200,7 +223,8 @@ def tiny_aura_flow(seed=0):
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
+            "krea2": tiny_krea2}
 
 
 def build(family: str, **kw) -> TinyModel:
