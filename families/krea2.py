@@ -16,8 +16,8 @@ callables that enter the block for the pack and then call it with the host's arg
 Region texts, each as the prompt alone: the refiner attention of `txtfusion` runs across the whole text, so region
 texts appended to the prompt would read the prompt (and the prompt them). The pack wraps `txtfusion` too (an object
 patch holding the same layers under the same names) and, in a forward with region texts, runs the model's own
-`txtfusion` on the prompt and on each region text alone, then joins them: each text's features are, bit for bit,
-those it has as the prompt. Its attention calls run outside the numbered blocks and are left alone by design.
+`txtfusion` on the prompt and on each region text alone, then joins them: each text's features are those it has
+as the prompt (the per-token text MLP after it runs over all rows at once: equal up to float rounding). Its attention calls run outside the numbered blocks and are left alone by design.
 """
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ def concept_stream(model, concepts: str, clip, double: frozenset, double_text: s
     if not family.concepts:
         raise ConceptInputError("concepts", f"ConceptAttention is not available for {family.name} models: it carries "
                          "the concepts through a separate text stream, and these models have one single joint stream "
-                         "(Z-Image / Lumina-2). Leave 'concepts' empty and use the word maps of Attention Maps instead")
+                         f"({family.models}). Leave 'concepts' empty and use the word maps of Attention Maps instead")
     if clip is None:
         raise ConceptInputError("clip", "concepts need the text encoder: connect the CLIP used for the prompt")
     names = [c.strip() for c in concepts.split(",") if c.strip()]
