@@ -34,7 +34,7 @@ class Krea2(Family):
     name = "krea2"
     models = "Krea 2"
     table_order = 6
-    blocks_doc = "double_blocks = single-stream blocks from 0 (Krea 2: 0-27)"
+    blocks_doc = "double_blocks = single-stream blocks from 0 (0-27 at the model's default size)"
     references_doc = "always visible"
     classes = ("Krea2",)
     diffusion_classes = ("SingleStreamDiT",)
@@ -43,7 +43,8 @@ class Krea2(Family):
     chat_template = True
     cuts_to_user_text = True  # Krea2TEModel cuts from the second <|im_start|>, past `user\n`, as Qwen-Image's
     concepts = False  # one stream: no text stream of its own to carry the concepts through
-    blocks_help = "double_blocks are Krea 2's single-stream blocks (0-27); single_blocks does not apply"
+    blocks_help = ("double_blocks are Krea 2's single-stream blocks (0-27 at the model's default size); single_blocks "
+                   "does not apply")
 
     def check_model(self, model_patcher) -> None:
         try:

@@ -9,6 +9,21 @@ import ja_tiny
 from ja_tiny import build, make_cond, sample
 
 FAMILIES = list(ja_tiny.BUILDERS)
+
+
+def _on_this_host(family):
+    """Whether this host has the family's model class (ja_families names the class a family needs)."""
+    import ja_families
+
+    entry = ja_families.BY_NAME.get(family)
+    return entry is None or entry.on_this_host()
+
+
+def _host_params(families):
+    import ja_families
+
+    return [pytest.param(f, id=f, marks=() if _on_this_host(f) else pytest.mark.skip(
+        reason=f"this host has no {ja_families.BY_NAME[f].host_class}")) for f in families]
 TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__init__.py"
 # 40x24 px -> a 5x3 latent: odd in both directions, so the models pad to their patch size.
 ODD = dict(width=40, height=24)
@@ -21,8 +36,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
     expected_base = {"flux": comfy.model_base.Flux, "flux2": comfy.model_base.Flux2, "chroma": comfy.model_base.Chroma,
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
                      "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
-                     "chroma_radiance": comfy.model_base.ChromaRadiance}
-    for family in FAMILIES:
+                     "chroma_radiance": comfy.model_base.ChromaRadiance,
+                     "krea2": getattr(comfy.model_base, "Krea2", None)}
+    for family in filter(_on_this_host, FAMILIES):
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
         model = tiny.patcher.model
@@ -38,6 +54,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         elif family == "z_image":
             assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
             assert net.cap_embedder[1].in_features == tiny.context_dim and net.pad_tokens_multiple == 32
+        elif family == "krea2":  # the context: the encoder's stacked hidden layers side by side
+            assert (len(net.blocks), tiny.n_single) == (tiny.n_double, 0)
+            assert net.txtlayers * net.txtdim == tiny.context_dim
         else:
             assert (len(net.double_blocks), len(net.single_blocks)) == (tiny.n_double, tiny.n_single)
             assert net.txt_in.in_features == tiny.context_dim
@@ -57,7 +76,7 @@ def test_builders_are_deterministic_per_seed():
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", _host_params(FAMILIES))
 def test_sampling_is_finite_deterministic_and_follows_the_prompt(family):
     tiny = build(family)
     pos, other, neg = (make_cond(tiny, seed=s) for s in (1, 3, 2))

@@ -85,5 +85,5 @@ def test_every_family_of_the_pack_is_in_the_test_family_list():
     from joint_attention_pack.families import FAMILIES, model_family
 
     assert {entry.family for entry in ja_families.FAMILIES} == {family.name for family in FAMILIES}
-    for entry in ja_families.FAMILIES:
+    for entry in filter(ja_families.TinyFamily.on_this_host, ja_families.FAMILIES):  # the host has the model
         assert model_family(entry.build().patcher).name == entry.family, entry.name
