@@ -19,6 +19,8 @@ def family_of(name: str) -> str:
         return "qwen_image"
     if "z_image" in name:
         return "z_image"
+    if "krea2" in name:
+        return "krea2"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -87,7 +89,7 @@ def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
     """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
     workflow = json.loads(json.dumps(workflow))
     loaded = json.dumps([n.get("widgets_values") for n in workflow["nodes"] if n["type"] in LOADERS])
-    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image")) else \
+    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image", "krea2")) else \
         family_of(json.dumps([n["type"] for n in workflow["nodes"]]))
     swaps = loader_swaps(family)
     for node in workflow["nodes"]:
