@@ -22,11 +22,7 @@ def _on_this_host(family):
 def _host_params(families):
     import ja_families
 
-    return [pytest.param(f, id=f, marks=() if _on_this_host(f) else pytest.mark.skip(
-        reason=f"this host has no {ja_families.BY_NAME[f].host_class}")) for f in families]
-TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__init__.py"
-# 40x24 px -> a 5x3 latent: odd in both directions, so the models pad to their patch size.
-ODD = dict(width=40, height=24)
+    return [ja_families.host_param(f) if f in ja_families.BY_NAME else f for f in families]
 
 
 def test_builders_wrap_real_comfy_classes_and_report_their_sizes():

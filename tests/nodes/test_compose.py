@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ja_compose import core_nodes, foreign_block_patch, foreign_override, tiny_lora
+from ja_families import host_param
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
 from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
@@ -69,7 +70,8 @@ def _pair(tiny):
 
 # -- core LoRA loading ---------------------------------------------------------------------------------------------
 @works_with("core LoRA loading (`LoraLoaderModelOnly`, weight patches)", "Apply Regional Attention", "exact")
-@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])  # Z-Image: LoRA keys under the wrapped layer lists
+# Z-Image, Krea 2: LoRA keys under the wrapped layer lists (Krea 2: its blocks and its text adapter)
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2")])
 @pytest.mark.parametrize("order", ["lora_first", "regions_first"])
 def test_lora_and_regions(family, order, tmp_path):
     import folder_paths

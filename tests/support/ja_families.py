@@ -263,6 +263,14 @@ def _param(reason, id, *values):
     return pytest.param(*values, id=id, marks=marks)
 
 
+def host_param(name: str):
+    """The entry `name` as a pytest param for tests that list families by hand: skipped, with the reason, on a host
+    without the family's model."""
+    entry = BY_NAME[name]
+    marks = () if entry.on_this_host() else pytest.mark.skip(reason=f"{name}: this host has no {entry.host_class}")
+    return pytest.param(name, id=name, marks=marks)
+
+
 def names(scenario: str) -> list:
     """The names of the entries that run `scenario` (for a hypothesis strategy, where a param cannot skip)."""
     return [entry.name for entry in FAMILIES if entry.skip_reason(scenario) is None]
