@@ -25,6 +25,11 @@ def _host_params(families):
     return [ja_families.host_param(f) if f in ja_families.BY_NAME else f for f in families]
 
 
+TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__init__.py"
+# 40x24 px -> a 5x3 latent: odd in both directions, so the models pad to their patch size.
+ODD = dict(width=40, height=24)
+
+
 def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
     import comfy.model_base
     import comfy.model_patcher
