@@ -22,6 +22,7 @@ as the prompt (the per-token text MLP after it runs over all rows at once: equal
 from __future__ import annotations
 
 from functools import partial
+
 import torch
 
 from ..attention.forward import BlockRef, ForwardState
