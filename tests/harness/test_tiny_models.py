@@ -38,7 +38,8 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
                      "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
                      "chroma_radiance": comfy.model_base.ChromaRadiance,
-                     "krea2": getattr(comfy.model_base, "Krea2", None)}
+                     "krea2": getattr(comfy.model_base, "Krea2", None),
+                     "ideogram4": getattr(comfy.model_base, "Ideogram4", None)}
     for family in filter(_on_this_host, FAMILIES):
         tiny = build(family)
         assert isinstance(tiny.patcher, comfy.model_patcher.ModelPatcher)
@@ -55,6 +56,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         elif family == "z_image":
             assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
             assert net.cap_embedder[1].in_features == tiny.context_dim and net.pad_tokens_multiple == 32
+        elif family == "ideogram4":
+            assert (len(net.layers), tiny.n_single) == (tiny.n_double, 0)
+            assert net.llm_cond_proj.in_features == tiny.context_dim
         elif family == "krea2":  # the context: the encoder's stacked hidden layers side by side
             assert (len(net.blocks), tiny.n_single) == (tiny.n_double, 0)
             assert net.txtlayers * net.txtdim == tiny.context_dim

@@ -70,8 +70,8 @@ def _pair(tiny):
 
 # -- core LoRA loading ---------------------------------------------------------------------------------------------
 @works_with("core LoRA loading (`LoraLoaderModelOnly`, weight patches)", "Apply Regional Attention", "exact")
-# Z-Image, Krea 2: LoRA keys under the wrapped layer lists (Krea 2: its blocks and its text adapter)
-@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2")])
+# Z-Image, Krea 2, Ideogram 4: LoRA keys under the wrapped layer lists (Krea 2: its blocks and its text adapter)
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2"), host_param("ideogram4")])
 @pytest.mark.parametrize("order", ["lora_first", "regions_first"])
 def test_lora_and_regions(family, order, tmp_path):
     import folder_paths

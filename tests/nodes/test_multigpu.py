@@ -133,7 +133,7 @@ def two_cpu_devices(monkeypatch):
 
 
 @needs_work_units
-@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2")])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2"), host_param("ideogram4")])
 def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devices):
     tiny = build(family)
     model, handle = patched(tiny)

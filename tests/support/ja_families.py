@@ -84,6 +84,7 @@ class TinyFamily:
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
     host_class: str = ""  # the `comfy.model_base` class the family needs; hosts without it skip every scenario
+    cell_tokens: int = 1  # tokens per side of a ja_regions mask cell in the tests' images (Ideogram 4: 2)
 
     def on_this_host(self) -> bool:
         if not self.host_class:
@@ -229,6 +230,20 @@ FAMILIES = (
                      "reference_images_with_taca[both_rows]", "reference_images_with_taca[cond_rows]"),
                     "Krea 2 leaves reference latents out unless the conditioning names a reference method (its "
                     "checkpoints set no default); the index_timestep_zero cases run its reference tokens"),
+        }),
+    TinyFamily(
+        # A patchified 128-channel latent: one 16 px cell per token, which sample() draws at 1/8 of the image, so a
+        # ja_regions mask cell covers 2 x 2 tokens (ja_regions.on_token_grid).
+        "ideogram4", "ideogram4", "Ideogram 4", ja_tiny.tiny_clip, block_patches=False, latent_px=16,
+        host_class="Ideogram4", cell_tokens=2,
+        lacks={"concepts": "Ideogram 4 runs text and image in one stream: no text stream of its own for the concepts",
+               "reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            "layout_slices": "the test reads the token grid from the model's patch_size (2), but Ideogram 4's latent "
+                             "comes patchified (a latent cell is a token); the regional references check its grid",
+            "attention_slot": "the tiny Ideogram 4's text moves its latent by ~1e-3 at most, so one block's text "
+                              "scale stays under the test's 1e-4 effect floor; Krea 2 and Z-Image run the backend "
+                              "slot through the same wrapped-layer hooks",
         }),
 )
 

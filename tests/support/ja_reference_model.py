@@ -102,7 +102,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
-        if in_window and (nextdit or krea2):  # the reference forward below refines each region text alone
+        if in_window and (nextdit or krea2 or ideogram4):  # the reference forward below refines each region text alone
             info["regions"] = config.regions
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
@@ -122,6 +122,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     nextdit = type(model.model).__name__ == "Lumina2"
     krea2 = type(model.model).__name__ == "Krea2"
+    ideogram4 = type(model.model).__name__ == "Ideogram4"
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if nextdit:
         from ja_reference_nextdit import reference_forward
@@ -144,6 +145,18 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                                  transformer_options, ref_latents, method, config.text_edit)
 
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, krea2_wrapper)
+    if ideogram4:
+        from ja_reference_ideogram4 import reference_forward as ideogram4_forward
+
+        def ideogram4_wrapper(executor, x, timesteps, context=None, attention_mask=None, transformer_options=None,
+                              **kwargs):
+            info = transformer_options.get(KEY)
+            if context is None or attention_mask is not None or info is None:
+                return executor(x, timesteps, context, attention_mask, transformer_options, **kwargs)
+            return ideogram4_forward(executor.class_obj, x, timesteps, context, info.get("regions", ()), info,
+                                     transformer_options, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, ideogram4_wrapper)
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"

@@ -212,6 +212,21 @@ def tiny_krea2(depth=2, seed=0):
     return _detected(cfg, "krea2", 16, depth, 0, seed)
 
 
+def tiny_ideogram4(depth=2, seed=0):
+    """Ideogram 4 (single-stream layers over [text ; image], text projected per token, 3-axis interleaved rope, a
+    patchified 128-channel latent: one 16 px cell per token) at 2 heads x 32. Detection reads only `in_channels` and
+    `num_layers`; the config class then sets the real sizes, shrunk here after the host picked it."""
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet_config({"image_model": "ideogram4", "in_channels": 128,
+                                                                  "num_layers": depth})
+    if config is None:
+        raise RuntimeError("this host's detection finds no Ideogram 4 config")
+    config.unet_config.update(num_attention_heads=2, attention_head_dim=32, intermediate_size=128, adaln_dim=32,
+                              llm_features_dim=CONTEXT_DIM, mrope_section=[6, 5, 5])
+    return _finish(lambda cfg: config, config.unet_config, "ideogram4", 128, depth, 0, seed)
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -224,7 +239,7 @@ def tiny_aura_flow(seed=0):
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
             "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "krea2": tiny_krea2}
+            "krea2": tiny_krea2, "ideogram4": tiny_ideogram4}
 
 
 def build(family: str, **kw) -> TinyModel:
