@@ -172,6 +172,25 @@ def hidream_graph(positive_text, prefix):
     ]
 
 
+def krea2_graph(positive_text, prefix):
+    """Krea 2 (ComfyUI 0.33+): split files, its Qwen3-VL-4B encoder through CLIPLoader type krea2, the Wan 2.1 VAE
+    (16-channel latents), two hard regions; the model's own sampling shift."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "krea2.safetensors", "weight_dtype": "default"}),
+        Node(2, "CLIPLoader", {"clip_name": "qwen3_vl_4b.safetensors", "type": "krea2"}),
+        Node(3, "VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}),
+    ] + two_regions((2, 0), (1, 0)) + [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": ""}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(7, "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 28, "cfg": 3.5, "sampler_name": "euler", "scheduler": "simple",
+                             "denoise": 1.0},
+             {"model": (28, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveImage", {"filename_prefix": prefix}, {"images": (9, 0)}),
+    ]
+
+
 def two_regions(clip, model, size=1024, texts=("a red vintage car", "a golden retriever sitting on the grass"),
                 base=20):
     half = size // 2
@@ -309,6 +328,16 @@ GRAPHS = {
           "t5xxl_fp8_e4m3fn_scaled, llama_3.1_8b_instruct_fp8_scaled (text_encoders), ae.safetensors (vae). For "
           "HiDream I1 Full: shift 3, 50 steps, CFG 5, uni_pc / simple, and a negative prompt. Block numbers: "
           "double_blocks 0-15, single_blocks 0-31. " + NOTE_REGIONS)],
+    ),
+    "regional_krea2.json": (
+        lambda: krea2_graph("a sunny park, photo, detailed", "regional_krea2"),
+        [("How to use", "Two regions on Krea 2 (needs ComfyUI 0.33 or newer, which has the model). Krea 2 runs text "
+          "and image through the same single-stream blocks, numbered as double_blocks from 0 (single_blocks does not "
+          "apply). Each region text goes through the model's text adapter alone, as a prompt would, so it reads as "
+          "the prompt alone. Files: your Krea 2 diffusion model (diffusion_models), the Qwen3-VL-4B text encoder "
+          "(text_encoders, CLIPLoader type krea2) and the Wan 2.1 VAE (vae); steps and CFG are starting points, keep "
+          "the ones your Krea 2 workflow uses. If the regions split the picture, try image_attention 'open' and soft "
+          "masks. " + NOTE_REGIONS)],
     ),
     "regional_chroma_radiance.json": (
         lambda: [

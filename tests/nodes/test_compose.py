@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from ja_compose import core_nodes, foreign_block_patch, foreign_override, tiny_lora
+from ja_families import host_param
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, on_token_grid, regions_for
 from ja_tiny import build, make_cond, patcher, sample
 from joint_attention_pack.attention.blocks import parse_blocks
 from joint_attention_pack.integration import reach
@@ -42,7 +43,8 @@ class Regional:
         self.tiny = tiny
         self.single = single if single is not None else ("odd" if tiny.n_single else "none")
         self.double = double
-        pixels, self.token_masks = cell_masks(soft)
+        pixels, token_masks = cell_masks(soft)
+        self.token_masks = on_token_grid(tiny, token_masks)  # Ideogram 4: 2 x 2 tokens per mask cell
         self.strengths = [1.0, 1.5]
         self.regions, self.conds = regions_for(tiny, pixels, self.strengths)
 
@@ -69,7 +71,8 @@ def _pair(tiny):
 
 # -- core LoRA loading ---------------------------------------------------------------------------------------------
 @works_with("core LoRA loading (`LoraLoaderModelOnly`, weight patches)", "Apply Regional Attention", "exact")
-@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])  # Z-Image: LoRA keys under the wrapped layer lists
+# Z-Image, Krea 2, Ideogram 4: LoRA keys under the wrapped layer lists (Krea 2: its blocks and its text adapter)
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2"), host_param("ideogram4")])
 @pytest.mark.parametrize("order", ["lora_first", "regions_first"])
 def test_lora_and_regions(family, order, tmp_path):
     import folder_paths

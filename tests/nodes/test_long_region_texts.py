@@ -10,7 +10,7 @@ import torch
 from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks
+from ja_regions import HEIGHT, WIDTH, cell_masks, on_token_grid
 from ja_tiny import build, make_cond, patcher, prompt_alone, sample
 from joint_attention_pack.integration.conditioning import model_text
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
@@ -99,7 +99,7 @@ def test_two_region_texts_longer_than_the_prompt_match_reference(family):
                      "background")[0]
     from joint_attention_pack.attention.blocks import parse_blocks
 
-    config = ReferenceConfig(regions=conds, masks=token_masks, strengths=[1.0, 1.0], double=parse_blocks("all", tiny.n_double),
+    config = ReferenceConfig(regions=conds, masks=on_token_grid(tiny, token_masks), strengths=[1.0, 1.0], double=parse_blocks("all", tiny.n_double),
                              single=parse_blocks(single, tiny.n_single) if tiny.n_single else ())
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     kw = dict(seed=0, steps=2, cfg=2.5, width=WIDTH, height=HEIGHT)

@@ -17,6 +17,7 @@ import threading
 import pytest
 import torch
 
+from ja_families import host_param
 from ja_nodes import run_node
 from ja_regions import HEIGHT, WIDTH
 from ja_threads import at_once
@@ -132,7 +133,7 @@ def two_cpu_devices(monkeypatch):
 
 
 @needs_work_units
-@pytest.mark.parametrize("family", ["flux", "sd3", "z_image"])
+@pytest.mark.parametrize("family", ["flux", "sd3", "z_image", host_param("krea2"), host_param("ideogram4")])
 def test_work_units_give_the_single_device_latent_and_maps(family, two_cpu_devices):
     tiny = build(family)
     model, handle = patched(tiny)
@@ -187,6 +188,35 @@ def test_work_units_on_z_image_wrap_each_devices_own_layers(two_cpu_devices):
         children = list(torch.nn.ModuleList.__iter__(wrapped))
         assert all(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(own), strict=True))
         assert not any(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(main)))
+
+
+@needs_work_units
+@pytest.mark.parametrize("family", [host_param("krea2")])
+def test_work_units_on_krea2_wrap_each_devices_own_blocks_and_text_adapter(family, two_cpu_devices):
+    """Krea 2's hooks are object patches holding its block modules and its text adapter's layers: a device clone
+    must wrap its own, never run the main model's from another device."""
+    from joint_attention_pack.families.krea2 import FusedAlone, HookedBlocks
+
+    tiny = build(family)
+    model, _ = patched(tiny, capture=False)
+    pos, neg = prompts(tiny)
+    want = sample(model, pos, neg, seed=0, **KW)
+    split = cfg_split(model)
+    torch.testing.assert_close(sample(split, pos, neg, seed=0, **KW), want, rtol=1e-5, atol=1e-5)
+    (clone,) = split.get_additional_models_with_key("multigpu")
+    main = model.model.diffusion_model
+    wrapped = clone.object_patches["diffusion_model.blocks"]
+    assert isinstance(wrapped, HookedBlocks)
+    own = clone.object_patches_backup.get("diffusion_model.blocks", clone.model.diffusion_model.blocks)
+    children = list(torch.nn.ModuleList.__iter__(wrapped))
+    assert all(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(own), strict=True))
+    assert not any(a is b for a, b in zip(children, torch.nn.ModuleList.__iter__(main.blocks)))
+    fused = clone.object_patches["diffusion_model.txtfusion"]
+    assert isinstance(fused, FusedAlone) and not isinstance(fused.inner, FusedAlone)
+    own = clone.object_patches_backup.get("diffusion_model.txtfusion", clone.model.diffusion_model.txtfusion)
+    assert fused.inner is (own.inner if isinstance(own, FusedAlone) else own)
+    main_fusion = main.txtfusion.inner if isinstance(main.txtfusion, FusedAlone) else main.txtfusion
+    assert fused.inner is not main_fusion and fused.projector is fused.inner.projector
 
 
 @needs_work_units

@@ -5,7 +5,7 @@ import torch
 from ja_families import family_params
 from ja_nodes import run_node
 from ja_reference_model import ReferenceConfig, install_reference
-from ja_regions import HEIGHT, WIDTH, cell_masks, regional_config, regions_for
+from ja_regions import HEIGHT, WIDTH, cell_masks, on_token_grid, regional_config, regions_for
 from ja_tiny import build, make_cond, patcher, sample, uncond_first_step
 from joint_attention_pack.nodes.regional import JointAttentionRegion, JointAttentionRegionalApply
 
@@ -117,6 +117,7 @@ def test_outside_image_tokens_never_see_region_text_in_selected_blocks(family, b
 
     tiny = family.build()
     pixels, token_masks = cell_masks(True)
+    token_masks = on_token_grid(tiny, token_masks)
     regions, _ = regions_for(tiny, pixels, [1.0, 2.0])
     single = "all" if tiny.n_single else "none"
     model = run_node(JointAttentionRegionalApply, patcher(tiny), regions, base_ratio, 0.0, 1.0, "all", single,

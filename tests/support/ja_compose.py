@@ -85,7 +85,8 @@ def foreign_override(model, chain=True):
     return m, override
 
 
-def tiny_lora(model, path, rank=2, seed=0, scale=0.5, match=("attn.qkv", "attention.qkv", "linear1", "context_embedder")):
+def tiny_lora(model, path, rank=2, seed=0, scale=0.5, match=("attn.qkv", "attention.qkv", "linear1", "context_embedder",
+                                                                "attn.wq")):
     """Write a LoRA for the linear layers of `model` whose names contain one of `match` to `path`
     (.safetensors); returns the state dict."""
     import safetensors.torch

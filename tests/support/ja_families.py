@@ -85,6 +85,7 @@ class TinyFamily:
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
     host_class: str = ""  # the comfy.model_base class the builder makes: a host without it skips the family
     host_feature: tuple = ()  # (what, check): a model variant a host may lack (Ovis-Image's FLUX text norm)
+    cell_tokens: int = 1  # tokens per side of a ja_regions mask cell in the tests' images (Ideogram 4: 2)
 
     def missing_from_host(self):
         """Why this host cannot run the family (it lacks its model class or variant), or None."""
@@ -95,6 +96,9 @@ class TinyFamily:
         if self.host_feature and not self.host_feature[1]():
             return f"{self.name}: this host has no {self.host_feature[0]}"
         return None
+
+    def on_this_host(self) -> bool:
+        return self.missing_from_host() is None
 
     def build(self, **kw) -> ja_tiny.TinyModel:
         return ja_tiny.build(self.name, **kw)
@@ -285,6 +289,31 @@ FAMILIES = (
             "block_numbering": "modifiers' before_block comes from the host's dit block patches, which HiDream reads "
                                "none of (the pack wraps its block lists: test_hidream)",
         }),
+    TinyFamily(
+        # The CLIP-L stand-in's 64 features per token are the tiny model's 2 stacked encoder layers x 32; the host's
+        # Krea 2 tokenizer and encoder rules are checked in test_krea2 (labels).
+        "krea2", "krea2", "Krea 2", ja_tiny.tiny_clip, block_patches=False, latent_frames=True, host_class="Krea2",
+        lacks={"concepts": "Krea 2 runs text and image in one stream: no text stream of its own for the concepts"},
+        sits_out={
+            **_each(("reference_images_with_regions[both_prompts]", "reference_images_with_regions[positive_only]",
+                     "reference_images_with_taca[both_rows]", "reference_images_with_taca[cond_rows]"),
+                    "Krea 2 leaves reference latents out unless the conditioning names a reference method (its "
+                    "checkpoints set no default); the index_timestep_zero cases run its reference tokens"),
+        }),
+    TinyFamily(
+        # A patchified 128-channel latent: one 16 px cell per token, which sample() draws at 1/8 of the image, so a
+        # ja_regions mask cell covers 2 x 2 tokens (ja_regions.on_token_grid).
+        "ideogram4", "ideogram4", "Ideogram 4", ja_tiny.tiny_clip, block_patches=False, latent_px=16,
+        host_class="Ideogram4", cell_tokens=2,
+        lacks={"concepts": "Ideogram 4 runs text and image in one stream: no text stream of its own for the concepts",
+               "reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            "layout_slices": "the test reads the token grid from the model's patch_size (2), but Ideogram 4's latent "
+                             "comes patchified (a latent cell is a token); the regional references check its grid",
+            "attention_slot": "the tiny Ideogram 4's text moves its latent by ~1e-3 at most, so one block's text "
+                              "scale stays under the test's 1e-4 effect floor; Krea 2 and Z-Image run the backend "
+                              "slot through the same wrapped-layer hooks",
+        }),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}
@@ -316,6 +345,15 @@ def _param(reason, id, *values):
     # family_skipped: the README's Works with table (ja_works_with) counts a combination's outcomes, not these.
     marks = (pytest.mark.skip(reason=reason), pytest.mark.family_skipped) if reason else ()
     return pytest.param(*values, id=id, marks=marks)
+
+
+def host_param(name: str):
+    """The entry `name` as a pytest param for tests that list families by hand: skipped, with the reason, on a host
+    without the family's model."""
+    entry = BY_NAME[name]
+    missing = entry.missing_from_host()
+    marks = pytest.mark.skip(reason=missing) if missing else ()
+    return pytest.param(name, id=name, marks=marks)
 
 
 def names(scenario: str) -> list:

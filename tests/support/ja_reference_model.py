@@ -142,7 +142,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
     hunyuan = type(model.model).__name__ == "HunyuanImage21"
     dm = model.model.diffusion_model
     hidream = type(model.model).__name__ == "HiDream"
-    own_forward = nextdit or hidream
+    krea2 = type(model.model).__name__ == "Krea2"
+    ideogram4 = type(model.model).__name__ == "Ideogram4"
+    own_forward = nextdit or hidream or krea2 or ideogram4
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if hidream:
         from ja_reference_hidream import reference_forward as hidream_forward
@@ -163,6 +165,29 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                                      options, config.text_edit)
 
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, forward)
+    if krea2:
+        from ja_reference_krea2 import reference_forward as krea2_forward
+
+        def krea2_wrapper(executor, x, timesteps, context, attention_mask=None, ref_latents=None,
+                          transformer_options=None, **kwargs):
+            info = transformer_options[KEY]
+            method = kwargs.get("ref_latents_method", executor.class_obj.default_ref_method)
+            return krea2_forward(executor.class_obj, x, timesteps, context, info.get("regions", ()), info,
+                                 transformer_options, ref_latents, method, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, krea2_wrapper)
+    if ideogram4:
+        from ja_reference_ideogram4 import reference_forward as ideogram4_forward
+
+        def ideogram4_wrapper(executor, x, timesteps, context=None, attention_mask=None, transformer_options=None,
+                              **kwargs):
+            info = transformer_options.get(KEY)
+            if context is None or attention_mask is not None or info is None:
+                return executor(x, timesteps, context, attention_mask, transformer_options, **kwargs)
+            return ideogram4_forward(executor.class_obj, x, timesteps, context, info.get("regions", ()), info,
+                                     transformer_options, config.text_edit)
+
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, ideogram4_wrapper)
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"

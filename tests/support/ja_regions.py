@@ -22,6 +22,19 @@ def cell_masks(soft: bool):
     return pixels, cells.reshape(2, -1)
 
 
+def on_token_grid(tiny, token_masks):
+    """`cell_masks`' token masks (one per 16 px cell) on the tiny model's token grid: a family whose token is a 16 px
+    latent cell that `sample()` draws at 1/8 of WIDTH x HEIGHT (Ideogram 4) has 2 x 2 tokens per mask cell."""
+    import ja_families
+
+    entry = ja_families.BY_NAME.get(tiny.family)
+    k = entry.cell_tokens if entry is not None else 1
+    if k == 1:
+        return token_masks
+    cells = token_masks.reshape(-1, 4, 6)
+    return cells.repeat_interleave(k, 1).repeat_interleave(k, 2).reshape(cells.shape[0], -1)
+
+
 def regions_for(tiny, pixel_masks, strengths):
     regions = None
     conds = []
@@ -38,7 +51,7 @@ def regional_config(base, tiny, conds, token_masks, strengths, base_ratio=0.0, s
     own schedule, the block lists as the node reads them; `extra` sets other features (gamma, capture)."""
     sampling = base.get_model_object("model_sampling")
     return ReferenceConfig(
-        regions=conds, masks=token_masks, strengths=strengths, base_ratio=base_ratio,
+        regions=conds, masks=on_token_grid(tiny, token_masks), strengths=strengths, base_ratio=base_ratio,
         sigma_start=float(sampling.percent_to_sigma(start)), sigma_end=float(sampling.percent_to_sigma(end)),
         double=parse_blocks(double, tiny.n_double), single=parse_blocks(single, tiny.n_single) if tiny.n_single else (),
         image_attention=image_attention, global_prompt=global_prompt, **extra)

@@ -285,6 +285,44 @@ def llama_states(tokens: torch.Tensor, layers: int) -> torch.Tensor:
     return torch.randn(1, layers, t.shape[-2] + 3, t.shape[-1], generator=g).to(tokens.dtype)
 
 
+def _detected(unet_config, family, latent_channels, n_double, n_single, seed):
+    """A tiny model whose config class the host's own detection picks from `unet_config`
+    (`comfy.model_detection.model_config_from_unet_config`, the path a loaded checkpoint takes once its sizes are read),
+    finished as `_finish` does."""
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
+    if config is None:
+        raise RuntimeError(f"this host's detection finds no model config for {unet_config!r}")
+    return _finish(lambda cfg: config, unet_config, family, latent_channels, n_double, n_single, seed)
+
+
+def tiny_krea2(depth=2, seed=0):
+    """Krea 2 (single-stream blocks over [text ; image], the `txtfusion` text adapter over the encoder's stacked
+    hidden layers, 3-axis rope, 5-D Wan 2.1 latents) at 2 heads x 32 (GQA: 1 key/value head). Detection reads only
+    `image_model`, features, channels, patch, layers, heads, kvheads, txtlayers and txtdim from a checkpoint; the text
+    adapter's heads and the rope theta are the class's defaults, shrunk here in the unet config. Context: 2 stacked
+    layers x 32 features = the tiny CLIP's 64 features per token."""
+    cfg = dict(image_model="krea2", features=64, channels=16, patch=2, layers=depth, heads=2, kvheads=1,
+               txtlayers=2, txtdim=CONTEXT_DIM // 2, txtheads=2, txtkvheads=2, multiplier=2)
+    return _detected(cfg, "krea2", 16, depth, 0, seed)
+
+
+def tiny_ideogram4(depth=2, seed=0):
+    """Ideogram 4 (single-stream layers over [text ; image], text projected per token, 3-axis interleaved rope, a
+    patchified 128-channel latent: one 16 px cell per token) at 2 heads x 32. Detection reads only `in_channels` and
+    `num_layers`; the config class then sets the real sizes, shrunk here after the host picked it."""
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet_config({"image_model": "ideogram4", "in_channels": 128,
+                                                                  "num_layers": depth})
+    if config is None:
+        raise RuntimeError("this host's detection finds no Ideogram 4 config")
+    config.unet_config.update(num_attention_heads=2, attention_head_dim=32, intermediate_size=128, adaln_dim=32,
+                              llm_features_dim=CONTEXT_DIM, mrope_section=[6, 5, 5])
+    return _finish(lambda cfg: config, config.unet_config, "ideogram4", 128, depth, 0, seed)
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -329,6 +367,8 @@ BUILDERS = {
     "longcat_image": tiny_longcat_image,
     "hunyuan_image": tiny_hunyuan_image,
     "hidream": tiny_hidream,
+    "krea2": tiny_krea2,
+    "ideogram4": tiny_ideogram4,
 }
 
 

@@ -23,6 +23,8 @@ def family_of(name: str) -> str:
         return "hunyuan_image"
     if "hidream" in name:
         return "hidream"
+    if "krea2" in name:
+        return "krea2"
     return "sd3" if "sd3" in name else "flux"
 
 
@@ -95,7 +97,7 @@ def swap_loaders_ui(workflow: dict, object_info: dict) -> dict:
     """The UI-format workflow with its loader nodes replaced by the tiny test loaders (same sockets)."""
     workflow = json.loads(json.dumps(workflow))
     loaded = json.dumps([n.get("widgets_values") for n in workflow["nodes"] if n["type"] in LOADERS])
-    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image", "hidream")) else \
+    family = family_of(loaded) if any(f in loaded for f in ("qwen_image", "z_image", "hidream", "krea2")) else \
         family_of(json.dumps([n["type"] for n in workflow["nodes"]]))
     swaps = loader_swaps(family)
     for node in workflow["nodes"]:

@@ -126,7 +126,7 @@ class JATestTinyVAE:
         return {"required": {"family": (FAMILIES, {"default": "flux"})}}
 
     def load(self, family):
-        if family == "qwen_image":
+        if family in ("qwen_image", "krea2"):  # Wan 2.1 latents (16 channels, a frame axis)
             return (ja_tiny.tiny_wan_vae(),)
         if family == "chroma_radiance":  # pixel space: the host's own pass-through VAE (VAELoader "pixel_space")
             import comfy.sd
