@@ -209,6 +209,13 @@ FAMILIES = (
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
         }),
+    TinyFamily(
+        # Encoder: the CLIP-L stand-in (64 features, as the tiny model's text_feat_dim); the conditioning carries the
+        # text encoder's attention mask, which OmniGen2 reads its text length from (ja_tiny.make_cond).
+        "omnigen2", "omnigen2", "OmniGen2", ja_tiny.tiny_clip, block_patches=False,
+        lacks={"concepts": "OmniGen2 has a single joint stream: the pack refuses ConceptAttention on it by name",
+               "reference_images": "the pack refuses OmniGen2's reference latents by name (test_omnigen2)"},
+        sits_out={}),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

@@ -102,7 +102,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
-        if in_window and nextdit:  # the reference forward below refines each region text alone
+        if in_window and own_forward:  # the reference forward below refines each region text alone
             info["regions"] = config.regions
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
@@ -121,7 +121,21 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
+    omnigen2 = type(model.model).__name__ == "Omnigen2"
+    own_forward = nextdit or omnigen2
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
+    if omnigen2:  # its forward takes no DIFFUSION_MODEL wrappers: the reference forward replaces it on the clone
+        from ja_reference_omnigen2 import reference_forward as omnigen2_forward
+
+        dm_own = model.model.diffusion_model
+
+        def forward_omnigen2(x, timesteps, context, num_tokens, ref_latents=None, attention_mask=None,
+                             transformer_options={}, **kwargs):  # noqa: B006 (the host's signature)
+            info = transformer_options[KEY]
+            return omnigen2_forward(dm_own, x, timesteps, context, info.get("regions", ()), info,
+                                    transformer_options, config.text_edit)
+
+        m.add_object_patch("diffusion_model.forward", forward_omnigen2)
     if nextdit:
         from ja_reference_nextdit import reference_forward
 
@@ -164,6 +178,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         q, k, v = args[0], args[1], args[2]
         if kwargs.get("skip_reshape"):
             heads = q.shape[1]
+            if k.shape[1] != heads:  # grouped-query attention (OmniGen2): key / value head j serves query heads
+                group = heads // k.shape[1]  # j * group .. (j + 1) * group - 1
+                k, v = k[:, torch.arange(heads) // group], v[:, torch.arange(heads) // group]
         else:
             heads = kwargs["heads"]
             b = q.shape[0]

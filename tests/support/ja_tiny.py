@@ -24,6 +24,9 @@ class TinyModel:
     latent_channels: int
     n_double: int
     n_single: int
+    # The conditioning carries the text encoder's attention mask, which the model reads its text length from
+    # (OmniGen2's `num_tokens`): make_cond adds one, as the host's text encoder does.
+    text_attention_mask: bool = False
 
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed, weight_dtype=None):
@@ -189,6 +192,21 @@ def tiny_z_image(depth=2, seed=0, variant="z_image"):
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
+def tiny_omnigen2(depth=2, seed=0):
+    """OmniGen2 layout (context / noise / reference refiners, joint layers over [caption ; references ; image],
+    grouped-query attention) at 4 query heads and 2 key/value heads x 32, through the host's detection
+    (`model_config_from_unet_config`) with the keys its detection sets and tiny sizes."""
+    import comfy.model_detection
+
+    cfg = dict(image_model="omnigen2", axes_dim_rope=[8, 12, 12], axes_lens=[1024, 1664, 1664],
+               ffn_dim_multiplier=None, hidden_size=128, in_channels=16, multiple_of=16, norm_eps=1e-5,
+               num_attention_heads=4, num_kv_heads=2, num_layers=depth, num_refiner_layers=1, out_channels=None,
+               patch_size=2, text_feat_dim=CONTEXT_DIM, timestep_scale=1000.0)
+    tiny = _finish(comfy.model_detection.model_config_from_unet_config, cfg, "omnigen2", 16, depth, 0, seed)
+    tiny.text_attention_mask = True
+    return tiny
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -200,7 +218,8 @@ def tiny_aura_flow(seed=0):
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
+            "omnigen2": tiny_omnigen2}
 
 
 def build(family: str, **kw) -> TinyModel:
@@ -231,6 +250,8 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randn(1, n_tokens, model.context_dim, generator=g)
     extra = {"pooled_output": torch.randn(1, model.pooled_dim, generator=g), "guidance": guidance}
+    if getattr(model, "text_attention_mask", False):
+        extra["attention_mask"] = torch.ones(1, n_tokens, dtype=torch.long)
     if ref_latents is not None:
         extra["reference_latents"] = list(ref_latents)
     return [[tokens, extra]]
@@ -245,7 +266,10 @@ def with_options(cond, **options):
 def prompt_alone(region_cond, base_cond):
     """The region's tokens as the prompt, with the base prompt's pooled vector and guidance (the pack keeps those):
     what a full-image region at strength 1 must sample like."""
-    return [[region_cond[0][0], dict(base_cond[0][1])]]
+    extra = dict(base_cond[0][1])
+    if "attention_mask" in extra:  # the text encoder's mask is the text's own (OmniGen2 reads its length there)
+        extra["attention_mask"] = torch.ones(1, region_cond[0][0].shape[1], dtype=torch.long)
+    return [[region_cond[0][0], extra]]
 
 
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
