@@ -87,19 +87,27 @@ class OmniGen2Layers(HookedLayers):
 class OmniGen2Layer(HookedLayer):
     @partial(torch.compiler.disable, recursive=False)
     def __call__(self, *args, **kwargs):
-        options = kwargs.get("transformer_options") or {}
         if self.role == JOINT:
-            block = self.hooks.enter(options, BlockRef("double", self.index, self.index))
-            if block is None or not args:
-                return self.layer(*args, **kwargs)
-            state = block.state
-            text = TextStream(args[0], 0, state.n_context)
-            if block.edit_text(text):
-                return args[0]  # skipped
-            args = (text.tensor,) + tuple(args[1:])
-            if state.region_lens and len(args) > 2:
-                args = (args[0], args[1], joint_rope(state, args[2])) + tuple(args[3:])
-            return self.layer(*args, **{**kwargs, "transformer_options": block.options})
+            return self.joint(BlockRef("double", self.index, self.index), args, kwargs)
+        return self.refiner(args, kwargs)
+
+    def joint(self, ref: BlockRef, args, kwargs):
+        """A joint layer over [text ; reference images ; image]: (hidden states, mask, rope table, ...)."""
+        block = self.hooks.enter(kwargs.get("transformer_options") or {}, ref)
+        if block is None or not args:
+            return self.layer(*args, **kwargs)
+        state = block.state
+        text = TextStream(args[0], 0, state.n_context)
+        if block.edit_text(text):
+            return args[0]  # skipped
+        args = (text.tensor,) + tuple(args[1:])
+        if state.region_lens and len(args) > 2:
+            args = (args[0], args[1], joint_rope(state, args[2])) + tuple(args[3:])
+        return self.layer(*args, **{**kwargs, "transformer_options": block.options})
+
+    def refiner(self, args, kwargs):
+        """A refiner layer (caption alone, image alone, reference images alone), outside the numbered blocks."""
+        options = kwargs.get("transformer_options") or {}
         entered = self.hooks.outside_blocks(options, self.role)
         if entered is None:
             return self.layer(*args, **kwargs)

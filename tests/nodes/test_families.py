@@ -86,4 +86,6 @@ def test_every_family_of_the_pack_is_in_the_test_family_list():
 
     assert {entry.family for entry in ja_families.FAMILIES} == {family.name for family in FAMILIES}
     for entry in ja_families.FAMILIES:
+        if entry.missing_from_host():  # a family only newer hosts have
+            continue
         assert model_family(entry.build().patcher).name == entry.family, entry.name

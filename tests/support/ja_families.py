@@ -83,6 +83,18 @@ class TinyFamily:
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
+    # The `comfy.model_base` class the family needs, for a family only newer hosts have ("": every host has it).
+    host_class: str = ""
+
+    def missing_from_host(self):
+        """Why this host cannot run the entry ("this host has no X"), or None."""
+        if not self.host_class:
+            return None
+        try:
+            import comfy.model_base
+        except ImportError:
+            return f"this host has no {self.host_class}"
+        return None if hasattr(comfy.model_base, self.host_class) else f"this host has no {self.host_class}"
 
     def build(self, **kw) -> ja_tiny.TinyModel:
         return ja_tiny.build(self.name, **kw)
@@ -97,6 +109,9 @@ class TinyFamily:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: add it to ja_families.SCENARIOS")
         keyed = f"{scenario}[{case}]"
+        missing = self.missing_from_host()
+        if missing:
+            return f"{self.name}: {missing}"
         for capability in SCENARIOS.get(keyed, SCENARIOS[scenario]):
             if not self.has(capability):
                 return f"{self.name}: {self.lacks[capability]}"
@@ -217,6 +232,14 @@ FAMILIES = (
                "reference_images": "the pack refuses OmniGen2's reference latents by name (test_omnigen2)"},
         sits_out={
             "block_numbering": "modifiers' before_block comes from the host's dit block patches, which OmniGen2 has "
+                               "none of (the pack wraps its layer lists: test_omnigen2)",
+        }),
+    TinyFamily(
+        "boogu", "boogu", "Boogu", ja_tiny.tiny_clip, block_patches=False, host_class="Boogu",
+        lacks={"concepts": "the pack does not carry ConceptAttention through Boogu's layers (as OmniGen2's)",
+               "reference_images": "the pack refuses Boogu's reference latents by name (test_omnigen2)"},
+        sits_out={
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which Boogu has "
                                "none of (the pack wraps its layer lists: test_omnigen2)",
         }),
 )

@@ -121,11 +121,14 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
-    omnigen2 = type(model.model).__name__ == "Omnigen2"
+    omnigen2 = type(model.model).__name__ in ("Omnigen2", "Boogu")
     own_forward = nextdit or omnigen2
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if omnigen2:  # its forward takes no DIFFUSION_MODEL wrappers: the reference forward replaces it on the clone
-        from ja_reference_omnigen2 import reference_forward as omnigen2_forward
+        import ja_reference_omnigen2
+
+        omnigen2_forward = (ja_reference_omnigen2.reference_forward_boogu if type(model.model).__name__ == "Boogu"
+                            else ja_reference_omnigen2.reference_forward)
 
         dm_own = model.model.diffusion_model
 

@@ -75,3 +75,60 @@ def reference_forward(dm, x, timesteps, context, regions, info, options, text_ed
     out = dm.norm_out(seq, temb)[:, n_ctx:]
     out = out.reshape(B, rows, cols, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(B, -1, H, W)[:, :, :h, :w]
     return -out
+
+
+def reference_forward_boogu(dm, x, timesteps, context, regions, info, options, text_edit=None):
+    """Boogu forward (no reference images) with `regions` as region texts: OmniGen2's texts and image as above, then
+    the double-stream layers over (image, texts) and OmniGen2's joint layers over [texts ; image]. Layers are numbered
+    for the reference override model-wide: double-stream layers 0.., single-stream layers after them."""
+    import comfy.ldm.common_dit
+
+    bs, _, h, w = x.shape
+    p = dm.patch_size
+    x = comfy.ldm.common_dit.pad_to_patch_size(x, (p, p))
+    t = 1.0 - timesteps
+    temb, _ = dm.time_caption_embed(t, context, x.dtype)
+    n_txt = context.shape[1]
+    texts = [_text_alone(dm, context, t, x.dtype, options)]
+    texts += [_text_alone(dm, r[None].to(context).expand(bs, -1, -1), t, x.dtype, options) for r in regions]
+    info["n_txt"] = n_txt
+    info["lens"] = tuple(r.shape[0] for r in regions)
+
+    B, C, H, W = x.shape
+    rows, cols = H // p, W // p
+    img = x.reshape(B, C, rows, p, cols, p).permute(0, 2, 4, 3, 5, 1).reshape(B, rows * cols, p * p * C)
+    img = dm.x_embedder(img)
+    dev = x.device
+    row_ids = torch.arange(rows, device=dev).repeat_interleave(cols)
+    col_ids = torch.arange(cols, device=dev).repeat(rows)
+    img_rope = _rope(dm, torch.full_like(row_ids, n_txt), row_ids, col_ids, B)
+    for layer in torch.nn.ModuleList.__iter__(dm.noise_refiner):
+        img = layer(img, None, img_rope, temb, transformer_options=options)
+
+    text_ropes = []
+    for length in (n_txt,) + info["lens"]:
+        within = torch.arange(length, device=dev)
+        text_ropes.append(_rope(dm, within + (n_txt - length), within, within, B))
+    text = torch.cat(texts, dim=1)
+    rope = torch.cat(text_ropes + [img_rope], dim=1)
+    n_ctx = text.shape[1]
+    doubles = list(torch.nn.ModuleList.__iter__(dm.double_stream_layers))
+    for i, layer in enumerate(doubles):
+        if text_edit is not None:
+            edited = text_edit(i, text, n_ctx)
+            if edited is None:
+                continue
+            text = edited
+        img, text = layer(img, text, rope, img_rope, temb, joint_attention_mask=None, img_attention_mask=None,
+                          transformer_options={**options, "ja_reference_block": ("double", i)})
+    seq = torch.cat([text, img], dim=1)
+    for i, layer in enumerate(torch.nn.ModuleList.__iter__(dm.single_stream_layers)):
+        if text_edit is not None:
+            edited = text_edit(len(doubles) + i, seq, n_ctx)
+            if edited is None:
+                continue
+            seq = edited
+        seq = layer(seq, None, rope, temb, transformer_options={**options, "ja_reference_block": ("single", i)})
+    out = dm.norm_out(seq, temb)[:, n_ctx:]
+    out = out.reshape(B, rows, cols, p, p, -1).permute(0, 5, 1, 3, 2, 4).reshape(B, -1, H, W)[:, :, :h, :w]
+    return -out

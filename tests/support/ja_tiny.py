@@ -207,6 +207,20 @@ def tiny_omnigen2(depth=2, seed=0):
     return tiny
 
 
+def tiny_boogu(depth=2, depth_double=2, seed=0):
+    """Boogu layout (OmniGen2's refiners, double-stream layers, OmniGen2's single-stream joint layers) at 4 query
+    heads and 2 key/value heads x 32, through the host's detection (`model_config_from_unet_config`) with the keys
+    its detection sets; detection reads no head counts or rope axes for Boogu, so those are in the config too."""
+    import comfy.model_detection
+
+    cfg = dict(image_model="boogu", hidden_size=128, num_layers=depth, num_double_stream_layers=depth_double,
+               num_refiner_layers=1, instruction_feat_dim=CONTEXT_DIM, num_attention_heads=4, num_kv_heads=2,
+               axes_dim_rope=[8, 12, 12], axes_lens=[1024, 1664, 1664], multiple_of=16)
+    tiny = _finish(comfy.model_detection.model_config_from_unet_config, cfg, "boogu", 16, depth_double, depth, seed)
+    tiny.text_attention_mask = True
+    return tiny
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -219,7 +233,7 @@ def tiny_aura_flow(seed=0):
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
             "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "omnigen2": tiny_omnigen2}
+            "omnigen2": tiny_omnigen2, "boogu": tiny_boogu}
 
 
 def build(family: str, **kw) -> TinyModel:
