@@ -151,3 +151,77 @@ def test_a_padded_prompt_with_regions_is_refused_by_name():
     with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model': the prompt's conditioning "
                                          r"carries a text padding mask"):
         sample(_regional(base, regions), pos, make_cond(tiny, seed=2), **dict(KW, steps=1))
+
+
+# Boogu (ComfyUI 0.33): built on OmniGen2's classes in the host, named by a family of its own.
+
+def _boogu():
+    import comfy.model_base
+
+    if not hasattr(comfy.model_base, "Boogu"):
+        pytest.skip("this host has no Boogu")
+    return build("boogu")
+
+
+def test_boogu_is_its_own_family_never_omnigen2():
+    import comfy.model_base
+
+    from joint_attention_pack.families import model_family
+
+    tiny = _boogu()
+    assert issubclass(comfy.model_base.Boogu, comfy.model_base.Omnigen2)
+    assert model_family(tiny.patcher).name == "boogu"
+    assert model_family(build("omnigen2").patcher).name == "omnigen2"
+
+
+def test_boogu_reference_forward_is_the_hosts_forward_without_regions():
+    tiny = _boogu()
+    base = patcher(tiny)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    reference = install_reference(base, ReferenceConfig(), tiny.n_double, tiny.n_single)
+    torch.testing.assert_close(sample(reference, pos, neg, **KW), sample(base, pos, neg, **KW), atol=1e-5, rtol=1e-5)
+
+
+def test_boogu_double_stream_layers_get_the_hosts_image_rope_rows():
+    """The host slices the double-stream layers' image rope rows from the joint table past the whole text (region
+    texts included), rows its table does not have: the hooks give them the rows they have without regions."""
+    from joint_attention_pack.families.boogu import BooguLayers
+
+    tiny = _boogu()
+    base = patcher(tiny)
+    dm = base.model.diffusion_model
+    pixels, _ = cell_masks(False)
+    regions, conds = regions_for(tiny, pixels, [1.0, 1.0])
+    seen = {"patched": [], "plain": []}
+
+    def run(model, key):
+        def hook(module, args, kwargs):
+            seen[key].append((args[2].detach().clone(), args[3].detach().clone()))
+        handle = dm.double_stream_layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), **dict(KW, steps=1, cfg=1.0))
+        finally:
+            handle.remove()
+
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+                     "background")[0]
+    assert all(isinstance(model.object_patches[f"diffusion_model.{n}"], BooguLayers)
+               for n in ("context_refiner", "noise_refiner", "double_stream_layers", "single_stream_layers"))
+    run(model, "patched")
+    run(base, "plain")
+    (joint, image), (joint0, image0) = seen["patched"][0], seen["plain"][0]
+    assert torch.equal(image, image0)
+    assert joint.shape[1] == joint0.shape[1] + sum(c.shape[0] for c in conds)
+    assert not base.object_patches
+
+
+def test_boogu_reference_images_are_refused_by_name():
+    tiny = _boogu()
+    base = patcher(tiny)
+    ref = torch.randn(1, tiny.latent_channels, 8, 12)
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0])
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+                     "background")[0]
+    pos = with_options(make_cond(tiny, seed=1), reference_latents=[ref])
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model': .*reference images for Boogu"):
+        sample(model, pos, make_cond(tiny, seed=2), **dict(KW, steps=1))
