@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from ja_nodes import run_node
+from ja_regions import cell_masks, regions_for
 from ja_tiny import build, make_cond, sample
 from joint_attention_pack.families import FAMILIES, REFUSED
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
-from ja_regions import cell_masks, regions_for
 
 CASES = [pytest.param(family, name, id=name) for family in REFUSED for name in family.classes]
 
