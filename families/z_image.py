@@ -64,26 +64,12 @@ class ZImage(Family):
     def hook_blocks(self, m, hooks) -> None:
         """NextDiT offers no block patches (0.3.75 none at all; 0.29 only post-block callbacks): wrap the model's
         layer lists on the clone `m` (object patches; nothing if already wrapped)."""
-        for name in LAYER_LISTS:
-            key = f"diffusion_model.{name}"
-            current = m.get_model_object(key)
-            if not isinstance(current, HookedLayers):
-                m.add_object_patch(key, HookedLayers(current, name, hooks))
+        wrap_layer_lists(m, LAYER_LISTS, HookedLayers, hooks)
 
     def rebind(self, clone) -> None:
         """A MultiGPU device clone runs its own copy of the weights: its object patches must wrap its own layers,
         not the main model's."""
-        dm = getattr(getattr(clone, "model", None), "diffusion_model", None)
-        if dm is None:
-            return
-        for name in LAYER_LISTS:
-            key = f"diffusion_model.{name}"
-            found = clone.object_patches.get(key)
-            if isinstance(found, HookedLayers):
-                own = getattr(dm, name)
-                if isinstance(own, HookedLayers):  # copied while the patches were applied
-                    own = torch.nn.ModuleList(list(torch.nn.ModuleList.__iter__(own)))
-                clone.object_patches = {**clone.object_patches, key: HookedLayers(own, name, found.hooks)}
+        rebind_layer_lists(clone, LAYER_LISTS, HookedLayers)
 
     def refused_inputs(self, kwargs: dict) -> Optional[str]:
         if kwargs.get("ref_latents"):
@@ -146,6 +132,31 @@ def layout_context(state: ForwardState, context: torch.Tensor, regions: torch.Te
     return torch.cat(parts, dim=1)
 
 
+def wrap_layer_lists(m, names, wrapper, hooks) -> None:
+    """Wrap the diffusion model's layer lists `names` on the clone `m` in `wrapper` (a `HookedLayers` kind) through
+    object patches; a list already wrapped is left as it is."""
+    for name in names:
+        key = f"diffusion_model.{name}"
+        current = m.get_model_object(key)
+        if not isinstance(current, wrapper):
+            m.add_object_patch(key, wrapper(current, name, hooks))
+
+
+def rebind_layer_lists(clone, names, wrapper) -> None:
+    """A device clone's object patches wrapping its own layer lists (see `ZImage.rebind`)."""
+    dm = getattr(getattr(clone, "model", None), "diffusion_model", None)
+    if dm is None:
+        return
+    for name in names:
+        key = f"diffusion_model.{name}"
+        found = clone.object_patches.get(key)
+        if isinstance(found, wrapper):
+            own = getattr(dm, name)
+            if isinstance(own, HookedLayers):  # copied while the patches were applied
+                own = torch.nn.ModuleList(list(torch.nn.ModuleList.__iter__(own)))
+            clone.object_patches = {**clone.object_patches, key: wrapper(own, name, found.hooks)}
+
+
 class HookedLayers(torch.nn.ModuleList):
     """One of NextDiT's layer lists, as an object patch: the same modules under the same names; iterating
     yields `HookedLayer`s, which name the layer for the pack and pass the host's arguments on."""
@@ -155,12 +166,18 @@ class HookedLayers(torch.nn.ModuleList):
         self.role = role
         self.hooks = hooks  # the integration layer's block hooks (integration/blocks.py)
 
+    @property
+    def layer_class(self):
+        return HookedLayer
+
     def __iter__(self):
         for index, layer in enumerate(super().__iter__()):
-            yield HookedLayer(layer, self.role, index, self.hooks)
+            yield self.layer_class(layer, self.role, index, self.hooks)
 
 
 class HookedLayer:
+    """One layer of a wrapped list, as the model iterates it: names the layer for the pack and calls it."""
+
     def __init__(self, layer, role: str, index: int, hooks):
         self.layer, self.role, self.index, self.hooks = layer, role, index, hooks
 

@@ -56,6 +56,12 @@ class BlockHooks:
         return EnteredBlock(state, dispatcher, ref, {**options, BLOCK_KEY: ref})
 
     @staticmethod
+    def forward_state(options: dict) -> Optional[ForwardState]:
+        """The patched forward's state (block counts, text layout) before a block is entered; None when none runs."""
+        state = options.get(FORWARD_KEY)
+        return state if state is not None and find_dispatcher(options) is not None else None
+
+    @staticmethod
     def outside_blocks(options: dict, role: str):
         """(state, options) for layers that run outside the numbered blocks (NextDiT's refiners), whose attention
         the pack leaves alone by design; None when no patched forward runs."""

@@ -26,13 +26,17 @@ _outside_compile = torch.compiler.disable
 
 def normalise_qkv(args, kwargs):
     """q, k, v as [B,H,L,D] whatever ComfyUI's caller passed (FLUX: [B,H,L,D] with skip_reshape;
-    SD3: [B,L,H*D] with heads)."""
+    SD3: [B,L,H*D] with heads), keys and values with as many heads as the queries."""
     q, k, v = args[0], args[1], args[2]
     heads = args[3] if len(args) > 3 else kwargs.get("heads")
-    if kwargs.get("skip_reshape", False):
-        return q, k, v
-    b = q.shape[0]
-    return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+    if not kwargs.get("skip_reshape", False):
+        b = q.shape[0]
+        q, k, v = (t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+    if kwargs.get("enable_gqa") and k.shape[1] != q.shape[1]:
+        # Grouped-query attention (OmniGen2 on newer hosts): each key / value head serves consecutive query heads,
+        # as the host's kernels read `enable_gqa` (older hosts repeat the heads before the call, the same way).
+        k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
+    return q, k, v
 
 
 class AttentionOverride(JointAttentionDispatcher):

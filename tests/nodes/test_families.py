@@ -66,7 +66,8 @@ def test_no_model_class_is_accepted_by_inheritance():
     if not subclasses:
         pytest.skip("this host has no model class built on a supported one")
     by_family = {"Flux": "flux", "Flux2": "flux2", "Chroma": "chroma", "SD3": "sd3", "QwenImage": "qwen_image",
-                 "Lumina2": "z_image", "ChromaRadiance": "chroma", "HunyuanImage21": "hunyuan_image"}
+                 "Lumina2": "z_image", "ChromaRadiance": "chroma", "HunyuanImage21": "hunyuan_image",
+                 "Omnigen2": "omnigen2"}
     for name, parent in subclasses:
         tiny = build(by_family[parent])
         model = tiny.patcher.clone()

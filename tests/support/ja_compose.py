@@ -49,7 +49,9 @@ def sdpa_attention(*args, **kwargs):
     mask = args[4] if len(args) > 4 else kwargs.get("mask")  # NextDiT and Qwen-Image pass it as the fifth argument
     if mask is not None and mask.ndim == 3:
         mask = mask.unsqueeze(1)  # [B, Lq, Lk]: one mask for every head, as ComfyUI's attention reads it
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    # Fewer key / value heads than query heads (OmniGen2 on newer hosts passes enable_gqa).
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                           enable_gqa=bool(kwargs.get("enable_gqa", False)))
     b, h, length, d = out.shape
     return out.transpose(1, 2).reshape(b, length, h * d)
 

@@ -314,6 +314,24 @@ FAMILIES = (
                               "scale stays under the test's 1e-4 effect floor; Krea 2 and Z-Image run the backend "
                               "slot through the same wrapped-layer hooks",
         }),
+    TinyFamily(
+        # Encoder: the CLIP-L stand-in (64 features, as the tiny model's text_feat_dim); the conditioning carries the
+        # text encoder's attention mask, which OmniGen2 reads its text length from (ja_tiny.make_cond).
+        "omnigen2", "omnigen2", "OmniGen2", ja_tiny.tiny_clip, host_class="Omnigen2", block_patches=False,
+        lacks={"concepts": "OmniGen2 has a single joint stream: the pack refuses ConceptAttention on it by name",
+               "reference_images": "the pack refuses OmniGen2's reference latents by name (test_omnigen2)"},
+        sits_out={
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which OmniGen2 has "
+                               "none of (the pack wraps its layer lists: test_omnigen2)",
+        }),
+    TinyFamily(
+        "boogu", "boogu", "Boogu", ja_tiny.tiny_clip, block_patches=False, host_class="Boogu",
+        lacks={"concepts": "the pack does not carry ConceptAttention through Boogu's layers (as OmniGen2's)",
+               "reference_images": "the pack refuses Boogu's reference latents by name (test_omnigen2)"},
+        sits_out={
+            "block_numbering": "modifiers' before_block comes from the host's dit block patches, which Boogu has "
+                               "none of (the pack wraps its layer lists: test_omnigen2)",
+        }),
 )
 
 BY_NAME = {f.name: f for f in FAMILIES}

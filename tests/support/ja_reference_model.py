@@ -144,7 +144,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
     hidream = type(model.model).__name__ == "HiDream"
     krea2 = type(model.model).__name__ == "Krea2"
     ideogram4 = type(model.model).__name__ == "Ideogram4"
-    own_forward = nextdit or hidream or krea2 or ideogram4
+    omnigen2 = type(model.model).__name__ in ("Omnigen2", "Boogu")
+    own_forward = nextdit or hidream or krea2 or ideogram4 or omnigen2
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if hidream:
         from ja_reference_hidream import reference_forward as hidream_forward
@@ -155,6 +156,21 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                                    transformer_options, config.text_edit)
 
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, forward)
+    if omnigen2:  # its forward takes no DIFFUSION_MODEL wrappers: the reference forward replaces it on the clone
+        import ja_reference_omnigen2
+
+        omnigen2_forward = (ja_reference_omnigen2.reference_forward_boogu if type(model.model).__name__ == "Boogu"
+                            else ja_reference_omnigen2.reference_forward)
+
+        dm_own = model.model.diffusion_model
+
+        def forward_omnigen2(x, timesteps, context, num_tokens, ref_latents=None, attention_mask=None,
+                             transformer_options={}, **kwargs):  # noqa: B006 (the host's signature)
+            info = transformer_options[KEY]
+            return omnigen2_forward(dm_own, x, timesteps, context, info.get("regions", ()), info,
+                                    transformer_options, config.text_edit)
+
+        m.add_object_patch("diffusion_model.forward", forward_omnigen2)
     if nextdit:
         from ja_reference_nextdit import reference_forward
 
@@ -232,6 +248,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         q, k, v = args[0], args[1], args[2]
         if kwargs.get("skip_reshape"):
             heads = q.shape[1]
+            if k.shape[1] != heads:  # grouped-query attention (OmniGen2): key / value head j serves query heads
+                group = heads // k.shape[1]  # j * group .. (j + 1) * group - 1
+                k, v = k[:, torch.arange(heads) // group], v[:, torch.arange(heads) // group]
         else:
             heads = kwargs["heads"] if "heads" in kwargs else args[3]  # HiDream passes it as the 4th argument
             b = q.shape[0]

@@ -26,6 +26,9 @@ class TinyModel:
     n_single: int
     text_tokens: int = 0  # every conditioning has this many tokens (an encoder that pads every prompt alike), 0: any
     llama_layers: int = 0  # HiDream: the Llama layers its conditioning carries beside the T5 tokens
+    # The conditioning carries the text encoder's attention mask, which the model reads its text length from
+    # (OmniGen2's `num_tokens`): make_cond adds one, as the host's text encoder does.
+    text_attention_mask: bool = False
 
 
 def _finish(config_cls, unet_config, family, latent_channels, n_double, n_single, seed, weight_dtype=None):
@@ -323,6 +326,35 @@ def tiny_ideogram4(depth=2, seed=0):
     return _finish(lambda cfg: config, config.unet_config, "ideogram4", 128, depth, 0, seed)
 
 
+def tiny_omnigen2(depth=2, seed=0):
+    """OmniGen2 layout (context / noise / reference refiners, joint layers over [caption ; references ; image],
+    grouped-query attention) at 4 query heads and 2 key/value heads x 32, through the host's detection
+    (`model_config_from_unet_config`) with the keys its detection sets and tiny sizes."""
+    import comfy.model_detection
+
+    cfg = dict(image_model="omnigen2", axes_dim_rope=[8, 12, 12], axes_lens=[1024, 1664, 1664],
+               ffn_dim_multiplier=None, hidden_size=128, in_channels=16, multiple_of=16, norm_eps=1e-5,
+               num_attention_heads=4, num_kv_heads=2, num_layers=depth, num_refiner_layers=1, out_channels=None,
+               patch_size=2, text_feat_dim=CONTEXT_DIM, timestep_scale=1000.0)
+    tiny = _finish(comfy.model_detection.model_config_from_unet_config, cfg, "omnigen2", 16, depth, 0, seed)
+    tiny.text_attention_mask = True
+    return tiny
+
+
+def tiny_boogu(depth=2, depth_double=2, seed=0):
+    """Boogu layout (OmniGen2's refiners, double-stream layers, OmniGen2's single-stream joint layers) at 4 query
+    heads and 2 key/value heads x 32, through the host's detection (`model_config_from_unet_config`) with the keys
+    its detection sets; detection reads no head counts or rope axes for Boogu, so those are in the config too."""
+    import comfy.model_detection
+
+    cfg = dict(image_model="boogu", hidden_size=128, num_layers=depth, num_double_stream_layers=depth_double,
+               num_refiner_layers=1, instruction_feat_dim=CONTEXT_DIM, num_attention_heads=4, num_kv_heads=2,
+               axes_dim_rope=[8, 12, 12], axes_lens=[1024, 1664, 1664], multiple_of=16)
+    tiny = _finish(comfy.model_detection.model_config_from_unet_config, cfg, "boogu", 16, depth_double, depth, seed)
+    tiny.text_attention_mask = True
+    return tiny
+
+
 def tiny_aura_flow(seed=0):
     """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
     refuse a family they do not know by name."""
@@ -369,6 +401,8 @@ BUILDERS = {
     "hidream": tiny_hidream,
     "krea2": tiny_krea2,
     "ideogram4": tiny_ideogram4,
+    "omnigen2": tiny_omnigen2,
+    "boogu": tiny_boogu,
 }
 
 
@@ -401,6 +435,8 @@ def make_cond(model: TinyModel, seed=0, n_tokens=8, ref_latents=None, guidance=3
     n_tokens = getattr(model, "text_tokens", 0) or n_tokens
     tokens = torch.randn(1, n_tokens, model.context_dim, generator=g)
     extra = {"pooled_output": torch.randn(1, model.pooled_dim, generator=g), "guidance": guidance}
+    if getattr(model, "text_attention_mask", False):
+        extra["attention_mask"] = torch.ones(1, n_tokens, dtype=torch.long)
     if ref_latents is not None:
         extra["reference_latents"] = list(ref_latents)
     if model.llama_layers:  # HiDream: the text's Llama states of every layer
@@ -420,6 +456,8 @@ def prompt_alone(region_cond, base_cond):
     options = dict(base_cond[0][1])
     if "conditioning_llama3" in region_cond[0][1]:  # HiDream: the text's own Llama states
         options["conditioning_llama3"] = region_cond[0][1]["conditioning_llama3"]
+    if "attention_mask" in options:  # the text encoder's mask is the text's own (OmniGen2 reads its length there)
+        options["attention_mask"] = torch.ones(1, region_cond[0][0].shape[1], dtype=torch.long)
     return [[region_cond[0][0], options]]
 
 
