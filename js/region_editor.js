@@ -13,9 +13,10 @@ import { NodeView } from "./region_node_view.js";
 import { RegionNotes } from "./region_notes.js";
 import { RegionPainter } from "./region_painter.js";
 import { RegionList } from "./region_list.js";
+import { ShapeEditing } from "./region_shapes.js";
 import { RegionToolbar } from "./region_toolbar.js";
 import {
-  addRegion, History, MAX_REGIONS, paintRect, paintStroke, parseState, regionAt, resizeState, safeViewRef, serializeState,
+  addRegion, CELL, History, maskDims, MAX_REGIONS, paintRect, paintStroke, parseState, regionAt, resizeState, safeViewRef, serializeState,
   snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
@@ -34,6 +35,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.background = null;
     this.backgroundNote = "";
     this.painter = new RegionPainter();
+    this.shapes = new ShapeEditing(this);
     this.mountFrame = 0; // a pending mount into the container a removed editor left (adoptPrevious)
     this.history = new History();
     this.#load(value);
@@ -136,7 +138,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   savePrefs() {
     this.handover.keepChoices(this.node, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid,
-      opacity: this.opacity, eraseAll: this.eraseAll });
+      opacity: this.opacity, eraseAll: this.eraseAll, addToSelected: this.addToSelected });
   }
 
   destroy() {
@@ -203,6 +205,13 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.render();
   }
 
+  setAddToSelected(on) {
+    this.addToSelected = on;
+    this.toolbar.addBox.checked = on;
+    this.savePrefs();
+    this.render();
+  }
+
   setSnap(on) {
     this.snapToGrid = on;
     this.toolbar.snapBox.checked = on;
@@ -260,9 +269,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   clearSelected() {
     if (!this.state.regions.length) return;
-    const i = this.selected;
+    const { name } = this.current();
     this.fill(0);
-    this.notes.offerUndo(`Cleared region ${i + 1}.`);
+    this.notes.offerUndo(`Cleared ${name}.`);
   }
 
   undo() {
@@ -299,21 +308,51 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   beginGesture(e, p) {
-    if (this.tool === "select" || e.altKey) {
+    if (e.altKey && this.tool !== "select") {
       const i = regionAt(this.state, p[0], p[1]);
       if (i >= 0) this.select(i);
       return;
     }
-    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false };
+    if (this.tool === "select") {
+      this.drag = this.shapes.begin(p, this.layout().scale);
+      return;
+    }
+    const region = this.tool === "brush" ? this.#drawTarget(e, p) : this.tool === "eraser" ? this.current() : null;
+    if (this.tool === "brush" && !region) return;
+    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false, region };
     if (this.tool !== "rect") this.#stroke([p]);
     this.render();
   }
 
-  hovered() {
+  // The region a new shape goes into: the selected one when it is still empty, when the user asks to add to it (Shift
+  // held, or "add to selected"), or when a brush stroke starts on it; otherwise a new region, which is selected. Null
+  // when a new one is needed and the canvas is full.
+  #drawTarget(e, p) {
+    const r = this.current();
+    const { mw } = maskDims(this.state.width, this.state.height);
+    const onIt = this.tool === "brush" && r.bits[Math.floor(p[1] / CELL) * mw + Math.floor(p[0] / CELL)];
+    if (this.addToSelected || e.shiftKey || onIt || !this.shapes.box(r)) return r;
+    if (this.state.regions.length >= MAX_REGIONS) {
+      this.message = `A canvas holds at most ${MAX_REGIONS} regions: hold Shift to add to the selected one.`;
+      this.render();
+      return null;
+    }
+    const region = addRegion(this.state);
+    this.selected = this.state.regions.length - 1;
+    this.regionList.render();
+    return region;
+  }
+
+  hovered(p) {
+    if (this.tool === "select") this.canvas.style.cursor = this.shapes.cursor(p, this.layout().scale);
     if (this.tool === "brush" || this.tool === "eraser") this.render(); // the brush cursor follows
   }
 
   continueGesture(e, p) {
+    if (this.drag.shape) {
+      this.shapes.follow(this.drag, p);
+      return;
+    }
     if (Math.hypot(e.clientX - this.drag.x, e.clientY - this.drag.y) > 3) this.drag.moved = true;
     if (this.tool === "rect") {
       this.drag.last = p;
@@ -325,6 +364,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   endGesture(e, drag) {
+    if (drag.shape) {
+      if (drag.changed) this.commit();
+      else this.render();
+      return;
+    }
     if (this.tool === "rect") {
       if (!drag.moved) {
         // A click without dragging selects the region under the pointer.
@@ -336,15 +380,19 @@ export class RegionCanvasEditor extends CanvasEditorBase {
       let [x0, y0] = drag.start;
       let [x1, y1] = this.toImage(e);
       if (this.snapToGrid) [x0, y0, x1, y1] = [x0, y0, x1, y1].map((v) => snap(v));
-      const r = this.current();
+      const before = this.state.regions.length;
+      const r = this.#drawTarget(e, drag.start);
+      if (!r) return;
       paintRect(r.bits, this.state.width, this.state.height, x0, y0, x1, y1, 1);
       this.touch(r);
+      this.commit({ structural: this.state.regions.length !== before });
+      return;
     }
     this.commit();
   }
 
   #stroke(points) {
-    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.current()];
+    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.drag.region];
     const value = this.tool === "eraser" ? 0 : 1;
     for (const r of targets) {
       paintStroke(r.bits, this.state.width, this.state.height, points, this.brush / 2, value, this.snapToGrid ? TOKEN_GRID : 0);
@@ -364,7 +412,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
       return;
     }
     this.addRegionFrom(bitmap);
-    this.notes.offerUndo(`Imported ${file.name} as region ${this.selected + 1}.`);
+    this.notes.offerUndo(`Imported ${file.name} as ${this.current().name}.`);
     this.commit({ structural: true });
   }
 
@@ -467,3 +515,4 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.painter.paint(ctx, scale, this);
   }
 }
+

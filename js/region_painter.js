@@ -1,6 +1,7 @@
 // What the Region Canvas draws, in image pixels: the background letterboxed, each region's mask as a tinted overlay
 // with its outline, the token grid while snapping, the rectangle being dragged and the brush cursor.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { paintHandles } from "./region_shapes.js";
 import { CELL, featherMask, maskDims, snap, TOKEN_GRID } from "./region_state.js";
 
 export class RegionPainter {
@@ -8,7 +9,7 @@ export class RegionPainter {
     this.overlays = new WeakMap(); // region -> { key, canvas }: its overlay, redrawn only when the region changed
   }
 
-  // `scene`: { state, background, opacity, selected, snapToGrid, tool, drag, hover, brush } (the editor's fields);
+  // `scene`: { state, background, opacity, selected, snapToGrid, tool, drag, hover, brush, shapes } (the editor's fields);
   // scale: CSS pixels per image pixel.
   paint(ctx, scale, scene) {
     const { width, height } = scene.state;
@@ -20,6 +21,8 @@ export class RegionPainter {
     // The token grid only where its lines are far enough apart to read (no moiré), and only while snapping.
     if (scene.snapToGrid && TOKEN_GRID * scale >= 8) paintGrid(ctx, px, width, height);
     paintGesture(ctx, px, scene);
+    const box = scene.shapes.handlesBox();
+    if (box) paintHandles(ctx, px, box);
     ctx.strokeStyle = "rgba(255,255,255,0.25)";
     ctx.lineWidth = px;
     ctx.strokeRect(0, 0, width, height);
