@@ -32,6 +32,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
+    this.cropWarning = ""; // what "Match width/height" would crop, while it waits for the user to confirm
     this.background = null;
     this.backgroundNote = "";
     this.painter = new RegionPainter();
@@ -90,6 +91,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   // Every edit is in the widget value at once (a queued prompt or a saved workflow sees it); `record` also puts it in
   // the editor's undo history and ComfyUI's change history; `structural` rebuilds the region list.
   commit({ structural = false, record = true } = {}) {
+    this.cropWarning = ""; // counted for the drawing as it was
     this.value = serializeState(this.state);
     if (record) {
       this.history.record(this.value);
@@ -459,7 +461,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     img.src = this.host.viewURL(ref);
   }
 
-  matchBackground() {
+  // Gives the canvas the background's shape; the drawing follows the picture. Where that would crop the drawing (parts
+  // drawn on the letterbox bands), it says so and waits for `confirmed` ("Match and crop").
+  matchBackground(confirmed = false) {
     const img = this.background;
     if (!img) return;
     const [width, height] = this.#size();
@@ -471,6 +475,14 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     const s = Math.min(width / img.naturalWidth, height / img.naturalHeight);
     const [pw, ph] = [img.naturalWidth * s, img.naturalHeight * s];
     const source = [(width - pw) / 2, (height - ph) / 2, pw, ph];
+    const lost = cellsOutside(this.state, source);
+    if (lost && !confirmed) {
+      this.cropWarning = `Matching the background's shape crops the drawing: ${lost} of its 8 px cells lie outside the picture `
+        + "and would be lost.";
+      this.render();
+      return;
+    }
+    this.cropWarning = "";
     for (const [name, v] of [["width", w], ["height", h]]) {
       const widget = this.node.widgets?.find((x) => x.name === name);
       if (widget) widget.value = v;
@@ -516,3 +528,18 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 }
 
+// How many drawn cells of all regions have their centre outside the image-pixel rectangle [x, y, w, h].
+function cellsOutside(state, [x, y, w, h]) {
+  const { mw, mh } = maskDims(state.width, state.height);
+  let lost = 0;
+  for (let cy = 0; cy < mh; cy++) {
+    const py = (cy + 0.5) * CELL;
+    const rowOut = py < y || py > y + h;
+    for (let cx = 0; cx < mw; cx++) {
+      const px = (cx + 0.5) * CELL;
+      if (!rowOut && px >= x && px <= x + w) continue;
+      for (const r of state.regions) lost += r.bits[cy * mw + cx];
+    }
+  }
+  return lost;
+}

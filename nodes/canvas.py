@@ -66,6 +66,10 @@ class JointAttentionRegionCanvas(io.ComfyNode):
                                "included); one empty mask when none is visible."),
                 io.Image.Output("preview", display_name="preview", tooltip="The regions in their colours over the "
                                 "background (or grey where nothing is drawn), at most 1024 px on its long side."),
+                io.Int.Output("width_out", display_name="width", tooltip="The canvas width: link it to the latent's "
+                              "width (Empty Latent Image) so the two always match."),
+                io.Int.Output("height_out", display_name="height", tooltip="The canvas height: link it to the latent's "
+                              "height so the two always match."),
             ],
         )
 
@@ -110,7 +114,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
         if offer is not None:
             ui["ja_import_masks"] = [offer]
-        return io.NodeOutput(out_regions, mask_batch, image, ui=ui)
+        return io.NodeOutput(out_regions, mask_batch, image, width, height, ui=ui)
 
 
 BACKGROUND_FOLDER = "joint_attention_canvas"  # under ComfyUI's input folder: it outlives a restart, unlike temp/
