@@ -257,9 +257,12 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.commit({ structural: true });
   }
 
-  // A region's pixels changed: its overlay is drawn again.
-  touch(r) {
+  // A region's pixels changed: its overlay is drawn again, only within `rect` (cells [x0, y0, x1, y1]) when given.
+  touch(r, rect = null) {
     r.rev = (r.rev ?? 0) + 1;
+    if (!rect || r.dirty === "all") r.dirty = "all";
+    else r.dirty = r.dirty ? [Math.min(r.dirty[0], rect[0]), Math.min(r.dirty[1], rect[1]), Math.max(r.dirty[2], rect[2]),
+      Math.max(r.dirty[3], rect[3])] : rect;
   }
 
   fill(value) {
@@ -367,7 +370,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   endGesture(e, drag) {
     if (drag.shape) {
-      if (drag.changed) this.commit();
+      if (this.shapes.finish(drag)) this.commit();
       else this.render();
       return;
     }
@@ -396,10 +399,22 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   #stroke(points) {
     const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.drag.region];
     const value = this.tool === "eraser" ? 0 : 1;
+    const rect = this.#strokeCells(points);
     for (const r of targets) {
       paintStroke(r.bits, this.state.width, this.state.height, points, this.brush / 2, value, this.snapToGrid ? TOKEN_GRID : 0);
-      this.touch(r);
+      this.touch(r, rect);
     }
+  }
+
+  // The cells a stroke through `points` can reach (a token square more while snapping), clipped to the mask.
+  #strokeCells(points) {
+    const { mw, mh } = maskDims(this.state.width, this.state.height);
+    const reach = this.brush / 2 + TOKEN_GRID;
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const cell = (v, hi, up) => Math.max(0, Math.min(hi, (up ? Math.ceil : Math.floor)(v / CELL)));
+    return [cell(Math.min(...xs) - reach, mw, false), cell(Math.min(...ys) - reach, mh, false),
+      cell(Math.max(...xs) + reach, mw, true), cell(Math.max(...ys) + reach, mh, true)];
   }
 
   // -- masks in and out ------------------------------------------------------------
@@ -443,6 +458,31 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- background ---------------------------------------------------------------
+  // A picture chosen with "Background…" or dropped on the drawing: stored on the server (input folder) and remembered
+  // in the node's properties like the background of a run, so it is saved with the workflow; a later run with an
+  // image on `background` replaces it.
+  async loadBackgroundFile(file) {
+    if (!file?.type?.startsWith("image/")) {
+      this.message = `${file?.name ?? "That"} is not a picture.`;
+      this.render();
+      return;
+    }
+    let ref;
+    try {
+      ref = safeViewRef(await this.host.uploadBackground(file, backgroundFileName(file)));
+      if (!ref) throw new Error("the server stored it under a name the editor does not show");
+    } catch (err) {
+      this.message = `${file.name} could not be stored as the background (${err.message}).`;
+      this.render();
+      return;
+    }
+    this.node.properties = this.node.properties ?? {};
+    this.node.properties.ja_background = ref;
+    this.message = "";
+    this.setBackground(ref);
+    this.host.graphChanged();
+  }
+
   setBackground(ref) {
     ref = safeViewRef(ref);
     if (!ref) return;
@@ -542,4 +582,12 @@ function cellsOutside(state, [x, y, w, h]) {
     }
   }
   return lost;
+}
+
+// A file name of its own for an uploaded background (no two uploads share one): letters and digits of the original
+// name, a time and random stamp, the picture's extension.
+function backgroundFileName(file) {
+  const ext = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif" }[file.type] ?? "png";
+  const stem = String(file.name ?? "").replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, 40) || "picture";
+  return `background_${stem}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.${ext}`;
 }

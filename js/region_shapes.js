@@ -26,12 +26,13 @@ export class ShapeEditing {
     return box;
   }
 
-  // The selected region's box in image pixels while the Select tool is on, or null.
+  // The selected region's box in image pixels while the Select tool is on (where it is being dragged to), or null.
   handlesBox() {
-    const { state, selected, tool } = this.editor;
+    const { state, selected, tool, drag } = this.editor;
     const r = state.regions[selected];
     if (tool !== "select" || !r || r.hidden) return null;
-    return this.box(r)?.map((v) => v * CELL) ?? null;
+    const box = drag?.shape && drag.to ? drag.to : this.box(r);
+    return box?.map((v) => v * CELL) ?? null;
   }
 
   // The handle under image point p ("nw", ..., "w"), "move" inside the box, or null; scale: CSS pixels per image pixel.
@@ -66,16 +67,23 @@ export class ShapeEditing {
     return from ? { shape, region, from, bits: region.bits, start: p, changed: false } : null;
   }
 
-  // The pointer moved during a drag: the shape follows, in whole cells (token squares while snapping).
+  // The pointer moved during a drag: the shape follows, in whole cells (token squares while snapping). Until the
+  // drag ends only `drag.to` changes: the painter shows the region's overlay moved there (no cell is rewritten).
   follow(drag, p) {
-    const { state, snapToGrid } = this.editor;
-    const { mw, mh } = maskDims(state.width, state.height);
-    const step = snapToGrid ? TOKEN_GRID / CELL : 1;
+    const step = this.editor.snapToGrid ? TOKEN_GRID / CELL : 1;
     const delta = [0, 1].map((k) => Math.round((p[k] - drag.start[k]) / (CELL * step)) * step);
     drag.changed = delta[0] !== 0 || delta[1] !== 0;
-    drag.region.bits = transformBits(drag.bits, mw, mh, drag.from, moved(drag.from, drag.shape, delta));
-    this.editor.touch(drag.region);
+    drag.to = moved(drag.from, drag.shape, delta);
     this.editor.render();
+  }
+
+  // The drag ended: the region's cells go where the shape was dragged.
+  finish(drag) {
+    if (!drag.changed) return false;
+    const { mw, mh } = maskDims(this.editor.state.width, this.editor.state.height);
+    drag.region.bits = transformBits(drag.bits, mw, mh, drag.from, drag.to);
+    this.editor.touch(drag.region);
+    return true;
   }
 }
 
