@@ -10,7 +10,7 @@ const HELP = [
   ["Shift / A", "hold Shift while drawing, or tick “add to selected” (A), to add the shape to the selected region"],
   ["E", "eraser (tick “erase all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
-  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "delete the selected region's shape (undo offered)"],
+  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del / Backspace", "delete the selected region's shape (undo offered)"],
   ["double-click a name", "rename the region (the name stays with it when the list is reordered)"],
   ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
     + "Space+drag pans, 0 fits, Esc closes"],
@@ -78,6 +78,14 @@ export class RegionToolbar {
       this.importFile.value = "";
       if (file) editor.importImage(file);
     });
+    this.backgroundFile = el("input", "ja-rc-bg-file", { type: "file", accept: "image/*", hidden: true });
+    listen(this.backgroundFile, "change", () => {
+      const file = this.backgroundFile.files?.[0];
+      this.backgroundFile.value = "";
+      if (file) editor.loadBackgroundFile(file);
+    });
+    const backgroundButton = button(listen, "Background…", "Show a picture under the drawing to trace over (or drop one on the "
+      + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
     const importButton = button(listen, "Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());
     this.fullButton = button(listen, "⤢", "Full-window editor (F, or double-click the canvas)", () => editor.fullWindow.toggle());
@@ -94,7 +102,7 @@ export class RegionToolbar {
       }),
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
       button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
-      importButton, this.importFile, this.zoomBox, this.fullButton, helpButton];
+      importButton, this.importFile, backgroundButton, this.backgroundFile, this.zoomBox, this.fullButton, helpButton];
   }
 
   // The editor's keyboard shortcuts (HELP above); keys typed into the editor's text fields are theirs.
