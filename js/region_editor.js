@@ -272,6 +272,14 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.commit();
   }
 
+  invertSelected() {
+    const r = this.current();
+    for (let i = 0; i < r.bits.length; i++) r.bits[i] ^= 1;
+    this.touch(r);
+    this.commit();
+    this.notes.offerUndo(`Inverted ${r.name}.`);
+  }
+
   clearSelected() {
     if (!this.state.regions.length) return;
     const { name } = this.current();
@@ -325,7 +333,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     const region = this.tool === "brush" ? this.#drawTarget(e, p) : this.tool === "eraser" ? this.current() : null;
     if (this.tool === "brush" && !region) return;
     this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false, region };
-    if (this.tool !== "rect") this.#stroke([p]);
+    if (this.tool !== "rect") this.#stroke([p], e);
     this.render();
   }
 
@@ -362,7 +370,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     if (this.tool === "rect") {
       this.drag.last = p;
     } else {
-      this.#stroke([this.drag.points[this.drag.points.length - 1], p]);
+      this.#stroke([this.drag.points[this.drag.points.length - 1], p], e);
       this.drag.points.push(p);
     }
     this.render();
@@ -396,12 +404,15 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.commit();
   }
 
-  #stroke(points) {
+  // A pen draws as wide as it is pressed (the brush size at full pressure); a mouse or finger, the brush size.
+  #stroke(points, e) {
+    const pressure = e.pointerType === "pen" && e.pressure > 0 ? Math.max(0.1, Math.min(1, e.pressure)) : 1;
+    const radius = (this.brush / 2) * pressure;
     const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.drag.region];
     const value = this.tool === "eraser" ? 0 : 1;
     const rect = this.#strokeCells(points);
     for (const r of targets) {
-      paintStroke(r.bits, this.state.width, this.state.height, points, this.brush / 2, value, this.snapToGrid ? TOKEN_GRID : 0);
+      paintStroke(r.bits, this.state.width, this.state.height, points, radius, value, this.snapToGrid ? TOKEN_GRID : 0);
       this.touch(r, rect);
     }
   }

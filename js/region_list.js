@@ -54,6 +54,13 @@ export class RegionList {
     listen(swatch, "change", () => { r.color = swatch.value; editor.commit(); });
     const visible = el("input", "ja-rc-visible", { type: "checkbox", checked: !r.hidden, title: "Visible (hidden regions are not used)" });
     listen(visible, "change", () => { r.hidden = !visible.checked; editor.commit(); });
+    // Hidden from view only: the canvas leaves it out, the output keeps it.
+    const eye = el("button", `ja-rc-small ja-rc-eye${r.viewHidden ? " off" : ""}`, { type: "button", textContent: r.viewHidden ? "◌" : "👁",
+      title: r.viewHidden ? "Hidden on the canvas only (still used): show it" : "Hide on the canvas only (it is still used; the checkbox turns it off)" });
+    listen(eye, "click", () => {
+      r.viewHidden = !r.viewHidden;
+      editor.commit({ structural: true });
+    });
     const name = this.#name(r);
     const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength });
     const feather = el("input", "ja-rc-feather", { type: "number", min: 0, max: MAX_FEATHER, step: 8, value: r.feather ?? 0 });
@@ -69,7 +76,7 @@ export class RegionList {
       listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    head.append(swatch, visible, eye, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
     feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
     strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     return head;

@@ -2,7 +2,7 @@
 // with its outline, the token grid while snapping, the rectangle being dragged and the brush cursor.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { paintHandles } from "./region_shapes.js";
-import { CELL, featherMask, maskDims, snap, TOKEN_GRID } from "./region_state.js";
+import { CELL, featherMask, maskDims, shown, snap, TOKEN_GRID } from "./region_state.js";
 
 export class RegionPainter {
   constructor() {
@@ -37,7 +37,7 @@ export class RegionPainter {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.drawImage(this.layer, 0, 0);
     ctx.restore();
-    if (active && !active.hidden) this.#paintOverlay(ctx, active, scene);
+    if (active && shown(active)) this.#paintOverlay(ctx, active, scene);
     const px = 1 / scale;
     paintGesture(ctx, px, scene);
     const box = scene.shapes.handlesBox();
@@ -58,7 +58,7 @@ export class RegionPainter {
 
   #layerKey({ state, opacity, selected }, active) {
     const regions = state.regions.map((r) => (r === active ? `active ${this.#id(r)}`
-      : `${this.#id(r)}.${r.rev ?? 0}${r.color}${r.feather ?? 0}${r.hidden ? "h" : ""}`));
+      : `${this.#id(r)}.${r.rev ?? 0}${r.color}${r.feather ?? 0}${shown(r) ? "" : "h"}`));
     return [regions.join(","), selected, opacity].join("|");
   }
 
@@ -114,11 +114,11 @@ export class RegionPainter {
     const { mw, mh } = maskDims(state.width, state.height);
     ctx.imageSmoothingEnabled = false;
     ctx.globalAlpha = opacity;
-    for (const r of state.regions) if (!r.hidden && r !== skip) ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
+    for (const r of state.regions) if (shown(r) && r !== skip) ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
     ctx.globalAlpha = 1;
     // Outlines in each region's colour over a dark edge: a region stays apart from image content of the same colour.
     state.regions.forEach((r, i) => {
-      if (r.hidden || r === skip) return;
+      if (!shown(r) || r === skip) return;
       const path = this.#outline(r, mw, mh);
       ctx.strokeStyle = "rgba(0,0,0,0.7)";
       ctx.lineWidth = 3 * px;

@@ -2,7 +2,7 @@
 // (or on another region, which it selects) moves the shape, a drag on a handle resizes it (its cells stretched,
 // nearest), Del clears it. A region is one mask: its shape is everything drawn in it.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class and functions.
-import { bitsBounds, CELL, maskDims, regionAt, TOKEN_GRID, transformBits } from "./region_state.js";
+import { bitsBounds, CELL, maskDims, regionAt, shown, TOKEN_GRID, transformBits } from "./region_state.js";
 
 const HANDLE_PX = 9; // a handle's side, in CSS pixels
 // Where each handle sits on the box, as fractions of its width and height.
@@ -30,7 +30,7 @@ export class ShapeEditing {
   handlesBox() {
     const { state, selected, tool, drag } = this.editor;
     const r = state.regions[selected];
-    if (tool !== "select" || !r || r.hidden) return null;
+    if (tool !== "select" || !r || !shown(r)) return null;
     const box = drag?.shape && drag.to ? drag.to : this.box(r);
     return box?.map((v) => v * CELL) ?? null;
   }

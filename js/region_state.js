@@ -171,6 +171,12 @@ export function transformBits(bits, mw, mh, from, to) {
   return out;
 }
 
+// Whether the editor shows a region: not "off" (hidden: left out of the output too) and not hidden from view only
+// (viewHidden: still in the output).
+export function shown(r) {
+  return !r.hidden && !r.viewHidden;
+}
+
 // Index of the topmost visible region (the last in the list is drawn on top) covering image pixel (x, y), or -1.
 export function regionAt(state, x, y) {
   const { mw, mh } = maskDims(state.width, state.height);
@@ -179,7 +185,7 @@ export function regionAt(state, x, y) {
   if (cx < 0 || cy < 0 || cx >= mw || cy >= mh) return -1;
   for (let i = state.regions.length - 1; i >= 0; i--) {
     const r = state.regions[i];
-    if (!r.hidden && r.bits[cy * mw + cx]) return i;
+    if (shown(r) && r.bits[cy * mw + cx]) return i;
   }
   return -1;
 }
@@ -277,6 +283,7 @@ export function serializeState(state) {
     regions: state.regions.map((r) => {
       const out = { id: r.id, name: r.name, prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) };
       if (r.feather) out.feather = r.feather;
+      if (r.viewHidden) out.viewHidden = true;
       return out;
     }),
   });
@@ -344,6 +351,7 @@ export function parseState(text, width, height) {
       bits = new Uint8Array(mw * mh);
     }
     const region = { id, name, prompt, strength, color, hidden: !!r.hidden, feather, bits };
+    if (r.viewHidden === true) region.viewHidden = true;
     if (problems.length) region.problem = `${name}: ${problems.join("; ")}.`;
     state.regions.push(region);
   });

@@ -11,6 +11,7 @@ const HELP = [
   ["E", "eraser (tick “erase all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
   ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del / Backspace", "delete the selected region's shape (undo offered)"],
+  ["I", "invert the selected region (undo offered)"],
   ["double-click a name", "rename the region (the name stays with it when the list is reordered)"],
   ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
     + "Space+drag pans, 0 fits, Esc closes"],
@@ -100,6 +101,8 @@ export class RegionToolbar {
         editor.fill(1);
         editor.notes.offerUndo(`Filled ${editor.current().name}.`);
       }),
+      button(listen, "Invert", "Invert the selected region: drawn cells become empty and empty ones drawn (I); Undo is offered",
+        () => editor.invertSelected()),
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
       button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
       importButton, this.importFile, backgroundButton, this.backgroundFile, this.zoomBox, this.fullButton, helpButton];
@@ -118,7 +121,7 @@ export class RegionToolbar {
     } else if (!mod && !e.altKey) {
       handled = { v: () => editor.setTool("select"), r: () => editor.setTool("rect"), b: () => editor.setTool("brush"),
         e: () => editor.setTool("eraser"), "[": () => editor.setBrush(editor.brush - 8), "]": () => editor.setBrush(editor.brush + 8),
-        g: () => editor.setSnap(!editor.snapToGrid), a: () => editor.setAddToSelected(!editor.addToSelected), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
+        g: () => editor.setSnap(!editor.snapToGrid), i: () => editor.invertSelected(), a: () => editor.setAddToSelected(!editor.addToSelected), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
         f: () => editor.fullWindow.toggle() }[key] ?? editor.fullWindow.keyHandler(key);
     }
     if (handled) {

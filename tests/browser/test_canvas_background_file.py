@@ -65,7 +65,7 @@ def test_a_background_chosen_or_dropped_in_the_editor_shows_and_is_saved_with_th
         assert page.evaluate(f"!!app.graph.getNodeById({node_id})")
         # Saved with the workflow: loading it again shows the picture without a run.
         saved = page.evaluate("JSON.stringify(app.graph.serialize())")
-        node = next(n for n in json.loads(saved)["nodes"] if n["id"] == node_id)
+        node = next(n for n in json.loads(saved)["nodes"] if n["type"] == "JointAttentionRegionCanvas")
         assert "blue" in node["properties"]["ja_background"]["filename"]
         page.evaluate("() => app.graph.clear()")
         page.evaluate("async (wf) => { await app.loadGraphData(JSON.parse(wf)); }", saved)

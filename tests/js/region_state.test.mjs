@@ -5,7 +5,7 @@ import { test } from "node:test";
 import {
   addRegion, bitsBounds, bitsFromPixels, decodeRLE, defaultName, emptyState, encodeRLE, featherMask, fileSlug, fitBits, rgbaPng, History, maskDims, MAX_PROMPT,
   paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
-  transformBits,
+  shown, transformBits,
 } from "../../js/region_state.js";
 
 test("run-length round trip, including empty and full masks", () => {
@@ -271,4 +271,18 @@ test("a shape's box, moved and resized by its handles, in whole cells", () => {
   assert.equal(doubled.reduce((s, v) => s + v, 0), 20); // each cell became 2 x 2
   const off = transformBits(bits, mw, mh, [1, 1, 3, 4], [7, 6, 9, 9]); // dragged past the edge: the rest is dropped
   assert.deepEqual(bitsBounds(off, mw, mh), [7, 6, 8, 8]);
+});
+
+test("hidden from view only is saved apart from off: the editor leaves it out, the value keeps it in use", () => {
+  const state = emptyState(32, 32);
+  const [a, b] = [addRegion(state), addRegion(state)];
+  a.bits.fill(1);
+  b.bits.fill(1);
+  b.viewHidden = true;
+  const raw = JSON.parse(serializeState(state));
+  assert.equal(raw.regions[0].viewHidden, undefined); // absent when not set: older values stay byte-identical
+  assert.deepEqual([raw.regions[1].viewHidden, raw.regions[1].hidden], [true, false]);
+  const back = parseState(JSON.stringify(raw), 32, 32);
+  assert.deepEqual(back.regions.map(shown), [true, false]);
+  assert.equal(regionAt(back, 4, 4), 0); // the region on top is hidden from view: the one under it is found
 });
