@@ -7,7 +7,7 @@ const HELP = [
   ["V", "select: click a region to select it (Alt+click with any tool, or a click without dragging with Rect); drag its "
     + "shape to move it, its handles to resize it"],
   ["R", "rectangle: each new box starts a new region"], ["B", "brush: a stroke that starts off the selected region starts a new one"],
-  ["Shift / A", "hold Shift while drawing, or tick “add to selected” (A), to add the shape to the selected region"],
+  ["Shift / A", "hold Shift while drawing, or tick “add” (A), to add the shape to the selected region"],
   ["E", "eraser (tick “erase all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
   ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del / Backspace", "delete the selected region's shape (undo offered)"],
@@ -66,7 +66,7 @@ export class RegionToolbar {
     });
     const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
     size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
-    return [labelled("add to selected", this.addBox, "ja-rc-check"), labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
+    return [labelled("add", this.addBox, "ja-rc-check"), labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut];
   }
 
@@ -85,7 +85,7 @@ export class RegionToolbar {
       this.backgroundFile.value = "";
       if (file) editor.loadBackgroundFile(file);
     });
-    const backgroundButton = button(listen, "Background…", "Show a picture under the drawing to trace over (or drop one on the "
+    const backgroundButton = button(listen, "🖼…", "Background…: show a picture under the drawing to trace over (or drop one on the "
       + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
     const importButton = button(listen, "Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());

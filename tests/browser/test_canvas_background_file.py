@@ -44,7 +44,7 @@ def test_a_background_chosen_or_dropped_in_the_editor_shows_and_is_saved_with_th
         nodes = page.evaluate("app.graph._nodes.length")
         # From a file, with the toolbar's button.
         with page.expect_file_chooser() as chooser:
-            page.locator(".ja-rc-toolbar button", has_text="Background").first.click()
+            page.locator(".ja-rc-toolbar button[title^='Background']").first.click()
         chooser.value.set_files(str(green))
         wait_for_background(page, node_id, "green_field")
         ref = page.evaluate(f"app.graph.getNodeById({node_id}).properties.ja_background")
@@ -73,7 +73,7 @@ def test_a_background_chosen_or_dropped_in_the_editor_shows_and_is_saved_with_th
         wait_for_background(page, node_id, "blue")
         # A file that is not a picture is refused with a message.
         with page.expect_file_chooser() as chooser:
-            page.locator(".ja-rc-toolbar button", has_text="Background").first.click()
+            page.locator(".ja-rc-toolbar button[title^='Background']").first.click()
         chooser.value.set_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": io.BytesIO(b"hello").getvalue()}])
         page.wait_for_timeout(300)
         assert "not a picture" in page.locator(".ja-rc-status").first.inner_text()
