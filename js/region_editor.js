@@ -3,6 +3,7 @@
 // textContent / value, never as HTML. The editor composes the parts in the other region_*.js modules: the toolbar,
 // the node view, the full-window editor, the region list, the notes and the mask offer.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { loadBackgroundFile, matchBackground } from "./region_background.js";
 import { button, el, takesText } from "./region_dom.js";
 import { CanvasEditorBase } from "./region_editor_base.js";
 import { FullWindow } from "./region_full_window.js";
@@ -45,6 +46,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- value -----------------------------------------------------------------
+  // The node's width and height widgets.
+  widgetSize() {
+    return this.#size();
+  }
+
   #size() {
     const get = (name, fallback) => Number(this.node.widgets?.find((w) => w.name === name)?.value ?? fallback);
     return [get("width", 1024), get("height", 1024)];
@@ -469,29 +475,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- background ---------------------------------------------------------------
-  // A picture chosen with "Background…" or dropped on the drawing: stored on the server (input folder) and remembered
-  // in the node's properties like the background of a run, so it is saved with the workflow; a later run with an
-  // image on `background` replaces it.
-  async loadBackgroundFile(file) {
-    if (!file?.type?.startsWith("image/")) {
-      this.message = `${file?.name ?? "That"} is not a picture.`;
-      this.render();
-      return;
-    }
-    let ref;
-    try {
-      ref = safeViewRef(await this.host.uploadBackground(file, backgroundFileName(file)));
-      if (!ref) throw new Error("the server stored it under a name the editor does not show");
-    } catch (err) {
-      this.message = `${file.name} could not be stored as the background (${err.message}).`;
-      this.render();
-      return;
-    }
-    this.node.properties = this.node.properties ?? {};
-    this.node.properties.ja_background = ref;
-    this.message = "";
-    this.setBackground(ref);
-    this.host.graphChanged();
+  // A picture chosen with 🖼… or dropped on the drawing (see region_background.js).
+  loadBackgroundFile(file) {
+    return loadBackgroundFile(this, file);
   }
 
   setBackground(ref) {
@@ -512,33 +498,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     img.src = this.host.viewURL(ref);
   }
 
-  // Gives the canvas the background's shape; the drawing follows the picture. Where that would crop the drawing (parts
-  // drawn on the letterbox bands), it says so and waits for `confirmed` ("Match and crop").
+  // Gives the canvas the background's shape, asking first where that would crop the drawing (region_background.js).
   matchBackground(confirmed = false) {
-    const img = this.background;
-    if (!img) return;
-    const [width, height] = this.#size();
-    const long = Math.max(width, height);
-    const aspect = img.naturalWidth / img.naturalHeight;
-    const round16 = (v) => Math.max(16, Math.min(8192, Math.round(v / 16) * 16));
-    const [w, h] = aspect >= 1 ? [round16(long), round16(long / aspect)] : [round16(long * aspect), round16(long)];
-    // The drawing was made over the letterboxed picture: the picture's rectangle becomes the new canvas.
-    const s = Math.min(width / img.naturalWidth, height / img.naturalHeight);
-    const [pw, ph] = [img.naturalWidth * s, img.naturalHeight * s];
-    const source = [(width - pw) / 2, (height - ph) / 2, pw, ph];
-    const lost = cellsOutside(this.state, source);
-    if (lost && !confirmed) {
-      this.cropWarning = `Matching the background's shape crops the drawing: ${lost} of its 8 px cells lie outside the picture `
-        + "and would be lost.";
-      this.render();
-      return;
-    }
-    this.cropWarning = "";
-    for (const [name, v] of [["width", w], ["height", h]]) {
-      const widget = this.node.widgets?.find((x) => x.name === name);
-      if (widget) widget.value = v;
-    }
-    this.resize(source);
+    matchBackground(this, confirmed);
   }
 
   // -- showing -------------------------------------------------------------------
@@ -579,26 +541,3 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 }
 
-// How many drawn cells of all regions have their centre outside the image-pixel rectangle [x, y, w, h].
-function cellsOutside(state, [x, y, w, h]) {
-  const { mw, mh } = maskDims(state.width, state.height);
-  let lost = 0;
-  for (let cy = 0; cy < mh; cy++) {
-    const py = (cy + 0.5) * CELL;
-    const rowOut = py < y || py > y + h;
-    for (let cx = 0; cx < mw; cx++) {
-      const px = (cx + 0.5) * CELL;
-      if (!rowOut && px >= x && px <= x + w) continue;
-      for (const r of state.regions) lost += r.bits[cy * mw + cx];
-    }
-  }
-  return lost;
-}
-
-// A file name of its own for an uploaded background (no two uploads share one): letters and digits of the original
-// name, a time and random stamp, the picture's extension.
-function backgroundFileName(file) {
-  const ext = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif" }[file.type] ?? "png";
-  const stem = String(file.name ?? "").replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, 40) || "picture";
-  return `background_${stem}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.${ext}`;
-}
