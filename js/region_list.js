@@ -55,7 +55,7 @@ export class RegionList {
     const visible = el("input", "ja-rc-visible", { type: "checkbox", checked: !r.hidden, title: "Visible (hidden regions are not used)" });
     listen(visible, "change", () => { r.hidden = !visible.checked; editor.commit(); });
     // Hidden from view only: the canvas leaves it out, the output keeps it.
-    const eye = el("button", `ja-rc-small ja-rc-eye${r.viewHidden ? " off" : ""}`, { type: "button", textContent: r.viewHidden ? "◌" : "👁",
+    const eye = el("button", `ja-rc-small ja-rc-eye${r.viewHidden ? " off" : ""}`, { type: "button", textContent: r.viewHidden ? "◌" : "◉",
       title: r.viewHidden ? "Hidden on the canvas only (still used): show it" : "Hide on the canvas only (it is still used; the checkbox turns it off)" });
     listen(eye, "click", () => {
       r.viewHidden = !r.viewHidden;

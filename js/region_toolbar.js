@@ -85,7 +85,7 @@ export class RegionToolbar {
       this.backgroundFile.value = "";
       if (file) editor.loadBackgroundFile(file);
     });
-    const backgroundButton = button(listen, "🖼…", "Background…: show a picture under the drawing to trace over (or drop one on the "
+    const backgroundButton = button(listen, "Bg…", "Background…: show a picture under the drawing to trace over (or drop one on the "
       + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
     const importButton = button(listen, "Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());
@@ -101,7 +101,7 @@ export class RegionToolbar {
         editor.fill(1);
         editor.notes.offerUndo(`Filled ${editor.current().name}.`);
       }),
-      button(listen, "Invert", "Invert the selected region: drawn cells become empty and empty ones drawn (I); Undo is offered",
+      button(listen, "◐", "Invert the selected region: drawn cells become empty and empty ones drawn (I); Undo is offered",
         () => editor.invertSelected()),
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
       button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
