@@ -475,7 +475,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- background ---------------------------------------------------------------
-  // A picture chosen with 🖼… or dropped on the drawing (see region_background.js).
+  // A picture chosen with "Bg…" or dropped on the drawing (see region_background.js).
   loadBackgroundFile(file) {
     return loadBackgroundFile(this, file);
   }
