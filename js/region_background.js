@@ -29,7 +29,7 @@ export async function loadBackgroundFile(editor, file) {
 }
 
 // Gives the canvas the background's shape; the drawing follows the picture. Where that would crop the drawing (parts
-// drawn on the letterbox bands), the editor's note says so and waits for `confirmed` ("Match and crop").
+// drawn on the letterbox bands), the editor's note says so and waits for `confirmed` ("Crop and resize").
 export function matchBackground(editor, confirmed) {
   const img = editor.background;
   if (!img) return;

@@ -23,7 +23,7 @@ export class RegionNotes {
     this.matchButton = button(listen, "Match width/height to it", "Set the canvas width and height to the background's shape",
       () => editor.matchBackground());
     // Matching that would crop the drawing asks first.
-    this.cropButton = button(listen, "Match and crop", "Match width/height to the background and lose the parts of the drawing outside it",
+    this.cropButton = button(listen, "Crop and resize", "Match width/height to the background and lose the parts of the drawing outside it",
       () => editor.matchBackground(true), "ja-rc-action ja-rc-crop");
     this.cancelButton = button(listen, "Cancel", "Keep the canvas size and the whole drawing", () => {
       editor.cropWarning = "";

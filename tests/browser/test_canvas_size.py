@@ -60,7 +60,7 @@ def test_match_width_height_asks_before_it_crops_the_drawing(comfy_server, vue):
         page.wait_for_timeout(300)
         assert "letterboxed" in note.inner_text() and canvas_value(page, node_id) == drawn
         note.locator("button", has_text="Match width/height").click()
-        note.locator("button", has_text="Match and crop").click()
+        note.locator("button", has_text="Crop and resize").click()
         page.wait_for_timeout(300)
         value = json.loads(canvas_value(page, node_id))
         assert (value["width"], value["height"]) == (1024, 704)
