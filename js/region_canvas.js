@@ -12,6 +12,7 @@ export { RegionCanvasEditor };
 const WIDGET = "JA_REGION_CANVAS";
 const NODE_TYPE = "JointAttentionRegionCanvas";
 const MIN_NODE = [420, 560]; // the default size too
+const BACKGROUND_FOLDER = "joint_attention_canvas"; // under the input folder, as nodes/canvas.py keeps a run's background
 
 // The module's state, all of it: what outlives the editors of nodes ComfyUI rebuilds (graph undo, a workflow loaded):
 // choices, undo histories, Vue widget containers, by node id. Each node reaches its editor as node.jaRegionEditor,
@@ -28,6 +29,19 @@ const host = {
     if (!canvas?.emitBeforeChange || !canvas?.emitAfterChange) return;
     canvas.emitBeforeChange();
     canvas.emitAfterChange();
+  },
+  // A picture chosen or dropped in the editor, stored in the input folder beside the backgrounds of runs; its view
+  // reference ({ filename, subfolder, type }), or an Error saying why not.
+  async uploadBackground(file, filename) {
+    const body = new FormData();
+    body.append("image", file, filename);
+    body.append("subfolder", BACKGROUND_FOLDER);
+    body.append("type", "input");
+    body.append("overwrite", "true");
+    const response = await api.fetchApi("/upload/image", { method: "POST", body });
+    if (response.status !== 200) throw new Error(`the server answered ${response.status} ${response.statusText}`);
+    const saved = await response.json();
+    return { filename: saved.name, subfolder: saved.subfolder ?? "", type: saved.type ?? "input" };
   },
   viewURL(ref) {
     const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });

@@ -3,6 +3,7 @@
 // textContent / value, never as HTML. The editor composes the parts in the other region_*.js modules: the toolbar,
 // the node view, the full-window editor, the region list, the notes and the mask offer.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { loadBackgroundFile, matchBackground } from "./region_background.js";
 import { button, el, takesText } from "./region_dom.js";
 import { CanvasEditorBase } from "./region_editor_base.js";
 import { FullWindow } from "./region_full_window.js";
@@ -13,9 +14,10 @@ import { NodeView } from "./region_node_view.js";
 import { RegionNotes } from "./region_notes.js";
 import { RegionPainter } from "./region_painter.js";
 import { RegionList } from "./region_list.js";
+import { ShapeEditing } from "./region_shapes.js";
 import { RegionToolbar } from "./region_toolbar.js";
 import {
-  addRegion, History, MAX_REGIONS, paintRect, paintStroke, parseState, regionAt, resizeState, safeViewRef, serializeState,
+  addRegion, CELL, History, maskDims, MAX_REGIONS, paintRect, paintStroke, parseState, regionAt, resizeState, safeViewRef, serializeState,
   snap, stateProblems, TOKEN_GRID,
 } from "./region_state.js";
 
@@ -31,9 +33,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.selected = 0;
     this.unreadable = ""; // why the saved value could not be read at all; it is kept untouched meanwhile
     this.message = "";
+    this.cropWarning = ""; // what "Match width/height" would crop, while it waits for the user to confirm
     this.background = null;
     this.backgroundNote = "";
     this.painter = new RegionPainter();
+    this.shapes = new ShapeEditing(this);
     this.mountFrame = 0; // a pending mount into the container a removed editor left (adoptPrevious)
     this.history = new History();
     this.#load(value);
@@ -42,6 +46,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- value -----------------------------------------------------------------
+  // The node's width and height widgets.
+  widgetSize() {
+    return this.#size();
+  }
+
   #size() {
     const get = (name, fallback) => Number(this.node.widgets?.find((w) => w.name === name)?.value ?? fallback);
     return [get("width", 1024), get("height", 1024)];
@@ -88,6 +97,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   // Every edit is in the widget value at once (a queued prompt or a saved workflow sees it); `record` also puts it in
   // the editor's undo history and ComfyUI's change history; `structural` rebuilds the region list.
   commit({ structural = false, record = true } = {}) {
+    this.cropWarning = ""; // counted for the drawing as it was
     this.value = serializeState(this.state);
     if (record) {
       this.history.record(this.value);
@@ -136,7 +146,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   savePrefs() {
     this.handover.keepChoices(this.node, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid,
-      opacity: this.opacity, eraseAll: this.eraseAll });
+      opacity: this.opacity, eraseAll: this.eraseAll, addToSelected: this.addToSelected });
   }
 
   destroy() {
@@ -203,6 +213,13 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.render();
   }
 
+  setAddToSelected(on) {
+    this.addToSelected = on;
+    this.toolbar.addBox.checked = on;
+    this.savePrefs();
+    this.render();
+  }
+
   setSnap(on) {
     this.snapToGrid = on;
     this.toolbar.snapBox.checked = on;
@@ -246,9 +263,12 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.commit({ structural: true });
   }
 
-  // A region's pixels changed: its overlay is drawn again.
-  touch(r) {
+  // A region's pixels changed: its overlay is drawn again, only within `rect` (cells [x0, y0, x1, y1]) when given.
+  touch(r, rect = null) {
     r.rev = (r.rev ?? 0) + 1;
+    if (!rect || r.dirty === "all") r.dirty = "all";
+    else r.dirty = r.dirty ? [Math.min(r.dirty[0], rect[0]), Math.min(r.dirty[1], rect[1]), Math.max(r.dirty[2], rect[2]),
+      Math.max(r.dirty[3], rect[3])] : rect;
   }
 
   fill(value) {
@@ -258,11 +278,19 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.commit();
   }
 
+  invertSelected() {
+    const r = this.current();
+    for (let i = 0; i < r.bits.length; i++) r.bits[i] ^= 1;
+    this.touch(r);
+    this.commit();
+    this.notes.offerUndo(`Inverted ${r.name}.`);
+  }
+
   clearSelected() {
     if (!this.state.regions.length) return;
-    const i = this.selected;
+    const { name } = this.current();
     this.fill(0);
-    this.notes.offerUndo(`Cleared region ${i + 1}.`);
+    this.notes.offerUndo(`Cleared ${name}.`);
   }
 
   undo() {
@@ -299,32 +327,67 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   beginGesture(e, p) {
-    if (this.tool === "select" || e.altKey) {
+    if (e.altKey && this.tool !== "select") {
       const i = regionAt(this.state, p[0], p[1]);
       if (i >= 0) this.select(i);
       return;
     }
-    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false };
-    if (this.tool !== "rect") this.#stroke([p]);
+    if (this.tool === "select") {
+      this.drag = this.shapes.begin(p, this.layout().scale);
+      return;
+    }
+    const region = this.tool === "brush" ? this.#drawTarget(e, p) : this.tool === "eraser" ? this.current() : null;
+    if (this.tool === "brush" && !region) return;
+    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false, region };
+    if (this.tool !== "rect") this.#stroke([p], e);
     this.render();
   }
 
-  hovered() {
+  // The region a new shape goes into: the selected one when it is still empty, when the user asks to add to it (Shift
+  // held, or "add to selected"), or when a brush stroke starts on it; otherwise a new region, which is selected. Null
+  // when a new one is needed and the canvas is full.
+  #drawTarget(e, p) {
+    const r = this.current();
+    const { mw } = maskDims(this.state.width, this.state.height);
+    const onIt = this.tool === "brush" && r.bits[Math.floor(p[1] / CELL) * mw + Math.floor(p[0] / CELL)];
+    if (this.addToSelected || e.shiftKey || onIt || !this.shapes.box(r)) return r;
+    if (this.state.regions.length >= MAX_REGIONS) {
+      this.message = `A canvas holds at most ${MAX_REGIONS} regions: hold Shift to add to the selected one.`;
+      this.render();
+      return null;
+    }
+    const region = addRegion(this.state);
+    this.selected = this.state.regions.length - 1;
+    this.regionList.render();
+    return region;
+  }
+
+  hovered(p) {
+    if (this.tool === "select") this.canvas.style.cursor = this.shapes.cursor(p, this.layout().scale);
     if (this.tool === "brush" || this.tool === "eraser") this.render(); // the brush cursor follows
   }
 
   continueGesture(e, p) {
+    if (this.drag.shape) {
+      this.shapes.follow(this.drag, p);
+      return;
+    }
     if (Math.hypot(e.clientX - this.drag.x, e.clientY - this.drag.y) > 3) this.drag.moved = true;
     if (this.tool === "rect") {
       this.drag.last = p;
     } else {
-      this.#stroke([this.drag.points[this.drag.points.length - 1], p]);
+      this.#stroke([this.drag.points[this.drag.points.length - 1], p], e);
       this.drag.points.push(p);
     }
     this.render();
   }
 
   endGesture(e, drag) {
+    if (drag.shape) {
+      if (this.shapes.finish(drag)) this.commit();
+      else this.render();
+      return;
+    }
     if (this.tool === "rect") {
       if (!drag.moved) {
         // A click without dragging selects the region under the pointer.
@@ -336,20 +399,39 @@ export class RegionCanvasEditor extends CanvasEditorBase {
       let [x0, y0] = drag.start;
       let [x1, y1] = this.toImage(e);
       if (this.snapToGrid) [x0, y0, x1, y1] = [x0, y0, x1, y1].map((v) => snap(v));
-      const r = this.current();
+      const before = this.state.regions.length;
+      const r = this.#drawTarget(e, drag.start);
+      if (!r) return;
       paintRect(r.bits, this.state.width, this.state.height, x0, y0, x1, y1, 1);
       this.touch(r);
+      this.commit({ structural: this.state.regions.length !== before });
+      return;
     }
     this.commit();
   }
 
-  #stroke(points) {
-    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.current()];
+  // A pen draws as wide as it is pressed (the brush size at full pressure); a mouse or finger, the brush size.
+  #stroke(points, e) {
+    const pressure = e.pointerType === "pen" && e.pressure > 0 ? Math.max(0.1, Math.min(1, e.pressure)) : 1;
+    const radius = (this.brush / 2) * pressure;
+    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.drag.region];
     const value = this.tool === "eraser" ? 0 : 1;
+    const rect = this.#strokeCells(points);
     for (const r of targets) {
-      paintStroke(r.bits, this.state.width, this.state.height, points, this.brush / 2, value, this.snapToGrid ? TOKEN_GRID : 0);
-      this.touch(r);
+      paintStroke(r.bits, this.state.width, this.state.height, points, radius, value, this.snapToGrid ? TOKEN_GRID : 0);
+      this.touch(r, rect);
     }
+  }
+
+  // The cells a stroke through `points` can reach (a token square more while snapping), clipped to the mask.
+  #strokeCells(points) {
+    const { mw, mh } = maskDims(this.state.width, this.state.height);
+    const reach = this.brush / 2 + TOKEN_GRID;
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const cell = (v, hi, up) => Math.max(0, Math.min(hi, (up ? Math.ceil : Math.floor)(v / CELL)));
+    return [cell(Math.min(...xs) - reach, mw, false), cell(Math.min(...ys) - reach, mh, false),
+      cell(Math.max(...xs) + reach, mw, true), cell(Math.max(...ys) + reach, mh, true)];
   }
 
   // -- masks in and out ------------------------------------------------------------
@@ -364,7 +446,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
       return;
     }
     this.addRegionFrom(bitmap);
-    this.notes.offerUndo(`Imported ${file.name} as region ${this.selected + 1}.`);
+    this.notes.offerUndo(`Imported ${file.name} as ${this.current().name}.`);
     this.commit({ structural: true });
   }
 
@@ -393,6 +475,11 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   // -- background ---------------------------------------------------------------
+  // A picture chosen with "Bg…" or dropped on the drawing (see region_background.js).
+  loadBackgroundFile(file) {
+    return loadBackgroundFile(this, file);
+  }
+
   setBackground(ref) {
     ref = safeViewRef(ref);
     if (!ref) return;
@@ -411,23 +498,9 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     img.src = this.host.viewURL(ref);
   }
 
-  matchBackground() {
-    const img = this.background;
-    if (!img) return;
-    const [width, height] = this.#size();
-    const long = Math.max(width, height);
-    const aspect = img.naturalWidth / img.naturalHeight;
-    const round16 = (v) => Math.max(16, Math.min(8192, Math.round(v / 16) * 16));
-    const [w, h] = aspect >= 1 ? [round16(long), round16(long / aspect)] : [round16(long * aspect), round16(long)];
-    // The drawing was made over the letterboxed picture: the picture's rectangle becomes the new canvas.
-    const s = Math.min(width / img.naturalWidth, height / img.naturalHeight);
-    const [pw, ph] = [img.naturalWidth * s, img.naturalHeight * s];
-    const source = [(width - pw) / 2, (height - ph) / 2, pw, ph];
-    for (const [name, v] of [["width", w], ["height", h]]) {
-      const widget = this.node.widgets?.find((x) => x.name === name);
-      if (widget) widget.value = v;
-    }
-    this.resize(source);
+  // Gives the canvas the background's shape, asking first where that would crop the drawing (region_background.js).
+  matchBackground(confirmed = false) {
+    matchBackground(this, confirmed);
   }
 
   // -- showing -------------------------------------------------------------------
@@ -467,3 +540,4 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.painter.paint(ctx, scale, this);
   }
 }
+

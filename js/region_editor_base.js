@@ -86,8 +86,10 @@ export class CanvasEditorBase {
     this.fitStage();
     const ratio = window.devicePixelRatio || 1;
     const { cw, ch, scale, tx, ty } = this.layout();
-    this.canvas.width = Math.max(1, Math.round(cw * ratio));
-    this.canvas.height = Math.max(1, Math.round(ch * ratio));
+    // Set only when it changes: setting it clears and reallocates the canvas.
+    const [w, h] = [Math.max(1, Math.round(cw * ratio)), Math.max(1, Math.round(ch * ratio))];
+    if (this.canvas.width !== w) this.canvas.width = w;
+    if (this.canvas.height !== h) this.canvas.height = h;
     const ctx = this.ctx;
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.fillStyle = "#161616";

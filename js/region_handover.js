@@ -16,6 +16,7 @@ export function readChoices(prefs) {
     snapToGrid: typeof prefs.snapToGrid === "boolean" ? prefs.snapToGrid : true,
     opacity: Number.isFinite(prefs.opacity) && prefs.opacity >= 0.1 && prefs.opacity <= 0.9 ? prefs.opacity : 0.45,
     eraseAll: prefs.eraseAll === true,
+    addToSelected: prefs.addToSelected === true,
   };
 }
 

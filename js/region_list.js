@@ -2,7 +2,7 @@
 // prompt with its character count, and what was wrong with the region when it was loaded).
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { el, labelled } from "./region_dom.js";
-import { MAX_FEATHER, MAX_PROMPT } from "./region_state.js";
+import { MAX_FEATHER, MAX_NAME, MAX_PROMPT } from "./region_state.js";
 
 // Listeners on rows die with the rows (the list is rebuilt with replaceChildren): they are added directly, not
 // through the editor's on().
@@ -54,7 +54,14 @@ export class RegionList {
     listen(swatch, "change", () => { r.color = swatch.value; editor.commit(); });
     const visible = el("input", "ja-rc-visible", { type: "checkbox", checked: !r.hidden, title: "Visible (hidden regions are not used)" });
     listen(visible, "change", () => { r.hidden = !visible.checked; editor.commit(); });
-    const name = el("span", "ja-rc-name", { textContent: `Region ${i + 1}` });
+    // Hidden from view only: the canvas leaves it out, the output keeps it.
+    const eye = el("button", `ja-rc-small ja-rc-eye${r.viewHidden ? " off" : ""}`, { type: "button", textContent: r.viewHidden ? "◌" : "◉",
+      title: r.viewHidden ? "Hidden on the canvas only (still used): show it" : "Hide on the canvas only (it is still used; the checkbox turns it off)" });
+    listen(eye, "click", () => {
+      r.viewHidden = !r.viewHidden;
+      editor.commit({ structural: true });
+    });
+    const name = this.#name(r);
     const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength });
     const feather = el("input", "ja-rc-feather", { type: "number", min: 0, max: MAX_FEATHER, step: 8, value: r.feather ?? 0 });
     this.#numberField(note, strength, { label: "strength", lo: 0, hi: 4, integer: false, inUse: () => r.strength },
@@ -69,10 +76,42 @@ export class RegionList {
       listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    head.append(swatch, visible, eye, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
     feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
     strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     return head;
+  }
+
+  // The region's name; a double-click turns it into a text field (Enter or leaving it keeps the new name, Esc does not).
+  #name(r) {
+    const name = el("span", "ja-rc-name", { textContent: r.name, title: "Double-click to rename" });
+    listen(name, "dblclick", (e) => {
+      e.stopPropagation();
+      const field = el("input", "ja-rc-rename", { type: "text", value: r.name, maxLength: MAX_NAME });
+      field.setAttribute("aria-label", "Region name");
+      let done = false;
+      const finish = (keep) => {
+        if (done) return;
+        done = true;
+        const text = field.value.trim();
+        field.replaceWith(name);
+        if (!keep || !text || text === r.name) return;
+        r.name = text;
+        this.editor.commit({ structural: true });
+      };
+      listen(field, "keydown", (k) => {
+        if (k.key === "Enter" || k.key === "Escape") {
+          k.preventDefault();
+          k.stopPropagation();
+          finish(k.key === "Enter");
+        }
+      });
+      listen(field, "blur", () => finish(true));
+      name.replaceWith(field);
+      field.focus();
+      field.select();
+    });
+    return name;
   }
 
   // A number typed in a row is used while it is valid; an invalid one is shown as such and said in the row's note.
@@ -98,9 +137,9 @@ export class RegionList {
 
   #prompt(r, i) {
     const editor = this.editor;
-    const prompt = el("textarea", "ja-rc-prompt comfy-multiline-input", { value: r.prompt, placeholder: `Region ${i + 1} prompt`,
+    const prompt = el("textarea", "ja-rc-prompt comfy-multiline-input", { value: r.prompt, placeholder: `${r.name} prompt`,
       rows: 2, maxLength: MAX_PROMPT });
-    prompt.setAttribute("aria-label", `Region ${i + 1} prompt`);
+    prompt.setAttribute("aria-label", `${r.name} prompt`);
     const counter = el("div", "ja-rc-counter");
     const showCount = () => {
       counter.textContent = `${r.prompt.length} / ${MAX_PROMPT}`;
@@ -141,7 +180,7 @@ export class RegionList {
     const [r] = editor.state.regions.splice(i, 1);
     editor.selected = Math.max(0, Math.min(editor.selected, editor.state.regions.length - 1));
     const what = r.prompt ? ` (“${r.prompt.length > 40 ? `${r.prompt.slice(0, 40)}…` : r.prompt}”)` : "";
-    editor.notes.offerUndo(`Removed region ${i + 1}${what}.`);
+    editor.notes.offerUndo(`Removed ${r.name}${what}.`);
     editor.commit({ structural: true });
   }
 }

@@ -61,11 +61,12 @@ export class MaskOffer {
         break;
       }
       if (this.offer !== offer) return; // a newer run replaced the offer meanwhile
-      offer.regionIds.set(k, editor.addRegionFrom(bitmap).id);
-      added.push(editor.selected + 1);
+      const region = editor.addRegionFrom(bitmap);
+      offer.regionIds.set(k, region.id);
+      added.push(region.name);
     }
     if (!added.length) return;
-    const list = added.length === 1 ? `region ${added[0]}` : `regions ${added[0]}-${added[added.length - 1]}`;
+    const list = added.length === 1 ? added[0] : `${added[0]} to ${added[added.length - 1]}`;
     editor.notes.offerUndo(`Imported ${added.length === 1 ? "a mask" : `${added.length} masks`} from import_masks as ${list}.`);
     editor.commit({ structural: true });
   }

@@ -11,6 +11,21 @@ export class NodeView {
     this.stage = el("div", "ja-rc-stage");
     this.stage.append(editor.canvas, editor.keys, floatingNotes);
     editor.observeResize(this.stage, () => editor.render());
+    // A picture dropped on the drawing becomes its background; the page never sees the drop (ComfyUI would open the
+    // file as a workflow).
+    editor.on(this.stage, "dragover", (e) => {
+      if (!e.dataTransfer?.types?.includes("Files")) return;
+      e.preventDefault();
+      e.stopPropagation();
+      e.dataTransfer.dropEffect = "copy";
+    });
+    editor.on(this.stage, "drop", (e) => {
+      const file = e.dataTransfer?.files?.[0];
+      if (!file) return;
+      e.preventDefault();
+      e.stopPropagation();
+      editor.loadBackgroundFile(file);
+    });
     editor.on(editor.canvas, "dblclick", (e) => {
       e.preventDefault();
       e.stopPropagation();

@@ -22,7 +22,14 @@ export class RegionNotes {
     this.bgText = el("span");
     this.matchButton = button(listen, "Match width/height to it", "Set the canvas width and height to the background's shape",
       () => editor.matchBackground());
-    this.bgBox.append(this.bgText, this.matchButton, button(listen, "✕", "Dismiss", () => {
+    // Matching that would crop the drawing asks first.
+    this.cropButton = button(listen, "Crop and resize", "Match width/height to the background and lose the parts of the drawing outside it",
+      () => editor.matchBackground(true), "ja-rc-action ja-rc-crop");
+    this.cancelButton = button(listen, "Cancel", "Keep the canvas size and the whole drawing", () => {
+      editor.cropWarning = "";
+      editor.render();
+    });
+    this.bgBox.append(this.bgText, this.matchButton, this.cropButton, this.cancelButton, button(listen, "✕", "Dismiss", () => {
       this.dismissedBackground = this.bgText.textContent;
       editor.render();
     }, "ja-rc-small"));
@@ -70,8 +77,11 @@ export class RegionNotes {
         offer = true;
       }
     }
+    const asking = offer && !!editor.cropWarning;
+    if (asking) text = editor.cropWarning;
     this.bgText.textContent = text;
-    this.matchButton.hidden = !offer;
+    this.matchButton.hidden = !offer || asking;
+    this.cropButton.hidden = this.cancelButton.hidden = !asking;
     this.bgBox.hidden = !text || text === this.dismissedBackground;
   }
 }

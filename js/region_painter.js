@@ -1,81 +1,223 @@
 // What the Region Canvas draws, in image pixels: the background letterboxed, each region's mask as a tinted overlay
 // with its outline, the token grid while snapping, the rectangle being dragged and the brush cursor.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
-import { CELL, featherMask, maskDims, snap, TOKEN_GRID } from "./region_state.js";
+import { paintHandles } from "./region_shapes.js";
+import { CELL, featherMask, maskDims, shown, snap, TOKEN_GRID } from "./region_state.js";
 
 export class RegionPainter {
   constructor() {
-    this.overlays = new WeakMap(); // region -> { key, canvas }: its overlay, redrawn only when the region changed
+    this.overlays = new WeakMap(); // region -> { key, canvas }: its overlay, redrawn only where the region changed
+    this.outlines = new WeakMap(); // region -> { key, path }: its border, found again only when the region changed
+    this.ids = new WeakMap(); // region or background -> a number of its own (a restored drawing has new regions)
+    this.nextId = 1;
+    this.base = null; // the picture under the regions (background, token grid, border), and its key
+    this.baseKey = "";
+    this.layer = null; // the frame without the pointer's marks (brush ring, dragged box, handles), and its key
+    this.layerKey = "";
   }
 
-  // `scene`: { state, background, opacity, selected, snapToGrid, tool, drag, hover, brush } (the editor's fields);
-  // scale: CSS pixels per image pixel.
+  // `scene`: { state, background, opacity, selected, snapToGrid, tool, drag, hover, brush, shapes } (the editor's fields);
+  // scale: CSS pixels per image pixel. Two layers are kept while nothing in them changes: the picture under the
+  // regions, and the frame without the pointer's marks and without the region a gesture is changing (drawn on top of
+  // the others until the gesture ends, without its outline). A pointer move that only moves the brush ring costs one
+  // copy; a brush stroke, one copy and the stroked region's overlay.
   paint(ctx, scale, scene) {
+    const baseKey = this.#baseKey(ctx, scene);
+    if (baseKey !== this.baseKey) {
+      this.base = this.#paintBase(ctx, scale, scene);
+      this.baseKey = baseKey;
+    }
+    const active = scene.drag?.region ?? null;
+    const key = `${baseKey}|${this.#layerKey(scene, active)}`;
+    if (key !== this.layerKey) {
+      this.#paintLayer(ctx, scale, scene, active);
+      this.layerKey = key;
+    }
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.layer, 0, 0);
+    ctx.restore();
+    if (active && shown(active)) this.#paintOverlay(ctx, active, scene);
+    const px = 1 / scale;
+    paintGesture(ctx, px, scene);
+    const box = scene.shapes.handlesBox();
+    if (box) paintHandles(ctx, px, box);
+  }
+
+  #id(object) {
+    if (!object) return 0;
+    if (!this.ids.has(object)) this.ids.set(object, this.nextId++);
+    return this.ids.get(object);
+  }
+
+  #baseKey(ctx, { state, background, snapToGrid }) {
+    const t = ctx.getTransform();
+    return [ctx.canvas.width, ctx.canvas.height, t.a, t.d, t.e, t.f, state.width, state.height, snapToGrid,
+      this.#id(background)].join("|");
+  }
+
+  #layerKey({ state, opacity, selected }, active) {
+    const regions = state.regions.map((r) => (r === active ? `active ${this.#id(r)}`
+      : `${this.#id(r)}.${r.rev ?? 0}${r.color}${r.feather ?? 0}${shown(r) ? "" : "h"}`));
+    return [regions.join(","), selected, opacity].join("|");
+  }
+
+  // A canvas of the frame's size with the frame's transform, cleared to the colour around the picture.
+  #surface(canvas, ctx) {
+    const surface = canvas ?? document.createElement("canvas");
+    if (surface.width !== ctx.canvas.width) surface.width = ctx.canvas.width;
+    if (surface.height !== ctx.canvas.height) surface.height = ctx.canvas.height;
+    const sctx = surface.getContext("2d");
+    sctx.setTransform(1, 0, 0, 1, 0, 0);
+    sctx.fillStyle = "#161616";
+    sctx.fillRect(0, 0, surface.width, surface.height);
+    return [surface, sctx];
+  }
+
+  #paintBase(ctx, scale, scene) {
+    const [base, bctx] = this.#surface(this.base, ctx);
+    bctx.setTransform(ctx.getTransform());
     const { width, height } = scene.state;
     const px = 1 / scale; // one CSS pixel in image pixels
-    ctx.fillStyle = "#3a3a3a";
-    ctx.fillRect(0, 0, width, height);
-    if (scene.background) paintBackground(ctx, scene.background, width, height);
-    this.#paintRegions(ctx, px, scene);
+    bctx.fillStyle = "#3a3a3a";
+    bctx.fillRect(0, 0, width, height);
+    if (scene.background) paintBackground(bctx, scene.background, width, height);
     // The token grid only where its lines are far enough apart to read (no moiré), and only while snapping.
-    if (scene.snapToGrid && TOKEN_GRID * scale >= 8) paintGrid(ctx, px, width, height);
-    paintGesture(ctx, px, scene);
-    ctx.strokeStyle = "rgba(255,255,255,0.25)";
-    ctx.lineWidth = px;
-    ctx.strokeRect(0, 0, width, height);
+    if (scene.snapToGrid && TOKEN_GRID * scale >= 8) paintGrid(bctx, px, width, height);
+    bctx.strokeStyle = "rgba(255,255,255,0.25)";
+    bctx.lineWidth = px;
+    bctx.strokeRect(0, 0, width, height);
+    return base;
   }
 
-  #paintRegions(ctx, px, { state, opacity, selected }) {
+  #paintLayer(ctx, scale, scene, active) {
+    const [layer, lctx] = this.#surface(this.layer, ctx);
+    this.layer = layer;
+    lctx.drawImage(this.base, 0, 0);
+    lctx.setTransform(ctx.getTransform());
+    this.#paintRegions(lctx, 1 / scale, scene, active);
+  }
+
+  // One region's overlay (a dragged shape's where it is being dragged to).
+  #paintOverlay(ctx, r, { state, opacity, drag }) {
+    const { mw, mh } = maskDims(state.width, state.height);
+    const overlay = this.#overlay(r, mw, mh);
+    ctx.imageSmoothingEnabled = false;
+    ctx.globalAlpha = opacity;
+    if (r === drag?.region && drag.to) drawMoved(ctx, overlay, drag.from, drag.to);
+    else ctx.drawImage(overlay, 0, 0, mw * CELL, mh * CELL);
+    ctx.globalAlpha = 1;
+  }
+
+  // Every region but `skip` (the one a gesture is changing: its outline waits for the end of the gesture).
+  #paintRegions(ctx, px, { state, opacity, selected }, skip) {
     const { mw, mh } = maskDims(state.width, state.height);
     ctx.imageSmoothingEnabled = false;
     ctx.globalAlpha = opacity;
-    for (const r of state.regions) if (!r.hidden) ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
+    for (const r of state.regions) if (shown(r) && r !== skip) ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
     ctx.globalAlpha = 1;
     // Outlines in each region's colour over a dark edge: a region stays apart from image content of the same colour.
     state.regions.forEach((r, i) => {
-      if (r.hidden) return;
-      outline(ctx, r, mw, mh);
+      if (!shown(r) || r === skip) return;
+      const path = this.#outline(r, mw, mh);
       ctx.strokeStyle = "rgba(0,0,0,0.7)";
       ctx.lineWidth = 3 * px;
       ctx.setLineDash([]);
-      ctx.stroke();
+      ctx.stroke(path);
       ctx.strokeStyle = r.color;
       ctx.lineWidth = 1.5 * px;
-      ctx.stroke();
+      ctx.stroke(path);
       if (i === selected) {
         ctx.strokeStyle = "#fff";
         ctx.lineWidth = 1.5 * px;
         ctx.setLineDash([4 * px, 4 * px]);
-        ctx.stroke();
+        ctx.stroke(path);
         ctx.setLineDash([]);
       }
     });
   }
 
-  // One small canvas per region at mask resolution (1 px per cell).
+  #outline(r, mw, mh) {
+    const key = `${r.rev ?? 0}|${mw}x${mh}`;
+    const cached = this.outlines.get(r);
+    if (cached?.key === key) return cached.path;
+    const path = outlinePath(r.bits, mw, mh);
+    this.outlines.set(r, { key, path });
+    return path;
+  }
+
+  // One small canvas per region at mask resolution (1 px per cell); where only part of the region changed (a brush
+  // stroke: the editor's touch(r, rect) says where), only that part is written again.
   #overlay(r, mw, mh) {
-    const key = `${r.rev ?? 0}|${r.color}|${r.feather ?? 0}|${mw}x${mh}`;
+    const key = `${r.color}|${r.feather ?? 0}|${mw}x${mh}`;
     const cached = this.overlays.get(r);
-    if (cached?.key === key) return cached.canvas;
+    const rev = r.rev ?? 0;
+    if (cached?.key === key && cached.rev === rev) return cached.canvas;
     const canvas = cached?.canvas ?? document.createElement("canvas");
-    canvas.width = mw;
-    canvas.height = mh;
+    const partial = cached?.key === key && r.dirty && r.dirty !== "all" && !r.feather;
+    if (!partial) {
+      canvas.width = mw;
+      canvas.height = mh;
+    }
+    const [x0, y0, x1, y1] = partial ? r.dirty : [0, 0, mw, mh];
+    r.dirty = undefined;
+    this.overlays.set(r, { key, rev, canvas });
+    if (x1 <= x0 || y1 <= y0) return canvas; // a stroke wholly off the canvas
     const ctx = canvas.getContext("2d");
-    const image = ctx.createImageData(mw, mh);
+    const image = ctx.createImageData(x1 - x0, y1 - y0);
     const soft = r.feather ? featherMask(r.bits, mw, mh, r.feather) : r.bits;
     const [cr, cg, cb] = [1, 3, 5].map((j) => parseInt(r.color.slice(j, j + 2), 16));
-    for (let i = 0; i < soft.length; i++) {
-      const a = soft[i];
-      if (!a) continue;
-      image.data[4 * i] = cr;
-      image.data[4 * i + 1] = cg;
-      image.data[4 * i + 2] = cb;
-      image.data[4 * i + 3] = Math.round(255 * a);
+    const w = x1 - x0;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const a = soft[y * mw + x];
+        if (!a) continue;
+        const i = 4 * ((y - y0) * w + (x - x0));
+        image.data[i] = cr;
+        image.data[i + 1] = cg;
+        image.data[i + 2] = cb;
+        image.data[i + 3] = Math.round(255 * a);
+      }
     }
-    ctx.putImageData(image, 0, 0);
-    this.overlays.set(r, { key, canvas });
+    ctx.putImageData(image, x0, y0);
     return canvas;
   }
+}
+
+// The cells of box `from` of an overlay drawn onto box `to` (cells, x1 and y1 exclusive), in image pixels.
+function drawMoved(ctx, overlay, [fx0, fy0, fx1, fy1], [tx0, ty0, tx1, ty1]) {
+  ctx.drawImage(overlay, fx0, fy0, fx1 - fx0, fy1 - fy0, tx0 * CELL, ty0 * CELL, (tx1 - tx0) * CELL, (ty1 - ty0) * CELL);
+}
+
+// The border of a region's cells as one path, neighbouring edges joined into one line.
+function outlinePath(bits, mw, mh) {
+  const path = new Path2D();
+  const at = (x, y) => (x >= 0 && y >= 0 && x < mw && y < mh ? bits[y * mw + x] : 0);
+  for (let y = 0; y <= mh; y++) {
+    let start = -1;
+    for (let x = 0; x <= mw; x++) {
+      const edge = x < mw && at(x, y) !== at(x, y - 1);
+      if (edge && start < 0) start = x;
+      if (!edge && start >= 0) {
+        path.moveTo(start * CELL, y * CELL);
+        path.lineTo(x * CELL, y * CELL);
+        start = -1;
+      }
+    }
+  }
+  for (let x = 0; x <= mw; x++) {
+    let start = -1;
+    for (let y = 0; y <= mh; y++) {
+      const edge = y < mh && at(x, y) !== at(x - 1, y);
+      if (edge && start < 0) start = y;
+      if (!edge && start >= 0) {
+        path.moveTo(x * CELL, start * CELL);
+        path.lineTo(x * CELL, y * CELL);
+        start = -1;
+      }
+    }
+  }
+  return path;
 }
 
 // Letterboxed: the image keeps its own shape inside the canvas.
@@ -84,22 +226,6 @@ function paintBackground(ctx, image, width, height) {
   const s = Math.min(width / iw, height / ih);
   ctx.imageSmoothingEnabled = true;
   ctx.drawImage(image, (width - iw * s) / 2, (height - ih * s) / 2, iw * s, ih * s);
-}
-
-// The border of a region's cells as one path.
-function outline(ctx, r, mw, mh) {
-  ctx.beginPath();
-  const on = (x, y) => x >= 0 && y >= 0 && x < mw && y < mh && r.bits[y * mw + x];
-  for (let y = 0; y < mh; y++) {
-    for (let x = 0; x < mw; x++) {
-      if (!r.bits[y * mw + x]) continue;
-      const [px, py] = [x * CELL, y * CELL];
-      if (!on(x, y - 1)) { ctx.moveTo(px, py); ctx.lineTo(px + CELL, py); }
-      if (!on(x, y + 1)) { ctx.moveTo(px, py + CELL); ctx.lineTo(px + CELL, py + CELL); }
-      if (!on(x - 1, y)) { ctx.moveTo(px, py); ctx.lineTo(px, py + CELL); }
-      if (!on(x + 1, y)) { ctx.moveTo(px + CELL, py); ctx.lineTo(px + CELL, py + CELL); }
-    }
-  }
 }
 
 function paintGrid(ctx, px, width, height) {

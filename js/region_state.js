@@ -8,6 +8,7 @@ export const TOKEN_GRID = 16; // pixels per image token (VAE /8, patch 2)
 export const MAX_REGIONS = 32;
 export const MAX_PROMPT = 4000;
 export const MAX_FEATHER = 256; // pixels of soft edge on each side of a region's border
+export const MAX_NAME = 64; // characters of a region's name
 // Distinguishable on dark and on photographs: the first eight are far apart in hue and lightness.
 export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
   "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"];
@@ -62,14 +63,23 @@ export function nextColor(regions) {
   return PALETTE.find((c) => !used.has(c)) ?? PALETTE[regions.length % PALETTE.length];
 }
 
+// "Region N" with the smallest N no region of the list is named after: a name stays with its region when the list
+// is reordered, and a new region never takes a name in use.
+export function defaultName(regions) {
+  const names = new Set(regions.map((r) => r.name));
+  let n = regions.length + 1;
+  for (let k = 1; k <= regions.length + 1; k++) if (!names.has(`Region ${k}`)) { n = k; break; }
+  return `Region ${n}`;
+}
+
 export function addRegion(state) {
   if (state.regions.length >= MAX_REGIONS) throw new Error(`at most ${MAX_REGIONS} regions`);
   const { mw, mh } = maskDims(state.width, state.height);
   let n = state.regions.length + 1;
   const ids = new Set(state.regions.map((r) => r.id));
   while (ids.has(`r${n}`)) n++;
-  const region = { id: `r${n}`, prompt: "", strength: 1.0, color: nextColor(state.regions), hidden: false, feather: 0,
-    bits: new Uint8Array(mw * mh) };
+  const region = { id: `r${n}`, name: defaultName(state.regions), prompt: "", strength: 1.0, color: nextColor(state.regions),
+    hidden: false, feather: 0, bits: new Uint8Array(mw * mh) };
   state.regions.push(region);
   return region;
 }
@@ -127,6 +137,46 @@ export function paintStroke(bits, width, height, points, radius, value = 1, grid
   }
 }
 
+// The smallest rectangle of cells holding every set cell: [x0, y0, x1, y1] (x1, y1 exclusive), or null when none is set.
+export function bitsBounds(bits, mw, mh) {
+  let [x0, y0, x1, y1] = [mw, mh, -1, -1];
+  for (let y = 0; y < mh; y++) {
+    const row = y * mw;
+    for (let x = 0; x < mw; x++) {
+      if (!bits[row + x]) continue;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      y1 = y;
+    }
+  }
+  return x1 < 0 ? null : [x0, y0, x1 + 1, y1 + 1];
+}
+
+// The cells inside rectangle `from` moved and stretched (nearest) onto rectangle `to` (both in cells, x1 and y1
+// exclusive): a shape moved or resized by its handles. Cells outside `from` stay; what lands off the canvas is dropped.
+export function transformBits(bits, mw, mh, from, to) {
+  const out = Uint8Array.from(bits);
+  const [fx0, fy0, fx1, fy1] = from;
+  const [tx0, ty0, tx1, ty1] = to;
+  for (let y = fy0; y < fy1; y++) out.fill(0, y * mw + fx0, y * mw + fx1);
+  const [fw, fh, tw, th] = [fx1 - fx0, fy1 - fy0, tx1 - tx0, ty1 - ty0];
+  for (let y = Math.max(0, ty0); y < Math.min(mh, ty1); y++) {
+    const sy = fy0 + Math.min(fh - 1, Math.floor(((y - ty0 + 0.5) * fh) / th));
+    for (let x = Math.max(0, tx0); x < Math.min(mw, tx1); x++) {
+      const sx = fx0 + Math.min(fw - 1, Math.floor(((x - tx0 + 0.5) * fw) / tw));
+      if (bits[sy * mw + sx]) out[y * mw + x] = 1;
+    }
+  }
+  return out;
+}
+
+// Whether the editor shows a region: not "off" (hidden: left out of the output too) and not hidden from view only
+// (viewHidden: still in the output).
+export function shown(r) {
+  return !r.hidden && !r.viewHidden;
+}
+
 // Index of the topmost visible region (the last in the list is drawn on top) covering image pixel (x, y), or -1.
 export function regionAt(state, x, y) {
   const { mw, mh } = maskDims(state.width, state.height);
@@ -135,7 +185,7 @@ export function regionAt(state, x, y) {
   if (cx < 0 || cy < 0 || cx >= mw || cy >= mh) return -1;
   for (let i = state.regions.length - 1; i >= 0; i--) {
     const r = state.regions[i];
-    if (!r.hidden && r.bits[cy * mw + cx]) return i;
+    if (shown(r) && r.bits[cy * mw + cx]) return i;
   }
   return -1;
 }
@@ -231,8 +281,9 @@ export function serializeState(state) {
     width: state.width,
     height: state.height,
     regions: state.regions.map((r) => {
-      const out = { id: r.id, prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) };
+      const out = { id: r.id, name: r.name, prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) };
       if (r.feather) out.feather = r.feather;
+      if (r.viewHidden) out.viewHidden = true;
       return out;
     }),
   });
@@ -286,6 +337,12 @@ export function parseState(text, width, height) {
     }
     const color = /^#[0-9a-fA-F]{6}$/.test(r.color ?? "") ? r.color : PALETTE[i % PALETTE.length];
     const id = /^[A-Za-z0-9_-]{1,32}$/.test(r.id ?? "") ? r.id : `r${i + 1}`;
+    // Drawings saved before regions had names: each is named by its place in the saved list, once.
+    let name = r.name ?? `Region ${i + 1}`;
+    if (typeof name !== "string" || name.length > MAX_NAME) {
+      problems.push(`its name was not text of at most ${MAX_NAME} characters and is now “Region ${i + 1}”`);
+      name = `Region ${i + 1}`;
+    }
     let bits;
     try {
       bits = decodeRLE(r.mask, mw * mh);
@@ -293,8 +350,9 @@ export function parseState(text, width, height) {
       problems.push(`its mask could not be read (${err.message}) and is empty now: draw it again`);
       bits = new Uint8Array(mw * mh);
     }
-    const region = { id, prompt, strength, color, hidden: !!r.hidden, feather, bits };
-    if (problems.length) region.problem = `Region ${i + 1}: ${problems.join("; ")}.`;
+    const region = { id, name, prompt, strength, color, hidden: !!r.hidden, feather, bits };
+    if (r.viewHidden === true) region.viewHidden = true;
+    if (problems.length) region.problem = `${name}: ${problems.join("; ")}.`;
     state.regions.push(region);
   });
   const ids = new Set();
@@ -310,7 +368,7 @@ export function stateProblems(state) {
   const out = [];
   if (state.regions.length > MAX_REGIONS) out.push(`${state.regions.length} regions; the limit is ${MAX_REGIONS}`);
   state.regions.forEach((r, i) => {
-    if (r.prompt.length > MAX_PROMPT) out.push(`region ${i + 1}'s prompt has ${r.prompt.length} characters; the limit is ${MAX_PROMPT}`);
+    if (r.prompt.length > MAX_PROMPT) out.push(`${r.name ?? `region ${i + 1}`}'s prompt has ${r.prompt.length} characters; the limit is ${MAX_PROMPT}`);
   });
   return out;
 }

@@ -4,10 +4,15 @@
 import { button, el, labelled } from "./region_dom.js";
 
 const HELP = [
-  ["V", "select: click a region on the canvas (Alt+click with any tool, or a click without dragging with Rect)"],
-  ["R", "rectangle"], ["B", "brush"], ["E", "eraser (tick “all” to erase every region)"],
+  ["V", "select: click a region to select it (Alt+click with any tool, or a click without dragging with Rect); drag its "
+    + "shape to move it, its handles to resize it"],
+  ["R", "rectangle: each new box starts a new region"], ["B", "brush: a stroke that starts off the selected region starts a new one"],
+  ["Shift / A", "hold Shift while drawing, or tick “add” (A), to add the shape to the selected region"],
+  ["E", "eraser (tick “erase all” to erase every region)"],
   ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
-  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del", "clear the selected region (undo offered)"],
+  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del / Backspace", "delete the selected region's shape (undo offered)"],
+  ["I", "invert the selected region (undo offered)"],
+  ["double-click a name", "rename the region (the name stays with it when the list is reordered)"],
   ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
     + "Space+drag pans, 0 fits, Esc closes"],
 ];
@@ -35,9 +40,12 @@ export class RegionToolbar {
     }
   }
 
-  // The choices that outlive the editor (erase all, brush size, snapping, overlay strength).
+  // The choices that outlive the editor (erase all, add to selected, brush size, snapping, overlay strength).
   #choices() {
     const editor = this.editor;
+    this.addBox = el("input", "ja-rc-add-to", { type: "checkbox", checked: editor.addToSelected,
+      title: "New shapes go into the selected region instead of starting a new one (A; or hold Shift while drawing)" });
+    this.listen(this.addBox, "change", () => editor.setAddToSelected(this.addBox.checked));
     this.eraseAllBox = el("input", "ja-rc-erase-all", { type: "checkbox", checked: editor.eraseAll,
       title: "The eraser removes every region under it, not only the selected one" });
     this.listen(this.eraseAllBox, "change", () => { editor.eraseAll = this.eraseAllBox.checked; editor.savePrefs(); });
@@ -58,7 +66,7 @@ export class RegionToolbar {
     });
     const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
     size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
-    return [labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
+    return [labelled("add", this.addBox, "ja-rc-check"), labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut];
   }
 
@@ -71,6 +79,14 @@ export class RegionToolbar {
       this.importFile.value = "";
       if (file) editor.importImage(file);
     });
+    this.backgroundFile = el("input", "ja-rc-bg-file", { type: "file", accept: "image/*", hidden: true });
+    listen(this.backgroundFile, "change", () => {
+      const file = this.backgroundFile.files?.[0];
+      this.backgroundFile.value = "";
+      if (file) editor.loadBackgroundFile(file);
+    });
+    const backgroundButton = button(listen, "Bg…", "Background…: show a picture under the drawing to trace over (or drop one on the "
+      + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
     const importButton = button(listen, "Import…", "Add a region from a mask image, read as Load Image reads a mask: transparent = inside where it has transparency, white = inside otherwise",
       () => this.importFile.click());
     this.fullButton = button(listen, "⤢", "Full-window editor (F, or double-click the canvas)", () => editor.fullWindow.toggle());
@@ -83,11 +99,13 @@ export class RegionToolbar {
     return [
       button(listen, "Fill", "Fill the selected region (Undo is offered)", () => {
         editor.fill(1);
-        editor.notes.offerUndo(`Filled region ${editor.selected + 1}.`);
+        editor.notes.offerUndo(`Filled ${editor.current().name}.`);
       }),
+      button(listen, "◐", "Invert the selected region: drawn cells become empty and empty ones drawn (I); Undo is offered",
+        () => editor.invertSelected()),
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
       button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
-      importButton, this.importFile, this.zoomBox, this.fullButton, helpButton];
+      importButton, this.importFile, backgroundButton, this.backgroundFile, this.zoomBox, this.fullButton, helpButton];
   }
 
   // The editor's keyboard shortcuts (HELP above); keys typed into the editor's text fields are theirs.
@@ -103,7 +121,7 @@ export class RegionToolbar {
     } else if (!mod && !e.altKey) {
       handled = { v: () => editor.setTool("select"), r: () => editor.setTool("rect"), b: () => editor.setTool("brush"),
         e: () => editor.setTool("eraser"), "[": () => editor.setBrush(editor.brush - 8), "]": () => editor.setBrush(editor.brush + 8),
-        g: () => editor.setSnap(!editor.snapToGrid), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
+        g: () => editor.setSnap(!editor.snapToGrid), i: () => editor.invertSelected(), a: () => editor.setAddToSelected(!editor.addToSelected), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
         f: () => editor.fullWindow.toggle() }[key] ?? editor.fullWindow.keyHandler(key);
     }
     if (handled) {
@@ -120,6 +138,7 @@ export class RegionToolbar {
     this.snapBox.checked = editor.snapToGrid;
     this.opacityInput.value = Math.round(editor.opacity * 100);
     this.eraseAllBox.checked = editor.eraseAll;
+    this.addBox.checked = editor.addToSelected;
   }
 
   showFullWindow(open) {

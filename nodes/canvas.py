@@ -42,9 +42,10 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             # An output node: ComfyUI sends a cached node's UI output again only for output nodes (0.3.75), and the
             # editor needs its background and mask offer back when the drawing's run comes from the cache.
             is_output_node=True,
-            description="Draw regions (rectangle, brush, eraser) and give each its prompt and strength. Saved inside "
-                        "the workflow. Shortcuts: R rectangle, B brush, E eraser, G snap to the 16 px token grid, "
-                        "Ctrl+Z / Ctrl+Y.",
+            description="Draw regions (rectangle, brush, eraser) and give each its prompt and strength; move and "
+                        "resize a region's shape with the Select tool. Saved inside the workflow. Shortcuts: V select, "
+                        "R rectangle, B brush, E eraser, Shift or A add to the selected region, G snap to the 16 px "
+                        "token grid, Ctrl+Z / Ctrl+Y.",
             inputs=[
                 io.Clip.Input("clip", tooltip="The text encoder for the region prompts (the one used for the main prompt)."),
                 io.Int.Input("width", default=1024, min=16, max=8192, step=16, tooltip="Image width in pixels."),
@@ -60,10 +61,15 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             outputs=[
                 Regions.Output("regions_out", display_name="regions", tooltip="The drawn regions with their prompts "
                                "encoded; connect to Apply Regional Attention."),
-                io.Mask.Output("masks", display_name="masks", tooltip="One mask per visible region, in the list's order, "
-                               "at width x height (feather included); one empty mask when none is visible."),
+                io.Mask.Output("masks", display_name="masks", tooltip="One mask per visible region, in the list's order "
+                               "(top to bottom, the regions named as in the list), at width x height (feather "
+                               "included); one empty mask when none is visible."),
                 io.Image.Output("preview", display_name="preview", tooltip="The regions in their colours over the "
                                 "background (or grey where nothing is drawn), at most 1024 px on its long side."),
+                io.Int.Output("width_out", display_name="width", tooltip="The canvas width: link it to the latent's "
+                              "width (Empty Latent Image) so the two always match."),
+                io.Int.Output("height_out", display_name="height", tooltip="The canvas height: link it to the latent's "
+                              "height so the two always match."),
             ],
         )
 
@@ -92,7 +98,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         for i, r in enumerate(visible):
             canvas_state.full_mask(r, width, height, out=mask_batch[i])
             if not r.prompt.strip():
-                log.warning("[joint_attention] %s: region %d has no prompt and is skipped", NODE, i + 1)
+                log.warning("[joint_attention] %s: %s has no prompt and is skipped", NODE, r.name or f"region {i + 1}")
                 continue
             region = region_from(NODE, encode(clip, r.prompt), r.mask[None], r.strength)
             if region is not None:
@@ -108,7 +114,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         ui = {"ja_background": [_save_background(background)]} if background is not None else {}
         if offer is not None:
             ui["ja_import_masks"] = [offer]
-        return io.NodeOutput(out_regions, mask_batch, image, ui=ui)
+        return io.NodeOutput(out_regions, mask_batch, image, width, height, ui=ui)
 
 
 BACKGROUND_FOLDER = "joint_attention_canvas"  # under ComfyUI's input folder: it outlives a restart, unlike temp/

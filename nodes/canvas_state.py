@@ -19,6 +19,7 @@ MAX_REGIONS = 32
 MAX_PROMPT = 4000
 MAX_VALUE_BYTES = 4 * 1024 * 1024
 MAX_FEATHER = 256  # pixels of soft edge on each side of a region's border
+MAX_NAME = 64  # characters of a region's name
 _RLE = re.compile(r"^[0-9a-z]{1,8}(\.[0-9a-z]{1,8})*$")  # 8 base-36 digits hold any run of an 8192 x 8192 canvas
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
@@ -46,6 +47,7 @@ class CanvasRegion:
     hidden: bool
     mask: torch.Tensor  # [mh, mw] float, 1/8 resolution of the saved width/height (soft where feathered)
     feather: int = 0
+    name: str = ""  # the name the user gave it in the editor ("Region N" by default; it stays with the region)
 
 
 def mask_dims(width: int, height: int):
@@ -98,6 +100,9 @@ def parse(text: str):
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT:
             raise CanvasValueError(f"region {i + 1}: the prompt must be text of at most {MAX_PROMPT} characters")
         prompt = valid_text(prompt)
+        name = r.get("name", f"Region {i + 1}")
+        if not isinstance(name, str) or len(name) > MAX_NAME:
+            raise CanvasValueError(f"region {i + 1}: the name must be text of at most {MAX_NAME} characters")
         strength = r.get("strength", 1.0)
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 4.0:
             raise CanvasValueError(f"region {i + 1}: strength must be a number between 0 and 4")
@@ -110,7 +115,8 @@ def parse(text: str):
         except CanvasValueError as exc:
             raise CanvasValueError(f"region {i + 1}: {exc}") from None
         mask = feather_mask(bits.reshape(mh, mw), feather)
-        out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), mask, feather))
+        out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), mask, feather,
+                                valid_text(name)))
     return width, height, out
 
 
@@ -217,7 +223,7 @@ def encode_value(width: int, height: int, regions: list) -> str:
     """Widget value for regions given as dicts with prompt, strength, color and a [mh, mw] 0/1 mask."""
     return json.dumps({
         "version": VERSION, "width": width, "height": height,
-        "regions": [{"id": f"r{i + 1}", "prompt": r["prompt"], "strength": r.get("strength", 1.0),
+        "regions": [{"id": f"r{i + 1}", "name": r.get("name", f"Region {i + 1}"), "prompt": r["prompt"], "strength": r.get("strength", 1.0),
                      "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
                      "mask": encode_rle(r["mask"].flatten().tolist()),
                      **({"feather": r["feather"]} if r.get("feather") else {})} for i, r in enumerate(regions)],

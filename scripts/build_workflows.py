@@ -384,7 +384,8 @@ GRAPHS = {
         ] + flux_tail((21, 0), "a sunny park, photo, detailed", "regional_canvas_flux"),
         [("How to use", "Draw regions on the canvas: R rectangle, B brush, E eraser, G snaps to the 16 px token grid, "
           "Ctrl+Z / Ctrl+Y undo and redo. Add a region with '+ Add region', type its prompt and strength in the list, "
-          "hide it with the checkbox. Keep the canvas width/height equal to the latent size. Connect an image to "
+          "hide it with the checkbox. Keep the canvas width/height equal to the latent size (link the canvas's width and "
+          "height outputs to the latent node's width and height). Connect an image to "
           "'background' and run once to trace over it. Connect masks (Attention Maps' concept masks, a loaded mask) to "
           "'import_masks' and run once to add them as regions; the masks output has one mask per visible region, and "
           "the button on a region's row saves its mask as a PNG. " + NOTE_REGIONS)],

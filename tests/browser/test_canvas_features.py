@@ -148,5 +148,5 @@ def test_a_mask_image_is_imported_as_a_new_region(comfy_server, vue, tmp_path):
         want = torch.zeros(16, 16)
         want[:4, :8] = 1  # 64 x 32 image pixels of the 128 px canvas, in 8 px cells
         assert torch.equal(regions[1].mask, want)
-        assert "Imported concept_mask.png as region 2" in page.locator(".ja-rc-notice").first.inner_text()
+        assert "Imported concept_mask.png as Region 2" in page.locator(".ja-rc-notice").first.inner_text()
         assert page.evaluate("[...document.querySelectorAll('.ja-rc-region')].map(r => r.classList.contains('selected'))") == [False, True]

@@ -154,7 +154,7 @@ def test_masks_on_import_masks_are_offered_after_a_run_and_imported_as_regions_w
         assert thumbs.nth(1).is_disabled() and not thumbs.nth(0).is_disabled()
         assert "Import the other 1" in offer.inner_text()
         notice = page.locator(".ja-rc-notice").first
-        assert "as region 2" in notice.inner_text()
+        assert "as Region 2" in notice.inner_text()
         assert page.evaluate("[...document.querySelectorAll('.ja-rc-region')].map(r => r.classList.contains('selected'))") == [False, True]
         # Undo takes it back, and the mask is offered again.
         notice.locator("button", has_text="Undo").click()

@@ -62,7 +62,7 @@ def test_click_selects_the_region_under_the_pointer_eraser_acts_on_all_and_del_o
         page.keyboard.press("Delete")
         assert [int(m.sum()) for m in masks(canvas_value(page, node_id))] == [after[0], 0]
         notice = page.locator(".ja-rc-notice").first
-        assert notice.is_visible() and "Cleared region 2" in notice.inner_text()
+        assert notice.is_visible() and "Cleared Region 2" in notice.inner_text()
         assert page.evaluate("app.graph._nodes.length") == nodes_before
         assert page.evaluate("(id) => !!app.graph.getNodeById(id)", node_id)
         notice.locator("button", has_text="Undo").click()

@@ -176,7 +176,7 @@ def _run_string_input(flux, clip, node, name, value):
     pos, neg = make_cond(flux, seed=1), make_cond(flux, seed=2)
     model = patcher(flux)
     if node == "Region Canvas":
-        regions, masks, preview = run_node(JointAttentionRegionCanvas, clip, 64, 48, value).args
+        regions, masks, preview, *_ = run_node(JointAttentionRegionCanvas, clip, 64, 48, value).args
         assert masks.shape[1:] == (48, 64) and preview.shape[-1] == 3
         return
     if node == "JointAttentionMaps":

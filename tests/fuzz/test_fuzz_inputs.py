@@ -167,7 +167,7 @@ def test_canvas_values(clip, key, value, raw):
     if verdict is not True:
         assert isinstance(verdict, str) and verdict.startswith("[Region Canvas] input 'regions': "), verdict
         return
-    regions, masks, preview = run_node(JointAttentionRegionCanvas, clip, 64, 48, text).args
+    regions, masks, preview, *_ = run_node(JointAttentionRegionCanvas, clip, 64, 48, text).args
     assert masks.shape[1:] == (48, 64) and preview.shape[-1] == 3 and bool(torch.isfinite(preview).all())
 
 

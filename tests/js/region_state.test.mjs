@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  addRegion, bitsFromPixels, decodeRLE, emptyState, encodeRLE, featherMask, fileSlug, fitBits, rgbaPng, History, maskDims, MAX_PROMPT,
+  addRegion, bitsBounds, bitsFromPixels, decodeRLE, defaultName, emptyState, encodeRLE, featherMask, fileSlug, fitBits, rgbaPng, History, maskDims, MAX_PROMPT,
   paintRect, paintStroke, parseState, regionAt, regionPixels, resizeBits, safeViewRef, serializeState, snap, stateProblems,
+  shown, transformBits,
 } from "../../js/region_state.js";
 
 test("run-length round trip, including empty and full masks", () => {
@@ -84,7 +85,7 @@ test("one bad field never costs the drawing: the region is kept and marked", () 
   assert.equal(state.regions[2].prompt, "bad mask");
   assert.match(state.regions[3].problem, /strength 9/);
   assert.equal(state.regions[3].strength, 1);
-  assert.deepEqual(stateProblems(state), ["region 2's prompt has 4005 characters; the limit is 4000"]);
+  assert.deepEqual(stateProblems(state), ["Region 2's prompt has 4005 characters; the limit is 4000"]);
 });
 
 test("feather is an optional field: absent values stay byte-identical, set ones round-trip", () => {
@@ -235,4 +236,53 @@ test("download names from prompts keep letters, digits and dashes", () => {
   assert.equal(fileSlug("A red <b>house</b> / ../etc"), "a-red-b-house-b-etc");
   assert.equal(fileSlug(""), "");
   assert.equal(fileSlug("x".repeat(80)).length, 40);
+});
+
+test("regions are named once and keep their names through reorder, save and load; old drawings get their list names", () => {
+  const state = emptyState(64, 64);
+  const [a, b, c] = [addRegion(state), addRegion(state), addRegion(state)];
+  assert.deepEqual([a.name, b.name, c.name], ["Region 1", "Region 2", "Region 3"]);
+  b.name = "sky";
+  state.regions.reverse();
+  const back = parseState(serializeState(state), 64, 64);
+  assert.deepEqual(back.regions.map((r) => r.name), ["Region 3", "sky", "Region 1"]);
+  back.regions.splice(2, 1); // "Region 1" removed: a new region takes the free name, never one in use
+  assert.equal(defaultName(back.regions), "Region 1");
+  assert.equal(addRegion(back).name, "Region 1");
+  assert.equal(addRegion(back).name, "Region 2"); // renamed "sky": its old name is free
+  const old = JSON.parse(serializeState(state));
+  for (const r of old.regions) delete r.name;
+  assert.deepEqual(parseState(JSON.stringify(old), 64, 64).regions.map((r) => r.name), ["Region 1", "Region 2", "Region 3"]);
+  old.regions[1].name = 7;
+  assert.match(parseState(JSON.stringify(old), 64, 64).regions[1].problem, /name was not text/);
+});
+
+test("a shape's box, moved and resized by its handles, in whole cells", () => {
+  const [mw, mh] = [8, 8];
+  const bits = new Uint8Array(mw * mh);
+  for (const [x, y] of [[1, 1], [2, 1], [1, 2], [2, 2], [2, 3]]) bits[y * mw + x] = 1;
+  assert.deepEqual(bitsBounds(bits, mw, mh), [1, 1, 3, 4]);
+  assert.equal(bitsBounds(new Uint8Array(4), 2, 2), null);
+  const moved = transformBits(bits, mw, mh, [1, 1, 3, 4], [4, 2, 6, 5]);
+  assert.deepEqual(bitsBounds(moved, mw, mh), [4, 2, 6, 5]);
+  assert.equal(moved.reduce((s, v) => s + v, 0), 5);
+  const doubled = transformBits(bits, mw, mh, [1, 1, 3, 4], [0, 0, 4, 6]);
+  assert.deepEqual(bitsBounds(doubled, mw, mh), [0, 0, 4, 6]);
+  assert.equal(doubled.reduce((s, v) => s + v, 0), 20); // each cell became 2 x 2
+  const off = transformBits(bits, mw, mh, [1, 1, 3, 4], [7, 6, 9, 9]); // dragged past the edge: the rest is dropped
+  assert.deepEqual(bitsBounds(off, mw, mh), [7, 6, 8, 8]);
+});
+
+test("hidden from view only is saved apart from off: the editor leaves it out, the value keeps it in use", () => {
+  const state = emptyState(32, 32);
+  const [a, b] = [addRegion(state), addRegion(state)];
+  a.bits.fill(1);
+  b.bits.fill(1);
+  b.viewHidden = true;
+  const raw = JSON.parse(serializeState(state));
+  assert.equal(raw.regions[0].viewHidden, undefined); // absent when not set: older values stay byte-identical
+  assert.deepEqual([raw.regions[1].viewHidden, raw.regions[1].hidden], [true, false]);
+  const back = parseState(JSON.stringify(raw), 32, 32);
+  assert.deepEqual(back.regions.map(shown), [true, false]);
+  assert.equal(regionAt(back, 4, 4), 0); // the region on top is hidden from view: the one under it is found
 });

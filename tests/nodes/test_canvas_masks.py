@@ -94,3 +94,11 @@ def test_import_masks_limits_and_bad_input(clip):
     for bad in (torch.zeros(1, 1, 8, 8), torch.zeros(8), torch.zeros(1, 0, 8), "mask"):
         with pytest.raises(ValueError, match=r"^\[Region Canvas\] input 'import_masks': .*MASK"):
             run_node(JointAttentionRegionCanvas, clip, W, H, _value(), import_masks=bad)
+
+
+def test_width_and_height_are_outputs_a_latent_can_be_linked_to(clip):
+    """Issue 32, item 5: the canvas size as INT outputs, so the latent's size follows the canvas."""
+    schema = JointAttentionRegionCanvas.define_schema()
+    assert [(o.display_name, o.get_io_type()) for o in schema.outputs[3:]] == [("width", "INT"), ("height", "INT")]
+    out = run_node(JointAttentionRegionCanvas, clip, W, H, _value())
+    assert out[3:5] == (W, H)

@@ -128,7 +128,8 @@ def test_canvas_regions_carry_small_masks_and_full_size_masks_output():
     mask[:, :8] = 1
     value = canvas_state.encode_value(128, 64, [{"prompt": "a red house", "mask": mask}])
     out = run_node(JointAttentionRegionCanvas, clip, 128, 64, value).args
-    regions, masks, image = out
+    regions, masks, image, width, height = out
+    assert (width, height) == (128, 64)
     assert regions[0].mask.shape == (1, 8, 16)  # the drawing's 1/8 resolution
     assert masks.shape == (1, 64, 128) and torch.equal(masks[0, :, :64], torch.ones(64, 64))
     assert torch.equal(masks[0, :, 64:], torch.zeros(64, 64))

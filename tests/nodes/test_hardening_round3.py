@@ -173,7 +173,7 @@ def test_canvas_and_maps_prompts_with_a_lone_surrogate_work(flux, clip):
          "mask": canvas_state.encode_rle([1] * 24 + [0] * 24)}]}
     text = json.dumps(drawing)  # "\ud800" as JSON writes it, as an API client would send it
     assert validate_node(JointAttentionRegionCanvas, regions=text) is True
-    regions, masks, _ = run_node(JointAttentionRegionCanvas, clip, 64, 48, text).args
+    regions, masks, *_ = run_node(JointAttentionRegionCanvas, clip, 64, 48, text).args
     assert len(regions) == 1 and masks.shape == (1, 48, 64)
     model, handle, cond = _captured(patcher(flux), clip)
     latent = sample(model, cond, cond, steps=1, cfg=1.0, width=32, height=32)
