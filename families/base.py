@@ -46,6 +46,9 @@ class Family:
     chat_template = False
     # ... and cuts the context to start at the user's text (Qwen-Image), instead of keeping the template.
     cuts_to_user_text = False
+    # Tokens the model puts before the context in its text stream (AuraFlow's register tokens): they count as text in
+    # the layout and carry no word, so word labels start after them.
+    leading_text = 0
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
     reference_images = True  # reference-image tokens (Kontext, Qwen-Image-Edit, FLUX.2) work with the features

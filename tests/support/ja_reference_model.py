@@ -91,6 +91,17 @@ def _texts_numbered_alone(info, axes, args):
     return {**args, "txt_ids": txt_ids}
 
 
+def _with_region_registers(registers, args, info):
+    """AuraFlow's first block: each region text's leading rows set to the model's register tokens."""
+    key = "txt" if args.get("txt") is not None else "img"
+    stream = args[key].clone()
+    start = info["n_txt"]
+    for length in info["lens"]:
+        stream[:, start:start + registers.shape[1]] = registers[0].to(stream)
+        start += length
+    return {key: stream}
+
+
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
     m = model.clone()
 
@@ -102,8 +113,18 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
+        if registers is not None:  # AuraFlow: its registers lead the text stream
+            info["n_txt"] += registers.shape[1]
         if in_window and nextdit:  # the reference forward below refines each region text alone
             info["regions"] = config.regions
+        elif in_window and registers is not None:
+            # As the prompt alone, each region text reads [registers ; text]: zero rows here (the text input layer
+            # has no bias), the model's registers put there in the first block.
+            n_reg = registers.shape[1]
+            parts = [torch.cat([torch.zeros(n_reg, r.shape[1], dtype=r.dtype), r.cpu()]) for r in config.regions]
+            info["lens"] = tuple(p.shape[0] for p in parts)
+            extra = torch.cat(parts).to(c_crossattn)
+            c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
             info["lens"] = tuple(r.shape[0] for r in config.regions)
@@ -121,6 +142,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         return executor(x, t, c_concat, c_crossattn, control, opts, **kwargs)
 
     nextdit = type(model.model).__name__ == "Lumina2"
+    registers = getattr(model.model.diffusion_model, "register_tokens", None)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if nextdit:
         from ja_reference_nextdit import reference_forward
@@ -146,6 +168,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
             if sequential_rope and info and info["lens"]:
                 args["pe"] = _sequential_prompt_alone_rope(dm, args["pe"], info)
+            if registers is not None and info and info["lens"] and index == 0 and (kind == "double" or not n_double):
+                args.update(_with_region_registers(registers, args, info))
             args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
             return extra["original_block"](args)
         return patch

@@ -189,18 +189,46 @@ def tiny_z_image(depth=2, seed=0, variant="z_image"):
     return _finish(comfy.supported_models.ZImage, cfg, "z_image", 16, depth, 0, seed)
 
 
-def tiny_aura_flow(seed=0):
-    """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
-    refuse a family they do not know by name."""
-    import comfy.supported_models
+def _detected(unet_config):
+    """The host's model config for `unet_config` through its own detection path (`model_config_from_unet_config`,
+    what a checkpoint loader calls after reading the state dict's sizes)."""
+    import comfy.model_detection
 
-    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=4,
-               global_conddim=128, cond_seq_dim=CONTEXT_DIM, max_seq=256)
-    return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
+    config = comfy.model_detection.model_config_from_unet_config(unet_config)
+    if config is None:
+        raise ValueError(f"the host detects no model for {unet_config}")
+    return config
+
+
+AURA_CONTEXT_DIM = 2048  # AuraFlow is detected by its Pile-T5-XL text features (`cond_seq_dim`)
+
+
+def tiny_aura_flow(depth=2, depth_single=2, seed=0):
+    """AuraFlow (comfy/ldm/aura: double layers over [8 registers ; text] and [image], then single layers) at 4 heads x
+    32, through the host's detection: the unet config its detection reads from a checkpoint (`max_seq`,
+    `cond_seq_dim` 2048, layer counts) plus the tiny widths."""
+    unet = dict(max_seq=256, cond_seq_dim=AURA_CONTEXT_DIM, n_double_layers=depth, n_layers=depth + depth_single,
+                dim=128, n_heads=4, global_conddim=128)
+    config = _detected(unet)
+    tiny = _finish(lambda _: config, unet, "aura_flow", 4, depth, depth_single, seed)
+    with torch.no_grad():  # text features of the size the other tiny models see from their 64-feature inputs
+        tiny.patcher.model.diffusion_model.cond_seq_linear.weight.mul_((CONTEXT_DIM / AURA_CONTEXT_DIM) ** 0.5)
+    tiny.context_dim = AURA_CONTEXT_DIM
+    return tiny
+
+
+def tiny_pixart_sigma(seed=0):
+    """PixArt-Sigma (comfy/ldm/pixart: cross-attention from the image to the text, no joint attention) at 2 heads x 32,
+    through the host's detection: a model class the pack does not support, refused by name."""
+    unet = dict(image_model="pixart_sigma", num_heads=2, patch_size=2, hidden_size=64, in_channels=4, depth=1,
+                caption_channels=CONTEXT_DIM, input_size=64, pe_interpolation=1, micro_condition=False)
+    config = _detected(unet)
+    return _finish(lambda _: config, unet, "pixart_sigma", 4, 1, 0, seed)
 
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
-            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image}
+            "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
+            "aura_flow": tiny_aura_flow}
 
 
 def build(family: str, **kw) -> TinyModel:
