@@ -14,6 +14,7 @@ import torch
 
 from ..attention.dispatcher import JointAttentionDispatcher
 from ..attention.forward import ATTENTION
+from ..families import named
 from . import override_slot, reach
 from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY, REFINER_KEY
 
@@ -95,8 +96,11 @@ class AttentionOverride(JointAttentionDispatcher):
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
             plan = self.plan(state, block, total)
-            # The mask comes as a keyword (FLUX, SD3) or as the fifth argument (NextDiT, Qwen-Image).
-            if plan is not None and (args[4] if len(args) > 4 else kwargs.get("mask")) is not None:
+            family = named(state.family)
+            # The mask comes as a keyword (FLUX, SD3) or as the fifth argument (NextDiT, Qwen-Image); one the family
+            # knows masks nothing in this forward (Lens) is no mask.
+            mask = args[4] if len(args) > 4 else kwargs.get("mask")
+            if plan is not None and mask is not None and not family.open_call_mask(state):
                 log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
                 plan = None
             extra_keys = cached_reference_keys(state, options, total, args[1].shape[seq]) if plan is not None else 0
@@ -107,7 +111,8 @@ class AttentionOverride(JointAttentionDispatcher):
                 # wrong, and skipping would silently drop the feature.
                 raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
-                impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys)
+                visual = total - state.n_context if family.image_first else 0  # [image ; references ; text]
+                impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys, visual)
         if impl is func:
             out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)
         else:
@@ -141,8 +146,10 @@ class AttentionOverride(JointAttentionDispatcher):
                  "calls they change and leave it every other call", override_slot.describe(previous))
         return impl(*args, **kwargs)
 
-    def _host_attention(self, plan, n_rows, extra_keys, *args, **kwargs):
+    def _host_attention(self, plan, n_rows, extra_keys, visual, *args, **kwargs):
         q, k, v = normalise_qkv(args, kwargs)
+        if visual:  # the model's order is [image ; references ; text]: the text goes first, as the layout has it
+            q, k, v = (torch.cat([t[:, :, visual:], t[:, :, :visual]], dim=2) for t in (q, k, v))
         if n_rows != q.shape[0]:
             raise RuntimeError(f"[joint_attention] batch of {q.shape[0]} rows but {n_rows} row kinds")
         # ComfyUI 0.3.75 ignores `scale=` (callers pre-scale q); honour it when given.
@@ -156,6 +163,9 @@ class AttentionOverride(JointAttentionDispatcher):
         out = self.attend(plan, q, k, v, scale)
         if extra_keys:
             out = out[:, :, :n_queries]
+        if visual:
+            n_text = out.shape[2] - visual
+            out = torch.cat([out[:, :, n_text:], out[:, :, :n_text]], dim=2)
         if kwargs.get("skip_output_reshape", False):
             return out
         b, h, length, d = out.shape

@@ -83,8 +83,11 @@ def test_every_family_of_the_pack_is_in_the_test_family_list():
     """The family scenarios run over one list (tests/support/ja_families.py): a family the pack accepts must be in it,
     and an entry must name a family the pack has, with its tiny model detected as that family."""
     import ja_families
+    import ja_tiny
     from joint_attention_pack.families import FAMILIES, model_family
 
     assert {entry.family for entry in ja_families.FAMILIES} == {family.name for family in FAMILIES}
     for entry in ja_families.FAMILIES:
+        if ja_tiny.host_lacks(entry.name):  # a family of newer hosts (Lens): its entry runs there
+            continue
         assert model_family(entry.build().patcher).name == entry.family, entry.name

@@ -78,6 +78,7 @@ class TinyFamily:
     pooled_text: bool = False  # a pooled text vector enters the blocks' modulation (FLUX.1 vector_in, SD3 y_embedder)
     caption_pad_multiple: int = 0  # the model pads the caption with learned pad tokens to a multiple of this
     image_pad_multiple: int = 0  # ... and the image tokens
+    cell_latents: bool = False  # cell-mask scenarios sample from `cell_latent` (Lens: 16 px latent cells)
     text_prefix: int = 0  # tokens the model puts before the prompt in its text stream (AuraFlow's registers)
     latent_px: int = 8  # image pixels per latent cell
     token_px: int = 16  # image pixels per token side (the tiny Chroma Radiance: its 2-pixel patch)
@@ -99,6 +100,9 @@ class TinyFamily:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: add it to ja_families.SCENARIOS")
         keyed = f"{scenario}[{case}]"
+        lacks = ja_tiny.host_lacks(self.name)
+        if lacks:
+            return f"{self.name}: {lacks}"
         for capability in SCENARIOS.get(keyed, SCENARIOS[scenario]):
             if not self.has(capability):
                 return f"{self.name}: {self.lacks[capability]}"
@@ -115,6 +119,15 @@ class TinyFamily:
         while ((height // 16) * (width // 16)) % self.image_pad_multiple:
             width += 16
         return width
+
+    def cell_latent(self, tiny, width: int, height: int):
+        """The empty latent of a width x height image where `sample` would draw another (it draws 1/8 of the image):
+        one cell per `latent_px` pixels, so ja_regions' token masks fit (Lens: 16 px cells, a token each). None where
+        sample's own fits."""
+        if not self.cell_latents:
+            return None
+        frames = (1,) if self.latent_frames else ()
+        return torch.zeros(1, tiny.latent_channels, *frames, height // self.latent_px, width // self.latent_px)
 
     def reference_latent(self, tiny, rows: int, cols: int, seed: int = 7) -> torch.Tensor:
         """A reference image's latent for `tiny` (what the host's ReferenceLatent node puts in the conditioning)."""
@@ -210,6 +223,22 @@ FAMILIES = (
                                "of (the pack wraps its layer lists: test_z_image)",
             "layout_slices": "NextDiT pads the image tokens to a multiple of 32, which the layout carries after the "
                              "image as reference tokens (test_z_image)",
+        }),
+    TinyFamily(
+        # ComfyUI 0.33: the 128-channel FLUX.2 latent, a token per cell (16 px): scenarios on ja_regions' token masks
+        # sample from `cell_latent`. Joint calls are [image ; text]; text rope positions count along the text.
+        "lens", "lens", "Lens", ja_tiny.tiny_clip, latent_px=16, cell_latents=True,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around"),
+                    "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
+                    "suite time)"),
+            "maps_reference": "ja_regions' token masks are a 4 x 6 grid; the maps test draws its latent at 1/8 of "
+                              "WIDTH x HEIGHT, an 8 x 12 token grid for Lens (16 px cells, no patches); Lens's maps "
+                              "are the same capture as Qwen-Image's over the reordered call",
+            "concepts_reference": "the test's saliency reference reads concept and image outputs in [text ; image] "
+                                  "order; Qwen-Image runs concepts without a pooled vector",
         }),
     TinyFamily(
         # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width. Its 8

@@ -80,6 +80,18 @@ def _qwen_prompt_alone_rope(dm, pe, info):
     return torch.cat([text, pe[:, :, n_ctx:]], dim=2)
 
 
+def _lens_prompt_alone_rope(dm, pe, info):
+    """Lens's rope table ([image ; text] rows) with every text numbered as the prompt alone: Lens numbers text tokens
+    max(rows // 2, cols // 2) + i on all three axes. Text rows are made here from their ids; image rows are the
+    host's."""
+    rows, cols = info["grid"]
+    start = max(rows // 2, cols // 2)
+    within = [torch.arange(info["n_txt"])] + [torch.arange(n) for n in info["lens"]]
+    ids = (torch.cat(within) + start).to(pe.device, torch.float32).reshape(1, -1, 1).repeat(pe.shape[0], 1, 3)
+    text = dm.pos_embed(ids).to(pe.dtype)
+    return torch.cat([pe[:, :, :pe.shape[2] - ids.shape[1]], text], dim=2)
+
+
 def _texts_numbered_alone(info, axes, args):
     """FLUX `post_input`: every region text's positions on the text axes numbered 0, 1, ... as the prompt alone."""
     txt_ids = args["txt_ids"].clone()
@@ -130,6 +142,10 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             info["lens"] = tuple(r.shape[0] for r in config.regions)
             c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
         patch = getattr(executor.class_obj.diffusion_model, "patch_size", 2)
+        if lens_rope:
+            patch = 1  # Lens's blocks take the latent cells themselves
+        elif isinstance(patch, (list, tuple)):
+            patch = patch[-1]  # JoyImage: (frames, rows, cols)
         rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
         info["grid"] = (rows, cols)
         opts[KEY] = info
@@ -157,6 +173,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"
+    lens_rope = type(model.model).__name__ == "Lens"
+    # Models whose joint calls are [image ; references ; text]: the reference reorders them to [text ; image ; ...].
+    image_first = type(model.model).__name__ in ("Lens", "JoyImage")
     # Chroma Radiance with sequential text ids (0.33) numbers text along rope axis 0 inside its forward.
     sequential_rope = bool(getattr(getattr(dm, "params", None), "use_sequential_txt_ids", False))
 
@@ -166,6 +185,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             info = args["transformer_options"].get(KEY)
             if qwen_rope and info and info["lens"]:
                 args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
+            if lens_rope and info and info["lens"]:
+                args["pe"] = _lens_prompt_alone_rope(dm, args["pe"], info)
             if sequential_rope and info and info["lens"]:
                 args["pe"] = _sequential_prompt_alone_rope(dm, args["pe"], info)
             if registers is not None and info and info["lens"] and index == 0 and (kind == "double" or not n_double):
@@ -199,6 +220,12 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         masks = config.masks.cpu() if config.masks is not None else None
         if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
             return func(*args, **kwargs)
+        mask = kwargs.get("mask")
+        if mask is not None:  # Lens's joint mask from a text mask of all ones: it masks nothing
+            assert not mask.any(), "the reference runs prompts without text padding"
+        visual = q.shape[2] - n_ctx if image_first else 0
+        if visual:
+            q, k, v = (torch.cat([t[:, :, visual:], t[:, :, :visual]], dim=2) for t in (q, k, v))
         # The keys' layout; queries are its first rows (FLUX KV Cache: reference keys cached, their queries dropped).
         layout = TokenLayout(info["n_txt"], n_img, k.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
         n_q = q.shape[2]
@@ -229,6 +256,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             if row_kind == 0 and captured and config.capture_end <= info["sigma"] <= config.capture_start:
                 config._record(probs, layout)
         out = out.to(device=device, dtype=q.dtype)
+        if visual:
+            out = torch.cat([out[:, :, n_ctx:], out[:, :, :n_ctx]], dim=2)
         b, h, length, d = out.shape
         return out.transpose(1, 2).reshape(b, length, h * d)
 

@@ -217,6 +217,16 @@ def tiny_aura_flow(depth=2, depth_single=2, seed=0):
     return tiny
 
 
+def tiny_lens(depth=2, seed=0):
+    """Lens (comfy/ldm/lens: dual-stream blocks over [image ; text], text from two encoder layers of 32 features each,
+    the 128-channel FLUX.2 latent one token per cell) at 2 heads x 64, through the host's detection: the unet config
+    its detection reads from a checkpoint, at tiny sizes. A host without Lens skips (ja_families)."""
+    unet = dict(image_model="lens", in_channels=128, out_channels=32, num_layers=depth, num_attention_heads=2,
+                enc_hidden_dim=CONTEXT_DIM // 2, multi_layer_encoder_feature=True, selected_layer_index=(0, 1))
+    config = _detected(unet)
+    return _finish(lambda _: config, unet, "lens", 128, depth, 0, seed)
+
+
 def tiny_pixart_sigma(seed=0):
     """PixArt-Sigma (comfy/ldm/pixart: cross-attention from the image to the text, no joint attention) at 2 heads x 32,
     through the host's detection: a model class the pack does not support, refused by name."""
@@ -228,7 +238,19 @@ def tiny_pixart_sigma(seed=0):
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
             "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "aura_flow": tiny_aura_flow}
+            "aura_flow": tiny_aura_flow, "lens": tiny_lens}
+
+
+# Builders of families only newer hosts have: builder name -> (the `comfy.model_base` class, the family's name).
+NEWER_HOST = {"lens": ("Lens", "Lens")}
+
+
+def host_lacks(family: str):
+    """Why this host cannot build `family`'s tiny model ("this host has no Lens"), or None."""
+    import comfy.model_base
+
+    cls, models = NEWER_HOST.get(family, (None, None))
+    return None if cls is None or hasattr(comfy.model_base, cls) else f"this host has no {models}"
 
 
 def build(family: str, **kw) -> TinyModel:
