@@ -50,6 +50,11 @@ class Family:
     # [text ; image ; reference images]: the pack's attention puts the text first for the calls it changes, and the
     # output back in the model's order.
     image_first = False
+    # Tokens the text encoder drops from the front of its tokenizer's tokens (JoyImage: its template's system turn).
+    context_drop = 0
+    # Word labels can be read from the text encoder's tokenizer (False: Lens, whose encoder cuts a fixed-length chat
+    # template off its tokens; its maps show the base prompt whole and name text positions by number).
+    word_labels = True
     # Tokens the model puts before the context in its text stream (AuraFlow's register tokens): they count as text in
     # the layout and carry no word, so word labels start after them.
     leading_text = 0

@@ -39,6 +39,7 @@ class Lens(Family):
     latent_px = 16
     image_first = True
     reference_images = False
+    word_labels = False
     blocks_help = "48 dual-stream blocks 0-47"
 
     def patch_size(self, dm) -> int:

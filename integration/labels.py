@@ -24,7 +24,10 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
     Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label, nor do the
     tokens a model puts before the context (AuraFlow's register tokens, `Family.leading_text`).
     Qwen-Image-Edit's reference pictures come before the prompt: a longer context places the prompt after them
-    (`_prompt_after_pictures`); a context the prompt cannot fit raises UnplacedLabels."""
+    (`_prompt_after_pictures`); a context the prompt cannot fit raises UnplacedLabels. No labels for a family whose
+    tokens cannot be read as words (`Family.word_labels`)."""
+    if not _family(family).word_labels:
+        return []
     tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
     order = context_order(family, tokens)
     flat = []  # (token id, raw string, segment, special)
@@ -35,6 +38,7 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
             own = _after_system_prompt(_user_turn(own, hf, _cuts_to_user_text(family)))
             if _cuts_to_user_text(family) and order == [key] and n_txt != len(own):
                 own = _prompt_after_pictures(clip, prompt, hf, key, n_txt, len(own))
+        own = own[_family(family).context_drop:]  # what the encoder drops never reaches the model
         flat += own + [None]  # an encoder's tokens end: no word runs across
     # Byte-level BPE (Qwen) keeps punctuation in tokens of its own: those end a word and stand alone.
     split_punctuation = _chat_template(family)

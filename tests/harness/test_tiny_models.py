@@ -22,7 +22,8 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
                      "sd3": comfy.model_base.SD3, "sd35m": comfy.model_base.SD3,
                      "qwen_image": comfy.model_base.QwenImage, "z_image": comfy.model_base.Lumina2,
                      "chroma_radiance": comfy.model_base.ChromaRadiance, "aura_flow": comfy.model_base.AuraFlow,
-                     "lens": getattr(comfy.model_base, "Lens", None)}
+                     "lens": getattr(comfy.model_base, "Lens", None),
+                     "joy_image": getattr(comfy.model_base, "JoyImage", None)}
     for family in FAMILIES:
         if ja_tiny.host_lacks(family):
             continue
@@ -44,6 +45,9 @@ def test_builders_wrap_real_comfy_classes_and_report_their_sizes():
         elif family == "aura_flow":
             assert (len(net.double_layers), len(net.single_layers)) == (tiny.n_double, tiny.n_single)
             assert net.cond_seq_linear.in_features == tiny.context_dim and net.register_tokens.shape[1] == 8
+        elif family == "joy_image":
+            assert (len(net.double_blocks), tiny.n_single) == (tiny.n_double, 0)
+            assert net.condition_embedder.text_embedder.linear_1.in_features == tiny.context_dim
         elif family == "lens":
             assert (len(net.transformer_blocks), tiny.n_single) == (tiny.n_double, 0)
             assert net.txt_in.in_features == tiny.context_dim

@@ -241,6 +241,22 @@ FAMILIES = (
                                   "order; Qwen-Image runs concepts without a pooled vector",
         }),
     TinyFamily(
+        # ComfyUI 0.33: detected by its 4096 Qwen3-VL text features (scenarios' conditioning is random at that
+        # width); Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
+        "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, latent_frames=True,
+        lacks={"index_timestep_zero": "JoyImage's forward takes no reference_latents_method; its references follow "
+                                      "the image with a frame position of their own"},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around", "reference_images_with_regions[positive_only]",
+                     "reference_images_with_taca[cond_rows]"),
+                    "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
+                    "suite time); Lens runs the [image ; text] order"),
+            "concepts_reference": "the test encodes concepts with the tiny CLIP (64 features), which JoyImage's "
+                                  "detected 4096-feature text input cannot take; Qwen-Image runs concepts without a "
+                                  "pooled vector",
+        }),
+    TinyFamily(
         # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width. Its 8
         # register tokens come before the text in the text stream (text_prefix); each region text gets its own.
         # Its layers norm the residual stream after adding each update (post-norm), which magnifies fp32 rounding

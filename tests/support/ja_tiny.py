@@ -227,6 +227,25 @@ def tiny_lens(depth=2, seed=0):
     return _finish(lambda _: config, unet, "lens", 128, depth, 0, seed)
 
 
+JOY_CONTEXT_DIM = 4096  # JoyImage's detection fixes its Qwen3-VL-8B text features (`text_dim`)
+
+
+def tiny_joy_image(depth=2, seed=0):
+    """JoyImage-Edit (comfy/ldm/joyimage: dual-stream blocks over [image ; reference images ; text], Wan 2.1 latents
+    with a frame axis, rope on image tokens only) at 2 heads x 128 (the host's config fixes the rope to 128 features
+    per head), through the host's detection: the unet config its detection reads from a checkpoint, at tiny sizes.
+    A host without JoyImage skips (ja_families)."""
+    unet = dict(image_model="joyimage", in_channels=16, hidden_size=256, patch_size=[1, 2, 2], num_layers=depth,
+                num_attention_heads=2, text_dim=JOY_CONTEXT_DIM)
+    config = _detected(unet)
+    tiny = _finish(lambda _: config, unet, "joy_image", 16, depth, 0, seed)
+    with torch.no_grad():  # text features of the size the other tiny models see from their 64-feature inputs
+        tiny.patcher.model.diffusion_model.condition_embedder.text_embedder.linear_1.weight.mul_(
+            (CONTEXT_DIM / JOY_CONTEXT_DIM) ** 0.5)
+    tiny.context_dim = JOY_CONTEXT_DIM
+    return tiny
+
+
 def tiny_pixart_sigma(seed=0):
     """PixArt-Sigma (comfy/ldm/pixart: cross-attention from the image to the text, no joint attention) at 2 heads x 32,
     through the host's detection: a model class the pack does not support, refused by name."""
@@ -238,11 +257,11 @@ def tiny_pixart_sigma(seed=0):
 
 BUILDERS = {"flux": tiny_flux, "flux2": tiny_flux2, "chroma": tiny_chroma, "chroma_radiance": tiny_chroma_radiance,
             "sd3": tiny_sd3, "sd35m": tiny_sd35m, "qwen_image": tiny_qwen_image, "z_image": tiny_z_image,
-            "aura_flow": tiny_aura_flow, "lens": tiny_lens}
+            "aura_flow": tiny_aura_flow, "lens": tiny_lens, "joy_image": tiny_joy_image}
 
 
 # Builders of families only newer hosts have: builder name -> (the `comfy.model_base` class, the family's name).
-NEWER_HOST = {"lens": ("Lens", "Lens")}
+NEWER_HOST = {"lens": ("Lens", "Lens"), "joy_image": ("JoyImage", "JoyImage-Edit")}
 
 
 def host_lacks(family: str):
