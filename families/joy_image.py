@@ -6,8 +6,8 @@ have rope positions (the blocks' `pe` holds image and reference rows alone), so 
 host's forward offers `dit` block patches (`("double_block", i)`) and a DIFFUSION_MODEL wrapper, and its attention
 takes `transformer_options`. The model takes no text mask and no pooled text vector.
 
-Its text encoder wraps the prompt in a chat template and drops the template's first 34 tokens (the system turn): the
-context starts at `<|im_start|>user`, and word labels start there too.
+Its text encoder wraps the prompt in a chat template and drops the template's first 34 tokens (the system turn and
+the user turn's `<|im_start|>`): the context starts at its `user` header, and word labels start there too.
 """
 from __future__ import annotations
 

@@ -237,12 +237,10 @@ FAMILIES = (
             "maps_reference": "ja_regions' token masks are a 4 x 6 grid; the maps test draws its latent at 1/8 of "
                               "WIDTH x HEIGHT, an 8 x 12 token grid for Lens (16 px cells, no patches); Lens's maps "
                               "are the same capture as Qwen-Image's over the reordered call",
-            "concepts_reference": "the test's saliency reference reads concept and image outputs in [text ; image] "
-                                  "order; Qwen-Image runs concepts without a pooled vector",
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
     TinyFamily(
-        # ComfyUI 0.33: detected by its 4096 Qwen3-VL text features (scenarios' conditioning is random at that
-        # width); Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
+        # ComfyUI 0.33: Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
         "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, latent_frames=True,
         lacks={"index_timestep_zero": "JoyImage's forward takes no reference_latents_method; its references follow "
                                       "the image with a frame position of their own"},
@@ -252,9 +250,7 @@ FAMILIES = (
                      "reference_images_with_taca[cond_rows]"),
                     "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
                     "suite time); Lens runs the [image ; text] order"),
-            "concepts_reference": "the test encodes concepts with the tiny CLIP (64 features), which JoyImage's "
-                                  "detected 4096-feature text input cannot take; Qwen-Image runs concepts without a "
-                                  "pooled vector",
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
     TinyFamily(
         # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width. Its 8
@@ -268,8 +264,8 @@ FAMILIES = (
                      "region_text_reach", "attention_routed_around"),
                     "SD3 runs this on the same dit block patches over [text ; image] (kept off for suite time)"),
             "concepts_reference": "the test encodes concepts with the tiny CLIP (64 features), which AuraFlow's "
-                                  "detected 2048-feature text input cannot take; Qwen-Image runs concepts without a "
-                                  "pooled vector, and test_aura_flow runs AuraFlow's concept stream",
+                                  "detected 2048-feature text input cannot take; Qwen-Image runs concepts through the "
+                                  "same path (text input layer, double blocks, no pooled vector)",
         }),
 )
 

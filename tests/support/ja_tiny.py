@@ -227,23 +227,16 @@ def tiny_lens(depth=2, seed=0):
     return _finish(lambda _: config, unet, "lens", 128, depth, 0, seed)
 
 
-JOY_CONTEXT_DIM = 4096  # JoyImage's detection fixes its Qwen3-VL-8B text features (`text_dim`)
-
-
 def tiny_joy_image(depth=2, seed=0):
     """JoyImage-Edit (comfy/ldm/joyimage: dual-stream blocks over [image ; reference images ; text], Wan 2.1 latents
     with a frame axis, rope on image tokens only) at 2 heads x 128 (the host's config fixes the rope to 128 features
-    per head), through the host's detection: the unet config its detection reads from a checkpoint, at tiny sizes.
-    A host without JoyImage skips (ja_families)."""
+    per head), through the host's detection: the unet config its detection reads from a checkpoint (which detects
+    JoyImage by `image_model` alone), at tiny sizes: 64 text features (the checkpoints' 4096) so that the tiny CLIP
+    feeds it. A host without JoyImage skips (ja_families)."""
     unet = dict(image_model="joyimage", in_channels=16, hidden_size=256, patch_size=[1, 2, 2], num_layers=depth,
-                num_attention_heads=2, text_dim=JOY_CONTEXT_DIM)
+                num_attention_heads=2, text_dim=CONTEXT_DIM)
     config = _detected(unet)
-    tiny = _finish(lambda _: config, unet, "joy_image", 16, depth, 0, seed)
-    with torch.no_grad():  # text features of the size the other tiny models see from their 64-feature inputs
-        tiny.patcher.model.diffusion_model.condition_embedder.text_embedder.linear_1.weight.mul_(
-            (CONTEXT_DIM / JOY_CONTEXT_DIM) ** 0.5)
-    tiny.context_dim = JOY_CONTEXT_DIM
-    return tiny
+    return _finish(lambda _: config, unet, "joy_image", 16, depth, 0, seed)
 
 
 def tiny_pixart_sigma(seed=0):
