@@ -84,3 +84,27 @@ def test_joy_image_word_labels_start_where_the_encoder_context_does():
     assert [w for w, _ in offered] == ["a", "red", "cat", "sitting", "on", "grass"]
     for text, positions in offered:
         assert hf.decode([ids[p] for p in positions]).strip() == text
+
+
+def test_lens_text_mask_of_all_ones_is_the_models_own_and_a_padded_one_is_refused_by_name():
+    """Lens's text encoder puts a text mask in every conditioning. All ones (one prompt) is what the model makes
+    without one: regions sample the same with it or without it. A padded text keeps its mask, which regional
+    prompting refuses by name."""
+    reason = host_lacks("lens")
+    if reason:
+        pytest.skip(reason)
+    from ja_tiny import with_options
+
+    tiny = build("lens")
+    regions, _ = regions_for(tiny, cell_masks(False)[0], [1.0, 1.0])
+    model = run_node(JointAttentionRegionalApply, tiny.patcher, regions, 0.0, 0.0, 1.0, "all", "none", "restricted",
+                     "background")[0]
+    pos, neg = make_cond(tiny, seed=1, n_tokens=6), make_cond(tiny, seed=2, n_tokens=6)
+    kw = dict(steps=2, cfg=2.5, width=96, height=64)
+    ones = torch.ones(1, 6, dtype=torch.long)
+    masked = [with_options(c, attention_mask=ones) for c in (pos, neg)]
+    assert torch.equal(sample(model, *masked, **kw), sample(model, pos, neg, **kw))
+    assert torch.equal(sample(tiny.patcher, *masked, **kw), sample(tiny.patcher, pos, neg, **kw))
+    padded = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model': .*text padding mask"):
+        sample(model, with_options(pos, attention_mask=padded), neg, **kw)

@@ -234,9 +234,6 @@ FAMILIES = (
                      "region_text_reach", "attention_routed_around"),
                     "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
                     "suite time)"),
-            "maps_reference": "ja_regions' token masks are a 4 x 6 grid; the maps test draws its latent at 1/8 of "
-                              "WIDTH x HEIGHT, an 8 x 12 token grid for Lens (16 px cells, no patches); Lens's maps "
-                              "are the same capture as Qwen-Image's over the reordered call",
             "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
     TinyFamily(
