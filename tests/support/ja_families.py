@@ -238,7 +238,7 @@ FAMILIES = (
         }),
     TinyFamily(
         # ComfyUI 0.33: Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
-        "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, latent_frames=True,
+        "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, latent_frames=True, reference_tol=1e-4,
         lacks={"index_timestep_zero": "JoyImage's forward takes no reference_latents_method; its references follow "
                                       "the image with a frame position of their own"},
         sits_out={
