@@ -46,6 +46,14 @@ class Family:
     chat_template = False
     # ... and cuts the context to start at the user's text (Qwen-Image), instead of keeping the template.
     cuts_to_user_text = False
+    # Tokens the text encoder drops from the front of its tokenizer's tokens (JoyImage: its template's system turn).
+    context_drop = 0
+    # Word labels can be read from the text encoder's tokenizer (False: Lens, whose encoder cuts a fixed-length chat
+    # template off its tokens; its maps show the base prompt whole and name text positions by number).
+    word_labels = True
+    # Tokens the model puts before the context in its text stream (AuraFlow's register tokens): they count as text in
+    # the layout and carry no word, so word labels start after them.
+    leading_text = 0
     blocks_help = ""  # how the block numbering reads in tooltips, the README and errors
     concepts = True  # ConceptAttention has a text stream of its own to carry the concepts through the blocks
     # Why ConceptAttention cannot run on this family's models, where `concepts` is False (part of the node's error).
@@ -122,6 +130,17 @@ class Family:
         """Why this forward's inputs cannot take the pack's features (a sentence naming the input), or None."""
         return None
 
+    def forward_inputs(self, state: ForwardState, kwargs: dict) -> dict:
+        """The forward's keyword inputs as the model gets them under the pack: a family may drop an input that
+        changes nothing (Lens: a text mask of all ones, which the model makes itself when it gets none)."""
+        return kwargs
+
+    def open_call_mask(self, state: ForwardState) -> bool:
+        """Whether the attention mask the model passes to its joint attention calls in this forward masks nothing
+        (Lens passes one on every call, all zeros when its text mask is all ones); a call with any other mask is left
+        to the host."""
+        return False
+
     def prompt_layout(self, state: ForwardState, dm) -> None:
         """Set the forward's text layout for the prompt as the model will lay it out, before features see the
         forward (NextDiT: the prompt counts the pads the model adds)."""
@@ -182,6 +201,16 @@ class Family:
         return False
 
     # -- ConceptAttention's text stream -------------------------------------------------------------------------
+    def concept_block_inputs(self, state: ForwardState, inputs: dict, n_concepts: int) -> dict:
+        """A double block's inputs for ConceptAttention's pass with `n_concepts` concept tokens as its text: the rope
+        table (`pe`, sequence on dim 2) with every concept at the first text position, like text, and the image's
+        rows."""
+        pe = inputs.get("pe")
+        if pe is None:
+            return inputs
+        return {**inputs, "pe": torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_concepts, *pe.shape[3:]),
+                                           pe[:, :, state.n_context:]], dim=2)}
+
     def text_embedder(self, dm):
         """The layers that turn text-encoder features into the text stream, as one module (Qwen-Image: `txt_norm`
         then `txt_in`). The model's own layers, never copies."""

@@ -26,7 +26,7 @@ import torch
 
 from ..attention.capture import CaptureModifier, concept_saliency, record_concepts
 from ..attention.forward import ATTENTION, BLOCKS, COND
-from ..families import model_family
+from ..families import model_family, named
 from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY
 
 
@@ -148,9 +148,10 @@ class ConceptModifier(CaptureModifier):
         n_c = residual.shape[1]
         side, record.block_inputs = dict(record.block_inputs), None
         side["txt"] = residual.to(side["img"].dtype)
-        if inputs.get("pe") is not None:  # concept positions are 0, like text: reuse a text row of the RoPE table
-            pe = side["pe"]
-            side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, state.n_context:]], dim=2)
+        family = named(state.family)
+        image_first = family.image_first(state, block)
+        if inputs.get("pe") is not None:  # concepts sit at a text position, as the family says
+            side = family.concept_block_inputs(state, side, n_c)
         recorded = {}
         options = {k: v for k, v in inputs["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY, KEYS_KEY)}
         options[BLOCK_KEY] = block
@@ -177,7 +178,8 @@ class ConceptModifier(CaptureModifier):
         if block.index in self.concepts.blocks:
             def keep_concept_output(out):
                 if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
-                    recorded["out"] = out
+                    # [image ; concepts] where the model puts the image first (Lens, JoyImage)
+                    recorded["out"] = out[:, -n_c:] if image_first else out[:, :n_c]
 
             options[RECORD_KEY] = keep_concept_output
         side["transformer_options"] = options
@@ -189,10 +191,11 @@ class ConceptModifier(CaptureModifier):
         image_out = record.image_outputs.pop(block.index, None)
         if "out" in recorded and image_out is not None:
             cond = _cond_rows(state).to(image_out.device)
-            o_image = image_out[cond, state.n_context:state.n_context + state.n_img]
+            first = 0 if image_first else state.n_context
+            o_image = image_out[cond, first:first + state.n_img]
             sink = self.sink(state)
             if sink is not None:
-                record_concepts(sink, concept_saliency(recorded["out"][:, :n_c], o_image), block.number, state.sigma,
+                record_concepts(sink, concept_saliency(recorded["out"], o_image), block.number, state.sigma,
                                 self.registry)
 
 

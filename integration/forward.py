@@ -43,6 +43,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     if refused:
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
     state = describe_forward(family, base, x, t, c_crossattn, transformer_options, kwargs)
+    kwargs = family.forward_inputs(state, kwargs)
     state.pooled = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     try:
         extra = dispatcher.begin_forward(state)

@@ -21,9 +21,13 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
     encoders (Qwen2.5-VL, Qwen3) or Lumina-2's system prompt: those are never offered as words. ComfyUI's word
     ids count weighted segments, so words are split by the tokenizers' own markers: CLIP's "</w>" ends a word,
     SentencePiece's "\u2581" and byte-level BPE's "\u0120" (space) / "\u010a" (newline) start one.
-    Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label.
+    Positions past the tokens (a caption the model pads itself, Z-Image's learned pad tokens) get no label, nor do the
+    tokens a model puts before the context (AuraFlow's register tokens, `Family.leading_text`).
     Qwen-Image-Edit's reference pictures come before the prompt: a longer context places the prompt after them
-    (`_prompt_after_pictures`); a context the prompt cannot fit raises UnplacedLabels."""
+    (`_prompt_after_pictures`); a context the prompt cannot fit raises UnplacedLabels. No labels for a family whose
+    tokens cannot be read as words (`Family.word_labels`)."""
+    if not _family(family).word_labels:
+        return []
     tokens = clip.tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
     order = context_order(family, tokens)
     flat = []  # (token id, raw string, segment, special)
@@ -34,10 +38,12 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
             own = _after_system_prompt(_user_turn(own, hf, _cuts_to_user_text(family)))
             if _cuts_to_user_text(family) and order == [key] and n_txt != len(own):
                 own = _prompt_after_pictures(clip, prompt, hf, key, n_txt, len(own))
+        own = own[_family(family).context_drop:]  # what the encoder drops never reaches the model
         flat += own + [None]  # an encoder's tokens end: no word runs across
     # Byte-level BPE (Qwen) keeps punctuation in tokens of its own: those end a word and stand alone.
     split_punctuation = _chat_template(family)
-    out, position, word, open_word = [], 0, 0, False
+    # Tokens the model puts before the context (AuraFlow's registers) take the first positions, with no label.
+    out, position, word, open_word = [], _family(family).leading_text, 0, False
     for entry in flat:
         if entry is None:
             open_word = False

@@ -100,8 +100,11 @@ class AttentionOverride(JointAttentionDispatcher):
             seq = 2 if kwargs.get("skip_reshape", False) else 1
             total = args[0].shape[seq]
             plan = self.plan(state, block, total)
-            # The mask comes as a keyword (FLUX, SD3) or as the fifth argument (NextDiT, Qwen-Image).
-            if plan is not None and (args[4] if len(args) > 4 else kwargs.get("mask")) is not None:
+            family = named(state.family)
+            # The mask comes as a keyword (FLUX, SD3) or as the fifth argument (NextDiT, Qwen-Image); one the family
+            # knows masks nothing in this forward (Lens) is no mask.
+            mask = args[4] if len(args) > 4 else kwargs.get("mask")
+            if plan is not None and mask is not None and not family.open_call_mask(state):
                 log.warning("[joint_attention] the model passed its own attention mask; the pack leaves this call as is")
                 plan = None
             extra_keys = cached_reference_keys(state, options, total, args[1].shape[seq]) if plan is not None else 0
@@ -113,7 +116,7 @@ class AttentionOverride(JointAttentionDispatcher):
                 raise more_keys_than_queries(self.modifiers, block, args[1].shape[seq], total)
             if plan is not None:
                 impl = partial(self._host_attention, plan, len(state.row_kinds), extra_keys)
-                if named(state.family).image_first(state, block):
+                if family.image_first(state, block):
                     impl = partial(text_moved_first, impl, state.n_context)
         if impl is func:
             out = self.previous(func, *args, **kwargs) if self.previous is not None else func(*args, **kwargs)

@@ -305,7 +305,8 @@ def _labels(clip, prompt, result, node):
             tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
         except UnplacedLabels as exc:
             raise node_error(node, "prompt", str(exc)) from None
-        labels = words_of(tokens)
+        # No words (a family whose tokens cannot be read as words: Lens): the base prompt as one map.
+        labels = words_of(tokens) or [("base prompt", list(range(n_txt)))]
         for position, text, _ in tokens:
             names[position] = text
     elif clip is not None or prompt.strip():

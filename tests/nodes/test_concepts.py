@@ -28,9 +28,20 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     base = tiny.patcher
     dm = base.model.diffusion_model
     qwen = hasattr(dm, "transformer_blocks")  # Qwen-Image: no pooled vector
-    embed = getattr(dm, "txt_in", None) or dm.context_embedder
-    if getattr(dm, "txt_norm", None) is not None:  # the model's text stream starts as txt_in(txt_norm(features))
-        embed = torch.nn.Sequential(dm.txt_norm, embed)
+    # Lens: the same, with a norm per encoder layer, and its joint calls ordered [image ; text]
+    lens = type(base.model).__name__ == "Lens"
+    # JoyImage: no pooled vector either, text through its projection, joint calls [image ; references ; text], rope on
+    # image tokens only
+    joy = type(base.model).__name__ == "JoyImage"
+    if lens:
+        embed = _LensText(dm)
+    elif joy:
+        embed = dm.condition_embedder.text_embedder
+    else:
+        embed = getattr(dm, "txt_in", None) or dm.context_embedder
+        if getattr(dm, "txt_norm", None) is not None:  # the model's text stream starts as txt_in(txt_norm(features))
+            embed = torch.nn.Sequential(dm.txt_norm, embed)
+    qwen = qwen or joy  # from here: the families without a pooled vector
     words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, 1] for w in CONCEPTS])
     m = base.clone()
     acc = {"sum": torch.zeros(len(CONCEPTS), 0, dtype=torch.float64), "n": 0}
@@ -82,7 +93,13 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
                 forward["residual"] = embed(words.to(next(embed.parameters()).dtype))[None].repeat(len(cond), 1, 1)
             n_c = len(CONCEPTS)
             side = dict(inputs, txt=forward["residual"])
-            if side.get("pe") is not None:
+            if side.get("pe") is not None and lens:  # the image's rows, then the concepts at the first text row
+                pe = side["pe"]
+                n_vis = pe.shape[2] - forward["n_txt"]
+                side["pe"] = torch.cat([pe[:, :, :n_vis], pe[:, :, n_vis:n_vis + 1].expand(*pe.shape[:2], n_c,
+                                                                                         *pe.shape[3:])], 2)
+                side["attn_mask"] = None  # the concepts are not padded
+            elif side.get("pe") is not None and not joy:
                 pe = side["pe"]
                 side["pe"] = torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_c, *pe.shape[3:]), pe[:, :, forward["n_txt"]:]], 2)
             side_seen = {}
@@ -105,8 +122,13 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             forward["residual"] = side_out["txt"]
             if index in blocks:
                 n_img = (KW["height"] // 16) * (KW["width"] // 16)  # image tokens only (Edit's reference tokens follow)
-                o_c = side_seen["out"][:, :n_c].double()
-                o_i = seen["out"][cond, forward["n_txt"]:forward["n_txt"] + n_img].double()
+                if lens or joy:  # the image first (Lens: a token per latent cell, 1/8 of the image here)
+                    n_img = (KW["height"] // 8) * (KW["width"] // 8) if lens else n_img
+                    o_c = side_seen["out"][:, -n_c:].double()
+                    o_i = seen["out"][cond, :n_img].double()
+                else:
+                    o_c = side_seen["out"][:, :n_c].double()
+                    o_i = seen["out"][cond, forward["n_txt"]:forward["n_txt"] + n_img].double()
                 s = torch.softmax(torch.einsum("bcd,bnd->bcn", o_c, o_i), dim=1).mean(0)
                 acc["sum"] = s if acc["n"] == 0 else acc["sum"] + s
                 acc["n"] += 1
@@ -156,6 +178,18 @@ def test_concepts_on_qwen_image_edit_match_the_reference(method, batch):
     want, ref_latent = reference_saliency(tiny, clip, pos, neg, last4, batch=batch)
     assert torch.equal(ref_latent, plain)
     torch.testing.assert_close(handle.result["concept_maps"], want, atol=ATOL, rtol=0)
+
+
+class _LensText(torch.nn.Module):
+    """Lens's text input: each encoder layer's features through its own norm, then txt_in."""
+
+    def __init__(self, dm):
+        super().__init__()
+        self.norms, self.txt_in = dm.txt_norm, dm.txt_in
+
+    def forward(self, x):
+        parts = x.chunk(len(self.norms), dim=-1)
+        return self.txt_in(torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=-1))
 
 
 def prompt(clip, text, pooled_scale=1.0):

@@ -1,23 +1,24 @@
 """Issue 17: a model family the pack does not support is refused by every node that takes a model, with an error
-naming the node, the input and the families it accepts, before anything is patched. AuraFlow (an MMDiT built from
-the host's own classes, which the pack does not cover) is the case at hand."""
+naming the node, the input and the families it accepts, before anything is patched. PixArt-Sigma (a DiT whose image
+attends to the text through cross-attention, built from the host's own classes, which the pack does not cover) is
+the case at hand."""
 import pytest
 import torch
 
 from ja_nodes import run_node
 from ja_regions import cell_masks, regions_for
-from ja_tiny import build, make_cond, sample, tiny_aura_flow
+from ja_tiny import build, make_cond, sample, tiny_pixart_sigma
 from joint_attention_pack.nodes.guidance import JointAttentionTACA, JointAttentionTextScale
 from joint_attention_pack.nodes.maps import JointAttentionCapture
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
 
 @pytest.fixture(scope="module")
-def aura_flow():
-    return tiny_aura_flow()
+def pixart():
+    return tiny_pixart_sigma()
 
 
-def test_an_unknown_mmdit_is_refused_by_name_and_left_unpatched(aura_flow):
+def test_an_unknown_model_is_refused_by_name_and_left_unpatched(pixart):
     qwen = build("qwen_image")
     regions, _ = regions_for(qwen, cell_masks(False)[0], [1.0])
     calls = [
@@ -27,15 +28,15 @@ def test_an_unknown_mmdit_is_refused_by_name_and_left_unpatched(aura_flow):
         ("Text Scale per Block", lambda m: run_node(JointAttentionTextScale, m, "0", 1.5, "scale", 0.0, 1.0)),
         ("Attention Capture", lambda m: run_node(JointAttentionCapture, m, "all", "none", 0.0, 1.0)),
     ]
-    pos, neg = make_cond(aura_flow, seed=1), make_cond(aura_flow, seed=2)
-    before = sample(aura_flow.patcher, pos, neg, steps=1, cfg=2.0, width=96, height=64)
+    pos, neg = make_cond(pixart, seed=1), make_cond(pixart, seed=2)
+    before = sample(pixart.patcher, pos, neg, steps=1, cfg=2.0, width=512, height=512)  # PixArt needs 384 px and up
     for node, call in calls:
         with pytest.raises(ValueError, match=rf"\[{node}\] input 'model': expected a joint-attention model .*Z-Image.*got "
-                                             r"'AuraFlow'"):
-            call(aura_flow.patcher)
-    assert "transformer_options" not in aura_flow.patcher.model_options or not \
-        aura_flow.patcher.model_options["transformer_options"].get("optimized_attention_override")
-    assert torch.equal(sample(aura_flow.patcher, pos, neg, steps=1, cfg=2.0, width=96, height=64), before)
+                                             r"'PixArt'"):
+            call(pixart.patcher)
+    assert "transformer_options" not in pixart.patcher.model_options or not \
+        pixart.patcher.model_options["transformer_options"].get("optimized_attention_override")
+    assert torch.equal(sample(pixart.patcher, pos, neg, steps=1, cfg=2.0, width=512, height=512), before)
 
 
 def _subclasses_of_supported_classes():
@@ -70,7 +71,7 @@ def test_no_model_class_is_accepted_by_inheritance():
     cases = [(getattr(comfy.model_base, name), parent) for name, parent in leftover] + [(NextFluxModel, "Flux")]
     by_family = {"Flux": "flux", "Flux2": "flux2", "Chroma": "chroma", "SD3": "sd3", "QwenImage": "qwen_image",
                  "Lumina2": "z_image", "ChromaRadiance": "chroma", "HunyuanImage21": "hunyuan_image",
-                 "Omnigen2": "omnigen2"}
+                 "Omnigen2": "omnigen2", "AuraFlow": "aura_flow"}
     for cls, parent in cases:
         tiny = build(by_family[parent])
         model = tiny.patcher.clone()

@@ -46,8 +46,9 @@ def test_maps_equal_full_softmax_reference(family, features):
     config.capture_end = float(sampling.percent_to_sigma(0.7))
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    got_latent = sample(model, pos, neg, **KW)
-    want_latent = sample(reference, pos, neg, **KW)
+    latent = family.cell_latent(tiny, WIDTH, HEIGHT)  # Lens: a latent of 16 px cells, so the token masks fit
+    got_latent = sample(model, pos, neg, latent=latent, **KW)
+    want_latent = sample(reference, pos, neg, latent=latent, **KW)
     torch.testing.assert_close(got_latent, want_latent, atol=1e-4, rtol=1e-4)
     result = handle.take()
     assert result is not None and handle.take() is None  # read once, then released

@@ -36,7 +36,7 @@ def test_regional_matches_reference(family, image_attention, global_prompt, base
                              image_attention, global_prompt)
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT, latent=family.cell_latent(tiny, WIDTH, HEIGHT))
     got = sample(model, pos, neg, **kw)
     want = sample(reference, pos, neg, **kw)
     plain = sample(base, pos, neg, **kw)

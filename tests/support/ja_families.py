@@ -78,10 +78,13 @@ class TinyFamily:
     pooled_text: bool = False  # a pooled text vector enters the blocks' modulation (FLUX.1 vector_in, SD3 y_embedder)
     caption_pad_multiple: int = 0  # the model pads the caption with learned pad tokens to a multiple of this
     image_pad_multiple: int = 0  # ... and the image tokens
+    cell_latents: bool = False  # cell-mask scenarios sample from `cell_latent` (Lens: 16 px latent cells)
+    text_prefix: int = 0  # tokens the model puts before the prompt in its text stream (AuraFlow's registers)
     latent_px: int = 8  # image pixels per latent cell
     token_px: int = 16  # image pixels per token side (the tiny Chroma Radiance: its 2-pixel patch)
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
+    taca_tol: float = 1e-5  # TACA against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
     host_class: str = ""  # the comfy.model_base class the builder makes: a host without it skips the family
     host_feature: tuple = ()  # (what, check): a model variant a host may lack (Ovis-Image's FLUX text norm)
@@ -132,6 +135,15 @@ class TinyFamily:
         while ((height // 16) * (width // 16)) % self.image_pad_multiple:
             width += 16
         return width
+
+    def cell_latent(self, tiny, width: int, height: int):
+        """The empty latent of a width x height image where `sample` would draw another (it draws 1/8 of the image):
+        one cell per `latent_px` pixels, so ja_regions' token masks fit (Lens: 16 px cells, a token each). None where
+        sample's own fits."""
+        if not self.cell_latents:
+            return None
+        frames = (1,) if self.latent_frames else ()
+        return torch.zeros(1, tiny.latent_channels, *frames, height // self.latent_px, width // self.latent_px)
 
     def reference_latent(self, tiny, rows: int, cols: int, seed: int = 7) -> torch.Tensor:
         """A reference image's latent for `tiny` (what the host's ReferenceLatent node puts in the conditioning)."""
@@ -331,6 +343,48 @@ FAMILIES = (
         sits_out={
             "block_numbering": "modifiers' before_block comes from the host's dit block patches, which Boogu has "
                                "none of (the pack wraps its layer lists: test_omnigen2)",
+        }),
+    TinyFamily(
+        # ComfyUI 0.33: the 128-channel FLUX.2 latent, a token per cell (16 px): scenarios on ja_regions' token masks
+        # sample from `cell_latent`. Joint calls are [image ; text]; text rope positions count along the text.
+        "lens", "lens", "Lens", ja_tiny.tiny_clip, host_class="Lens", latent_px=16, cell_latents=True,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around"),
+                    "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
+                    "suite time)"),
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
+        }),
+    TinyFamily(
+        # ComfyUI 0.33: Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
+        "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, host_class="JoyImage", latent_frames=True,
+        reference_tol=1e-4,
+        lacks={"index_timestep_zero": "JoyImage's forward takes no reference_latents_method; its references follow "
+                                      "the image with a frame position of their own"},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around", "reference_images_with_regions[positive_only]",
+                     "reference_images_with_taca[cond_rows]"),
+                    "Qwen-Image runs this on the same dit block patches over its dual-stream blocks (kept off for "
+                    "suite time); Lens runs the [image ; text] order"),
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
+        }),
+    TinyFamily(
+        # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width. Its 8
+        # register tokens come before the text in the text stream (text_prefix); each region text gets its own.
+        # Its layers norm the residual stream after adding each update (post-norm), which magnifies fp32 rounding
+        # against the float64 reference on a few elements to ~1.5e-5.
+        "aura_flow", "aura_flow", "AuraFlow", ja_tiny.tiny_clip, host_class="AuraFlow", text_prefix=8,
+        reference_tol=1e-4, taca_tol=1e-4,
+        lacks={"reference_images": _NO_REFERENCE_IMAGES},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around"),
+                    "SD3 runs this on the same dit block patches over [text ; image] (kept off for suite time)"),
+            "concepts_reference": "the test encodes concepts with the tiny CLIP (64 features), which AuraFlow's "
+                                  "detected 2048-feature text input cannot take; Qwen-Image runs concepts through the "
+                                  "same path (text input layer, double blocks, no pooled vector)",
         }),
 )
 

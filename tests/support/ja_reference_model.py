@@ -81,6 +81,18 @@ def _qwen_prompt_alone_rope(dm, pe, info):
     return torch.cat([text, pe[:, :, n_ctx:]], dim=2)
 
 
+def _lens_prompt_alone_rope(dm, pe, info):
+    """Lens's rope table ([image ; text] rows) with every text numbered as the prompt alone: Lens numbers text tokens
+    max(rows // 2, cols // 2) + i on all three axes. Text rows are made here from their ids; image rows are the
+    host's."""
+    rows, cols = info["grid"]
+    start = max(rows // 2, cols // 2)
+    within = [torch.arange(info["n_txt"])] + [torch.arange(n) for n in info["lens"]]
+    ids = (torch.cat(within) + start).to(pe.device, torch.float32).reshape(1, -1, 1).repeat(pe.shape[0], 1, 3)
+    text = dm.pos_embed(ids).to(pe.dtype)
+    return torch.cat([pe[:, :, :pe.shape[2] - ids.shape[1]], text], dim=2)
+
+
 def _texts_numbered_alone(info, axes, args):
     """FLUX `post_input`: every region text's positions on the text axes numbered 0, 1, ... as the prompt alone."""
     txt_ids = args["txt_ids"].clone()
@@ -90,6 +102,17 @@ def _texts_numbered_alone(info, axes, args):
             txt_ids[:, start:start + length, axis] = torch.arange(length, dtype=txt_ids.dtype, device=txt_ids.device)
         start += length
     return {**args, "txt_ids": txt_ids}
+
+
+def _with_region_registers(registers, args, info):
+    """AuraFlow's first block: each region text's leading rows set to the model's register tokens."""
+    key = "txt" if args.get("txt") is not None else "img"
+    stream = args[key].clone()
+    start = info["n_txt"]
+    for length in info["lens"]:
+        stream[:, start:start + registers.shape[1]] = registers[0].to(stream)
+        start += length
+    return {key: stream}
 
 
 def install_reference(model, config: ReferenceConfig, n_double: int, n_single: int):
@@ -103,6 +126,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         chunks = transformer_options.get("cond_or_uncond", [0])
         per = x.shape[0] // len(chunks)
         info["rows"] = [c for c in chunks for _ in range(per)]
+        if registers is not None:  # AuraFlow: its registers lead the text stream
+            info["n_txt"] += registers.shape[1]
         if in_window and own_forward:  # the reference forward below lays out each region text alone
             info["regions"] = config.regions
         elif hunyuan:
@@ -115,12 +140,23 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 info["lens"] = tuple(r.shape[0] for r in config.regions)
                 info["refined"] = torch.cat([dm.txt_in(r[None].expand(x.shape[0], -1, -1).to(c_crossattn), steps, None)
                                              for r in config.regions], dim=1)
+        elif in_window and registers is not None:
+            # As the prompt alone, each region text reads [registers ; text]: zero rows here (the text input layer
+            # has no bias), the model's registers put there in the first block.
+            n_reg = registers.shape[1]
+            parts = [torch.cat([torch.zeros(n_reg, r.shape[1], dtype=r.dtype), r.cpu()]) for r in config.regions]
+            info["lens"] = tuple(p.shape[0] for p in parts)
+            extra = torch.cat(parts).to(c_crossattn)
+            c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
         elif in_window:
             extra = torch.cat(config.regions).to(c_crossattn)
             info["lens"] = tuple(r.shape[0] for r in config.regions)
             c_crossattn = torch.cat([c_crossattn, extra[None].expand(x.shape[0], -1, -1)], dim=1)
         patch = getattr(executor.class_obj.diffusion_model, "patch_size", 2)
-        patch = patch[-1] if isinstance(patch, (list, tuple)) else patch  # HunyuanVideo: a list
+        if lens_rope:
+            patch = 1  # Lens's blocks take the latent cells themselves
+        elif isinstance(patch, (list, tuple)):
+            patch = patch[-1]  # HunyuanVideo, JoyImage: (frames, rows, cols)
         rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
         info["grid"] = (rows, cols)
         opts[KEY] = info
@@ -146,6 +182,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
     ideogram4 = type(model.model).__name__ == "Ideogram4"
     omnigen2 = type(model.model).__name__ in ("Omnigen2", "Boogu")
     own_forward = nextdit or hidream or krea2 or ideogram4 or omnigen2
+    registers = getattr(model.model.diffusion_model, "register_tokens", None)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, wrapper)
     if hidream:
         from ja_reference_hidream import reference_forward as hidream_forward
@@ -208,7 +245,10 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
     dm = model.model.diffusion_model
     qwen_rope = type(model.model).__name__ == "QwenImage"
     # 0.3.75's HunyuanVideo blocks attend over [image ; text] (flipped double blocks, single stream image first).
-    image_first = hunyuan and bool(getattr(dm.double_blocks[0], "flipped_img_txt", False))
+    hunyuan_image_first = hunyuan and bool(getattr(dm.double_blocks[0], "flipped_img_txt", False))
+    lens_rope = type(model.model).__name__ == "Lens"
+    # Models whose joint calls are [image ; references ; text]: the reference reorders them to [text ; image ; ...].
+    image_first = type(model.model).__name__ in ("Lens", "JoyImage")
     # Chroma Radiance with sequential text ids (0.33) numbers text along rope axis 0 inside its forward.
     sequential_rope = bool(getattr(getattr(dm, "params", None), "use_sequential_txt_ids", False))
 
@@ -218,6 +258,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             info = args["transformer_options"].get(KEY)
             if qwen_rope and info and info["lens"]:
                 args["pe"] = _qwen_prompt_alone_rope(dm, args["pe"], info)
+            if lens_rope and info and info["lens"]:
+                args["pe"] = _lens_prompt_alone_rope(dm, args["pe"], info)
             if sequential_rope and info and info["lens"]:
                 args["pe"] = _sequential_prompt_alone_rope(dm, args["pe"], info)
             if hunyuan and info and info.get("refined") is not None:
@@ -228,8 +270,10 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), 2, device=pe.device)).to(pe)
                 zero = zero.expand(pe.shape[0], *zero.shape[1:])
                 n_txt = info["n_txt"]
-                args["pe"] = (torch.cat([pe, zero], dim=2) if image_first
+                args["pe"] = (torch.cat([pe, zero], dim=2) if hunyuan_image_first
                               else torch.cat([pe[:, :, :n_txt], zero, pe[:, :, n_txt:]], dim=2))
+            if registers is not None and info and info["lens"] and index == 0 and (kind == "double" or not n_double):
+                args.update(_with_region_registers(registers, args, info))
             args["transformer_options"] = {**args["transformer_options"], KEY + "_block": (kind, index)}
             return extra["original_block"](args)
         return patch
@@ -265,12 +309,18 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
         masks = config.masks.cpu() if config.masks is not None else None
         if q.shape[2] < n_ctx + n_img:  # image-only attn2 call
             return func(*args, **kwargs)
+        mask = kwargs.get("mask")
+        if mask is not None:  # Lens's joint mask from a text mask of all ones: it masks nothing
+            assert not mask.any(), "the reference runs prompts without text padding"
+        visual = q.shape[2] - n_ctx if image_first else 0
+        if visual:
+            q, k, v = (torch.cat([t[:, :, visual:], t[:, :, :visual]], dim=2) for t in (q, k, v))
         # The keys' layout; queries are its first rows (FLUX KV Cache: reference keys cached, their queries dropped).
         layout = TokenLayout(info["n_txt"], n_img, k.shape[2] - n_ctx - n_img, info["lens"], info["grid"])
         n_q = q.shape[2]
         device = q.device
         q, k, v = q.cpu(), k.cpu(), v.cpu()  # the reference runs in float64 on the CPU
-        if image_first:  # [image ; text] -> [text ; image]
+        if hunyuan_image_first:  # [image ; text] -> [text ; image]
             q, k, v = (torch.cat([t[:, :, -n_ctx:], t[:, :, :-n_ctx]], dim=2) for t in (q, k, v))
         scale = 1.0 / math.sqrt(q.shape[-1])
         out = torch.empty(q.shape, dtype=torch.float64)
@@ -297,7 +347,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
             if row_kind == 0 and captured and config.capture_end <= info["sigma"] <= config.capture_start:
                 config._record(probs, layout)
         out = out.to(device=device, dtype=q.dtype)
-        if image_first:  # back to [image ; text]
+        if hunyuan_image_first or visual:  # back to [image ; (references ;) text]
             out = torch.cat([out[:, :, n_ctx:], out[:, :, :n_ctx]], dim=2)
         if first:
             out = torch.cat([out[:, :, -first:], out[:, :, :-first]], dim=2)

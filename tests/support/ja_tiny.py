@@ -355,14 +355,63 @@ def tiny_boogu(depth=2, depth_double=2, seed=0):
     return tiny
 
 
-def tiny_aura_flow(seed=0):
-    """AuraFlow (comfy/ldm/aura, an MMDiT the pack does not support) at 4 heads x 32: used to check that the nodes
-    refuse a family they do not know by name."""
-    import comfy.supported_models
+def _detected(unet_config):
+    """The host's model config for `unet_config` through its own detection path (`model_config_from_unet_config`,
+    what a checkpoint loader calls after reading the state dict's sizes)."""
+    import comfy.model_detection
 
-    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=128, n_layers=2, n_double_layers=1, n_heads=4,
-               global_conddim=128, cond_seq_dim=CONTEXT_DIM, max_seq=256)
-    return _finish(comfy.supported_models.AuraFlow, cfg, "aura_flow", 4, 1, 1, seed)
+    config = comfy.model_detection.model_config_from_unet_config(unet_config)
+    if config is None:
+        raise ValueError(f"the host detects no model for {unet_config}")
+    return config
+
+
+AURA_CONTEXT_DIM = 2048  # AuraFlow is detected by its Pile-T5-XL text features (`cond_seq_dim`)
+
+
+def tiny_aura_flow(depth=2, depth_single=2, seed=0):
+    """AuraFlow (comfy/ldm/aura: double layers over [8 registers ; text] and [image], then single layers) at 4 heads x
+    32, through the host's detection: the unet config its detection reads from a checkpoint (`max_seq`,
+    `cond_seq_dim` 2048, layer counts) plus the tiny widths."""
+    unet = dict(max_seq=256, cond_seq_dim=AURA_CONTEXT_DIM, n_double_layers=depth, n_layers=depth + depth_single,
+                dim=128, n_heads=4, global_conddim=128)
+    config = _detected(unet)
+    tiny = _finish(lambda _: config, unet, "aura_flow", 4, depth, depth_single, seed)
+    with torch.no_grad():  # text features of the size the other tiny models see from their 64-feature inputs
+        tiny.patcher.model.diffusion_model.cond_seq_linear.weight.mul_((CONTEXT_DIM / AURA_CONTEXT_DIM) ** 0.5)
+    tiny.context_dim = AURA_CONTEXT_DIM
+    return tiny
+
+
+def tiny_lens(depth=2, seed=0):
+    """Lens (comfy/ldm/lens: dual-stream blocks over [image ; text], text from two encoder layers of 32 features each,
+    the 128-channel FLUX.2 latent one token per cell) at 2 heads x 64, through the host's detection: the unet config
+    its detection reads from a checkpoint, at tiny sizes. A host without Lens skips (ja_families)."""
+    unet = dict(image_model="lens", in_channels=128, out_channels=32, num_layers=depth, num_attention_heads=2,
+                enc_hidden_dim=CONTEXT_DIM // 2, multi_layer_encoder_feature=True, selected_layer_index=(0, 1))
+    config = _detected(unet)
+    return _finish(lambda _: config, unet, "lens", 128, depth, 0, seed)
+
+
+def tiny_joy_image(depth=2, seed=0):
+    """JoyImage-Edit (comfy/ldm/joyimage: dual-stream blocks over [image ; reference images ; text], Wan 2.1 latents
+    with a frame axis, rope on image tokens only) at 2 heads x 128 (the host's config fixes the rope to 128 features
+    per head), through the host's detection: the unet config its detection reads from a checkpoint (which detects
+    JoyImage by `image_model` alone), at tiny sizes: 64 text features (the checkpoints' 4096) so that the tiny CLIP
+    feeds it. A host without JoyImage skips (ja_families)."""
+    unet = dict(image_model="joyimage", in_channels=16, hidden_size=256, patch_size=[1, 2, 2], num_layers=depth,
+                num_attention_heads=2, text_dim=CONTEXT_DIM)
+    config = _detected(unet)
+    return _finish(lambda _: config, unet, "joy_image", 16, depth, 0, seed)
+
+
+def tiny_pixart_sigma(seed=0):
+    """PixArt-Sigma (comfy/ldm/pixart: cross-attention from the image to the text, no joint attention) at 2 heads x 32,
+    through the host's detection: a model class the pack does not support, refused by name."""
+    unet = dict(image_model="pixart_sigma", num_heads=2, patch_size=2, hidden_size=64, in_channels=4, depth=1,
+                caption_channels=CONTEXT_DIM, input_size=64, pe_interpolation=1, micro_condition=False)
+    config = _detected(unet)
+    return _finish(lambda _: config, unet, "pixart_sigma", 4, 1, 0, seed)
 
 
 def tiny_hunyuan_image(depth=2, depth_single=2, seed=0, byt5=True):
@@ -403,7 +452,22 @@ BUILDERS = {
     "ideogram4": tiny_ideogram4,
     "omnigen2": tiny_omnigen2,
     "boogu": tiny_boogu,
+    "aura_flow": tiny_aura_flow,
+    "lens": tiny_lens,
+    "joy_image": tiny_joy_image,
 }
+
+
+# Builders of families only newer hosts have: builder name -> (the `comfy.model_base` class, the family's name).
+NEWER_HOST = {"lens": ("Lens", "Lens"), "joy_image": ("JoyImage", "JoyImage-Edit")}
+
+
+def host_lacks(family: str):
+    """Why this host cannot build `family`'s tiny model ("this host has no Lens"), or None."""
+    import comfy.model_base
+
+    cls, models = NEWER_HOST.get(family, (None, None))
+    return None if cls is None or hasattr(comfy.model_base, cls) else f"this host has no {models}"
 
 
 def build(family: str, **kw) -> TinyModel:
