@@ -11,7 +11,7 @@ export { RegionCanvasEditor };
 
 const WIDGET = "JA_REGION_CANVAS";
 const NODE_TYPE = "JointAttentionRegionCanvas";
-const MIN_NODE = [420, 560]; // the default size too
+const MIN_NODE = [420, 600]; // the default size too (the width / height outputs take two slot rows above the drawing)
 const BACKGROUND_FOLDER = "joint_attention_canvas"; // under the input folder, as nodes/canvas.py keeps a run's background
 
 // The module's state, all of it: what outlives the editors of nodes ComfyUI rebuilds (graph undo, a workflow loaded):

@@ -411,6 +411,14 @@ FAMILY_DIMS = (
     ("LongCat-Image", 24, 128, 512, 512, False, "Qwen2.5-VL prompt padded to 512"),
     ("Mage-Flow", 24, 128, 128, 32, False, "Qwen3-VL-4B prompt and closing template"),
     ("HunyuanImage 2.1", 28, 128, 128, 32, False, "Qwen2.5-VL prompt, 1024x1024 through its 32x VAE"),
+    ("HiDream I1", 20, 128, 384, 384, False, "T5 128 + Llama 128 + the block's Llama layer 128"),
+    ("Krea 2", 48, 128, 128, 32, True, "Qwen3-VL-4B prompt through its text adapter"),
+    ("Ideogram 4", 18, 256, 128, 32, True, "Qwen3-VL-8B prompt"),
+    ("AuraFlow", 12, 256, 264, 264, False, "8 register tokens + Pile-T5 padded to 256"),
+    ("Lens", 24, 64, 128, 32, False, "GPT-OSS prompt after its dropped template"),
+    ("JoyImage-Edit", 24, 128, 128, 32, False, "Qwen3-VL-8B prompt after its dropped template"),
+    ("OmniGen2", 21, 120, 128, 32, True, "Qwen2.5-VL-3B prompt with its template"),
+    ("Boogu", 28, 120, 128, 32, False, "Qwen3-VL-8B prompt with its template"),
 )
 
 

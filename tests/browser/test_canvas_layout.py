@@ -1,6 +1,6 @@
 """Issue 32 item 3: a drawing area you can work in, notices that get out of the way, every control reachable.
 
-In the default classic node (420 x 560 at 100 %) the drawing was about 160 px square; undo notices never went away
+In the default classic node (420 x 560 at 100 %, now 420 x 600) the drawing was about 160 px square; undo notices never went away
 and stacked above the canvas with the background note, shrinking it further and pushing "+ Add region" below the
 node's edge, where it could not be clicked.
 """
