@@ -355,17 +355,6 @@ def tiny_boogu(depth=2, depth_double=2, seed=0):
     return tiny
 
 
-def _detected(unet_config):
-    """The host's model config for `unet_config` through its own detection path (`model_config_from_unet_config`,
-    what a checkpoint loader calls after reading the state dict's sizes)."""
-    import comfy.model_detection
-
-    config = comfy.model_detection.model_config_from_unet_config(unet_config)
-    if config is None:
-        raise ValueError(f"the host detects no model for {unet_config}")
-    return config
-
-
 AURA_CONTEXT_DIM = 2048  # AuraFlow is detected by its Pile-T5-XL text features (`cond_seq_dim`)
 
 
@@ -375,7 +364,7 @@ def tiny_aura_flow(depth=2, depth_single=2, seed=0):
     `cond_seq_dim` 2048, layer counts) plus the tiny widths."""
     unet = dict(max_seq=256, cond_seq_dim=AURA_CONTEXT_DIM, n_double_layers=depth, n_layers=depth + depth_single,
                 dim=128, n_heads=4, global_conddim=128)
-    config = _detected(unet)
+    config = _detected_config(unet)
     tiny = _finish(lambda _: config, unet, "aura_flow", 4, depth, depth_single, seed)
     with torch.no_grad():  # text features of the size the other tiny models see from their 64-feature inputs
         tiny.patcher.model.diffusion_model.cond_seq_linear.weight.mul_((CONTEXT_DIM / AURA_CONTEXT_DIM) ** 0.5)
@@ -389,7 +378,7 @@ def tiny_lens(depth=2, seed=0):
     its detection reads from a checkpoint, at tiny sizes. A host without Lens skips (ja_families)."""
     unet = dict(image_model="lens", in_channels=128, out_channels=32, num_layers=depth, num_attention_heads=2,
                 enc_hidden_dim=CONTEXT_DIM // 2, multi_layer_encoder_feature=True, selected_layer_index=(0, 1))
-    config = _detected(unet)
+    config = _detected_config(unet)
     return _finish(lambda _: config, unet, "lens", 128, depth, 0, seed)
 
 
@@ -401,7 +390,7 @@ def tiny_joy_image(depth=2, seed=0):
     feeds it. A host without JoyImage skips (ja_families)."""
     unet = dict(image_model="joyimage", in_channels=16, hidden_size=256, patch_size=[1, 2, 2], num_layers=depth,
                 num_attention_heads=2, text_dim=CONTEXT_DIM)
-    config = _detected(unet)
+    config = _detected_config(unet)
     return _finish(lambda _: config, unet, "joy_image", 16, depth, 0, seed)
 
 
@@ -410,7 +399,7 @@ def tiny_pixart_sigma(seed=0):
     through the host's detection: a model class the pack does not support, refused by name."""
     unet = dict(image_model="pixart_sigma", num_heads=2, patch_size=2, hidden_size=64, in_channels=4, depth=1,
                 caption_channels=CONTEXT_DIM, input_size=64, pe_interpolation=1, micro_condition=False)
-    config = _detected(unet)
+    config = _detected_config(unet)
     return _finish(lambda _: config, unet, "pixart_sigma", 4, 1, 0, seed)
 
 
