@@ -280,8 +280,12 @@ export function serializeState(state) {
     version: VERSION,
     width: state.width,
     height: state.height,
-    regions: state.regions.map((r) => {
-      const out = { id: r.id, name: r.name, prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) };
+    regions: state.regions.map((r, i) => {
+      const out = { id: r.id };
+      // A name is saved unless it is the one its place gives (what a drawing saved before names reads as): a workflow
+      // saved before regions had names opens and saves unchanged.
+      if (r.name !== `Region ${i + 1}`) out.name = r.name;
+      Object.assign(out, { prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) });
       if (r.feather) out.feather = r.feather;
       if (r.viewHidden) out.viewHidden = true;
       return out;

@@ -305,8 +305,9 @@ def _labels(clip, prompt, result, node):
             tokens = context_tokens(clip, prompt, n_txt, result.get("family", ""))
         except UnplacedLabels as exc:
             raise node_error(node, "prompt", str(exc)) from None
-        # No words (a family whose tokens cannot be read as words: Lens): the base prompt as one map.
-        labels = words_of(tokens) or [("base prompt", list(range(n_txt)))]
+        # No labels at all (a family whose tokens cannot be read as words: Lens): the base prompt as one map. A prompt
+        # whose tokens hold no word (":") is the user's mistake, named below.
+        labels = words_of(tokens) if tokens else [("base prompt", list(range(n_txt)))]
         for position, text, _ in tokens:
             names[position] = text
     elif clip is not None or prompt.strip():

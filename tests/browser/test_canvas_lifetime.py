@@ -126,7 +126,9 @@ def test_the_canvas_undo_history_survives_a_graph_undo(comfy_server, vue):
         canvas = page.locator(".ja-rc-canvas").first
         values = []
         for f in (0.1, 0.4, 0.7):
+            page.keyboard.down("Shift")  # strokes add to the selected region (off it, a stroke starts a new one)
             drag(page, canvas, f, f, f + 0.2, f + 0.2)
+            page.keyboard.up("Shift")
             let_history_settle(page)
             values.append(canvas_value(page, node_id))
         assert len(set(values)) == 3

@@ -29,7 +29,9 @@ def box(mask):
 
 
 def names(page, node_id):
-    return [r.get("name") for r in json.loads(canvas_value(page, node_id))["regions"]]
+    """The regions' names as saved: a name its place gives ("Region 2" second) is left out of the value and read back."""
+    regions = json.loads(canvas_value(page, node_id))["regions"]
+    return [r.get("name", f"Region {i + 1}") for i, r in enumerate(regions)]
 
 
 @MODES

@@ -22,13 +22,16 @@ PACK_NODES = {"JointAttentionRegion", "JointAttentionRegionalApply", "JointAtten
 
 # Optional inputs added since the fixture was saved: the frontend gives an opened node their (unlinked) sockets, and
 # saved values and links are untouched. Anything else new or missing is a change users' files would feel.
+# Outputs added since, after the saved ones (so the saved links keep their slots): an opened node shows them unlinked.
 ADDED_INPUTS = {"JointAttentionRegionCanvas": {"import_masks"}}
+ADDED_OUTPUTS = {"JointAttentionRegionCanvas": {"width", "height"}}
 
 
-def _sockets(node, added=frozenset()):
+def _sockets(node, added=frozenset(), added_outputs=frozenset()):
     return ([(i["name"], i["type"], i.get("link") is not None) for i in node.get("inputs", [])
              if not (i["name"] in added and i.get("link") is None)],
-            [(o["name"], o["type"], sorted(o.get("links") or [])) for o in node.get("outputs", [])])
+            [(o["name"], o["type"], sorted(o.get("links") or [])) for o in node.get("outputs", [])
+             if not (o["name"] in added_outputs and not o.get("links"))])
 
 
 def _pack_links(links, pack_ids):
@@ -66,7 +69,8 @@ def test_a_workflow_saved_before_v3_opens_unchanged_and_runs(comfy_server):
         now = loaded[node["id"]]
         # Every widget value sits where it was saved (a reordered or renamed widget shifts them).
         assert now.get("widgets_values") == node.get("widgets_values"), node["type"]
-        assert _sockets(now, ADDED_INPUTS.get(node["type"], frozenset())) == _sockets(node), node["type"]
+        assert _sockets(now, ADDED_INPUTS.get(node["type"], frozenset()),
+                        ADDED_OUTPUTS.get(node["type"], frozenset())) == _sockets(node), node["type"]
 
     # What the frontend queues from it: each pack node's inputs by name, with the saved values.
     api = report["api"]

@@ -251,7 +251,7 @@ def test_every_image_input(clip, target, channels, size, n_words):
             assert n_words * heat.shape[1] * heat.shape[2] <= MAX_MAP_PIXELS  # bounded whatever the image
             assert bool(torch.isfinite(heat).all())
         else:
-            _, masks, preview = run_node(JointAttentionRegionCanvas, clip, 64, 48, _canvas_value("a red house"),
+            _, masks, preview, *_ = run_node(JointAttentionRegionCanvas, clip, 64, 48, _canvas_value("a red house"),
                                          image).args
             assert preview.shape[-1] == 3 and max(preview.shape[1:3]) <= 1024
     except AssertionError:

@@ -45,7 +45,7 @@ def test_full_image_region_longer_than_the_prompt_equals_prompting_with_its_text
     want = sample(base, prompt_alone(region_cond, base_cond), neg, **kw)
     other = sample(base, base_cond, neg, **kw)
     assert (want - other).abs().max() > 1e-3  # the two prompts differ, so the identity can fail
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want, atol=family.identity_tol, rtol=family.identity_tol)
 
 
 def test_flux2_region_text_positions_are_those_of_the_text_alone(monkeypatch):

@@ -84,6 +84,8 @@ class TinyFamily:
     token_px: int = 16  # image pixels per token side (the tiny Chroma Radiance: its 2-pixel patch)
     latent_frames: bool = False  # latents carry a frame axis [B, C, T, H, W] (Qwen-Image's reference latents)
     reference_tol: float = 1e-5  # regions and reference images against the dense reference (fp32)
+    # Identities with long region texts (AuraFlow: layers that re-normalise after each update magnify fp32 rounding)
+    identity_tol: float = 1e-5
     taca_tol: float = 1e-5  # TACA against the dense reference (fp32)
     index_timestep_zero_build: Mapping = field(default_factory=dict)  # builder arguments for that reference method
     host_class: str = ""  # the comfy.model_base class the builder makes: a host without it skips the family
@@ -289,7 +291,10 @@ FAMILIES = (
         lacks={"concepts": "its text stream starts at a token refiner conditioned on the timestep and on the whole "
                            "context, which the concept stream (each concept through the text input layer alone) "
                            "does not reproduce; the pack refuses ConceptAttention on HunyuanImage by name",
-               "reference_images": "HunyuanImage 2.1 takes no reference images"}),
+               "reference_images": "HunyuanImage 2.1 takes no reference images"},
+        sits_out={"layout_slices": "the test's odd latent (5 x 3) needs padding to the tiny model's patch 2, which "
+                                   "HunyuanVideo's forward does not do (HunyuanImage 2.1 files have patch 1); the "
+                                   "identities and references check its layout"}),
     TinyFamily(
         # Conditioning: T5 tokens and the Llama states of every layer (make_cond draws those from the tokens, so the
         # dense reference, ja_reference_hidream, holds each region text's own); the encoder is the host's HiDream
@@ -376,7 +381,7 @@ FAMILIES = (
         # Its layers norm the residual stream after adding each update (post-norm), which magnifies fp32 rounding
         # against the float64 reference on a few elements to ~1.5e-5.
         "aura_flow", "aura_flow", "AuraFlow", ja_tiny.tiny_clip, host_class="AuraFlow", text_prefix=8,
-        reference_tol=1e-4, taca_tol=1e-4,
+        reference_tol=1e-4, taca_tol=1e-4, identity_tol=1e-4,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={
             **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
