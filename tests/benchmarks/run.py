@@ -425,7 +425,8 @@ FAMILY_DIMS = (
 def families_section(repeats=3) -> str:
     """The per-family table: the two main settings at each family's own dims (quick suites), in one run."""
     cpu = torch.device("cpu")
-    parts = [f"## Families at their own dims\n\nMeasured in one run by `{COMMAND} --families` (this section only): each "
+    parts = [f"## Families at their own dims\n\nMeasured in one run by `.venv/bin/python tests/benchmarks/run.py --families` "
+             "(this section only; a full `make bench` runs it too): each "
              "family's heads x head size and text length, 1024 image tokens, CPU fp32, the two main settings, "
              f"{repeats} runs. Ratios are against plain attention at the same dims.\n"]
     for name, heads, head_dim, n_txt, region_len, one_stream, text in FAMILY_DIMS:
