@@ -223,7 +223,9 @@ def encode_value(width: int, height: int, regions: list) -> str:
     """Widget value for regions given as dicts with prompt, strength, color and a [mh, mw] 0/1 mask."""
     return json.dumps({
         "version": VERSION, "width": width, "height": height,
-        "regions": [{"id": f"r{i + 1}", "name": r.get("name", f"Region {i + 1}"), "prompt": r["prompt"], "strength": r.get("strength", 1.0),
+        # A name is written only when it is not the one the region's place gives, as the editor saves it.
+        "regions": [{"id": f"r{i + 1}", **({"name": r["name"]} if r.get("name", f"Region {i + 1}") != f"Region {i + 1}" else {}),
+                     "prompt": r["prompt"], "strength": r.get("strength", 1.0),
                      "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
                      "mask": encode_rle(r["mask"].flatten().tolist()),
                      **({"feather": r["feather"]} if r.get("feather") else {})} for i, r in enumerate(regions)],
