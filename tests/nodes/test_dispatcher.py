@@ -72,6 +72,7 @@ def test_layout_slices(family):
     rec = _record(tiny, patcher(tiny), width=width, height=height, cond_kw={"n_tokens": 7})
     layout = rec.calls[0][1]
     patch = getattr(patcher(tiny).model.diffusion_model, "patch_size", 2)
+    patch = patch[-1] if isinstance(patch, (list, tuple)) else patch  # JoyImage: (frames, rows, cols)
     cell = latent_cell(tiny)
     rows, cols = -(-(height // cell) // patch), -(-(width // cell) // patch)
     assert layout.grid == (rows, cols)
