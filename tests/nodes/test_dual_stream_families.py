@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from ja_families import BY_NAME
 from ja_nodes import run_node
 from ja_regions import cell_masks, regions_for
-from ja_tiny import build, host_lacks, make_cond, sample
+from ja_tiny import build, make_cond, sample
 from joint_attention_pack.integration.labels import context_tokens, words_of
 from joint_attention_pack.nodes.regional import JointAttentionRegionalApply
 
@@ -67,7 +68,7 @@ def test_aura_flow_word_labels_start_after_the_register_tokens():
 def test_joy_image_word_labels_start_where_the_encoder_context_does():
     """ComfyUI's JoyImage encoder drops the first 34 tokens of its template (the system turn and the user turn's
     `<|im_start|>`): the context starts at `user`. Labels line up with it, and no template token is offered as a word."""
-    reason = host_lacks("joy_image")
+    reason = BY_NAME["joy_image"].missing_from_host()
     if reason:
         pytest.skip(reason)
     import comfy.text_encoders.joyimage
@@ -90,7 +91,7 @@ def test_lens_text_mask_of_all_ones_is_the_models_own_and_a_padded_one_is_refuse
     """Lens's text encoder puts a text mask in every conditioning. All ones (one prompt) is what the model makes
     without one: regions sample the same with it or without it. A padded text keeps its mask, which regional
     prompting refuses by name."""
-    reason = host_lacks("lens")
+    reason = BY_NAME["lens"].missing_from_host()
     if reason:
         pytest.skip(reason)
     from ja_tiny import with_options

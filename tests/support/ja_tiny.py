@@ -447,18 +447,6 @@ BUILDERS = {
 }
 
 
-# Builders of families only newer hosts have: builder name -> (the `comfy.model_base` class, the family's name).
-NEWER_HOST = {"lens": ("Lens", "Lens"), "joy_image": ("JoyImage", "JoyImage-Edit")}
-
-
-def host_lacks(family: str):
-    """Why this host cannot build `family`'s tiny model ("this host has no Lens"), or None."""
-    import comfy.model_base
-
-    cls, models = NEWER_HOST.get(family, (None, None))
-    return None if cls is None or hasattr(comfy.model_base, cls) else f"this host has no {models}"
-
-
 def build(family: str, **kw) -> TinyModel:
     tiny = BUILDERS[family](**kw)
     # What the host's own loaders leave on their models (ComfyUI 0.29: `cached_patcher_init`): a factory for a
