@@ -78,7 +78,8 @@ class Family:
         if self.diffusion_classes and type(dm).__name__ not in self.diffusion_classes:
             raise UnsupportedModel(
                 f"expected a {' or '.join(self.diffusion_classes)} diffusion model for this {self.name} model, got "
-                f"{type(dm).__name__!r}, a variant the pack does not support")
+                f"{type(dm).__name__!r}, a variant the pack does not support; connect the MODEL of a checkpoint/UNET "
+                f"loader of {self.models}")
 
     # -- where blocks are ---------------------------------------------------------------------------------------------
     def diffusion_model(self, model_patcher):

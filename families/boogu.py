@@ -20,7 +20,6 @@ from functools import partial
 import torch
 
 from ..attention.forward import BlockRef, TextStream
-from .base import UnsupportedModel
 from .omnigen2 import CAPTION_REFINER, OmniGen2, OmniGen2Layer, joint_rope
 from .z_image import HookedLayers, rebind_layer_lists, wrap_layer_lists
 
@@ -38,12 +37,6 @@ class Boogu(OmniGen2):
     double_blocks, single_blocks = DOUBLE, SINGLE
     blocks_help = ("double_blocks are the double-stream layers, single_blocks the single-stream joint layers, each "
                    "numbered from 0; the refiners are not numbered")
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super(OmniGen2, self).check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of a Boogu checkpoint/UNET loader") from None
 
     def hook_blocks(self, m, hooks) -> None:
         wrap_layer_lists(m, LAYER_LISTS, BooguLayers, hooks)

@@ -32,7 +32,7 @@ from typing import Optional
 import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
-from .base import Family, UnsupportedModel
+from .base import Family
 
 LLAMA = "encoder_hidden_states_llama3"  # the model's input with the Llama states of every layer
 LLAMA_OPTION = "conditioning_llama3"  # the conditioning entry the HiDream text encoder puts them in
@@ -60,12 +60,6 @@ class HiDream(Family):
     def image_first(self, state: ForwardState, block) -> bool:
         return True  # every joint call is [image ; text]
     blocks_help = "double_blocks are HiDream's 16 dual-stream blocks, single_blocks its 32 single-stream blocks"
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super().check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of a HiDream I1 checkpoint/UNET loader") from None
 
     def hook_blocks(self, m, hooks) -> None:
         """HiDream reads no block patches: wrap its two block lists on the clone `m` (object patches; nothing if

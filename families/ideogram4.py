@@ -20,7 +20,7 @@ import torch
 
 from ..attention.forward import BlockRef, ForwardState
 from ..attention.layout import as_prompt_alone
-from .base import Family, UnsupportedModel
+from .base import Family
 
 LAYERS = "layers"
 ROPE = ("ideogram4", "rope")  # ForwardState.tables entry: (the host's table, the table with region rows renumbered)
@@ -40,12 +40,6 @@ class Ideogram4(Family):
     concepts = False  # one stream: no text stream of its own to carry the concepts through
     reference_images = False  # the model takes no reference images
     blocks_help = "double_blocks are Ideogram 4's layers (0-33 at the model's default size); single_blocks does not apply"
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super().check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of an Ideogram 4 checkpoint/UNET loader") from None
 
     def patch_size(self, dm) -> int:
         return 1  # the latent comes patchified: a latent cell is a token

@@ -26,7 +26,7 @@ from functools import partial
 import torch
 
 from ..attention.forward import BlockRef, ForwardState
-from .base import Family, UnsupportedModel
+from .base import Family
 
 BLOCKS, TEXT_FUSION = "blocks", "txtfusion"
 
@@ -46,12 +46,6 @@ class Krea2(Family):
     concepts = False  # one stream: no text stream of its own to carry the concepts through
     blocks_help = ("double_blocks are Krea 2's single-stream blocks (0-27 at the model's default size); single_blocks "
                    "does not apply")
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super().check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of a Krea 2 checkpoint/UNET loader") from None
 
     def patch_size(self, dm) -> int:
         return int(getattr(dm, "patch", 2))

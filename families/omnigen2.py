@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
-from .base import Family, UnsupportedModel
+from .base import Family
 from .z_image import HookedLayer, HookedLayers, caption_mask, rebind_layer_lists, wrap_layer_lists
 
 CAPTION_REFINER, JOINT = "context_refiner", "layers"
@@ -48,12 +48,6 @@ class OmniGen2(Family):
     reference_images = False
     blocks_help = ("double_blocks are the joint layers (OmniGen2: 0-31); the context, noise and reference refiners "
                    "are not numbered")
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super().check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of an OmniGen2 checkpoint/UNET loader") from None
 
     def hook_blocks(self, m, hooks) -> None:
         """OmniGen2 offers no block patches: wrap the model's layer lists on the clone `m` (object patches)."""

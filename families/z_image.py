@@ -30,7 +30,7 @@ import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
 from ..attention.layout import as_prompt_alone
-from .base import Family, UnsupportedModel
+from .base import Family
 
 CAPTION_REFINER, NOISE_REFINER, JOINT = "context_refiner", "noise_refiner", "layers"
 LAYER_LISTS = (CAPTION_REFINER, NOISE_REFINER, JOINT)
@@ -53,13 +53,6 @@ class ZImage(Family):
     reference_images = False
     blocks_help = ("double_blocks are the joint layers (Z-Image-Turbo: 0-29); the caption and noise refiners are "
                    "not numbered")
-
-    def check_model(self, model_patcher) -> None:
-        try:
-            super().check_model(model_patcher)
-        except UnsupportedModel as exc:
-            raise UnsupportedModel(f"{exc}; connect the MODEL of a Z-Image-Turbo or Lumina-2 checkpoint/UNET "
-                                   "loader") from None
 
     def hook_blocks(self, m, hooks) -> None:
         """NextDiT offers no block patches (0.3.75 none at all; 0.29 only post-block callbacks): wrap the model's
