@@ -16,9 +16,11 @@ Region texts, each as the prompt alone:
   (the base text's pads are placeholders too, which keeps base text and region texts contiguous);
 - before the first caption-refiner layer the placeholder rows become the model's learned pad token,
   and every caption-refiner layer gets a block-diagonal mask: each part is refined alone;
-- each region part's rope rows are the rows of positions 1..n, those it has as the prompt alone (rope
-  tables hold one row per position: copied rows equal the host's own); the image rows' axis-0 section
-  is that of position `base length + 1`, where the image sits without regions.
+- the image rows' axis-0 section is that of position `base length + 1`, where the image sits without
+  regions; in the caption refiner each region part has the rope rows of positions 1..n, those it has as the
+  prompt alone (rope tables hold one row per position: copied rows equal the host's own); in the joint
+  layers it ends where the base text ends (positions `base + 1 - n .. base`), so every image token sees it
+  at the distance it has from the text alone, whatever the two padded lengths.
 So base text and image have, bit for bit, the rope rows they have without regions.
 """
 from __future__ import annotations
@@ -257,6 +259,8 @@ def fixed_rope(state: ForwardState, table: torch.Tensor, role: str) -> torch.Ten
         return cached[1]
     if role in (CAPTION_REFINER, JOINT):
         fixed = as_prompt_alone(table, 1, state.n_txt, state.region_lens)
+        if role == JOINT:
+            _region_texts_before_image(state, fixed)
     else:
         fixed = table.clone()
     if role in (NOISE_REFINER, JOINT):
@@ -265,6 +269,30 @@ def fixed_rope(state: ForwardState, table: torch.Tensor, role: str) -> torch.Ten
         fixed[:, first:first + state.n_img, ..., :section.shape[-3], :, :] = section
     state.tables[key] = (table, fixed)
     return fixed
+
+
+def _region_texts_before_image(state: ForwardState, fixed: torch.Tensor) -> None:
+    """In the joint layers, each region text ends where the prompt ends, at the position right before the image.
+
+    As the prompt alone, a text of padded length n sits at positions 1..n and the image at n + 1. With regions the
+    image sits at `base text + 1`, so a region text of another padded length than the base text gets positions
+    `base + 1 - n .. base` (rows from the model's own rope embedder; they may be zero or negative): every image token
+    then sees it at the distance it has from the text alone. In the caption refiner a text sees only itself, so its
+    rows there stay 1..n (rope depends only on distances)."""
+    start = state.n_txt
+    for length in state.region_lens:
+        if length != state.n_txt:
+            positions = torch.arange(state.n_txt + 1 - length, state.n_txt + 1, dtype=torch.float32)
+            fixed[:, start:start + length] = _text_rows(state, positions, fixed)
+        start += length
+
+
+def _text_rows(state: ForwardState, positions: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rope rows of text tokens at axis-0 `positions` (the other axes 0, as the model numbers text)."""
+    dm = state.host_model
+    ids = torch.zeros(1, positions.shape[0], len(dm.axes_dims), dtype=torch.float32, device=table.device)
+    ids[..., 0] = positions.to(table.device)
+    return dm.rope_embedder(ids).movedim(1, 2).to(device=table.device, dtype=table.dtype)
 
 
 def _image_axis0(state: ForwardState, table: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ def test_the_reference_forward_is_the_hosts_forward_without_regions():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_region_texts_are_refined_alone_with_the_rope_rows_of_the_prompt_alone():
+def test_region_texts_are_refined_alone_and_end_where_the_prompt_ends():
     tiny = build("z_image")
     base = patcher(tiny)
     dm = base.model.diffusion_model
@@ -90,7 +90,10 @@ def test_region_texts_are_refined_alone_with_the_rope_rows_of_the_prompt_alone()
         assert torch.equal(patched["caption"][0][0][:, part][:, cond.shape[0]:], ca[:, cond.shape[0]:])
         assert torch.equal(patched["caption"][0][1][:, part], ropea[:, :32])
         torch.testing.assert_close(x[:, part], xa[:, :32], atol=1e-6, rtol=1e-6)
-        assert torch.equal(rope[:, part], ropea[:, :32])
+        # In the joint layers it ends where the prompt ends, right before the image, as it does alone (at 1..32,
+        # the image at 33): the host's own rows of the prompt's last 32 positions (33..64, the image at 65).
+        assert not torch.equal(rope[:, part], ropea[:, :32])
+        assert torch.equal(rope[:, part], rope0[:, n_txt - 32:n_txt])
 
 
 def test_the_plain_model_is_untouched_by_the_wrapped_layer_lists():

@@ -4,7 +4,9 @@ Shares nothing with the pack's placeholder rows, masks and rope-row copies: ever
 text) is embedded, padded with the model's learned pad token and refined by the caption-refiner layers on its own,
 with positions 1..n, exactly as the model does for a prompt alone; the image is embedded and refined at axis-0
 position `prompt length + 1` as without regions; the joint layers then run over
-[prompt ; region texts ; image ; image pads], every part with the rope rows it got alone. Joint attention goes
+[prompt ; region texts ; image ; image pads]. As the prompt alone a text of padded length n sits at 1..n and the
+image right after it, at n + 1; the image here sits at `prompt length + 1`, so in the joint layers each region
+text is numbered to end at `prompt length` (the distance every image token has to it alone). Joint attention goes
 through the reference override (ja_reference_model), which sees each layer named by this forward.
 
 The forward calls the model's own modules in the model's own order; `test_z_image` checks that, without regions,
@@ -28,12 +30,18 @@ def _caption_alone(dm, feats, multiple, options):
     f = dm.cap_embedder(feats)
     if multiple > 1:
         f = _pad(f, dm.cap_pad_token, multiple)
-    ids = torch.zeros(f.shape[0], f.shape[1], 3, dtype=torch.float32, device=f.device)
-    ids[:, :, 0] = torch.arange(f.shape[1], dtype=torch.float32, device=f.device) + 1.0
-    rope = dm.rope_embedder(ids).movedim(1, 2)
+    rope = _text_rope(dm, f, first=1)
     for layer in torch.nn.ModuleList.__iter__(dm.context_refiner):
         f = layer(f, None, rope, transformer_options=options)
     return f, rope
+
+
+def _text_rope(dm, feats, first):
+    """Rope rows of a caption numbered first, first + 1, ... on axis 0 (the other axes 0, as the model numbers
+    text)."""
+    ids = torch.zeros(feats.shape[0], feats.shape[1], 3, dtype=torch.float32, device=feats.device)
+    ids[:, :, 0] = torch.arange(feats.shape[1], dtype=torch.float32, device=feats.device) + first
+    return dm.rope_embedder(ids).movedim(1, 2)
 
 
 def reference_forward(dm, x, timesteps, context, regions, info, options, text_edit=None):
@@ -66,7 +74,8 @@ def reference_forward(dm, x, timesteps, context, regions, info, options, text_ed
         img = layer(img, None, img_rope, t, transformer_options=options)
 
     seq = torch.cat([base] + [f for f, _ in parts] + [img], dim=1)
-    rope = torch.cat([base_rope] + [r for _, r in parts] + [img_rope], dim=1)
+    ends_at_prompt = [_text_rope(dm, f, first=base.shape[1] + 1 - f.shape[1]) for f, _ in parts]
+    rope = torch.cat([base_rope] + ends_at_prompt + [img_rope], dim=1)
     n_ctx = seq.shape[1] - img.shape[1]
     for i, layer in enumerate(torch.nn.ModuleList.__iter__(dm.layers)):
         if text_edit is not None:
