@@ -212,6 +212,29 @@ class Family:
         return {**inputs, "pe": torch.cat([pe[:, :, :1].expand(*pe.shape[:2], n_concepts, *pe.shape[3:]),
                                            pe[:, :, state.n_context:]], dim=2)}
 
+    def concept_extra(self, tokens: dict, options: dict) -> Optional[torch.Tensor]:
+        """What the concept stream needs of one concept word beside its context token, read from the word encoded
+        alone (`tokens`: the tokenizer's output with word ids, by encoder key; `options`: the conditioning's side
+        outputs), or None (HiDream: the Llama states of every layer at the word's first Llama token)."""
+        return None
+
+    def concept_stream_start(self, dm, embedded: torch.Tensor, extra: Optional[torch.Tensor]) -> torch.Tensor:
+        """The concept stream as it enters the first double block, [rows, D], from the concepts' context tokens
+        through the text input layers (`embedded`, [n, D]) and their `concept_extra`s stacked ([n, ...] or None):
+        the concepts laid out as the model lays out a prompt (AuraFlow: its register tokens first). Default: the
+        concepts alone."""
+        return embedded
+
+    def concept_rows(self, dm, n_concepts: int) -> slice:
+        """The concept stream's rows that are the concepts (saliency is read there)."""
+        return slice(0, n_concepts)
+
+    def concept_block_text(self, dm, block_index: int, stream: torch.Tensor, extra: Optional[torch.Tensor]):
+        """The text a double block's concept pass gets from the concept stream [B, rows, D]: the stream, and what
+        the model adds to its text stream for this block only (HiDream: the concepts' Llama layer of the block).
+        The rows past the stream's are dropped after the block, as the model drops them."""
+        return stream
+
     def text_embedder(self, dm):
         """The layers that turn text-encoder features into the text stream, as one module (Qwen-Image: `txt_norm`
         then `txt_in`). The model's own layers, never copies."""

@@ -51,10 +51,7 @@ class HiDream(Family):
     diffusion_classes = ("HiDreamImageTransformer2DModel",)
     double_blocks, single_blocks, text_input = DOUBLE, SINGLE, "caption_projection"
     context_encoders = ("t5xxl",)  # word labels: the T5 part; the Llama parts (twice the Llama tokens) get none
-    concepts = False
-    concepts_refused = ("its concept stream is carried from block to block like FLUX's text, and HiDream re-makes part "
-                        "of its text stream from a Llama layer in every block, which the pack does not make for "
-                        "concepts")
+    pooled_input = "p_embedder"  # the pooled CLIP vector's term of the blocks' modulation (adaln_input)
     reference_images = False
 
     def image_first(self, state: ForwardState, block) -> bool:
@@ -100,6 +97,35 @@ class HiDream(Family):
     def text_embedder(self, dm):
         layers = getattr(dm, "caption_projection", None)
         return layers[-1] if layers is not None else None
+
+    # -- ConceptAttention: each concept laid out as HiDream lays out a prompt of that one word -------------------
+    # A concept's stream is [T5 ; Llama last layer] (its word's first T5 token and first Llama token, each through its
+    # own projection), carried from block to block as the prompt's is; each double block also gets the concepts'
+    # Llama layer of that block, projected afresh and dropped after it, as the prompt's. Saliency reads the T5 rows.
+    def concept_extra(self, tokens: dict, options: dict):
+        llama = options.get(LLAMA_OPTION)
+        if not torch.is_tensor(llama) or llama.ndim != 4 or "llama" not in tokens:
+            raise ValueError("HiDream's concepts need the Llama states of each concept word (conditioning_llama3): "
+                             "connect HiDream's text encoder (the QuadrupleCLIPLoader with its Llama 3.1 file) as the "
+                             "clip, the one that encodes the prompt")
+        word_ids = [t[2] if len(t) > 2 else 1 for chunk in tokens["llama"][:1] for t in chunk]
+        first = next((i for i, w in enumerate(word_ids) if w > 0), 0)
+        return llama[0, :, min(first, llama.shape[2] - 1)]  # [Llama layers, C]
+
+    def concept_stream_start(self, dm, embedded, extra):
+        last = len(dm.llama_layers) - 1  # the projected Llama layers, in order; the last one starts the stream
+        return torch.cat([embedded, _projected(dm, last, extra)], dim=0)
+
+    def concept_block_text(self, dm, block_index, stream, extra):
+        own = _projected(dm, block_index, extra).to(stream.dtype)
+        return torch.cat([stream, own.unsqueeze(0).expand(stream.shape[0], -1, -1)], dim=1)
+
+    def concept_block_inputs(self, state: ForwardState, inputs: dict, n_concepts: int) -> dict:
+        """The rope table over [image ; concept text]: every text position is 0, so any text row is theirs."""
+        rope = inputs["rope"]  # [B, L, 1, ...], the sequence on dim 1
+        n_img = rope.shape[1] - state.n_context
+        text_row = rope[:, n_img:n_img + 1]
+        return {**inputs, "rope": torch.cat([rope[:, :n_img], text_row.expand(-1, n_concepts, *rope.shape[2:])], 1)}
 
     # -- the text layout ----------------------------------------------------------------------------------------
     def read_inputs(self, state: ForwardState, dm, inputs: dict) -> None:
@@ -147,6 +173,14 @@ class HiDream(Family):
 
     def forward_patches(self, state: ForwardState) -> dict:
         return {}  # every text position is 0: region texts have their prompt-alone positions as they are
+
+
+def _projected(dm, index: int, extra: torch.Tensor) -> torch.Tensor:
+    """The concepts' Llama states of the model's `index`-th Llama layer (`llama_layers[index]`) through its projection,
+    [n, D] (`extra`: [n, Llama layers, C])."""
+    layer = dm.caption_projection[index]
+    weight = layer.linear.weight
+    return layer(extra[:, dm.llama_layers[index]].to(weight.device, weight.dtype))
 
 
 def _region_llama(options: dict, index: int) -> torch.Tensor:
@@ -206,6 +240,13 @@ class HookedBlock:
     def __init__(self, block, ref: BlockRef, hooks):
         self.block, self.ref, self.hooks = block, ref, hooks
 
+    def _run_named(self, inputs: dict) -> dict:
+        """The double block run on inputs named as the other families' block patches name them."""
+        img, txt = self.block(image_tokens=inputs["img"], image_tokens_masks=inputs.get("image_tokens_masks"),
+                              text_tokens=inputs["txt"], adaln_input=inputs["vec"], rope=inputs["rope"],
+                              transformer_options=inputs["transformer_options"])
+        return {"img": img, "txt": txt}
+
     # As the other families' block hooks: under torch.compile this frame runs eagerly (it reads per-step Python
     # state), the block it calls is compiled as usual.
     @partial(torch.compiler.disable, recursive=False)
@@ -222,7 +263,17 @@ class HookedBlock:
         text = TextStream(seq, first, first + state.n_context)
         if entered.edit_text(text):  # skipped: the block's inputs go on as its outputs
             return (kwargs["image_tokens"], given) if self.ref.kind == "double" else given
-        out = self.block(**{**kwargs, key: text.tensor})
+        kwargs[key] = text.tensor
+        if self.ref.kind == "double":  # host-side features (ConceptAttention) see the block's inputs and output
+            inputs = {"img": kwargs["image_tokens"], "txt": kwargs["text_tokens"], "vec": kwargs["adaln_input"],
+                      "rope": kwargs["rope"], "image_tokens_masks": kwargs.get("image_tokens_masks"),
+                      "transformer_options": kwargs["transformer_options"]}
+            entered.before(inputs)
+            kwargs["transformer_options"] = inputs["transformer_options"]
+            out = self.block(**kwargs)
+            entered.after(inputs, self._run_named, {"img": out[0], "txt": out[1]})
+        else:
+            out = self.block(**kwargs)
         if not order:
             return out
         if self.ref.kind == "double":

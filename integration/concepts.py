@@ -27,6 +27,7 @@ import torch
 from ..attention.capture import CaptureModifier, concept_saliency, record_concepts
 from ..attention.forward import ATTENTION, BLOCKS, COND
 from ..families import model_family, named
+from .labels import UnplacedLabels, context_order, context_tokens
 from .options import BLOCK_KEY, FORWARD_KEY, KEYS_KEY, RECORD_KEY
 
 
@@ -58,9 +59,10 @@ class ConceptStream:
     MultiGPU work units each device runs its own copy of the weights (a device clone), so the layers are
     looked up in the running model, never kept from the model the node saw."""
 
-    def __init__(self, names, tokens: torch.Tensor, embed, blocks, vec_delta=None):
+    def __init__(self, names, tokens: torch.Tensor, embed, blocks, vec_delta=None, extra=None):
         self.names = list(names)
         self.tokens = tokens
+        self.extra = extra  # the family's `concept_extra` of each concept, stacked [n, ...], or None
         self.embed = embed  # callable(dm) -> the model's text input layer
         self.blocks = frozenset(blocks)
         # callable(dm, vec, pooled) -> what to add to the blocks' vector to zero its pooled term, or None
@@ -78,7 +80,8 @@ class ConceptModifier(CaptureModifier):
         self.concepts = concepts
 
     def tensors(self) -> list:
-        return [self.concepts.tokens]
+        extra = self.concepts.extra
+        return [self.concepts.tokens] + ([extra] if extra is not None else [])
 
     def sink(self, state):
         sink = super().sink(state)
@@ -99,7 +102,9 @@ class ConceptModifier(CaptureModifier):
             rows = sum(1 for kind in state.row_kinds if kind == COND)
             layer = c.embed(state.host_model)
             weight = next(layer.parameters())
-            start = layer(c.tokens.to(weight.device, weight.dtype))
+            extra = c.extra.to(weight.device, weight.dtype) if c.extra is not None else None
+            start = named(state.family).concept_stream_start(state.host_model, layer(c.tokens.to(weight.device,
+                                                                                                 weight.dtype)), extra)
             # One copy per cond row: the host block updates its text stream in place (FLUX: txt += ...).
             record.stream = start.unsqueeze(0).repeat(rows, 1, 1)
             record.vec_delta = self._vec_delta(state, inputs.get("vec"))
@@ -112,12 +117,13 @@ class ConceptModifier(CaptureModifier):
         if record.vec_delta is not None:
             kept = record.image_kv = {}
             n_context = state.n_context
+            image_at = 0 if named(state.family).image_first(state, block) else n_context
 
             def keep(args, kwargs):  # the image keys / values of the block's joint call, cond rows
                 seq = 2 if kwargs.get("skip_reshape", False) else 1
                 if "k" not in kept and args[1].shape[seq] >= joint:
                     rows = cond.to(args[1].device)
-                    kept["k"], kept["v"] = (t.narrow(seq, n_context, t.shape[seq] - n_context).index_select(0, rows)
+                    kept["k"], kept["v"] = (t.narrow(seq, image_at, t.shape[seq] - n_context).index_select(0, rows)
                                             for t in args[1:3])
                 return args
 
@@ -145,13 +151,16 @@ class ConceptModifier(CaptureModifier):
         if block.kind != "double" or record.stream is None or record.block_inputs is None:
             return
         residual = record.stream
-        n_c = residual.shape[1]
-        side, record.block_inputs = dict(record.block_inputs), None
-        side["txt"] = residual.to(side["img"].dtype)
         family = named(state.family)
+        side, record.block_inputs = dict(record.block_inputs), None
+        extra = self.concepts.extra
+        text = family.concept_block_text(state.host_model, block.index, residual,
+                                         extra.to(residual.device) if extra is not None else None)
+        n_c = text.shape[1]  # the concept pass's text rows
+        rows = family.concept_rows(state.host_model, len(self.concepts.names))
+        side["txt"] = text.to(side["img"].dtype)
         image_first = family.image_first(state, block)
-        if inputs.get("pe") is not None:  # concepts sit at a text position, as the family says
-            side = family.concept_block_inputs(state, side, n_c)
+        side = family.concept_block_inputs(state, side, n_c)  # concepts sit at a text position, as the family says
         recorded = {}
         options = {k: v for k, v in inputs["transformer_options"].items() if k not in (FORWARD_KEY, RECORD_KEY, KEYS_KEY)}
         options[BLOCK_KEY] = block
@@ -170,8 +179,14 @@ class ConceptModifier(CaptureModifier):
                 seq = 2 if kwargs.get("skip_reshape", False) else 1
                 if "k" not in kept or args[1].shape[seq] != n_c + kept["k"].shape[seq]:
                     return args
-                k, v = (torch.cat([t.narrow(seq, 0, n_c), kept.pop(name).to(t.device, t.dtype)], dim=seq)
-                        for t, name in ((args[1], "k"), (args[2], "v")))
+
+                def joined(t, name):  # the call's concept keys / values beside the block's own image ones
+                    image = kept.pop(name).to(t.device, t.dtype)
+                    if image_first:
+                        return torch.cat([image, t.narrow(seq, t.shape[seq] - n_c, n_c)], dim=seq)
+                    return torch.cat([t.narrow(seq, 0, n_c), image], dim=seq)
+
+                k, v = joined(args[1], "k"), joined(args[2], "v")
                 return (args[0], k, v, *args[3:])
 
             options[KEYS_KEY] = swap
@@ -179,7 +194,7 @@ class ConceptModifier(CaptureModifier):
             def keep_concept_output(out):
                 if "out" not in recorded and out.shape[1] >= n_c + state.n_img:
                     # [image ; concepts] where the model puts the image first (Lens, JoyImage)
-                    recorded["out"] = out[:, -n_c:] if image_first else out[:, :n_c]
+                    recorded["out"] = (out[:, -n_c:] if image_first else out[:, :n_c])[:, rows]
 
             options[RECORD_KEY] = keep_concept_output
         side["transformer_options"] = options
@@ -187,7 +202,9 @@ class ConceptModifier(CaptureModifier):
         if delta is not None and "k" in kept:
             raise RuntimeError(f"[joint_attention] ConceptAttention: the concept pass of double block {block.index} "
                                "made no attention call over [concepts ; image]")
-        record.stream = result.get("txt")
+        stream = result.get("txt")  # None after SD3's last block (context_pre_only)
+        # The rows the family adds for this block only are dropped after it (HiDream's Llama layer of the block).
+        record.stream = stream[:, :residual.shape[1]] if stream is not None else None
         image_out = record.image_outputs.pop(block.index, None)
         if "out" in recorded and image_out is not None:
             cond = _cond_rows(state).to(image_out.device)
@@ -200,7 +217,8 @@ class ConceptModifier(CaptureModifier):
 
 
 def concept_stream(model, concepts: str, clip, double: frozenset, double_text: str):
-    """Each concept encoded alone, first real token kept (T5 has no start token; CLIP's is skipped)."""
+    """Each concept encoded alone by the prompt's text encoder, the context row of its first real token kept (T5 has
+    no start token; CLIP's is skipped), with what the family's concept stream needs beside it (`concept_extra`)."""
     family = model_family(model)
     if not family.concepts:
         raise ConceptInputError("concepts", f"ConceptAttention is not available for {family.name} models "
@@ -211,17 +229,19 @@ def concept_stream(model, concepts: str, clip, double: frozenset, double_text: s
     names = [c.strip() for c in concepts.split(",") if c.strip()]
     if len(names) > 64:
         raise ConceptInputError("concepts", f"at most 64 concepts, got {len(names)}")
-    tokens = []
+    tokens, extras = [], []
     for name in names:
-        tokenized = clip.tokenize(name)
-        first = 0
-        for chunk in clip.tokenizer.tokenize_with_weights(name, return_word_ids=True).values():
-            word_ids = [t[2] if len(t) > 2 else 1 for t in chunk[0]] if chunk else []
-            first = next((i for i, w in enumerate(word_ids) if w > 0), 0)
-            break
-        cond = clip.encode_from_tokens_scheduled(tokenized)[0][0]
-        tokens.append(cond[0, min(first, cond.shape[1] - 1)].detach().cpu())
+        tokenized = clip.tokenizer.tokenize_with_weights(name, return_word_ids=True)
+        cond, options = clip.encode_from_tokens_scheduled(clip.tokenize(name))[0]
+        first = _first_word_row(clip, name, tokenized, cond.shape[1], family)
+        tokens.append(cond[0, first].detach().cpu())
+        try:
+            extra = family.concept_extra(tokenized, options)
+        except ValueError as exc:  # the text encoder does not give what the family's concept stream needs
+            raise ConceptInputError("clip", str(exc)) from None
+        extras.append(extra.detach().cpu() if extra is not None else None)
     tokens = torch.stack(tokens)
+    extra = torch.stack(extras) if extras and all(e is not None for e in extras) else None
     dm = family.diffusion_model(model)
     expected = family.text_features(dm)
     if expected is not None and tokens.shape[-1] != expected:
@@ -230,7 +250,25 @@ def concept_stream(model, concepts: str, clip, double: frozenset, double_text: s
     n_double, _ = family.block_counts(dm)
     # Default for concepts (ConceptAttention paper): the last 4 double blocks.
     blocks = frozenset(range(max(0, n_double - 4), n_double)) if double_text.strip().lower() == "all" else double
-    return ConceptStream(names, tokens, family.text_embedder, blocks, vec_delta=family.concept_vec_delta)
+    return ConceptStream(names, tokens, family.text_embedder, blocks, vec_delta=family.concept_vec_delta, extra=extra)
+
+
+def _first_word_row(clip, word: str, tokenized: dict, n_context: int, family) -> int:
+    """The context row of a concept word's first real token, as the context's own encoder places it (FLUX: T5, no
+    start token; CLIP: after its start token; chat-template encoders: the template's place), read from the word
+    labels of the context (integration/labels.py); where the family has none (Lens), the first real token of the
+    context encoder's tokens."""
+    lead = family.leading_text  # labels count the tokens the model puts before the context (AuraFlow's registers)
+    try:
+        labelled = context_tokens(clip, word, n_context + lead, family.name)
+    except UnplacedLabels:
+        labelled = []
+    found = next((position - lead for position, _, number in labelled if number > 0), None)
+    if found is None:
+        key = context_order(family.name, tokenized)[0]
+        word_ids = [t[2] if len(t) > 2 else 1 for chunk in tokenized[key][:1] for t in chunk]
+        found = next((i for i, w in enumerate(word_ids) if w > 0), 0) - family.context_drop
+    return min(max(found, 0), n_context - 1)
 
 
 def _cond_rows(state) -> torch.Tensor:

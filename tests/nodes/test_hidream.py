@@ -124,3 +124,135 @@ def test_word_labels_come_from_the_hosts_t5_tokenizer_and_name_the_t5_part():
     hf = clip.tokenizer.t5xxl.tokenizer
     for text, positions in offered:
         assert hf.decode([ids[p] for p in positions]).strip() == text
+
+
+CONCEPTS = ["cat", "grass", "sky"]
+
+
+def _concept_reference(tiny, clip, pos, neg, blocks, kw, zero_pooled_concepts=True):
+    """ConceptAttention on HiDream by its definition, on the test's own hooks (torch forward hooks on the double
+    blocks; HiDream has no block patches): each concept word encoded alone by HiDream's encoder is laid out as HiDream
+    lays out a prompt of that word, cut to the word's first token in each part: [T5 ; Llama last layer] carried from
+    block to block with the text-stream weights, and the block's own Llama layer beside it in each double block,
+    projected afresh and dropped after it. Concept queries attend [image ; concepts] (image keys from the prompt's
+    modulation; every text position is 0); the concept stream is modulated with the pooled term zeroed
+    (t_embedder + p_embedder(0)), as ConceptAttention's released code does. Saliency: softmax over concepts of
+    o_concept . o_image (attention outputs before the projection), o_concept from the concepts' T5 rows."""
+    import comfy.patcher_extension
+
+    base = patcher(tiny)
+    dm = base.model.diffusion_model
+    encoded = [clip.encode_from_tokens_scheduled(clip.tokenize(w))[0] for w in CONCEPTS]
+    for w in CONCEPTS:  # T5 has no start token; Llama starts with <|begin_of_text|>: the word's first tokens
+        tokens = clip.tokenizer.tokenize_with_weights(w, return_word_ids=True)
+        assert tokens["t5xxl"][0][0][2] == 1 and tokens["llama"][0][0][2] == 0 and tokens["llama"][0][1][2] == 1
+    t5 = torch.stack([c[0][0, 0] for c in encoded])
+    llama = torch.stack([c[1]["conditioning_llama3"][0, :, 1] for c in encoded])  # [n, Llama layers, C]
+    n = len(CONCEPTS)
+    proj = dm.caption_projection
+
+    def llama_part(i):  # the concepts' Llama layer of block i, projected
+        return proj[i](llama[:, dm.llama_layers[i]])
+
+    start = torch.cat([proj[-1](t5), llama_part(len(dm.llama_layers) - 1)])
+    forward, acc = {}, {"sum": None, "n": 0}
+    m = base.clone()
+
+    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
+        chunks = transformer_options.get("cond_or_uncond", [0])
+        per = x.shape[0] // len(chunks)
+        forward.clear()
+        forward["cond"] = torch.tensor([i for i, c in enumerate(c for c in chunks for _ in range(per)) if c == 0])
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "ref", wrapper)
+    hooks = [dm.t_embedder.register_forward_hook(lambda mod, args, out: forward.update(t=out)),
+             # the forward's own pooled input (the reference's p_embedder(0) below must not replace it)
+             dm.p_embedder.register_forward_hook(lambda mod, args, out: None if "y" in forward else
+                                                forward.update(y=args[0]))]
+
+    def override(func, *args, **kwargs):
+        out = func(*args, **kwargs)
+        forward["side_out" if forward.get("in_side") else "main_out"] = out
+        return out
+
+    m.model_options["transformer_options"]["optimized_attention_override"] = override
+
+    def block_hook(index):
+        def hook(module, args, kwargs, output):
+            if forward.get("in_side") or 0 not in forward.get("chunks", [0]):
+                return None
+            cond = forward["cond"]
+            if index == 0:
+                forward["stream"] = start[None].repeat(len(cond), 1, 1)
+            img = kwargs["image_tokens"].index_select(0, cond)
+            n_img = img.shape[1]
+            text = torch.cat([forward["stream"], llama_part(index)[None].expand(len(cond), -1, -1)], dim=1)
+            rope = kwargs["rope"].index_select(0, cond)
+            text_rope = dm.pe_embedder(torch.zeros(len(cond), text.shape[1], 3))  # every text position is 0
+            adaln = kwargs["adaln_input"].index_select(0, cond)
+            y = forward["y"].index_select(0, cond)
+            assert y.abs().max() > 1  # the prompt has a strong pooled vector
+            zero_pooled = forward["t"].index_select(0, cond) + dm.p_embedder(torch.zeros_like(y))
+            modulation = module.block.adaLN_modulation
+            own = type(modulation).forward
+            width = 6 * img.shape[-1]  # 12 chunks: the image's 6, then the text's 6
+            if not zero_pooled_concepts:  # the prompt's own vector on the concepts, for the test to tell apart
+                zero_pooled = adaln
+            modulation.forward = lambda vec: torch.cat([own(modulation, vec)[..., :width],
+                                                        own(modulation, zero_pooled)[..., width:]], dim=-1)
+            forward["in_side"] = True
+            try:
+                _, side_text = module(image_tokens=img, image_tokens_masks=None, text_tokens=text, adaln_input=adaln,
+                                      rope=torch.cat([rope[:, :n_img], text_rope], dim=1),
+                                      transformer_options=kwargs["transformer_options"])
+            finally:
+                forward["in_side"] = False
+                modulation.__dict__.pop("forward", None)
+            forward["stream"] = side_text[:, :start.shape[0]]
+            if index in blocks:
+                o_c = forward["side_out"][:, n_img:n_img + n].double()  # the concepts' T5 rows
+                o_i = forward["main_out"].index_select(0, cond)[:, :n_img].double()
+                s = torch.softmax(torch.einsum("bcd,bnd->bcn", o_c, o_i), dim=1).mean(0)
+                acc["sum"] = s if acc["sum"] is None else acc["sum"] + s
+                acc["n"] += 1
+            return None
+        return hook
+
+    hooks += [block.register_forward_hook(block_hook(i), with_kwargs=True)
+              for i, block in enumerate(torch.nn.ModuleList.__iter__(dm.double_stream_blocks))]
+    try:
+        latent = sample(m, pos, neg, **kw)
+    finally:
+        for h in hooks:
+            h.remove()
+    return (acc["sum"] / acc["n"]).float(), latent
+
+
+def test_concepts_leave_the_image_bit_identical_and_match_the_reference():
+    """ConceptAttention on HiDream: the image is the host's bit for bit, the concept maps are the definition's
+    (`_concept_reference`), and they differ from the maps of concepts modulated with the prompt's pooled vector."""
+    from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps
+
+    tiny = build("hidream")
+    clip = tiny_hidream_clip()
+    # HiDream's encoder without CLIP gives a zero pooled vector: a random one, so that zeroing it tells apart (the
+    # pack adds p_embedder(0) - p_embedder(y) to the blocks' vector; at 50x, as the FLUX test, that sum's fp32
+    # rounding alone moves the maps by 1e-4 on the tiny model's large pooled term).
+    pooled = torch.randn(1, tiny.pooled_dim, generator=torch.Generator().manual_seed(3)) * 3
+    pos = [[t, {**o, "pooled_output": pooled}] for t, o in _encode(clip, "a cat on the grass under the sky")]
+    neg = _encode(clip, "")
+    kw = dict(KW, steps=3, cfg=2.5)
+    plain = sample(patcher(tiny), pos, neg, **kw)
+    model, handle = run_node(JointAttentionCapture, patcher(tiny), "all", "all", 0.0, 1.0, ", ".join(CONCEPTS), clip)
+    got = sample(model, pos, neg, **kw)
+    assert torch.equal(got, plain)
+    blocks = set(range(max(0, tiny.n_double - 4), tiny.n_double))
+    want, ref_latent = _concept_reference(tiny, clip, pos, neg, blocks, kw)
+    assert torch.equal(ref_latent, plain)
+    assert handle.result["concept_blocks"] == sorted(blocks)
+    torch.testing.assert_close(handle.result["concept_maps"], want, atol=2e-6, rtol=0)
+    with_prompt_vec, _ = _concept_reference(tiny, clip, pos, neg, blocks, kw, zero_pooled_concepts=False)
+    assert (with_prompt_vec - want).abs().max() > 40 * 2e-6
+    heat, _, info = run_node(JointAttentionMaps, handle, {"samples": got}, "", "").args
+    assert heat.shape[0] == 3 and "concepts: ['cat', 'grass', 'sky']" in info

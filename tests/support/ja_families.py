@@ -300,11 +300,12 @@ FAMILIES = (
         # dense reference, ja_reference_hidream, holds each region text's own); the encoder is the host's HiDream
         # encoder at tiny size.
         "hidream", "hidream", "HiDream I1", ja_tiny.tiny_hidream_clip, host_class="HiDream", block_patches=False,
-        lacks={"concepts": "the pack does not offer ConceptAttention on HiDream (nodes refuse it by name)",
-               "reference_images": "the pack refuses HiDream E1's edit image (image_cond) by name (test_hidream)"},
+        lacks={"reference_images": "the pack refuses HiDream E1's edit image (image_cond) by name (test_hidream)"},
         sits_out={
             "block_numbering": "modifiers' before_block comes from the host's dit block patches, which HiDream reads "
                                "none of (the pack wraps its block lists: test_hidream)",
+            "concepts_reference": "the test's reference hooks the host's dit block patches, which HiDream reads none "
+                                  "of; test_hidream checks HiDream's concepts against a reference on its own hooks",
         }),
     TinyFamily(
         # The CLIP-L stand-in's 64 features per token are the tiny model's 2 stacked encoder layers x 32; the host's
