@@ -256,18 +256,21 @@ def concept_stream(model, concepts: str, clip, double: frozenset, double_text: s
 def _first_word_row(clip, word: str, tokenized: dict, n_context: int, family) -> int:
     """The context row of a concept word's first real token, as the context's own encoder places it (FLUX: T5, no
     start token; CLIP: after its start token; chat-template encoders: the template's place), read from the word
-    labels of the context (integration/labels.py); where the family has none (Lens), the first real token of the
-    context encoder's tokens."""
+    labels of the context (integration/labels.py); where the family has none (Lens), or the encoder is not one the
+    family lists (the template rules are its encoder's), the first real token of the context encoder's tokens."""
+    own = any(key in tokenized for key in family.context_encoders)  # else another encoder (a test's stand-in)
     lead = family.leading_text  # labels count the tokens the model puts before the context (AuraFlow's registers)
-    try:
-        labelled = context_tokens(clip, word, n_context + lead, family.name)
-    except UnplacedLabels:
-        labelled = []
+    labelled = []
+    if own:
+        try:
+            labelled = context_tokens(clip, word, n_context + lead, family.name)
+        except UnplacedLabels:
+            pass
     found = next((position - lead for position, _, number in labelled if number > 0), None)
     if found is None:
         key = context_order(family.name, tokenized)[0]
         word_ids = [t[2] if len(t) > 2 else 1 for chunk in tokenized[key][:1] for t in chunk]
-        found = next((i for i, w in enumerate(word_ids) if w > 0), 0) - family.context_drop
+        found = next((i for i, w in enumerate(word_ids) if w > 0), 0) - (family.context_drop if own else 0)
     return min(max(found, 0), n_context - 1)
 
 
