@@ -46,6 +46,15 @@ class AuraFlow(Family):
                                    f"{None if registers is None else tuple(registers.shape)}, a variant the pack does "
                                    "not support")
 
+    # ConceptAttention: the concepts laid out as the model lays out a prompt, after its register tokens (they carry no
+    # word, so the maps read the rows after them).
+    def concept_stream_start(self, dm, embedded, extra):
+        tokens = dm.register_tokens[0].to(device=embedded.device, dtype=embedded.dtype)
+        return torch.cat([tokens, embedded], dim=0)
+
+    def concept_rows(self, dm, n_concepts: int) -> slice:
+        return slice(registers(dm), registers(dm) + n_concepts)
+
     def prompt_layout(self, state: ForwardState, dm) -> None:
         # The model puts its registers before the prompt: the base text counts them.
         state.n_txt = state.n_context = state.n_txt + registers(dm)

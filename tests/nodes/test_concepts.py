@@ -33,16 +33,23 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
     # JoyImage: no pooled vector either, text through its projection, joint calls [image ; references ; text], rope on
     # image tokens only
     joy = type(base.model).__name__ == "JoyImage"
+    # AuraFlow: no pooled vector; its text stream is [8 register tokens ; text], and a concept pass's text is
+    # [registers ; concepts], as the model lays out a prompt
+    aura = type(base.model).__name__ == "AuraFlow"
+    prefix = dm.register_tokens[0] if aura else None
     if lens:
         embed = _LensText(dm)
     elif joy:
         embed = dm.condition_embedder.text_embedder
+    elif aura:
+        embed = dm.cond_seq_linear
     else:
         embed = getattr(dm, "txt_in", None) or dm.context_embedder
         if getattr(dm, "txt_norm", None) is not None:  # the model's text stream starts as txt_in(txt_norm(features))
             embed = torch.nn.Sequential(dm.txt_norm, embed)
-    qwen = qwen or joy  # from here: the families without a pooled vector
-    words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, 1] for w in CONCEPTS])
+    qwen = qwen or joy or aura  # from here: the families without a pooled vector
+    words = torch.stack([clip.encode_from_tokens_scheduled(clip.tokenize(w))[0][0][0, _first_word(clip, w)]
+                         for w in CONCEPTS])
     m = base.clone()
     acc = {"sum": torch.zeros(len(CONCEPTS), 0, dtype=torch.float64), "n": 0}
     forward = {}
@@ -90,7 +97,10 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
             opts = dict(args["transformer_options"], ref_record=seen, ref_role="main")
             out = extra["original_block"]({**args, "transformer_options": opts})
             if index == 0:
-                forward["residual"] = embed(words.to(next(embed.parameters()).dtype))[None].repeat(len(cond), 1, 1)
+                start = embed(words.to(next(embed.parameters()).dtype))
+                if prefix is not None:
+                    start = torch.cat([prefix, start])
+                forward["residual"] = start[None].repeat(len(cond), 1, 1)
             n_c = len(CONCEPTS)
             side = dict(inputs, txt=forward["residual"])
             if side.get("pe") is not None and lens:  # the image's rows, then the concepts at the first text row
@@ -127,8 +137,10 @@ def reference_saliency(tiny, clip, pos, neg, blocks, concept_vec="zero", batch=1
                     o_c = side_seen["out"][:, -n_c:].double()
                     o_i = seen["out"][cond, :n_img].double()
                 else:
-                    o_c = side_seen["out"][:, :n_c].double()
-                    o_i = seen["out"][cond, forward["n_txt"]:forward["n_txt"] + n_img].double()
+                    lead = 0 if prefix is None else prefix.shape[0]  # AuraFlow: the registers, then the concepts
+                    o_c = side_seen["out"][:, lead:lead + n_c].double()
+                    n_text = forward["n_txt"] + lead
+                    o_i = seen["out"][cond, n_text:n_text + n_img].double()
                 s = torch.softmax(torch.einsum("bcd,bnd->bcn", o_c, o_i), dim=1).mean(0)
                 acc["sum"] = s if acc["n"] == 0 else acc["sum"] + s
                 acc["n"] += 1
@@ -180,6 +192,12 @@ def test_concepts_on_qwen_image_edit_match_the_reference(method, batch):
     torch.testing.assert_close(handle.result["concept_maps"], want, atol=ATOL, rtol=0)
 
 
+def _first_word(clip, word):
+    """The position of the word's first real token in its encoding (CLIP: after the start token; T5: 0)."""
+    (chunk,) = clip.tokenizer.tokenize_with_weights(word, return_word_ids=True).values()
+    return next(i for i, token in enumerate(chunk[0]) if token[2] > 0)
+
+
 class _LensText(torch.nn.Module):
     """Lens's text input: each encoder layer's features through its own norm, then txt_in."""
 
@@ -194,7 +212,9 @@ class _LensText(torch.nn.Module):
 
 def prompt(clip, text, pooled_scale=1.0):
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
-    return [[tokens, {**extra, "pooled_output": extra["pooled_output"] * pooled_scale}] for tokens, extra in cond]
+    # AuraFlow's encoder gives no pooled vector (None)
+    return [[tokens, {**extra, "pooled_output": None if extra["pooled_output"] is None else
+                      extra["pooled_output"] * pooled_scale}] for tokens, extra in cond]
 
 
 @pytest.mark.parametrize("family,batch", family_params("concepts_reference", {"batch1": 1, "batch2": 2}))
@@ -204,7 +224,7 @@ def test_concepts_leave_the_image_bit_identical_and_match_the_reference(family, 
     # A strong pooled vector, so that modulating the concepts with it or without it tells apart clearly.
     pos = prompt(clip, "a cat on the grass under the sky", pooled_scale=POOLED_SCALE)
     neg = prompt(clip, "")
-    assert pos[0][1]["pooled_output"].abs().max() > 1
+    assert not family.pooled_text or pos[0][1]["pooled_output"].abs().max() > 1
     plain = sample(tiny.patcher, pos, neg, batch=batch, **KW)
     single = "all" if tiny.n_single else "none"
     model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", single, 0.0, 1.0, ", ".join(CONCEPTS), clip)

@@ -379,20 +379,19 @@ FAMILIES = (
             "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
     TinyFamily(
-        # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width. Its 8
+        # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width, concepts are
+        # encoded by the host's AuraFlow encoder at tiny size (tiny_aura_clip, 2048 features). Its 8
         # register tokens come before the text in the text stream (text_prefix); each region text gets its own.
         # Its layers norm the residual stream after adding each update (post-norm), which magnifies fp32 rounding
         # against the float64 reference on a few elements to ~1.5e-5.
-        "aura_flow", "aura_flow", "AuraFlow", ja_tiny.tiny_clip, host_class="AuraFlow", text_prefix=8,
+        "aura_flow", "aura_flow", "AuraFlow", ja_tiny.tiny_aura_clip, host_class="AuraFlow", text_prefix=8,
         reference_tol=1e-4, taca_tol=1e-4, identity_tol=1e-4,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
         sits_out={
             **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
                      "region_text_reach", "attention_routed_around"),
                     "SD3 runs this on the same dit block patches over [text ; image] (kept off for suite time)"),
-            "concepts_reference": "the test encodes concepts with the tiny CLIP (64 features), which AuraFlow's "
-                                  "detected 2048-feature text input cannot take; Qwen-Image runs concepts through the "
-                                  "same path (text input layer, double blocks, no pooled vector)",
+            "concepts_reference[batch2]": "FLUX.1 and Qwen-Image run batched concept rows (kept off for suite time)",
         }),
 )
 

@@ -653,6 +653,26 @@ def tiny_hidream_clip(seed=0):
     return clip
 
 
+def tiny_aura_clip(seed=0):
+    """A real ComfyUI CLIP object of AuraFlow's text encoder as the host builds it (AuraT5Tokenizer with the host's
+    Pile-T5 SentencePiece model, the host's `AuraT5Model`) at AuraFlow's 2048 features, which the tiny AuraFlow's
+    detected text input takes, and otherwise tiny (1 layer, 2 heads x 16) through the host's config override. Its
+    conditioning: Pile-T5 tokens [1, 256, 2048] (no start token), no pooled vector."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.aura_t5
+
+    config = {"d_model": AURA_CONTEXT_DIM, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1}
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.aura_t5.AuraT5Tokenizer,
+                                                    comfy.text_encoders.aura_t5.AuraT5Model)
+    clip = comfy.sd.CLIP(target=target, model_options={"pile_t5xl_model_config": config, "dtype": torch.float32})
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in clip.cond_stage_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return clip
+
+
 def _shrink_vision_tower(encoder):
     """Qwen2.5-VL's vision tower has fixed sizes (1280 wide, 32 layers), not read from the config: the host's
     own class at 32 features and one layer takes its place, built with the encoder's own operations, before the
