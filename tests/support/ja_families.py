@@ -366,6 +366,9 @@ FAMILIES = (
         }),
     TinyFamily(
         # ComfyUI 0.33: Wan 2.1 latents with a frame axis. Joint calls are [image ; reference images ; text].
+        # reference_tol, measured (ComfyUI 0.33, CPU): the regional and reference-image references differ from the
+        # pack by 9.5e-6..1.4e-5 on latents up to ~16 in magnitude, a few fp32 ulps there (fp32 rounding; the host's
+        # comfy_kitchen rope kernel takes no float64, so the float64 check that AuraFlow's figures have cannot run).
         "joy_image", "joy_image", "JoyImage-Edit", ja_tiny.tiny_clip, host_class="JoyImage", latent_frames=True,
         reference_tol=1e-4,
         lacks={"index_timestep_zero": "JoyImage's forward takes no reference_latents_method; its references follow "
@@ -382,8 +385,11 @@ FAMILIES = (
         # Detected as AuraFlow by its 2048 text features: scenarios' conditioning is random at that width, concepts are
         # encoded by the host's AuraFlow encoder at tiny size (tiny_aura_clip, 2048 features). Its 8
         # register tokens come before the text in the text stream (text_prefix); each region text gets its own.
-        # Its layers norm the residual stream after adding each update (post-norm), which magnifies fp32 rounding
-        # against the float64 reference on a few elements to ~1.5e-5.
+        # Tolerances, measured (ComfyUI 0.3.75, CPU): fp32 rounding, not a layout error. The pack against the dense
+        # reference differs by at most 1.2e-5..2.1e-5 (regional references, TACA, long region texts), on latents up to
+        # ~30 in magnitude (FLUX's tiny model: ~13), a few fp32 ulps there; with the model run in float64 the TACA
+        # reference gives 0.0 and the regional one 4.8e-6 (the sampler keeps the latent in fp32 between steps).
+        # Its layers norm the residual stream after adding each update (post-norm), which magnifies that rounding.
         "aura_flow", "aura_flow", "AuraFlow", ja_tiny.tiny_aura_clip, host_class="AuraFlow", text_prefix=8,
         reference_tol=1e-4, taca_tol=1e-4, identity_tol=1e-4,
         lacks={"reference_images": _NO_REFERENCE_IMAGES},
