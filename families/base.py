@@ -131,6 +131,11 @@ class Family:
         """Why this forward's inputs cannot take the pack's features (a sentence naming the input), or None."""
         return None
 
+    def refused_latent(self, shape: tuple) -> Optional[str]:
+        """Why the diffusion model's input of this shape cannot take the pack's features (a sentence naming the
+        latent and the fix), or None (HunyuanImage 2.1 refiner: a latent of more than one frame pair)."""
+        return None
+
     def forward_inputs(self, state: ForwardState, kwargs: dict) -> dict:
         """The forward's keyword inputs as the model gets them under the pack: a family may drop an input that
         changes nothing (Lens: a text mask of all ones, which the model makes itself when it gets none)."""

@@ -22,6 +22,12 @@ The forward, as the host runs it:
   joins the single stream as [image ; text]; newer hosts put the text first in both). Feature-detected from the
   double blocks' `flipped_img_txt`; the pack's attention runs such calls with the text moved first.
 Blocks: `patches_replace["dit"]` double and single block patches (both keys), numbered model-wide.
+
+The HunyuanImage 2.1 refiner (`HunyuanImage21Refiner`) is the same model code at 3-D patch [1, 1, 1] over a latent
+with a frame axis: its latent format pairs frames into channels (the image's latent with its first frame repeated,
+64 channels, one frame pair), and the image to refine comes beside the noise as channels (`concat_latent_image`). For
+an image that is one frame pair, a token per 16-pixel latent cell, the same token layout as the base model's. A latent
+of more frame pairs (a video latent) is refused by name: region masks are laid out for one frame.
 """
 from __future__ import annotations
 
@@ -188,3 +194,30 @@ class RefinedApart(torch.nn.Module):
             out.append(self.refiner(x[:, start:start + length], timesteps, None, transformer_options=options))
             start += length
         return torch.cat(out, dim=1)
+
+
+class HunyuanImageRefiner(HunyuanImage):
+    name = "hunyuan_image_refiner"
+    models = "HunyuanImage 2.1 refiner"
+    table_order = 7
+    classes = ("HunyuanImage21Refiner",)
+    # Its VAE's latent cells are 16 image pixels; the host's latent format keeps the default 8 (it only converts
+    # frames), so the family's own figure wins over the declared one.
+    latent_px = 16
+
+    def check_model(self, model_patcher) -> None:
+        Family.check_model(self, model_patcher)
+        patch = list(getattr(self.diffusion_model(model_patcher), "patch_size", ()))
+        if patch != [1, 1, 1]:
+            raise UnsupportedModel(f"expected a HunyuanImage 2.1 refiner with patch size [1, 1, 1], got {patch!r}, a "
+                                   "variant the pack does not support")
+
+    def latent_pixels(self, base) -> int:
+        return self.latent_px
+
+    def refused_latent(self, shape: tuple) -> Optional[str]:
+        if len(shape) == 5 and shape[2] != 1:
+            return (f"the HunyuanImage 2.1 refiner got a latent of {shape[2]} frame pairs; the pack's region masks and "
+                    "maps are laid out for an image, one frame pair (the refiner latent of one image from "
+                    "HunyuanRefinerLatent). Refine one image per latent, or sample without this pack's nodes")
+        return None

@@ -23,15 +23,6 @@ class HunyuanVideo(Family):
                "padded prompts, which region texts cannot be appended to")
 
 
-class HunyuanImageRefiner(Family):
-    name = "hunyuan_image_refiner"
-    models = "HunyuanImage 2.1 refiner"
-    table_order = 201
-    classes = ("HunyuanImage21Refiner",)
-    refused = (f"{_NOT_YET}: its latent packs frames in pairs and carries the image beside the noise, a token layout "
-               "the HunyuanImage 2.1 family has not been checked on")
-
-
 class PixelDiT(Family):
     name = "pixeldit"
     models = "PixelDiT / PiD (pixel space)"

@@ -39,7 +39,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     family = family_of_base(base)
     if family is None:  # the model was swapped for another kind under the pack's patches
         raise reach.PackNotReached(reach.unknown_model(dispatcher.modifiers, base))
-    refused = family.refused_inputs(kwargs)
+    refused = family.refused_inputs(kwargs) or family.refused_latent(tuple(x.shape))
     if refused:
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
     state = describe_forward(family, base, x, t, c_crossattn, transformer_options, kwargs)

@@ -3,8 +3,8 @@
 The prompt's byT5 glyph tokens (quoted text) are text tokens of the prompt: a full-image region still gives the image
 of its own text alone, the regions and TACA match the dense reference with glyph tokens in the prompt, and a region
 prompt with glyph tokens of its own is refused by name. The token refiner (`txt_in`) is wrapped on the pack's clone
-with the very same layers under the same names. ConceptAttention and the refiner model are refused with their
-reasons.
+with the very same layers under the same names. ConceptAttention is refused with its reason. The refiner model:
+test_hunyuan_image_refiner.
 """
 import pytest
 import torch
@@ -110,15 +110,3 @@ def test_concepts_are_refused_with_the_reason():
     tiny = build("hunyuan_image")
     with pytest.raises(ConceptInputError, match="HunyuanImage 2.1.*token refiner"):
         concept_stream(patcher(tiny), "cat, dog", ja_tiny.tiny_clip(), frozenset({0}), "all")
-
-
-def test_the_refiner_model_is_not_taken_for_hunyuan_image():
-    """HunyuanImage21Refiner is a subclass of HunyuanImage21 with another latent (3-D, frames packed in pairs) and an
-    image concatenated to its input: never accepted as its parent."""
-    import comfy.model_base
-
-    tiny = build("hunyuan_image")
-    base = patcher(tiny)
-    base.model.__class__ = comfy.model_base.HunyuanImage21Refiner
-    with pytest.raises(ValueError, match="HunyuanImage21Refiner"):
-        run_node(JointAttentionTACA, base, 2.0, 0.0, "both", "all", "all")

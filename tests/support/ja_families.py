@@ -296,6 +296,22 @@ FAMILIES = (
                                    "HunyuanVideo's forward does not do (HunyuanImage 2.1 files have patch 1); the "
                                    "identities and references check its layout"}),
     TinyFamily(
+        # ComfyUI 0.33: HunyuanImage 2.1's model code at patch [1, 1, 1] over a paired-frame latent (one frame pair
+        # for an image, a token per 16 px cell; the builder draws its latent at 1/16 of the image), the image to
+        # refine beside the noise as channels. Its token refiner, glyph tokens and text layout are the base model's
+        # (test_hunyuan_image).
+        "hunyuan_image_refiner", "hunyuan_image_refiner", "HunyuanImage 2.1 refiner", ja_tiny.tiny_clip,
+        host_class="HunyuanImage21Refiner", latent_px=16, latent_frames=True,
+        lacks={"concepts": "its text stream starts at a token refiner conditioned on the timestep and on the whole "
+                           "context, as HunyuanImage 2.1's; the pack refuses ConceptAttention on it by name",
+               "reference_images": "the refiner takes the image to refine as channels beside the noise, not as "
+                                   "reference tokens"},
+        sits_out={
+            **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
+                     "region_text_reach", "attention_routed_around"),
+                    "HunyuanImage 2.1 runs this on the same model code and block patches (kept off for suite time)"),
+        }),
+    TinyFamily(
         # Conditioning: T5 tokens and the Llama states of every layer (make_cond draws those from the tokens, so the
         # dense reference, ja_reference_hidream, holds each region text's own); the encoder is the host's HiDream
         # encoder at tiny size.

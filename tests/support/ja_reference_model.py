@@ -175,7 +175,7 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     nextdit = type(model.model).__name__ == "Lumina2"
     longcat = type(model.model).__name__ == "LongCatImage"
-    hunyuan = type(model.model).__name__ == "HunyuanImage21"
+    hunyuan = type(model.model).__name__ in ("HunyuanImage21", "HunyuanImage21Refiner")  # the same model code
     dm = model.model.diffusion_model
     hidream = type(model.model).__name__ == "HiDream"
     krea2 = type(model.model).__name__ == "Krea2"
@@ -267,7 +267,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                     args["txt"] = torch.cat([args["txt"], info["refined"].to(args["txt"])], dim=1)
                 # Region texts' rope rows: text position 0 on both axes, as every text token of this model.
                 pe = args["pe"]
-                zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), 2, device=pe.device)).to(pe)
+                n_axes = len(dm.pe_embedder.axes_dim)  # 2 (HunyuanImage 2.1), 3 (its refiner: frames, rows, cols)
+                zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), n_axes, device=pe.device)).to(pe)
                 zero = zero.expand(pe.shape[0], *zero.shape[1:])
                 n_txt = info["n_txt"]
                 args["pe"] = (torch.cat([pe, zero], dim=2) if hunyuan_image_first

@@ -423,6 +423,27 @@ def tiny_hunyuan_image(depth=2, depth_single=2, seed=0, byt5=True):
     return _finish(type(config), cfg, "hunyuan_image", 64, depth, depth_single, seed)
 
 
+def tiny_hunyuan_image_refiner(depth=2, depth_single=2, seed=0):
+    """The HunyuanImage 2.1 refiner (the same comfy/ldm/hunyuan_video code at 3-D patch [1, 1, 1], rope axes
+    [16, 56, 56]) at 2 heads x 128, picked by the host's detection (`model_config_from_unet_config`). It takes 128
+    channels: the 64-channel paired-frame latent and the image to refine beside it (zeros when none). Its latent cells
+    are 16 image pixels: `sample` draws its latent at 1/16 of the image, one frame pair, so the tests' 4 x 6 token
+    grid holds."""
+    import comfy.ldm.hunyuan_video.model
+
+    cfg = dict(image_model="hunyuan_video", in_channels=128, patch_size=[1, 1, 1], out_channels=64, vec_in_dim=None,
+               axes_dim=[16, 56, 56], meanflow=False, context_in_dim=CONTEXT_DIM, hidden_size=256, mlp_ratio=4.0,
+               num_heads=2, depth=depth, depth_single_blocks=depth_single, theta=256, qkv_bias=True, byt5=True,
+               guidance_embed=False, use_cond_type_embedding=False, vision_in_dim=None)
+    _as_detected(comfy.ldm.hunyuan_video.model.HunyuanVideoParams, cfg, {"meanflow_sum": False})
+    config = _detected_config(cfg)
+    if type(config).__name__ != "HunyuanImage21Refiner":
+        raise RuntimeError(f"the host's detection picked {type(config).__name__} for a HunyuanImage 2.1 refiner config")
+    tiny = _finish(type(config), cfg, "hunyuan_image_refiner", 64, depth, depth_single, seed)
+    tiny.patcher.model.ja_latent_px = 16
+    return tiny
+
+
 BUILDERS = {
     "flux": tiny_flux,
     "flux2": tiny_flux2,
@@ -437,6 +458,7 @@ BUILDERS = {
     "longcat_image": tiny_longcat_image,
     "hunyuan_image": tiny_hunyuan_image,
     "hidream": tiny_hidream,
+    "hunyuan_image_refiner": tiny_hunyuan_image_refiner,
     "krea2": tiny_krea2,
     "ideogram4": tiny_ideogram4,
     "omnigen2": tiny_omnigen2,
