@@ -51,6 +51,8 @@ class Family:
     # Word labels can be read from the text encoder's tokenizer (False: Lens, whose encoder cuts a fixed-length chat
     # template off its tokens; its maps show the base prompt whole and name text positions by number).
     word_labels = True
+    # Why not, where `word_labels` is False (part of the maps node's error when it is asked for a word).
+    word_labels_refused = ""
     # Tokens the model puts before the context in its text stream (AuraFlow's register tokens): they count as text in
     # the layout and carry no word, so word labels start after them.
     leading_text = 0

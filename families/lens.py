@@ -42,6 +42,8 @@ class Lens(Family):
         return True  # every joint call is [image ; text]
     reference_images = False
     word_labels = False
+    word_labels_refused = ("Lens's tokenizer ships inside its text-encoder checkpoint, not with ComfyUI, so the pack "
+                           "cannot read its tokens as words")
     blocks_help = "48 dual-stream blocks 0-47"
 
     def patch_size(self, dm) -> int:

@@ -70,6 +70,12 @@ class UnplacedLabels(ValueError):
     before it in a layout the pack does not know): no labels rather than shifted ones."""
 
 
+def no_word_labels(family: str) -> str:
+    """Why a family's text positions carry no word labels (a sentence), "" where they do."""
+    found = _family(family)
+    return "" if found.word_labels else (found.word_labels_refused or f"{found.models} has no word labels")
+
+
 def _entries(chunks, hf):
     """(token id, raw string, segment, special) of a tokenizer key's tokens."""
     special = set(getattr(hf, "all_special_ids", ()) or ()) if hf is not None else set()

@@ -13,7 +13,7 @@ from comfy_api.latest import io
 from ..attention.capture import CaptureHandle, CaptureModifier
 from ..integration.concepts import ConceptInputError, ConceptModifier, concept_stream
 from ..integration.install import install
-from ..integration.labels import UnplacedLabels, context_tokens, words_of
+from ..integration.labels import UnplacedLabels, context_tokens, no_word_labels, words_of
 from ..integration.runtime import MEMORY
 from .canvas_state import valid_text
 from .common import (
@@ -252,7 +252,7 @@ class JointAttentionMaps(io.ComfyNode):
             chosen = [(f"concept {name}", []) for name in result["concept_names"]]
             raw = concept_maps.reshape(-1, rows, cols)
         else:
-            chosen = _select(labels, words, node, maps.shape[1])
+            chosen = _select(labels, words, node, maps.shape[1], no_word_labels(result.get("family", "")))
             if not chosen:  # only a prompt without any word to label leaves nothing to show
                 raise node_error(node, "prompt", f"{_shown(prompt)} has no word to label the captured tokens with; "
                                  "give the positive prompt as it was encoded, or leave 'prompt' (and 'clip') empty for "
@@ -325,7 +325,7 @@ def _labels(clip, prompt, result, node):
     return [entry for entry in labels if entry[1]], names
 
 
-def _select(labels, words, node, n_cols):
+def _select(labels, words, node, n_cols, no_words=""):
     wanted = _wanted(words, node)
     if not wanted:
         if len(labels) > MAX_MAPS:
@@ -342,6 +342,9 @@ def _select(labels, words, node, n_cols):
             hits = [(f"#{position}", [position])]
         else:
             hits = [entry for entry in labels if entry[0].lower() == w.lower()]
+        if not hits and no_words:  # Lens: the base prompt is one map, positions go by number
+            raise node_error(node, "words", f"{_shown(w)}: {no_words}. Name text positions as #0 to #{n_cols - 1}, "
+                             "or leave 'words' empty for the base prompt as one map (and one per region text)")
         if not hits:
             known = ", ".join(label for label, _ in labels[:40])
             raise node_error(node, "words", f"{_shown(w)} is not among the prompt's words ({known}); write a word, "

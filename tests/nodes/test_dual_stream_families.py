@@ -109,3 +109,33 @@ def test_lens_text_mask_of_all_ones_is_the_models_own_and_a_padded_one_is_refuse
     padded = torch.tensor([[1, 1, 1, 1, 0, 0]])
     with pytest.raises(ValueError, match=r"\[Apply Regional Attention\] input 'model': .*text padding mask"):
         sample(model, with_options(pos, attention_mask=padded), neg, **kw)
+
+
+def test_lens_maps_offer_no_words_and_say_why():
+    """Lens's tokenizer ships inside its text-encoder checkpoint, not with ComfyUI: the maps node shows the base prompt
+    as one map (and each region text), names positions by number, and a word asked for stops with that reason."""
+    reason = BY_NAME["lens"].missing_from_host()
+    if reason:
+        pytest.skip(reason)
+    from ja_tiny import tiny_clip
+    from joint_attention_pack.nodes.maps import JointAttentionCapture, JointAttentionMaps
+
+    tiny = build("lens")
+    clip = tiny_clip()
+    kw = dict(steps=2, cfg=1.0, width=96, height=64)
+    pos, neg = make_cond(tiny, seed=1, n_tokens=6), make_cond(tiny, seed=2, n_tokens=6)
+
+    def captured():
+        model, handle = run_node(JointAttentionCapture, tiny.patcher, "all", "none", 0.0, 1.0)
+        return handle, sample(model, pos, neg, **kw)
+
+    handle, latent = captured()
+    with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'words': 'cat': Lens's tokenizer ships inside its "
+                                         r"text-encoder checkpoint.*Name text positions as #0 to #5"):
+        run_node(JointAttentionMaps, handle, {"samples": latent}, "cat", "", clip=clip, prompt="a cat")
+    handle, latent = captured()
+    heat, _, info = run_node(JointAttentionMaps, handle, {"samples": latent}, "", "", clip=clip, prompt="a cat").args
+    assert heat.shape[0] == 1 and "base prompt [0, 1, 2, 3, 4, 5]" in info
+    handle, latent = captured()
+    heat, _, info = run_node(JointAttentionMaps, handle, {"samples": latent}, "#2", "", clip=clip, prompt="a cat").args
+    assert heat.shape[0] == 1 and "#2 [2]" in info
