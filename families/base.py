@@ -67,6 +67,12 @@ class Family:
     # the README's support table lists it with the reason.
     refused = ""
 
+    def context_template(self, key: str, ids: list) -> Optional[tuple]:
+        """Where the text encoder of tokenizer key `key` cuts its tokens `ids` into the context, where the family's
+        encoder has a rule of its own: (first token kept, first token of the user's text, end of the user's text),
+        or None for the shared rules (`chat_template`, `cuts_to_user_text`, `context_drop`)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<family {self.name}>"
 

@@ -34,6 +34,9 @@ class Boogu(OmniGen2):
     blocks_doc = "double-stream layers as double_blocks, single-stream layers as single_blocks, each from 0"
     classes = ("Boogu",)
     diffusion_classes = ("BooguTransformer2DModel",)
+    # The host's Boogu encoder (Qwen3-VL-8B, BooguTokenizer): it keeps its whole chat template (system turn, user
+    # turn) in the context, as OmniGen2's does, so the shared chat-template rule places the words.
+    context_encoders = ("qwen3vl_8b",)
     double_blocks, single_blocks = DOUBLE, SINGLE
     blocks_help = ("double_blocks are the double-stream layers, single_blocks the single-stream joint layers, each "
                    "numbered from 0; the refiners are not numbered")

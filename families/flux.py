@@ -21,3 +21,18 @@ class Flux(Family):
     # Ovis-Image (a FLUX model on 0.33, detected by its weights) normalises text features before `txt_in`; plain FLUX
     # has none (the layer is absent or None), and ConceptAttention's concepts then go through `txt_in` alone.
     text_norm = "txt_norm"
+    context_encoders = ("t5xxl", "qwen3_2b")  # FLUX.1's T5; Ovis-Image's Qwen3 encoder (Ovis 2.5 2B)
+
+    def context_template(self, key, ids):
+        """Ovis-Image's encoder (ComfyUI's OvisTEModel) wraps the prompt in "<|im_start|>user\nDescribe the image by
+        ... and background: {}<|im_end|>\n<|im_start|>assistant\n<think>..." and keeps the context from its first
+        " background" token (id 4004), or from the ":" (id 25) right after it: the user's text follows, up to the
+        first <|im_end|> (id 151645)."""
+        if key != "qwen3_2b" or 4004 not in ids:
+            return None
+        begin = ids.index(4004)
+        if begin + 1 < len(ids) and ids[begin + 1] == 25:
+            begin += 1
+        text = begin + 1
+        stop = next((i for i in range(text, len(ids)) if ids[i] == 151645), len(ids))
+        return begin, text, stop

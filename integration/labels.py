@@ -34,7 +34,11 @@ def context_tokens(clip, prompt: str, n_txt: int, family: str):
     for key in order:
         hf = _hf_tokenizer(clip, key)
         own = _entries(tokens[key], hf)
-        if _chat_template(family):
+        cut = _family(family).context_template(key, [e[0] for e in own])
+        if cut is not None:  # the encoder's own rule (Ovis-Image's on FLUX)
+            begin, text, stop = cut
+            own = [e if text <= i < stop else _no_word(e) for i, e in enumerate(own) if i >= begin]
+        elif _chat_template(family):
             own = _after_system_prompt(_user_turn(own, hf, _cuts_to_user_text(family)))
             if _cuts_to_user_text(family) and order == [key] and n_txt != len(own):
                 own = _prompt_after_pictures(clip, prompt, hf, key, n_txt, len(own))

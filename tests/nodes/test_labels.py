@@ -315,3 +315,51 @@ def test_attention_maps_refuse_a_qwen_image_prompt_that_does_not_fit_the_context
     with pytest.raises(ValueError, match=r"\[Attention Maps\] input 'prompt': the model got 8 text tokens.*"
                                          r"not the prompt the conditioning was encoded from"):
         run_node(JointAttentionMaps, handle, samples, "", "", clip=qwen_vl_clip, prompt=maps_prompt)
+
+
+def _host_module(name):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.skip(f"this host has no {name}")
+
+
+def test_ovis_image_labels_name_the_user_text_where_its_encoder_cuts_the_template():
+    """Ovis-Image loads as FLUX; its encoder (the host's OvisTEModel, here at tiny size) wraps the prompt in a chat
+    template and keeps the context from the ':' that ends the template's instruction: the labels name the user's
+    words at their rows in that context, and no template word is offered."""
+    import comfy.sd
+    import comfy.supported_models_base
+
+    ovis = _host_module("comfy.text_encoders.ovis")
+    small = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "num_key_value_heads": 1}
+    clip = comfy.sd.CLIP(target=comfy.supported_models_base.ClipTarget(ovis.OvisTokenizer, ovis.te()),
+                         model_options={"qwen3_2b_model_config": small, "dtype": torch.float32})
+    prompt = "a red fox"
+    n_context = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))[0][0].shape[1]
+    ids = [t[0] for t in clip.tokenizer.tokenize_with_weights(prompt)["qwen3_2b"][0]]
+    kept = ids[len(ids) - n_context:]  # the encoder keeps the tokens' tail
+    labelled = context_tokens(clip, prompt, n_context, "flux")
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == ["a", "red", "fox"]
+    hf = clip.tokenizer.qwen3_2b.tokenizer
+    for text, positions in offered:
+        assert hf.decode([kept[p] for p in positions]).strip() == text
+
+
+def test_boogu_labels_come_from_its_own_encoder_and_skip_its_template():
+    """Boogu's encoder (the host's BooguTokenizer, Qwen3-VL-8B) keeps its whole chat template (system turn, user turn)
+    in the context: the labels name the user's words at their token positions, and no template word."""
+    boogu = _host_module("comfy.text_encoders.boogu")
+    tokenizer = boogu.BooguTokenizer()
+    prompt = "a red fox"
+    ids = [t[0] for t in tokenizer.tokenize_with_weights(prompt)["qwen3vl_8b"][0]]
+    labelled = context_tokens(SimpleNamespace(tokenizer=tokenizer), prompt, len(ids), "boogu")
+    offered = words_of(labelled)
+    assert [w for w, _ in offered] == ["a", "red", "fox"]
+    hf = tokenizer.qwen3vl_8b.tokenizer
+    for text, positions in offered:
+        assert hf.decode([ids[p] for p in positions]).strip() == text
