@@ -27,7 +27,7 @@ import torch
 
 from ..attention.forward import ForwardState
 from .base import Family, UnsupportedModel
-from .hunyuan_image import GLYPHS, PADDED, PARTS, HunyuanImage
+from .hunyuan_image import PADDED, HunyuanImage
 
 PADDING = ("hunyuan_video", "padding mask")  # ForwardState.tables: the prompt's text padding mask [B, L] (1 = token)
 GUIDING = ("hunyuan_video", "guiding frame")  # ForwardState.tables: the forward has an I2V guiding frame
@@ -116,7 +116,7 @@ class HunyuanVideo(HunyuanImage):
         if regions is None:
             return context
         padded = list(state.tables.get(PADDED) or [None])
-        parts, start, lens = [], 0, []
+        parts, start = [], 0
         for length, options in zip(state.region_lens, state.region_inputs):
             tokens = regions[start:start + length]
             start += length
