@@ -140,6 +140,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 info["lens"] = tuple(r.shape[0] for r in config.regions)
                 info["refined"] = torch.cat([dm.txt_in(r[None].expand(x.shape[0], -1, -1).to(c_crossattn), steps, None)
                                              for r in config.regions], dim=1)
+                if getattr(dm, "cond_type_embedding", None) is not None:  # HunyuanVideo 1.5: text tokens are type 0
+                    kind = torch.zeros(info["refined"].shape[:2], dtype=torch.long, device=info["refined"].device)
+                    info["refined"] = info["refined"] + dm.cond_type_embedding(kind).to(info["refined"])
         elif in_window and registers is not None:
             # As the prompt alone, each region text reads [registers ; text]: zero rows here (the text input layer
             # has no bias), the model's registers put there in the first block.
@@ -175,7 +178,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     nextdit = type(model.model).__name__ == "Lumina2"
     longcat = type(model.model).__name__ == "LongCatImage"
-    hunyuan = type(model.model).__name__ == "HunyuanImage21"
+    # HunyuanImage 2.1 and HunyuanVideo 1.0 / 1.5: the same model code (token refiner, double and single blocks).
+    hunyuan = type(model.model).__name__ in ("HunyuanImage21", "HunyuanVideo", "HunyuanVideoI2V",
+                                             "HunyuanVideoSkyreelsI2V", "HunyuanVideo15", "HunyuanVideo15_SR_Distilled")
     dm = model.model.diffusion_model
     hidream = type(model.model).__name__ == "HiDream"
     krea2 = type(model.model).__name__ == "Krea2"
@@ -267,7 +272,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                     args["txt"] = torch.cat([args["txt"], info["refined"].to(args["txt"])], dim=1)
                 # Region texts' rope rows: text position 0 on both axes, as every text token of this model.
                 pe = args["pe"]
-                zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), 2, device=pe.device)).to(pe)
+                axes = len(dm.patch_size)  # rope axes: (rows, cols), video (frames, rows, cols)
+                zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), axes, device=pe.device)).to(pe)
                 zero = zero.expand(pe.shape[0], *zero.shape[1:])
                 n_txt = info["n_txt"]
                 args["pe"] = (torch.cat([pe, zero], dim=2) if hunyuan_image_first
