@@ -418,8 +418,8 @@ def _hunyuan_video(name, models, host_class, variant=False, v15=False):
     # Video latents [B, C, T, H, W]: the scenarios sample one frame (test_hunyuan_video samples several). 1.0: patch
     # (1, 2, 2) on 8-pixel cells; 1.5: patch 1 on 16-pixel cells; a token is 16 pixels either way.
     return TinyFamily(name, "hunyuan_video", models, ja_tiny.tiny_clip, host_class=host_class, latent_frames=True,
-                      latent_px=16 if v15 else 8, token_px=16, reference_tol=1e-4, taca_tol=1e-4, lacks=_HUNYUAN_VIDEO_LACKS,
-                      sits_out=sits_out)
+                      latent_px=16 if v15 else 8, token_px=16, reference_tol=1e-4, taca_tol=1e-4,
+                      lacks=_HUNYUAN_VIDEO_LACKS, sits_out=sits_out)
 
 
 FAMILIES = FAMILIES + (
