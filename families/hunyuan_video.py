@@ -72,6 +72,12 @@ class HunyuanVideo(HunyuanImage):
             return ("the conditioning carries vision tokens (clip_fea, HunyuanVideo 1.5 image-to-video), which the "
                     "model puts in its text stream beside the prompt, where region texts, TACA's text keys and text "
                     "scale would read them as prompt text; remove the clip vision output from the conditioning")
+        mask = kwargs.get("attention_mask")
+        if torch.is_tensor(mask) and mask.ndim == 2 and mask.shape[0] > 1 and _kept(mask, mask.shape[0],
+                                                                                    mask.shape[1]) is None:
+            return ("the prompts batched in this forward have different numbers of padding tokens (HunyuanVideo 1.0's "
+                    "attention_mask), which the pack drops from the text; encode the prompt and the negative prompt "
+                    "to the same number of tokens, or sample them separately")
         if kwargs.get("ref_latent") is not None:
             return ("the conditioning carries a reference latent (ref_latent), whose tokens the model puts before the "
                     "video's; this pack's nodes do not support it; remove it from the conditioning")
@@ -94,10 +100,9 @@ class HunyuanVideo(HunyuanImage):
         if mask is None:
             return context
         keep = _kept(mask, context.shape[0], context.shape[1])
-        if keep is None:
-            raise ValueError("[joint_attention] HunyuanVideo: the prompts batched in this forward have different "
-                             "numbers of padding tokens; encode the prompt and the negative prompt to the same "
-                             "length, or sample them separately")
+        if keep is None:  # refused_inputs refuses uneven rows; this is a mask of another shape than the context
+            raise RuntimeError(f"[joint_attention] HunyuanVideo: a text padding mask of shape {tuple(mask.shape)} for "
+                               f"a context of {tuple(context.shape[:2])}")
         kept = int(keep[0].sum())
         if kept < context.shape[1]:
             self._check_guiding(state, "a prompt with padding tokens")
