@@ -190,3 +190,26 @@ def test_prompts_batched_with_different_padding_are_refused_by_name():
     with pytest.raises(ValueError, match=r"\[TACA \(text attention temperature\)\] input 'model': the prompts batched "
                                          r"in this forward have different numbers of padding tokens"):
         sample(model, pos, neg, latent=video_latent(tiny), seed=0, steps=2, cfg=2.0)
+
+
+def test_maps_of_a_video_are_the_mean_over_its_frames(tmp_path, monkeypatch):
+    """The capture records every frame's image tokens; the maps node shows the clip's map, each token cell averaged
+    over the frames: the mean of the per-frame maps the capture holds."""
+    import folder_paths
+    from safetensors.torch import load_file
+
+    from joint_attention_pack.nodes.maps import JointAttentionMaps
+
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
+    tiny = build("hunyuan_video")
+    model, handle = run_node(JointAttentionCapture, patcher(tiny), "all", "all", 0.0, 1.0)
+    latent = sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), latent=video_latent(tiny), **KW)
+    result = handle.result
+    assert result["frames"] == FRAMES and result["maps"].shape[0] == FRAMES * 4 * 6
+    per_frame = result["maps"].reshape(FRAMES, 4 * 6, -1)
+    assert (per_frame[0] - per_frame[-1]).abs().max() > 0  # frames differ; the map is their mean
+    heat = run_node(JointAttentionMaps, handle, {"samples": latent}, "#0", "video/maps").args[0]
+    assert heat.shape[0] == 1 and heat.shape[-1] == 3
+    saved = [f for f in (tmp_path / "video").iterdir() if f.name.endswith("_maps.safetensors")]
+    raw = load_file(str(saved[0]))["maps"]  # [words, rows, cols]
+    torch.testing.assert_close(raw[0], per_frame.mean(dim=0)[:, 0].reshape(4, 6))
