@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .forward import ATTENTION, COND, Modifier
-from .frames import latent_frame_masks, per_token_frame
+from .frame_masks import latent_frame_masks, per_token_frame
 from .gate import Gate
 from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout

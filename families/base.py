@@ -123,7 +123,7 @@ class Family:
     # -- frames (video) ------------------------------------------------------------------------------------------
     # The latent axis holding frames ([B, C, T, H, W]: 2), None for image families. A family with a frame axis lays
     # its image tokens out frame by frame ((frames, rows, cols) token grid) and reads a region's MASK batch as
-    # frames, not as images (attention.frames).
+    # frames, not as images (attention.frame_masks).
     frame_axis: Optional[int] = None
 
     def token_frames(self, dm, x) -> int:

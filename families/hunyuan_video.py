@@ -3,7 +3,7 @@ refiner, double and single blocks, over a (frames, rows, cols) grid of image tok
 
 What differs from HunyuanImage 2.1 (families/hunyuan_image.py, whose hooks this family shares):
 - The latent has a frame axis ([B, C, T, H, W]); tokens are laid out frame by frame, with a temporal patch
-  (`patch_size[0]`). A region's MASK batch is read as frames (attention/frames.py): 1 mask for every frame, one per
+  (`patch_size[0]`). A region's MASK batch is read as frames (attention/frame_masks.py): 1 mask for every frame, one per
   latent frame, or one per pixel frame of the video the causal VAE compresses 4 to 1 after the first frame.
 - 1.5 puts its byT5 glyph tokens *before* the refined text (cond-type embeddings mark which is which), so the stream
   is [glyph tokens ; prompt ; region texts]: the prompt's text is already contiguous and nothing is moved.

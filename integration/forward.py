@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..attention.forward import COND, ForwardState
-from ..attention.frames import FrameCountMismatch
+from ..attention.frame_masks import FrameCountMismatch
 from ..attention.regional import MaskBatchMismatch
 from ..families import family_of_base
 from . import override_slot, reach

@@ -1,11 +1,11 @@
-"""Region masks over a video's (frames, rows, cols) token grid (attention/frames.py): which MASK batch sizes a video
+"""Region masks over a video's (frames, rows, cols) token grid (attention/frame_masks.py): which MASK batch sizes a video
 region takes, how pixel frames map to latent frames, and the plan the regional modifier makes from them, each
 against a plain per-frame loop written here."""
 import pytest
 import torch
 
 from joint_attention_pack.attention.forward import COND, UNCOND, ForwardState
-from joint_attention_pack.attention.frames import FrameCountMismatch, accepted_counts, latent_frame_masks, per_token_frame
+from joint_attention_pack.attention.frame_masks import FrameCountMismatch, accepted_counts, latent_frame_masks, per_token_frame
 from joint_attention_pack.attention.gate import Gate
 from joint_attention_pack.attention.regional import Region, RegionalModifier, token_masks
 
