@@ -65,6 +65,7 @@ class CaptureSink:
         self.family = ""
         self.grid: tuple = (0, 0)  # the image token grid (rows, cols) the maps are over
         self.latent_hw: tuple = (0, 0)  # the latent's height and width it came from
+        self.frames = 1  # video: the image tokens are `frames` grids, frame by frame
         self.concept_sum: Optional[torch.Tensor] = None  # [n_concepts, N_img] saliency summed over calls
         self.concept_calls = 0
         self.concept_blocks: set = set()
@@ -196,6 +197,7 @@ class CaptureSink:
                 "family": self.family,
                 "grid": tuple(self.grid),
                 "latent_hw": tuple(self.latent_hw),
+                "frames": self.frames,
                 "concept_maps": None if self.concept_sum is None
                 else (self.concept_sum / max(self.concept_calls, 1)).to("cpu", copy=True),
                 "concept_blocks": sorted(self.concept_blocks),
@@ -277,6 +279,7 @@ class CaptureModifier(Modifier):
             made.registry = self.registry
             made.family = state.family
             made.grid, made.latent_hw = tuple(state.grid), tuple(state.latent_hw)
+            made.frames = state.frames
             return made
 
         # One sink per run, whichever device thread asks first (MultiGPU work units run forwards of one

@@ -43,6 +43,11 @@ class ForwardState:
     latent_hw: tuple = (0, 0)  # latent rows/cols before patch padding
     patch: int = 2  # latent cells per token side
     latent_px: int = 8  # image pixels per latent cell side (FLUX.2: 16)
+    # Video: the image tokens are `frames` x grid, frame by frame; `latent_frames` latent frames made them (0: an
+    # image model, whose MASK batches are images), each standing for `frame_stride` pixel frames after the first.
+    frames: int = 1
+    latent_frames: int = 0
+    frame_stride: int = 1
     row_items: tuple = ()  # per batch row: which image of the batch it is (0 when unknown)
     run: Any = None  # per-sampling-run state (captures), if the host gives one
     device: Optional[torch.device] = None

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .forward import ATTENTION, COND, Modifier
+from .frame_masks import latent_frame_masks, per_token_frame
 from .gate import Gate
 from .joint import EXCLUDED, KeyPart, QueryGroup, cat_index
 from .layout import TokenLayout
@@ -266,12 +267,17 @@ class RegionalModifier(Modifier):
         device = state.device or torch.device("cpu")
         n_items = max(state.row_items, default=0) + 1
         batches = {r.mask.shape[0] for r in self.regions} - {1}
-        if batches and batches != {n_items}:
+        if state.latent_frames:  # a video: a MASK batch is frames, and one plan serves every video of the batch
+            for r in self.regions:
+                latent_frame_masks(r.mask[:, :1, :1], state.latent_frames, state.frame_stride)  # the count's check
+            batches = set()
+        elif batches and batches != {n_items}:
             raise MaskBatchMismatch(sorted(batches), n_items)
         n_plans = n_items if batches else 1
         state.region_lens = tuple(r.tokens.shape[0] for r in self.regions)
         state.region_inputs = tuple(r.options for r in self.regions)
-        size = (state.latent_hw, state.grid, state.patch, state.latent_px, str(device))
+        size = (state.latent_hw, state.grid, state.patch, state.latent_px, state.frames, state.latent_frames,
+                state.frame_stride, str(device))
         state.regions = [self._cached(("plan", i) + size, lambda i=i: self._plan(state, device, i))
                          for i in range(n_plans)]
         return self._cached(("tokens", str(device)), lambda: torch.cat([r.tokens for r in self.regions]).to(device))
@@ -283,8 +289,14 @@ class RegionalModifier(Modifier):
 
     def _plan(self, state, device, item: int):
         """Plan for image `item` of the batch (masks with batch 1 serve every image)."""
-        masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
         size = (state.latent_hw, state.grid, state.patch, state.latent_px)
+        if state.latent_frames:
+            tm = torch.stack([per_token_frame(token_masks(latent_frame_masks(r.mask.float().to(device),
+                                                                              state.latent_frames, state.frame_stride),
+                                                          *size), state.frames) for r in self.regions])
+            image_attention, global_prompt, base_ratio = self.settings
+            return RegionalPlan(tm, [r.strength for r in self.regions], image_attention, global_prompt, base_ratio)
+        masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
         if len({tuple(m.shape) for m in masks}) == 1:
             tm = token_masks(torch.stack(masks).to(device), *size)
         else:

@@ -128,6 +128,23 @@ class Family:
     def patch_size(self, dm) -> int:
         return getattr(dm, "patch_size", 2)
 
+    # -- frames (video) ------------------------------------------------------------------------------------------
+    # The latent axis holding frames ([B, C, T, H, W]: 2), None for image families. A family with a frame axis lays
+    # its image tokens out frame by frame ((frames, rows, cols) token grid) and reads a region's MASK batch as
+    # frames, not as images (attention.frame_masks).
+    frame_axis: Optional[int] = None
+
+    def token_frames(self, dm, x) -> int:
+        """Frames of the image token grid for latent `x` (latent frames over the model's temporal patch); 1 for
+        image families."""
+        return 1
+
+    def frame_stride(self, base) -> int:
+        """Pixel frames per latent frame after the first (a causal video VAE's temporal compression): the host's
+        latent format says so where it can (`temporal_downscale_ratio`), else 1."""
+        declared = getattr(getattr(base, "latent_format", None), "temporal_downscale_ratio", None)
+        return declared if isinstance(declared, int) and declared > 0 else 1
+
     def latent_pixels(self, base) -> int:
         """Image pixels per latent cell side: the host's latent format says so where it can
         (`spacial_downscale_ratio`, after 0.3.75), else the family's own figure."""
@@ -158,6 +175,12 @@ class Family:
     def prompt_layout(self, state: ForwardState, dm) -> None:
         """Set the forward's text layout for the prompt as the model will lay it out, before features see the
         forward (NextDiT: the prompt counts the pads the model adds)."""
+
+    def prompt_context(self, state: ForwardState, dm, context: torch.Tensor) -> torch.Tensor:
+        """The prompt's context as the pack lays it out, before region texts join it (HunyuanVideo 1.0: its padding
+        tokens dropped, `forward_inputs` having taken the padding mask), with the state's text layout set to match.
+        Default: unchanged."""
+        return context
 
     def read_inputs(self, state: ForwardState, dm, inputs: dict) -> None:
         """Read the forward's other model inputs (apply_model's keyword arguments) into the prompt's text layout,

@@ -42,6 +42,10 @@ TEXT_REFINER = "txt_in"
 PARTS = ("hunyuan_image", "context parts")  # ForwardState.tables: lengths of [prompt ; region 1 ; ...] in the context
 GLYPHS = ("hunyuan_image", "glyph tokens")  # ForwardState.tables: the prompt's byT5 glyph tokens
 MOVED = ("hunyuan_image", "glyphs moved")  # ForwardState.tables: the glyph tokens sit after the prompt's tokens
+# ForwardState.tables: per part of the context (prompt, region texts), None, or the part's own tokens with their padding
+# tokens and its additive padding mask: the part is refined from those, as the host refines a padded prompt, and only
+# its real tokens' rows are kept (HunyuanVideo 1.0, families/hunyuan_video.py).
+PADDED = ("hunyuan_image", "padded parts")
 
 
 class HunyuanImage(Family):
@@ -183,15 +187,23 @@ class RefinedApart(torch.nn.Module):
         if found is None:
             return self.refiner(x, timesteps, mask, transformer_options=transformer_options)
         state, options = found
-        parts = state.tables.get(PARTS)
+        padded = state.tables.get(PADDED)
+        parts = state.tables.get(PARTS) or ((x.shape[1],) if padded else None)
         if not parts:
             return self.refiner(x, timesteps, mask, transformer_options=options)
         if mask is not None or x.shape[1] != sum(parts):
             raise RuntimeError("[joint_attention] HunyuanImage: the text refiner got a context the pack did not lay "
                                f"out ({x.shape[1]} tokens, expected {sum(parts)}, mask {mask is not None})")
         out, start = [], 0
-        for length in parts:
-            out.append(self.refiner(x[:, start:start + length], timesteps, None, transformer_options=options))
+        for i, length in enumerate(parts):
+            own = padded[i] if padded and i < len(padded) else None
+            if own is None:
+                out.append(self.refiner(x[:, start:start + length], timesteps, None, transformer_options=options))
+            else:
+                tokens, pad_mask = own
+                refined = self.refiner(tokens.to(x), timesteps, pad_mask, transformer_options=options)
+                keep = (pad_mask == 0).expand(refined.shape[0], -1)
+                out.append(refined[keep].reshape(refined.shape[0], length, refined.shape[2]))
             start += length
         return torch.cat(out, dim=1)
 

@@ -13,16 +13,6 @@ from .base import Family
 _NOT_YET = "joint attention, but the pack has not been proven on it yet"
 
 
-class HunyuanVideo(Family):
-    name = "hunyuan_video"
-    models = "HunyuanVideo 1.0 / 1.5 (video)"
-    table_order = 200
-    classes = ("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V", "HunyuanVideo15",
-               "HunyuanVideo15_SR_Distilled")
-    refused = (f"{_NOT_YET}: video regions need a mask per latent frame, and 1.0 passes a text padding mask with "
-               "padded prompts, which region texts cannot be appended to")
-
-
 class PixelDiT(Family):
     name = "pixeldit"
     models = "PixelDiT / PiD (pixel space)"
@@ -44,4 +34,5 @@ class VideoJointModels(Family):
     models = "CogVideoX, Mochi, SeedVR2, MiniMax-H3 (video)"
     table_order = 204
     classes = ("CogVideoX", "GenmoMochi", "SeedVR2", "MiniMaxH3")
-    refused = f"{_NOT_YET}: video regions need a mask per latent frame"
+    refused = (f"{_NOT_YET}: the frame masks the pack reads for HunyuanVideo are not checked against this model's own "
+               "video token layout")

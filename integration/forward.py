@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..attention.forward import COND, ForwardState
+from ..attention.frame_masks import FrameCountMismatch
 from ..attention.regional import MaskBatchMismatch
 from ..families import family_of_base
 from . import override_slot, reach
@@ -44,10 +45,11 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
     state = describe_forward(family, base, x, t, c_crossattn, transformer_options, kwargs)
     kwargs = family.forward_inputs(state, kwargs)
+    c_crossattn = family.prompt_context(state, state.host_model, c_crossattn)
     state.pooled = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     try:
         extra = dispatcher.begin_forward(state)
-    except MaskBatchMismatch as exc:
+    except (MaskBatchMismatch, FrameCountMismatch) as exc:
         raise ValueError(f"[Region (mask + prompt)] input 'mask': {exc}") from None
     if extra is not None:
         c_crossattn = with_region_texts(state, family, c_crossattn, extra, kwargs)
@@ -80,6 +82,7 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options, input
     dm = base.diffusion_model
     patch = family.patch_size(dm)
     rows, cols = -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
+    frames = family.token_frames(dm, x)
     n_double, n_single = family.block_counts(dm)
     sigmas = transformer_options.get("sigmas")
     sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(t.max())
@@ -89,7 +92,7 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options, input
         n_context=c_crossattn.shape[1],
         n_txt=c_crossattn.shape[1],
         region_lens=(),
-        n_img=rows * cols,
+        n_img=frames * rows * cols,
         grid=(rows, cols),
         row_kinds=kinds,
         row_items=items,
@@ -100,6 +103,9 @@ def describe_forward(family, base, x, t, c_crossattn, transformer_options, input
         patch=patch,
         latent_px=family.latent_pixels(base),
         run=transformer_options.get(RUN_KEY),
+        frames=frames,
+        latent_frames=x.shape[family.frame_axis] if family.frame_axis is not None and x.ndim > 4 else 0,
+        frame_stride=family.frame_stride(base),
     )
     state.device = x.device
     state.host_model = dm

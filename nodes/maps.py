@@ -243,6 +243,12 @@ class JointAttentionMaps(io.ComfyNode):
             raise node_error(node, "capture", "the sampler ran but no attention call reached this capture's text "
                              "columns; connect this Attention Maps node to the capture of the model the sampler used")
         overlay = rgb_image(node, "image", image) if image is not None else None
+        frames = int(result.get("frames") or 1)
+        if frames > 1:  # a video: one map over the whole clip, each token cell averaged over the frames
+            maps = maps.reshape(frames, -1, maps.shape[1]).mean(dim=0)
+            if result.get("concept_maps") is not None:
+                result = {**result, "concept_maps": result["concept_maps"].reshape(
+                    result["concept_maps"].shape[0], frames, -1).mean(dim=1)}
         n_img = maps.shape[0]
         rows, cols = _grid(node, samples, result, n_img)
         labels, token_names = _labels(clip, _labelling_prompt(prompt, node), result, node)

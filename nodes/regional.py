@@ -67,7 +67,7 @@ def region_from(node: str, conditioning, mask, strength: float):
     if mask.shape[0] > 1 and bool((mask == mask[:1]).all()):
         mask = mask[:1]  # one mask repeated: keep one
     if mask.shape[0] > 1:
-        log.info("[joint_attention] %s: %d masks, one per image of the batch", node, mask.shape[0])
+        log.info("[joint_attention] %s: %d masks, one per image of the batch (video models: per frame)", node, mask.shape[0])
     strength = finite(node, "strength", strength, 0.0, 4.0)
     if strength <= 0:
         log.warning("[joint_attention] %s: strength 0 drops this region", node)
@@ -100,7 +100,9 @@ class JointAttentionRegion(io.ComfyNode):
                 io.Conditioning.Input("conditioning", tooltip="The region's prompt, encoded with the same text encoder "
                                       "as the main prompt."),
                 io.Mask.Input("mask", tooltip="Where the region applies. Any resolution; soft values weaken the region "
-                              "smoothly. A batch gives one mask per image of the sampled batch."),
+                              "smoothly. A batch gives one mask per image of the sampled batch. Video models "
+                              "(HunyuanVideo): 1 mask for every frame, one per latent frame, or one per pixel frame "
+                              "(1 + 4 x (latent frames - 1): the first frame alone, then each group of 4 averaged)."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=4.0, step=0.05,
                                tooltip="Multiplies the image's attention to this region's text (0 drops the region)."),
                 Regions.Input("regions", optional=True, tooltip="Regions from a previous Region node, to chain."),

@@ -149,6 +149,30 @@ def hunyuan_image_graph(positive_text, prefix):
     ]
 
 
+def hunyuan_video_graph(positive_text, prefix):
+    """HunyuanVideo 1.0 T2V as ComfyUI's own example loads it (split files, DualCLIPLoader type hunyuan_video with
+    CLIP-L and LLaVA-Llama-3, FluxGuidance 6, EmptyHunyuanLatentVideo 848 x 480 x 73 frames), two regions whose
+    masks hold in every frame, saved as an animated WEBP."""
+    return [
+        Node(1, "UNETLoader", {"unet_name": "hunyuan_video_t2v_720p_bf16.safetensors", "weight_dtype": "default"}),
+        Node(2, "DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "llava_llama3_fp8_scaled.safetensors",
+                                   "type": "hunyuan_video"}),
+        Node(3, "VAELoader", {"vae_name": "hunyuan_video_vae_bf16.safetensors"}),
+    ] + two_regions((2, 0), (1, 0), texts=("a red vintage car driving along the road",
+                                           "a golden retriever running on the grass")) + [
+        Node(4, "CLIPTextEncode", {"text": positive_text}, {"clip": (2, 0)}, title="Positive prompt"),
+        Node(5, "CLIPTextEncode", {"text": ""}, {"clip": (2, 0)}, title="Negative prompt (unused at CFG 1)"),
+        Node(6, "FluxGuidance", {"guidance": 6.0}, {"conditioning": (4, 0)}),
+        Node(7, "EmptyHunyuanLatentVideo", {"width": 848, "height": 480, "length": 73, "batch_size": 1}),
+        Node(8, "KSampler", {"seed": 42, "steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple",
+                             "denoise": 1.0},
+             {"model": (28, 0), "positive": (6, 0), "negative": (5, 0), "latent_image": (7, 0)}),
+        Node(9, "VAEDecode", {}, {"samples": (8, 0), "vae": (3, 0)}),
+        Node(10, "SaveAnimatedWEBP", {"filename_prefix": prefix, "fps": 24.0, "lossless": False, "quality": 90,
+                                      "method": "default"}, {"images": (9, 0)}),
+    ]
+
+
 def hidream_graph(positive_text, prefix):
     """HiDream I1 Dev as ComfyUI's official template loads it (split files, QuadrupleCLIPLoader, ModelSamplingSD3
     shift 6, 28 steps, CFG 1, lcm / normal), with two regions."""
@@ -318,6 +342,16 @@ GRAPHS = {
           "becomes byT5 glyph tokens: keep it in the main prompt, which carries it; a region prompt with quotes is "
           "refused. Each region text is refined alone, as the model refines a prompt. Block numbers: double, then "
           "single blocks.")],
+    ),
+    "regional_hunyuan_video.json": (
+        lambda: hunyuan_video_graph("a sunny suburban street, cinematic video, detailed", "regional_hunyuan_video"),
+        [("How to use", NOTE_REGIONS + " HunyuanVideo 1.0 files: hunyuan_video_t2v_720p_bf16.safetensors "
+          "(diffusion_models), clip_l.safetensors and llava_llama3_fp8_scaled.safetensors (text_encoders, "
+          "DualCLIPLoader type hunyuan_video), hunyuan_video_vae_bf16.safetensors (vae). One mask holds in every frame; "
+          "for moving regions give each Region node a MASK batch: one mask per latent frame ((length - 1) / 4 + 1, "
+          "19 here) or one per video frame (length, 73 here; each group of 4 frames after the first is averaged, as "
+          "the VAE compresses them). HunyuanVideo 1.5 works the same way (its own loaders). Block numbers: double, "
+          "then single blocks.")],
     ),
     "regional_hidream.json": (
         lambda: hidream_graph("a sunny park, photo, detailed", "regional_hidream"),

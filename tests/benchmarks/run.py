@@ -411,6 +411,10 @@ FAMILY_DIMS = (
     ("LongCat-Image", 24, 128, 512, 512, False, "Qwen2.5-VL prompt padded to 512"),
     ("Mage-Flow", 24, 128, 128, 32, False, "Qwen3-VL-4B prompt and closing template"),
     ("HunyuanImage 2.1", 28, 128, 128, 32, False, "Qwen2.5-VL prompt, 1024x1024 through its 32x VAE"),
+    # Video: 1024 tokens are e.g. 4 latent frames of 16 x 16 tokens (a few frames of a 256 px clip); a 480p clip of
+    # 73 frames is ~30k tokens, where the costs scale as the image tables' larger sizes show.
+    ("HunyuanVideo 1.0", 24, 128, 128, 32, False, "LLaVA-Llama-3 prompt after its dropped template; 1024 video tokens"),
+    ("HunyuanVideo 1.5", 16, 128, 128, 32, False, "Qwen2.5-VL prompt and byT5 glyphs; 1024 video tokens"),
     ("HiDream I1", 20, 128, 384, 384, False, "T5 128 + Llama 128 + the block's Llama layer 128"),
     ("Krea 2", 48, 128, 128, 32, True, "Qwen3-VL-4B prompt through its text adapter"),
     ("Ideogram 4", 18, 256, 128, 32, True, "Qwen3-VL-8B prompt"),
@@ -422,7 +426,7 @@ FAMILY_DIMS = (
 )
 
 
-def families_section(repeats=3) -> str:
+def families_section(repeats=3, only=()) -> str:
     """The per-family table: the two main settings at each family's own dims (quick suites), in one run."""
     cpu = torch.device("cpu")
     parts = [f"## Families at their own dims\n\nMeasured in one run by `.venv/bin/python tests/benchmarks/run.py --families` "
@@ -430,6 +434,8 @@ def families_section(repeats=3) -> str:
              "family's heads x head size and text length, 1024 image tokens, CPU fp32, the two main settings, "
              f"{repeats} runs. Ratios are against plain attention at the same dims.\n"]
     for name, heads, head_dim, n_txt, region_len, one_stream, text in FAMILY_DIMS:
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
         title = (f"CPU fp32, {name} ({heads} heads x {head_dim}, {'one joint stream' if one_stream else 'dual-stream'}),"
                  f" 1024 image + {n_txt} text tokens ({text}), region prompts of {region_len} tokens")
         print(title, flush=True)
@@ -465,7 +471,12 @@ def main() -> int:
     parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out of the selector table")
     parser.add_argument("--families", action="store_true",
                         help="only the table of every family at its own dims: rewrites its section, nothing else")
+    parser.add_argument("--only", action="append", help="with --families: print only the tables of the families whose "
+                        "names start with this (repeatable), to add a new family's rows without measuring the others")
     args = parser.parse_args()
+    if args.families and args.only:  # a new family's rows, printed for its place in the section (nothing written)
+        print(families_section(only=tuple(args.only)))
+        return 0
     if args.families:
         output = Path(args.output or ROOT / "BENCHMARKS.md")
         section = families_section()

@@ -58,7 +58,8 @@ def test_taca_composes_with_regions(family, order):
                              gamma_single=range(tiny.n_single))
     reference = install_reference(base, config, tiny.n_double, tiny.n_single)
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sample(model, pos, neg, **KW), sample(reference, pos, neg, **KW), atol=family.taca_tol,
+                               rtol=family.taca_tol)
 
 
 # TACA inactive above every sigma and at gamma 1: test_identities.test_runs_the_pack_leaves_alone_are_bit_identical.

@@ -21,7 +21,7 @@ NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scal
          "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json",
          "regional_qwen_image.json", "regional_qwen_image_edit.json", "regional_z_image.json",
          "regional_chroma_radiance.json", "regional_hunyuan_image.json", "regional_hidream.json",
-         "regional_krea2.json"]
+         "regional_krea2.json", "regional_hunyuan_video.json"]
 # Examples of a model only some hosts have: the model's `comfy.model_base` class (their core nodes' options, e.g.
 # CLIPLoader type krea2, are on those hosts only).
 NEEDS_MODEL = {"regional_krea2.json": "Krea2"}

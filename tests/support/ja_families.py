@@ -417,6 +417,41 @@ FAMILIES = (
         }),
 )
 
+_HUNYUAN_VIDEO_LACKS = {
+    "concepts": "its text stream starts at a token refiner conditioned on the timestep and on the whole context, "
+                "which the concept stream does not reproduce; the pack refuses ConceptAttention on HunyuanVideo by name",
+    "reference_images": "the pack refuses HunyuanVideo's reference latents and 1.5's vision tokens by name "
+                        "(test_hunyuan_video)",
+}
+# The image-to-video and SR variants run the T2V blocks with more input channels (a concat image and mask): the proofs
+# that tell a family's layout apart run on them, the rest on T2V 1.0 and 1.5.
+_HUNYUAN_VIDEO_VARIANT_RUNS = ("full_region_identity", "half_image_mask", "leaves_alone", "regional_reference",
+                               "taca_reference", "text_scale_reference", "maps_reference")
+_HUNYUAN_VIDEO_VARIANT_SITS_OUT = _each([sc for sc in SCENARIOS if sc.split("[")[0] not in _HUNYUAN_VIDEO_VARIANT_RUNS],
+                                        "T2V HunyuanVideo runs this on the same blocks (kept off for suite time)")
+_HUNYUAN_VIDEO_LAYOUT = ("the test's odd latent (5 x 3) needs padding to the tiny 1.0's patch 2, which HunyuanVideo's "
+                         "forward does not do; the identities and references check its layout")
+
+
+def _hunyuan_video(name, models, host_class, variant=False, v15=False):
+    sits_out = dict(_HUNYUAN_VIDEO_VARIANT_SITS_OUT) if variant else {}
+    if not v15:
+        sits_out.setdefault("layout_slices", _HUNYUAN_VIDEO_LAYOUT)
+    # Video latents [B, C, T, H, W]: the scenarios sample one frame (test_hunyuan_video samples several). 1.0: patch
+    # (1, 2, 2) on 8-pixel cells; 1.5: patch 1 on 16-pixel cells; a token is 16 pixels either way.
+    return TinyFamily(name, "hunyuan_video", models, ja_tiny.tiny_clip, host_class=host_class, latent_frames=True,
+                      latent_px=16 if v15 else 8, token_px=16, reference_tol=1e-4, taca_tol=1e-4,
+                      lacks=_HUNYUAN_VIDEO_LACKS, sits_out=sits_out)
+
+
+FAMILIES = FAMILIES + (
+    _hunyuan_video("hunyuan_video", "HunyuanVideo 1.0 (T2V)", "HunyuanVideo"),
+    _hunyuan_video("hunyuan_video_i2v", "HunyuanVideo 1.0 I2V (concat)", "HunyuanVideoI2V", variant=True),
+    _hunyuan_video("hunyuan_video_skyreels", "SkyReels I2V (HunyuanVideo)", "HunyuanVideoSkyreelsI2V", variant=True),
+    _hunyuan_video("hunyuan_video15", "HunyuanVideo 1.5", "HunyuanVideo15", v15=True),
+    _hunyuan_video("hunyuan_video15_sr", "HunyuanVideo 1.5 SR", "HunyuanVideo15_SR_Distilled", variant=True, v15=True),
+)
+
 BY_NAME = {f.name: f for f in FAMILIES}
 
 

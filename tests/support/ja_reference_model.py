@@ -140,6 +140,9 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                 info["lens"] = tuple(r.shape[0] for r in config.regions)
                 info["refined"] = torch.cat([dm.txt_in(r[None].expand(x.shape[0], -1, -1).to(c_crossattn), steps, None)
                                              for r in config.regions], dim=1)
+                if getattr(dm, "cond_type_embedding", None) is not None:  # HunyuanVideo 1.5: text tokens are type 0
+                    kind = torch.zeros(info["refined"].shape[:2], dtype=torch.long, device=info["refined"].device)
+                    info["refined"] = info["refined"] + dm.cond_type_embedding(kind).to(info["refined"])
         elif in_window and registers is not None:
             # As the prompt alone, each region text reads [registers ; text]: zero rows here (the text input layer
             # has no bias), the model's registers put there in the first block.
@@ -175,7 +178,11 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
 
     nextdit = type(model.model).__name__ == "Lumina2"
     longcat = type(model.model).__name__ == "LongCatImage"
-    hunyuan = type(model.model).__name__ in ("HunyuanImage21", "HunyuanImage21Refiner")  # the same model code
+    # HunyuanImage 2.1 (and its refiner) and HunyuanVideo 1.0 / 1.5: the same model code (token refiner, double
+    # and single blocks).
+    hunyuan = type(model.model).__name__ in ("HunyuanImage21", "HunyuanImage21Refiner", "HunyuanVideo",
+                                             "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V", "HunyuanVideo15",
+                                             "HunyuanVideo15_SR_Distilled")
     dm = model.model.diffusion_model
     hidream = type(model.model).__name__ == "HiDream"
     krea2 = type(model.model).__name__ == "Krea2"
@@ -267,7 +274,8 @@ def install_reference(model, config: ReferenceConfig, n_double: int, n_single: i
                     args["txt"] = torch.cat([args["txt"], info["refined"].to(args["txt"])], dim=1)
                 # Region texts' rope rows: text position 0 on both axes, as every text token of this model.
                 pe = args["pe"]
-                n_axes = len(dm.pe_embedder.axes_dim)  # 2 (HunyuanImage 2.1), 3 (its refiner: frames, rows, cols)
+                # rope axes: 2 (HunyuanImage 2.1), 3 (its refiner and video: frames, rows, cols)
+                n_axes = len(dm.pe_embedder.axes_dim)
                 zero = dm.pe_embedder(torch.zeros(1, sum(info["lens"]), n_axes, device=pe.device)).to(pe)
                 zero = zero.expand(pe.shape[0], *zero.shape[1:])
                 n_txt = info["n_txt"]

@@ -6,6 +6,7 @@ Every builder returns a `TinyModel`: `patcher` (a real ModelPatcher), `family`,
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -444,6 +445,45 @@ def tiny_hunyuan_image_refiner(depth=2, depth_single=2, seed=0):
     return tiny
 
 
+# HunyuanVideo variants: what the host's detection reads from each kind of checkpoint (input channels: latent, concat
+# image, mask; 1.5's vision input, byT5 glyph input and cond-type embeddings), and the model_base class it must pick.
+HUNYUAN_VIDEO = {
+    "hunyuan_video": ("HunyuanVideo", dict(in_channels=16, out_channels=16)),
+    "hunyuan_video_i2v": ("HunyuanVideoI2V", dict(in_channels=33, out_channels=16)),
+    "hunyuan_video_skyreels": ("HunyuanVideoSkyreelsI2V", dict(in_channels=32, out_channels=16)),
+    "hunyuan_video15": ("HunyuanVideo15", dict(in_channels=65, out_channels=32)),
+    "hunyuan_video15_sr": ("HunyuanVideo15_SR_Distilled", dict(in_channels=98, out_channels=32)),
+}
+
+
+def tiny_hunyuan_video(variant="hunyuan_video", depth=2, depth_single=2, seed=0):
+    """HunyuanVideo 1.0 / 1.5 (comfy/ldm/hunyuan_video over a (frames, rows, cols) token grid: the token refiner,
+    double then single blocks) at 2 heads x 128, as the host's detection makes the unet config (heads = hidden / 128,
+    rope axes [16, 56, 56], theta 256; 1.0: a pooled CLIP-L input (64 wide, the tiny CLIP's; the files' 768) and
+    guidance weights; 1.5: byT5 glyph
+    input, cond-type embeddings and a 1152-wide vision input) and picks the model class from it
+    (`model_config_from_unet_config`). 1.0: patch (1, 2, 2) on 8-pixel latent cells, the tests' 4 x 6 token grid
+    per frame; 1.5: patch (1, 1, 1) on 16-pixel cells (its files' patch), drawn at 1/16 of the image, the same grid."""
+    import comfy.ldm.hunyuan_video.model
+    import comfy.model_detection
+
+    expected, sizes = HUNYUAN_VIDEO[variant]
+    v15 = expected.startswith("HunyuanVideo15")
+    cfg = dict(image_model="hunyuan_video", patch_size=[1, 1, 1] if v15 else [1, 2, 2],
+               vec_in_dim=None if v15 else POOLED_DIM, axes_dim=[16, 56, 56], meanflow=False, context_in_dim=CONTEXT_DIM,
+               hidden_size=256, mlp_ratio=4.0, num_heads=2, depth=depth, depth_single_blocks=depth_single, theta=256,
+               qkv_bias=True, byt5=v15, guidance_embed=not v15, use_cond_type_embedding=v15,
+               vision_in_dim=1152 if v15 else None, **sizes)
+    _as_detected(comfy.ldm.hunyuan_video.model.HunyuanVideoParams, cfg, {"meanflow_sum": v15})
+    config = comfy.model_detection.model_config_from_unet_config(cfg)
+    if type(config).__name__ != expected:
+        raise RuntimeError(f"the host's detection picked {type(config).__name__} for a {expected} config")
+    tiny = _finish(type(config), cfg, variant, sizes["out_channels"], depth, depth_single, seed)
+    if v15:
+        tiny.patcher.model.ja_latent_px = 16
+    return tiny
+
+
 BUILDERS = {
     "flux": tiny_flux,
     "flux2": tiny_flux2,
@@ -466,6 +506,7 @@ BUILDERS = {
     "aura_flow": tiny_aura_flow,
     "lens": tiny_lens,
     "joy_image": tiny_joy_image,
+    **{variant: functools.partial(tiny_hunyuan_video, variant) for variant in HUNYUAN_VIDEO},
 }
 
 

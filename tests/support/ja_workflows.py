@@ -21,6 +21,8 @@ def family_of(name: str) -> str:
         return "z_image"
     if "hunyuan_image" in name:
         return "hunyuan_image"
+    if "hunyuan_video" in name:
+        return "hunyuan_video"
     if "hidream" in name:
         return "hidream"
     if "krea2" in name:
@@ -76,9 +78,11 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "EmptyChromaRadianceLatentImage",
-                                  "EmptyHunyuanImageLatent",
+                                  "EmptyHunyuanImageLatent", "EmptyHunyuanLatentVideo",
                                   "JointAttentionRegionCanvas", "ImageScale"):
             inputs["width"] = inputs["height"] = size
+        if node["class_type"] == "EmptyHunyuanLatentVideo":
+            inputs["length"] = 5  # 2 latent frames
         if node["class_type"] == "SolidMask":
             inputs["width"], inputs["height"] = scaled(inputs["width"]), scaled(inputs["height"])
         if node["class_type"] == "MaskComposite":
@@ -88,7 +92,7 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
                 inputs[side] = scaled(inputs[side])
         if node["class_type"] == "KSampler":
             inputs["steps"] = steps
-        if node["class_type"] == "SaveImage" and prefix:
+        if node["class_type"] in ("SaveImage", "SaveAnimatedWEBP") and prefix:
             inputs["filename_prefix"] = prefix
     return prompt
 

@@ -126,7 +126,8 @@ class JATestTinyVAE:
         return {"required": {"family": (FAMILIES, {"default": "flux"})}}
 
     def load(self, family):
-        if family in ("qwen_image", "krea2"):  # Wan 2.1 latents (16 channels, a frame axis)
+        # Wan 2.1 latents (16 channels, a frame axis); HunyuanVideo 1.0's are 16 channels with frames 4 to 1 too
+        if family in ("qwen_image", "krea2", "hunyuan_video"):
             return (ja_tiny.tiny_wan_vae(),)
         if family == "chroma_radiance":  # pixel space: the host's own pass-through VAE (VAELoader "pixel_space")
             import comfy.sd
