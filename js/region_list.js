@@ -61,6 +61,16 @@ export class RegionList {
       r.viewHidden = !r.viewHidden;
       editor.commit({ structural: true });
     });
+    // How strongly the canvas shows this region (view only, saved with the drawing): a small upright slider.
+    const opacity = el("input", "ja-rc-region-opacity", { type: "range", min: 0, max: 100, step: 5,
+      value: Math.round(100 * (r.opacity ?? 1)), title: `Opacity on the canvas: ${Math.round(100 * (r.opacity ?? 1))} % (view only)` });
+    const setOpacity = (record) => {
+      r.opacity = Number(opacity.value) / 100;
+      opacity.title = `Opacity on the canvas: ${opacity.value} % (view only)`;
+      editor.commit({ record });
+    };
+    listen(opacity, "input", () => setOpacity(false));
+    listen(opacity, "change", () => setOpacity(true));
     const name = this.#name(r);
     const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength });
     const feather = el("input", "ja-rc-feather", { type: "number", min: 0, max: MAX_FEATHER, step: 8, value: r.feather ?? 0 });
@@ -76,7 +86,7 @@ export class RegionList {
       listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, eye, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    head.append(swatch, visible, eye, opacity, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
     feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
     strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     return head;

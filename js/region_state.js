@@ -130,6 +130,7 @@ export function serializeState(state) {
       Object.assign(out, { prompt: r.prompt, strength: r.strength, color: r.color, hidden: !!r.hidden, mask: encodeRLE(r.bits) });
       if (r.feather) out.feather = r.feather;
       if (r.viewHidden) out.viewHidden = true;
+      if (r.opacity !== undefined && r.opacity !== 1) out.opacity = r.opacity;
       return out;
     }),
   });
@@ -198,6 +199,14 @@ export function parseState(text, width, height) {
     }
     const region = { id, name, prompt, strength, color, hidden: !!r.hidden, feather, bits };
     if (r.viewHidden === true) region.viewHidden = true;
+    // How strongly the editor shows the region (view only; 1, the default, is not saved).
+    if (r.opacity !== undefined) {
+      if (typeof r.opacity === "number" && r.opacity >= 0 && r.opacity <= 1) {
+        if (r.opacity !== 1) region.opacity = r.opacity;
+      } else {
+        problems.push(`its opacity ${JSON.stringify(r.opacity)} was not a number between 0 and 1 and is now 1`);
+      }
+    }
     if (problems.length) region.problem = `${name}: ${problems.join("; ")}.`;
     state.regions.push(region);
   });
