@@ -6,7 +6,7 @@ import { KEY_COMMANDS, keyCommand, KEYS } from "./region_keys.js";
 
 // Symbol-only buttons (the toolbar fits the node's default width); the tooltip names the tool and its key.
 const TOOLS = [["select", "⬚", "Select", "V"], ["rect", "▭", "Rectangle", "R"], ["brush", "✎", "Brush", "B"],
-  ["eraser", "⌫", "Eraser", "E"], ["lasso", "➰", "Lasso: drag a free shape", "L"],
+  ["eraser", "⌫", "Eraser", "E"], ["lasso", "∿", "Lasso: drag a free shape", "L"],
   ["fill", "▧", "Fill: click an empty (or alike) area to fill it into the selected region", "K"]];
 
 export class RegionToolbar {
