@@ -3,12 +3,11 @@
 // textContent / value, never as HTML. The editor composes the parts in the other region_*.js modules: the toolbar,
 // the node view, the full-window editor, the region list, the notes and the mask offer.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
-import { loadBackgroundFile, matchBackground } from "./region_background.js";
+import { showBackground } from "./region_background.js";
 import { button, el, takesText } from "./region_dom.js";
 import { CanvasEditorBase } from "./region_editor_base.js";
 import { FullWindow } from "./region_full_window.js";
 import { readChoices } from "./region_handover.js";
-import { downloadRegionMask, regionFromBitmap } from "./region_mask_files.js";
 import { MaskOffer } from "./region_mask_offer.js";
 import { NodeView } from "./region_node_view.js";
 import { RegionNotes } from "./region_notes.js";
@@ -18,7 +17,7 @@ import { ShapeEditing } from "./region_shapes.js";
 import { DrawingTools } from "./region_tools.js";
 import { RegionToolbar } from "./region_toolbar.js";
 import {
-  addRegion, History, MAX_REGIONS, parseState, resizeState, safeViewRef, serializeState, stateProblems,
+  addRegion, History, MAX_REGIONS, parseState, resizeState, serializeState, stateProblems,
 } from "./region_state.js";
 
 export class RegionCanvasEditor extends CanvasEditorBase {
@@ -202,35 +201,29 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   // -- choices -------------------------------------------------------------------
   setTool(tool) {
-    this.tool = tool;
-    this.savePrefs();
-    this.render();
+    this.#choose({ tool });
   }
 
   setBrush(size) {
-    this.brush = Math.max(8, Math.min(256, Math.round(size / 8) * 8));
-    this.toolbar.sizeInput.value = this.brush;
-    this.savePrefs();
-    this.render();
+    this.#choose({ brush: Math.max(8, Math.min(256, Math.round(size / 8) * 8)) });
   }
 
   setHardness(hardness) {
-    this.hardness = Math.max(0, Math.min(1, Math.round(hardness * 20) / 20));
-    this.toolbar.hardnessInput.value = Math.round(this.hardness * 100);
-    this.savePrefs();
-    this.render();
+    this.#choose({ hardness: Math.max(0, Math.min(1, Math.round(hardness * 20) / 20)) });
   }
 
   setAddToSelected(on) {
-    this.addToSelected = on;
-    this.toolbar.addBox.checked = on;
-    this.savePrefs();
-    this.render();
+    this.#choose({ addToSelected: on });
   }
 
   setSnap(on) {
-    this.snapToGrid = on;
-    this.toolbar.snapBox.checked = on;
+    this.#choose({ snapToGrid: on });
+  }
+
+  // A choice that outlives the editor: the toolbar shows it and the browser remembers it.
+  #choose(choices) {
+    Object.assign(this, choices);
+    this.toolbar.showChoices();
     this.savePrefs();
     this.render();
   }
@@ -356,73 +349,14 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     else this.render();
   }
 
-  // -- masks in and out ------------------------------------------------------------
-  async importImage(file) {
-    if (!this.roomForImport()) return;
-    let bitmap;
-    try {
-      bitmap = await createImageBitmap(file);
-    } catch (err) {
-      this.message = `${file.name} could not be read as an image.`;
-      this.render();
-      return;
-    }
-    this.addRegionFrom(bitmap);
-    this.notes.offerUndo(`Imported ${file.name} as ${this.current().name}.`);
-    this.commit({ structural: true });
-  }
-
-  roomForImport() {
-    if (this.unreadable) return false;
-    if (this.state.regions.length < MAX_REGIONS) return true;
-    this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
-    this.render();
-    return false;
-  }
-
-  // Adds the region (not yet committed) and selects it.
-  addRegionFrom(bitmap) {
-    const region = regionFromBitmap(this.state, bitmap);
-    this.selected = this.state.regions.length - 1;
-    return region;
-  }
-
+  // -- masks in and out, background (region_mask_files.js, region_background.js) -----------------------
   // `offer`: the masks on the node's import_masks input in its last run (see MaskOffer.show).
   offerMasks(offer) {
     this.maskOffer.show(offer);
   }
 
-  exportRegion(i) {
-    return downloadRegionMask(this.state, i);
-  }
-
-  // -- background ---------------------------------------------------------------
-  // A picture chosen with "Bg…" or dropped on the drawing (see region_background.js).
-  loadBackgroundFile(file) {
-    return loadBackgroundFile(this, file);
-  }
-
   setBackground(ref) {
-    ref = safeViewRef(ref);
-    if (!ref) return;
-    this.backgroundRef = ref;
-    const img = new Image();
-    img.onload = () => {
-      this.background = img;
-      this.backgroundNote = "";
-      this.render();
-    };
-    img.onerror = () => {
-      this.background = null;
-      this.backgroundNote = "The background of the last run is no longer on the server; run the workflow to show it again.";
-      this.render();
-    };
-    img.src = this.host.viewURL(ref);
-  }
-
-  // Gives the canvas the background's shape, asking first where that would crop the drawing (region_background.js).
-  matchBackground(confirmed = false) {
-    matchBackground(this, confirmed);
+    showBackground(this, ref);
   }
 
   // -- showing -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // prompt with its character count, and what was wrong with the region when it was loaded).
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { el, labelled } from "./region_dom.js";
+import { downloadRegionMask } from "./region_mask_files.js";
 import { MAX_FEATHER, MAX_NAME, MAX_PROMPT } from "./region_state.js";
 
 // Listeners on rows die with the rows (the list is rebuilt with replaceChildren): they are added directly, not
@@ -79,7 +80,7 @@ export class RegionList {
     this.#numberField(note, feather, { label: "feather", lo: 0, hi: MAX_FEATHER, integer: true, inUse: () => r.feather ?? 0 },
       (v) => { r.feather = v; editor.touch(r); });
     const buttons = [["⤓", "Save this region's mask as a PNG (width × height, soft where feathered; white and transparent inside, so "
-      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => editor.exportRegion(i)],
+      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => downloadRegionMask(editor.state, i)],
     ["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
       ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
       const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });

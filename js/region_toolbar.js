@@ -1,8 +1,10 @@
 // The Region Canvas toolbar (tools, brush size, snapping, overlay strength, fill/clear, undo/redo, import, zoom,
 // full-window editor, help), the keyboard shortcuts of its controls and the help that lists them.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { loadBackgroundFile } from "./region_background.js";
 import { button, el, labelled } from "./region_dom.js";
 import { KEY_COMMANDS, keyCommand, KEYS } from "./region_keys.js";
+import { importMaskFile } from "./region_mask_files.js";
 
 // Symbol-only buttons (the toolbar fits the node's default width); the tooltip names the tool and its key.
 const TOOLS = [["select", "⬚", "Select", "V"], ["rect", "▭", "Rectangle", "R"], ["brush", "✎", "Brush", "B"],
@@ -75,13 +77,13 @@ export class RegionToolbar {
     listen(this.importFile, "change", () => {
       const file = this.importFile.files?.[0];
       this.importFile.value = "";
-      if (file) editor.importImage(file);
+      if (file) importMaskFile(editor, file);
     });
     this.backgroundFile = el("input", "ja-rc-bg-file", { type: "file", accept: "image/*", hidden: true });
     listen(this.backgroundFile, "change", () => {
       const file = this.backgroundFile.files?.[0];
       this.backgroundFile.value = "";
-      if (file) editor.loadBackgroundFile(file);
+      if (file) loadBackgroundFile(editor, file);
     });
     const backgroundButton = button(listen, "Bg…", "Background…: show a picture under the drawing to trace over (or drop one on the "
       + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
