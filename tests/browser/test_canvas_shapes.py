@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering
+from ja_browser import add_canvas, canvas_value, drag, node_rendering, readme_images
 
 pytestmark = pytest.mark.browser
 MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
@@ -83,6 +83,15 @@ def test_the_select_tool_moves_resizes_and_deletes_the_selected_shape(comfy_serv
         drag(page, canvas, 80 / SIZE, 64 / SIZE, 112 / SIZE, 96 / SIZE, steps=6)
         grown = masks(canvas_value(page, node_id))[0]
         assert box(grown) == [6, 4, 14, 12] and int(grown.sum()) == 64
+        if not vue:  # the manual's picture of the Select tool's handles (docs/canvas.md)
+            images = readme_images()
+            page.mouse.move(1400, 1000)  # the pointer off the node
+            page.wait_for_timeout(300)
+            node = page.locator(".ja-rc").first.bounding_box()
+            images.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(images.ARTIFACTS / "region_canvas_handles.png"), clip={
+                "x": node["x"] - 12, "y": node["y"] - 12, "width": node["width"] + 24, "height": node["height"] * 0.62})
+            images.refresh("region_canvas_handles.png")
         # The upper left handle, dragged inwards.
         drag(page, canvas, 48 / SIZE, 32 / SIZE, 80 / SIZE, 64 / SIZE, steps=6)
         assert box(masks(canvas_value(page, node_id))[0]) == [10, 8, 14, 12]
