@@ -50,12 +50,12 @@ def test_a_new_shape_starts_a_new_region_unless_shift_or_add_to_selected(comfy_s
         drag(page, canvas, 0.6, 0.05, 0.9, 0.3)
         page.keyboard.up("Shift")
         got = masks(canvas_value(page, node_id))
-        assert len(got) == 2 and box(got[1]) == [10, 0, 14, 14]
+        assert len(got) == 2 and box(got[1]) == [10, 1, 14, 14]  # cells whose centres the box holds (no snapping)
         page.keyboard.press("a")  # "add to selected" on
         assert page.locator(".ja-rc-add-to").first.is_checked()
         drag(page, canvas, 0.05, 0.6, 0.3, 0.9)
         got = masks(canvas_value(page, node_id))
-        assert len(got) == 2 and box(got[1]) == [0, 0, 14, 14]
+        assert len(got) == 2 and box(got[1]) == [1, 1, 14, 14]
         page.keyboard.press("a")
         # The brush: a stroke starting on the selected region adds to it, one starting off it starts a new region.
         page.keyboard.press("b")
