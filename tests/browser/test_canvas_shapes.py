@@ -84,14 +84,16 @@ def test_the_select_tool_moves_resizes_and_deletes_the_selected_shape(comfy_serv
         grown = masks(canvas_value(page, node_id))[0]
         assert box(grown) == [6, 4, 14, 12] and int(grown.sum()) == 64
         if not vue:  # the manual's picture of the Select tool's handles (docs/canvas.md)
-            images = readme_images()
+            images = readme_images()  # scripts/readme_images.py: where its pictures are kept
             page.mouse.move(1400, 1000)  # the pointer off the node
             page.wait_for_timeout(300)
             node = page.locator(".ja-rc").first.bounding_box()
             images.ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(images.ARTIFACTS / "region_canvas_handles.png"), clip={
-                "x": node["x"] - 12, "y": node["y"] - 12, "width": node["width"] + 24, "height": node["height"] * 0.62})
-            images.refresh("region_canvas_handles.png")
+            drawing = canvas.bounding_box()
+            page.screenshot(path=str(images.ARTIFACTS / "region_canvas_handles.png"), clip={  # the toolbar and the drawing
+                "x": node["x"] - 12, "y": node["y"] - 12, "width": node["width"] + 24,
+                "height": drawing["y"] + drawing["height"] - node["y"] + 24})
+            readme_images().refresh("region_canvas_handles.png")
         # The upper left handle, dragged inwards.
         drag(page, canvas, 48 / SIZE, 32 / SIZE, 80 / SIZE, 64 / SIZE, steps=6)
         assert box(masks(canvas_value(page, node_id))[0]) == [10, 8, 14, 12]
