@@ -43,10 +43,10 @@ export function paintPolygon(bits, width, height, points, value = 1, samples = 4
   return covered;
 }
 
-// Bucket fill: the cells connected (4-neighbours) to cell (cx, cy) that look the same there, i.e. are covered by the
-// same shown regions and are in region `target` or not alike, are added to region `target`. Clicked in an empty spot,
-// it fills the empty area around it up to other regions' shapes, the target's own outline and the canvas's edge. Returns
-// the number of cells added (0 when the cell is already in the target).
+// Bucket fill: the cells connected (4-neighbours) to cell (cx, cy) that look alike, i.e. are covered by the same set of
+// shown regions and are not yet in region `target`, are added to region `target`. Clicked in an empty spot, it fills
+// the empty area around it up to other regions' shapes, the target's own outline and the canvas's edge. Returns the
+// number of cells added (0 when the cell is already in the target).
 export function fillArea(state, target, cx, cy) {
   const { mw, mh } = maskDims(state.width, state.height);
   if (cx < 0 || cy < 0 || cx >= mw || cy >= mh) return 0;
