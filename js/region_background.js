@@ -28,6 +28,25 @@ export async function loadBackgroundFile(editor, file) {
   editor.host.graphChanged();
 }
 
+// Shows the picture `ref` (on the server) under the drawing; a picture no longer there says how to bring it back.
+export function showBackground(editor, ref) {
+  ref = safeViewRef(ref);
+  if (!ref) return;
+  editor.backgroundRef = ref;
+  const img = new Image();
+  img.onload = () => {
+    editor.background = img;
+    editor.backgroundNote = "";
+    editor.render();
+  };
+  img.onerror = () => {
+    editor.background = null;
+    editor.backgroundNote = "The background of the last run is no longer on the server; run the workflow to show it again.";
+    editor.render();
+  };
+  img.src = editor.host.viewURL(ref);
+}
+
 // Gives the canvas the background's shape; the drawing follows the picture. Where that would crop the drawing (parts
 // drawn on the letterbox bands), the editor's note says so and waits for `confirmed` ("Crop and resize").
 export function matchBackground(editor, confirmed) {

@@ -3,22 +3,21 @@
 // textContent / value, never as HTML. The editor composes the parts in the other region_*.js modules: the toolbar,
 // the node view, the full-window editor, the region list, the notes and the mask offer.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
-import { loadBackgroundFile, matchBackground } from "./region_background.js";
+import { showBackground } from "./region_background.js";
 import { button, el, takesText } from "./region_dom.js";
 import { CanvasEditorBase } from "./region_editor_base.js";
 import { FullWindow } from "./region_full_window.js";
 import { readChoices } from "./region_handover.js";
-import { downloadRegionMask, regionFromBitmap } from "./region_mask_files.js";
 import { MaskOffer } from "./region_mask_offer.js";
 import { NodeView } from "./region_node_view.js";
 import { RegionNotes } from "./region_notes.js";
 import { RegionPainter } from "./region_painter.js";
 import { RegionList } from "./region_list.js";
 import { ShapeEditing } from "./region_shapes.js";
+import { DrawingTools } from "./region_tools.js";
 import { RegionToolbar } from "./region_toolbar.js";
 import {
-  addRegion, CELL, History, maskDims, MAX_REGIONS, paintRect, paintStroke, parseState, regionAt, resizeState, safeViewRef, serializeState,
-  snap, stateProblems, TOKEN_GRID,
+  addRegion, History, MAX_REGIONS, parseState, resizeState, serializeState, stateProblems,
 } from "./region_state.js";
 
 export class RegionCanvasEditor extends CanvasEditorBase {
@@ -38,6 +37,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
     this.backgroundNote = "";
     this.painter = new RegionPainter();
     this.shapes = new ShapeEditing(this);
+    this.tools = new DrawingTools(this);
     this.mountFrame = 0; // a pending mount into the container a removed editor left (adoptPrevious)
     this.history = new History();
     this.#load(value);
@@ -145,7 +145,7 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   savePrefs() {
-    this.handover.keepChoices(this.node, { tool: this.tool, brush: this.brush, snapToGrid: this.snapToGrid,
+    this.handover.keepChoices(this.node, { tool: this.tool, brush: this.brush, hardness: this.hardness, snapToGrid: this.snapToGrid,
       opacity: this.opacity, eraseAll: this.eraseAll, addToSelected: this.addToSelected });
   }
 
@@ -201,28 +201,29 @@ export class RegionCanvasEditor extends CanvasEditorBase {
 
   // -- choices -------------------------------------------------------------------
   setTool(tool) {
-    this.tool = tool;
-    this.savePrefs();
-    this.render();
+    this.#choose({ tool });
   }
 
   setBrush(size) {
-    this.brush = Math.max(8, Math.min(256, Math.round(size / 8) * 8));
-    this.toolbar.sizeInput.value = this.brush;
-    this.savePrefs();
-    this.render();
+    this.#choose({ brush: Math.max(8, Math.min(256, Math.round(size / 8) * 8)) });
+  }
+
+  setHardness(hardness) {
+    this.#choose({ hardness: Math.max(0, Math.min(1, Math.round(hardness * 20) / 20)) });
   }
 
   setAddToSelected(on) {
-    this.addToSelected = on;
-    this.toolbar.addBox.checked = on;
-    this.savePrefs();
-    this.render();
+    this.#choose({ addToSelected: on });
   }
 
   setSnap(on) {
-    this.snapToGrid = on;
-    this.toolbar.snapBox.checked = on;
+    this.#choose({ snapToGrid: on });
+  }
+
+  // A choice that outlives the editor: the toolbar shows it and the browser remembers it.
+  #choose(choices) {
+    Object.assign(this, choices);
+    this.toolbar.showChoices();
     this.savePrefs();
     this.render();
   }
@@ -327,39 +328,8 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   beginGesture(e, p) {
-    if (e.altKey && this.tool !== "select") {
-      const i = regionAt(this.state, p[0], p[1]);
-      if (i >= 0) this.select(i);
-      return;
-    }
-    if (this.tool === "select") {
-      this.drag = this.shapes.begin(p, this.layout().scale);
-      return;
-    }
-    const region = this.tool === "brush" ? this.#drawTarget(e, p) : this.tool === "eraser" ? this.current() : null;
-    if (this.tool === "brush" && !region) return;
-    this.drag = { start: p, last: p, points: [p], x: e.clientX, y: e.clientY, moved: false, region };
-    if (this.tool !== "rect") this.#stroke([p], e);
+    this.drag = this.tools.begin(e, p);
     this.render();
-  }
-
-  // The region a new shape goes into: the selected one when it is still empty, when the user asks to add to it (Shift
-  // held, or "add to selected"), or when a brush stroke starts on it; otherwise a new region, which is selected. Null
-  // when a new one is needed and the canvas is full.
-  #drawTarget(e, p) {
-    const r = this.current();
-    const { mw } = maskDims(this.state.width, this.state.height);
-    const onIt = this.tool === "brush" && r.bits[Math.floor(p[1] / CELL) * mw + Math.floor(p[0] / CELL)];
-    if (this.addToSelected || e.shiftKey || onIt || !this.shapes.box(r)) return r;
-    if (this.state.regions.length >= MAX_REGIONS) {
-      this.message = `A canvas holds at most ${MAX_REGIONS} regions: hold Shift to add to the selected one.`;
-      this.render();
-      return null;
-    }
-    const region = addRegion(this.state);
-    this.selected = this.state.regions.length - 1;
-    this.regionList.render();
-    return region;
   }
 
   hovered(p) {
@@ -368,139 +338,25 @@ export class RegionCanvasEditor extends CanvasEditorBase {
   }
 
   continueGesture(e, p) {
-    if (this.drag.shape) {
-      this.shapes.follow(this.drag, p);
-      return;
-    }
-    if (Math.hypot(e.clientX - this.drag.x, e.clientY - this.drag.y) > 3) this.drag.moved = true;
-    if (this.tool === "rect") {
-      this.drag.last = p;
-    } else {
-      this.#stroke([this.drag.points[this.drag.points.length - 1], p], e);
-      this.drag.points.push(p);
-    }
+    if (this.drag.shape) this.shapes.follow(this.drag, p);
+    else this.tools.follow(e, this.drag, p);
     this.render();
   }
 
   endGesture(e, drag) {
-    if (drag.shape) {
-      if (this.shapes.finish(drag)) this.commit();
-      else this.render();
-      return;
-    }
-    if (this.tool === "rect") {
-      if (!drag.moved) {
-        // A click without dragging selects the region under the pointer.
-        const i = regionAt(this.state, drag.start[0], drag.start[1]);
-        if (i >= 0) this.select(i);
-        this.render();
-        return;
-      }
-      let [x0, y0] = drag.start;
-      let [x1, y1] = this.toImage(e);
-      if (this.snapToGrid) [x0, y0, x1, y1] = [x0, y0, x1, y1].map((v) => snap(v));
-      const before = this.state.regions.length;
-      const r = this.#drawTarget(e, drag.start);
-      if (!r) return;
-      paintRect(r.bits, this.state.width, this.state.height, x0, y0, x1, y1, 1);
-      this.touch(r);
-      this.commit({ structural: this.state.regions.length !== before });
-      return;
-    }
-    this.commit();
+    const changed = drag.shape ? this.shapes.finish(drag) : this.tools.end(e, drag);
+    if (changed) this.commit({ structural: !!drag.structural });
+    else this.render();
   }
 
-  // A pen draws as wide as it is pressed (the brush size at full pressure); a mouse or finger, the brush size.
-  #stroke(points, e) {
-    const pressure = e.pointerType === "pen" && e.pressure > 0 ? Math.max(0.1, Math.min(1, e.pressure)) : 1;
-    const radius = (this.brush / 2) * pressure;
-    const targets = this.tool === "eraser" && this.eraseAll ? this.state.regions : [this.drag.region];
-    const value = this.tool === "eraser" ? 0 : 1;
-    const rect = this.#strokeCells(points);
-    for (const r of targets) {
-      paintStroke(r.bits, this.state.width, this.state.height, points, radius, value, this.snapToGrid ? TOKEN_GRID : 0);
-      this.touch(r, rect);
-    }
-  }
-
-  // The cells a stroke through `points` can reach (a token square more while snapping), clipped to the mask.
-  #strokeCells(points) {
-    const { mw, mh } = maskDims(this.state.width, this.state.height);
-    const reach = this.brush / 2 + TOKEN_GRID;
-    const xs = points.map((p) => p[0]);
-    const ys = points.map((p) => p[1]);
-    const cell = (v, hi, up) => Math.max(0, Math.min(hi, (up ? Math.ceil : Math.floor)(v / CELL)));
-    return [cell(Math.min(...xs) - reach, mw, false), cell(Math.min(...ys) - reach, mh, false),
-      cell(Math.max(...xs) + reach, mw, true), cell(Math.max(...ys) + reach, mh, true)];
-  }
-
-  // -- masks in and out ------------------------------------------------------------
-  async importImage(file) {
-    if (!this.roomForImport()) return;
-    let bitmap;
-    try {
-      bitmap = await createImageBitmap(file);
-    } catch (err) {
-      this.message = `${file.name} could not be read as an image.`;
-      this.render();
-      return;
-    }
-    this.addRegionFrom(bitmap);
-    this.notes.offerUndo(`Imported ${file.name} as ${this.current().name}.`);
-    this.commit({ structural: true });
-  }
-
-  roomForImport() {
-    if (this.unreadable) return false;
-    if (this.state.regions.length < MAX_REGIONS) return true;
-    this.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
-    this.render();
-    return false;
-  }
-
-  // Adds the region (not yet committed) and selects it.
-  addRegionFrom(bitmap) {
-    const region = regionFromBitmap(this.state, bitmap);
-    this.selected = this.state.regions.length - 1;
-    return region;
-  }
-
+  // -- masks in and out, background (region_mask_files.js, region_background.js) -----------------------
   // `offer`: the masks on the node's import_masks input in its last run (see MaskOffer.show).
   offerMasks(offer) {
     this.maskOffer.show(offer);
   }
 
-  exportRegion(i) {
-    return downloadRegionMask(this.state, i);
-  }
-
-  // -- background ---------------------------------------------------------------
-  // A picture chosen with "Bg…" or dropped on the drawing (see region_background.js).
-  loadBackgroundFile(file) {
-    return loadBackgroundFile(this, file);
-  }
-
   setBackground(ref) {
-    ref = safeViewRef(ref);
-    if (!ref) return;
-    this.backgroundRef = ref;
-    const img = new Image();
-    img.onload = () => {
-      this.background = img;
-      this.backgroundNote = "";
-      this.render();
-    };
-    img.onerror = () => {
-      this.background = null;
-      this.backgroundNote = "The background of the last run is no longer on the server; run the workflow to show it again.";
-      this.render();
-    };
-    img.src = this.host.viewURL(ref);
-  }
-
-  // Gives the canvas the background's shape, asking first where that would crop the drawing (region_background.js).
-  matchBackground(confirmed = false) {
-    matchBackground(this, confirmed);
+    showBackground(this, ref);
   }
 
   // -- showing -------------------------------------------------------------------

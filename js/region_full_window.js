@@ -77,13 +77,6 @@ export class FullWindow {
     return this.isOpen && (e.button === 1 || (e.button === 0 && this.spaceDown));
   }
 
-  // The handler of a key while open (Esc, 0, +, =, -, Space), or undefined.
-  keyHandler(key) {
-    if (!this.isOpen) return undefined;
-    return { escape: () => this.close(), 0: () => this.zoomBy(0), "+": () => this.zoomBy(1), "=": () => this.zoomBy(1),
-      "-": () => this.zoomBy(-1), " ": () => { this.spaceDown = true; } }[key];
-  }
-
   wheel(e) {
     if (!this.isOpen) return; // inside the node the wheel belongs to the graph
     e.preventDefault();

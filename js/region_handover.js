@@ -8,12 +8,16 @@ const PREFS_KEY = "joint_attention.region_canvas.prefs";
 // Only the last few removed editors matter (a graph undo rebuilds its nodes at once).
 const LEFT_KEPT = 32;
 
+export const TOOLS = ["select", "rect", "brush", "eraser", "lasso", "fill"];
+
 // The UI choices an editor starts with, from remembered ones (anything unusable falls back to the default).
 export function readChoices(prefs) {
   return {
-    tool: ["select", "rect", "brush", "eraser"].includes(prefs.tool) ? prefs.tool : "rect",
+    tool: TOOLS.includes(prefs.tool) ? prefs.tool : "rect",
     brush: Number.isInteger(prefs.brush) && prefs.brush >= 8 && prefs.brush <= 256 ? prefs.brush : 48,
-    snapToGrid: typeof prefs.snapToGrid === "boolean" ? prefs.snapToGrid : true,
+    hardness: Number.isFinite(prefs.hardness) && prefs.hardness >= 0 && prefs.hardness <= 1 ? prefs.hardness : 1,
+    // Off unless chosen: snapped strokes and boxes looked blocky (issue 32); G turns it on for token-exact shapes.
+    snapToGrid: typeof prefs.snapToGrid === "boolean" ? prefs.snapToGrid : false,
     opacity: Number.isFinite(prefs.opacity) && prefs.opacity >= 0.1 && prefs.opacity <= 0.9 ? prefs.opacity : 0.45,
     eraseAll: prefs.eraseAll === true,
     addToSelected: prefs.addToSelected === true,

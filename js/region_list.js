@@ -2,6 +2,7 @@
 // prompt with its character count, and what was wrong with the region when it was loaded).
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { el, labelled } from "./region_dom.js";
+import { downloadRegionMask } from "./region_mask_files.js";
 import { MAX_FEATHER, MAX_NAME, MAX_PROMPT } from "./region_state.js";
 
 // Listeners on rows die with the rows (the list is rebuilt with replaceChildren): they are added directly, not
@@ -61,6 +62,16 @@ export class RegionList {
       r.viewHidden = !r.viewHidden;
       editor.commit({ structural: true });
     });
+    // How strongly the canvas shows this region (view only, saved with the drawing): a small upright slider.
+    const opacity = el("input", "ja-rc-region-opacity", { type: "range", min: 0, max: 100, step: 5,
+      value: Math.round(100 * (r.opacity ?? 1)), title: `Opacity on the canvas: ${Math.round(100 * (r.opacity ?? 1))} % (view only)` });
+    const setOpacity = (record) => {
+      r.opacity = Number(opacity.value) / 100;
+      opacity.title = `Opacity on the canvas: ${opacity.value} % (view only)`;
+      editor.commit({ record });
+    };
+    listen(opacity, "input", () => setOpacity(false));
+    listen(opacity, "change", () => setOpacity(true));
     const name = this.#name(r);
     const strength = el("input", "ja-rc-strength", { type: "number", min: 0, max: 4, step: 0.05, value: r.strength });
     const feather = el("input", "ja-rc-feather", { type: "number", min: 0, max: MAX_FEATHER, step: 8, value: r.feather ?? 0 });
@@ -69,14 +80,14 @@ export class RegionList {
     this.#numberField(note, feather, { label: "feather", lo: 0, hi: MAX_FEATHER, integer: true, inUse: () => r.feather ?? 0 },
       (v) => { r.feather = v; editor.touch(r); });
     const buttons = [["⤓", "Save this region's mask as a PNG (width × height, soft where feathered; white and transparent inside, so "
-      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => editor.exportRegion(i)],
+      + "Load Image (as Mask) reads it with its default channel): the same as its mask in the masks output", () => downloadRegionMask(editor.state, i)],
     ["▲", "Move up", () => this.#move(i, -1)], ["▼", "Move down", () => this.#move(i, 1)],
       ["✕", "Remove this region (Undo is offered)", () => this.#remove(i)]].map(([label, title, fn]) => {
       const b = el("button", "ja-rc-small", { type: "button", textContent: label, title });
       listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, eye, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    head.append(swatch, visible, eye, opacity, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
     feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
     strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     return head;

@@ -1,7 +1,39 @@
 // Region masks to and from pictures: a picture read as a new region, a region saved as a PNG download.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this module only declares functions.
-import { addRegion, bitsFromPixels, fileSlug, maskDims, regionPixels, rgbaPng } from "./region_state.js";
+import { addRegion, bitsFromPixels, fileSlug, maskDims, MAX_REGIONS, regionPixels, rgbaPng } from "./region_state.js";
 import { el } from "./region_dom.js";
+
+// A mask picture file chosen with "Import…" added as a new region, with an undo offer.
+export async function importMaskFile(editor, file) {
+  if (!roomForImport(editor)) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    editor.message = `${file.name} could not be read as an image.`;
+    editor.render();
+    return;
+  }
+  addRegionFromBitmap(editor, bitmap);
+  editor.notes.offerUndo(`Imported ${file.name} as ${editor.current().name}.`);
+  editor.commit({ structural: true });
+}
+
+// Whether the editor can take one more region (else it says why).
+export function roomForImport(editor) {
+  if (editor.unreadable) return false;
+  if (editor.state.regions.length < MAX_REGIONS) return true;
+  editor.message = `A canvas holds at most ${MAX_REGIONS} regions.`;
+  editor.render();
+  return false;
+}
+
+// Adds the region (not yet committed) and selects it.
+export function addRegionFromBitmap(editor, bitmap) {
+  const region = regionFromBitmap(editor.state, bitmap);
+  editor.selected = editor.state.regions.length - 1;
+  return region;
+}
 
 // A new region (added to `state`, returned) from a mask picture stretched over the canvas (masks are made at the
 // image's size): 1 - alpha where the picture has transparency, brightness otherwise; a cell is inside where the average

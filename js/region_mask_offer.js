@@ -2,6 +2,7 @@
 // note floating over the drawing.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { button, el } from "./region_dom.js";
+import { addRegionFromBitmap, roomForImport } from "./region_mask_files.js";
 import { safeViewRef } from "./region_state.js";
 
 export class MaskOffer {
@@ -49,7 +50,7 @@ export class MaskOffer {
     const wanted = (which ?? offer.images.map((_, k) => k)).filter((k) => !this.#imported(k));
     const added = [];
     for (const k of wanted) {
-      if (!editor.roomForImport()) break;
+      if (!roomForImport(editor)) break;
       let bitmap;
       try {
         const response = await fetch(editor.host.viewURL(offer.images[k]));
@@ -61,7 +62,7 @@ export class MaskOffer {
         break;
       }
       if (this.offer !== offer) return; // a newer run replaced the offer meanwhile
-      const region = editor.addRegionFrom(bitmap);
+      const region = addRegionFromBitmap(editor, bitmap);
       offer.regionIds.set(k, region.id);
       added.push(region.name);
     }

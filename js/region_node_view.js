@@ -2,6 +2,7 @@
 // notes floating over it; in the node it is as wide as the node and has the picture's shape, and a double-click opens
 // the full-window editor.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { loadBackgroundFile } from "./region_background.js";
 import { el } from "./region_dom.js";
 
 export class NodeView {
@@ -24,7 +25,7 @@ export class NodeView {
       if (!file) return;
       e.preventDefault();
       e.stopPropagation();
-      editor.loadBackgroundFile(file);
+      loadBackgroundFile(editor, file);
     });
     editor.on(editor.canvas, "dblclick", (e) => {
       e.preventDefault();

@@ -2,6 +2,7 @@
 // and, floating over the drawing's lower edge instead of taking its height, the background's shape, the masks offered
 // from import_masks and the offer to undo the last change (it goes by itself).
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { matchBackground } from "./region_background.js";
 import { button, el } from "./region_dom.js";
 
 // An undo offer stays this long (longer while the pointer is on it); Ctrl+Z still undoes after.
@@ -21,10 +22,10 @@ export class RegionNotes {
     this.bgBox = el("div", "ja-rc-note ja-rc-bg-note");
     this.bgText = el("span");
     this.matchButton = button(listen, "Match width/height to it", "Set the canvas width and height to the background's shape",
-      () => editor.matchBackground());
+      () => matchBackground(editor, false));
     // Matching that would crop the drawing asks first.
     this.cropButton = button(listen, "Crop and resize", "Match width/height to the background and lose the parts of the drawing outside it",
-      () => editor.matchBackground(true), "ja-rc-action ja-rc-crop");
+      () => matchBackground(editor, true), "ja-rc-action ja-rc-crop");
     this.cancelButton = button(listen, "Cancel", "Keep the canvas size and the whole drawing", () => {
       editor.cropWarning = "";
       editor.render();

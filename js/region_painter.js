@@ -2,7 +2,13 @@
 // with its outline, the token grid while snapping, the rectangle being dragged and the brush cursor.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { paintHandles } from "./region_shapes.js";
+import { previewPixels } from "./region_raster.js";
 import { CELL, featherMask, maskDims, shown, snap, TOKEN_GRID } from "./region_state.js";
+
+// What a region's overlay is drawn with: the overlay slider times the region's own opacity (view only).
+function overlayAlpha(r, opacity) {
+  return opacity * (r.opacity ?? 1);
+}
 
 export class RegionPainter {
   constructor() {
@@ -14,6 +20,7 @@ export class RegionPainter {
     this.baseKey = "";
     this.layer = null; // the frame without the pointer's marks (brush ring, dragged box, handles), and its key
     this.layerKey = "";
+    this.stroke = null; // the smooth preview of the stroke being drawn: { raster, canvas }
   }
 
   // `scene`: { state, background, opacity, selected, snapToGrid, tool, drag, hover, brush, shapes } (the editor's fields);
@@ -38,6 +45,7 @@ export class RegionPainter {
     ctx.drawImage(this.layer, 0, 0);
     ctx.restore();
     if (active && shown(active)) this.#paintOverlay(ctx, active, scene);
+    if (scene.drag?.raster) this.#paintStroke(ctx, scene);
     const px = 1 / scale;
     paintGesture(ctx, px, scene);
     const box = scene.shapes.handlesBox();
@@ -58,7 +66,7 @@ export class RegionPainter {
 
   #layerKey({ state, opacity, selected }, active) {
     const regions = state.regions.map((r) => (r === active ? `active ${this.#id(r)}`
-      : `${this.#id(r)}.${r.rev ?? 0}${r.color}${r.feather ?? 0}${shown(r) ? "" : "h"}`));
+      : `${this.#id(r)}.${r.rev ?? 0}${r.color}${r.feather ?? 0}${shown(r) ? "" : "h"}${r.opacity ?? 1}`));
     return [regions.join(","), selected, opacity].join("|");
   }
 
@@ -103,7 +111,7 @@ export class RegionPainter {
     const { mw, mh } = maskDims(state.width, state.height);
     const overlay = this.#overlay(r, mw, mh);
     ctx.imageSmoothingEnabled = false;
-    ctx.globalAlpha = opacity;
+    ctx.globalAlpha = overlayAlpha(r, opacity);
     if (r === drag?.region && drag.to) drawMoved(ctx, overlay, drag.from, drag.to);
     else ctx.drawImage(overlay, 0, 0, mw * CELL, mh * CELL);
     ctx.globalAlpha = 1;
@@ -113,8 +121,11 @@ export class RegionPainter {
   #paintRegions(ctx, px, { state, opacity, selected }, skip) {
     const { mw, mh } = maskDims(state.width, state.height);
     ctx.imageSmoothingEnabled = false;
-    ctx.globalAlpha = opacity;
-    for (const r of state.regions) if (shown(r) && r !== skip) ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
+    for (const r of state.regions) {
+      if (!shown(r) || r === skip) continue;
+      ctx.globalAlpha = overlayAlpha(r, opacity);
+      ctx.drawImage(this.#overlay(r, mw, mh), 0, 0, mw * CELL, mh * CELL);
+    }
     ctx.globalAlpha = 1;
     // Outlines in each region's colour over a dark edge: a region stays apart from image content of the same colour.
     state.regions.forEach((r, i) => {
@@ -135,6 +146,30 @@ export class RegionPainter {
         ctx.setLineDash([]);
       }
     });
+  }
+
+  // The stroke being drawn, smooth (anti-aliased, soft with a soft brush) at its raster's resolution: in the region's
+  // colour for the brush, dark for the eraser (the cells it takes follow when the stroke ends). Only the samples the
+  // last pointer moves touched are written again.
+  #paintStroke(ctx, { drag, tool, opacity }) {
+    const raster = drag.raster;
+    if (this.stroke?.raster !== raster) {
+      const canvas = this.stroke?.canvas ?? document.createElement("canvas");
+      canvas.width = raster.sw; // also clears it
+      canvas.height = raster.sh;
+      this.stroke = { raster, canvas };
+    }
+    const { canvas } = this.stroke;
+    const rect = raster.takeDirty();
+    if (rect && rect[2] > rect[0] && rect[3] > rect[1]) {
+      const rgb = tool === "eraser" ? [20, 20, 20] : [1, 3, 5].map((j) => parseInt(drag.region.color.slice(j, j + 2), 16));
+      const image = new ImageData(previewPixels(raster, rect, rgb), rect[2] - rect[0], rect[3] - rect[1]);
+      canvas.getContext("2d").putImageData(image, rect[0], rect[1]);
+    }
+    ctx.imageSmoothingEnabled = true;
+    ctx.globalAlpha = tool === "eraser" ? 0.7 : overlayAlpha(drag.region, opacity);
+    ctx.drawImage(canvas, 0, 0, raster.mw * CELL, raster.mh * CELL);
+    ctx.globalAlpha = 1;
   }
 
   #outline(r, mw, mh) {
@@ -238,7 +273,7 @@ function paintGrid(ctx, px, width, height) {
 }
 
 // The rectangle being dragged, or the brush cursor at its real size in image pixels.
-function paintGesture(ctx, px, { state, selected, snapToGrid, tool, drag, hover, brush }) {
+function paintGesture(ctx, px, { state, selected, snapToGrid, tool, drag, hover, brush, hardness }) {
   const color = state.regions[selected]?.color ?? "#fff";
   if (drag && !drag.pan && tool === "rect") {
     let [x0, y0] = drag.start;
@@ -247,6 +282,18 @@ function paintGesture(ctx, px, { state, selected, snapToGrid, tool, drag, hover,
     ctx.strokeStyle = color;
     ctx.lineWidth = 2 * px;
     ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+  }
+  if (drag && !drag.pan && tool === "lasso" && drag.points.length > 1) {
+    ctx.beginPath();
+    drag.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.closePath();
+    ctx.fillStyle = `${color}40`;
+    ctx.fill();
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2 * px;
+    ctx.setLineDash([6 * px, 4 * px]);
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
   if (hover && (tool === "brush" || tool === "eraser")) {
     ctx.beginPath();
@@ -257,5 +304,13 @@ function paintGesture(ctx, px, { state, selected, snapToGrid, tool, drag, hover,
     ctx.strokeStyle = tool === "eraser" ? "#fff" : color;
     ctx.lineWidth = 1.5 * px;
     ctx.stroke();
+    // A soft brush: where its full strength ends, dashed.
+    if (hardness < 1 && !snapToGrid) {
+      ctx.beginPath();
+      ctx.arc(hover[0], hover[1], Math.max(px, (brush / 2) * hardness), 0, 2 * Math.PI);
+      ctx.setLineDash([3 * px, 3 * px]);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
   }
 }

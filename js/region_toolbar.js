@@ -1,22 +1,15 @@
 // The Region Canvas toolbar (tools, brush size, snapping, overlay strength, fill/clear, undo/redo, import, zoom,
 // full-window editor, help), the keyboard shortcuts of its controls and the help that lists them.
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
+import { loadBackgroundFile } from "./region_background.js";
 import { button, el, labelled } from "./region_dom.js";
+import { KEY_COMMANDS, keyCommand, KEYS } from "./region_keys.js";
+import { importMaskFile } from "./region_mask_files.js";
 
-const HELP = [
-  ["V", "select: click a region to select it (Alt+click with any tool, or a click without dragging with Rect); drag its "
-    + "shape to move it, its handles to resize it"],
-  ["R", "rectangle: each new box starts a new region"], ["B", "brush: a stroke that starts off the selected region starts a new one"],
-  ["Shift / A", "hold Shift while drawing, or tick “add” (A), to add the shape to the selected region"],
-  ["E", "eraser (tick “erase all” to erase every region)"],
-  ["[ / ]", "brush size"], ["G", "snap rectangles and brush to the 16 px token grid"],
-  ["Ctrl+Z", "undo"], ["Ctrl+Y / Ctrl+Shift+Z", "redo"], ["Del / Backspace", "delete the selected region's shape (undo offered)"],
-  ["I", "invert the selected region (undo offered)"],
-  ["double-click a name", "rename the region (the name stays with it when the list is reordered)"],
-  ["F / double-click", "full-window editor: wheel, + and - zoom (the level shows beside them), middle button or "
-    + "Space+drag pans, 0 fits, Esc closes"],
-];
-const TOOLS = [["select", "⬚ Select", "V"], ["rect", "▭ Rect", "R"], ["brush", "✎ Brush", "B"], ["eraser", "⌫ Eraser", "E"]];
+// Symbol-only buttons (the toolbar fits the node's default width); the tooltip names the tool and its key.
+const TOOLS = [["select", "⬚", "Select", "V"], ["rect", "▭", "Rectangle", "R"], ["brush", "✎", "Brush", "B"],
+  ["eraser", "⌫", "Eraser", "E"], ["lasso", "∿", "Lasso: drag a free shape", "L"],
+  ["fill", "▧", "Fill: click an empty (or alike) area to fill it into the selected region", "K"]];
 
 export class RegionToolbar {
   // `editor`: the RegionCanvasEditor the controls act on (its tool choices, edits, undo, import and full window).
@@ -25,17 +18,18 @@ export class RegionToolbar {
     this.listen = (target, type, handler) => editor.on(target, type, handler);
     this.element = el("div", "ja-rc-toolbar");
     this.toolButtons = {};
-    for (const [tool, label, key] of TOOLS) {
-      const b = button(this.listen, label, `${label.slice(2)} (${key})`, () => editor.setTool(tool), "ja-rc-tool");
+    for (const [tool, symbol, name, key] of TOOLS) {
+      const b = button(this.listen, symbol, `${name} (${key})`, () => editor.setTool(tool), "ja-rc-tool");
+      b.setAttribute("aria-label", name);
       b.dataset.tool = tool;
       this.toolButtons[tool] = b;
       this.element.appendChild(b);
     }
     this.element.append(...this.#choices(), ...this.#actions());
     this.help = el("div", "ja-rc-help", { hidden: true });
-    for (const [key, text] of HELP) {
+    for (const { keys, does } of KEYS) {
       const row = el("div");
-      row.append(el("kbd", "", { textContent: key }), document.createTextNode(` ${text}`));
+      row.append(el("kbd", "", { textContent: keys }), document.createTextNode(` ${does}`));
       this.help.appendChild(row);
     }
   }
@@ -53,6 +47,9 @@ export class RegionToolbar {
       title: "Brush size in image pixels ([ and ])" });
     this.sizeOut = el("output", "ja-rc-size-value");
     this.listen(this.sizeInput, "input", () => editor.setBrush(Number(this.sizeInput.value)));
+    this.hardnessInput = el("input", "ja-rc-hardness", { type: "range", min: 0, max: 100, step: 5,
+      value: Math.round(editor.hardness * 100), title: "Brush hardness: 100 % is a hard edge, lower a softer one ({ and })" });
+    this.listen(this.hardnessInput, "input", () => editor.setHardness(Number(this.hardnessInput.value) / 100));
     this.snapBox = el("input", "ja-rc-snap-box", { type: "checkbox", checked: editor.snapToGrid,
       title: "Snap rectangles and the brush to the 16 px token grid (G)" });
     this.listen(this.snapBox, "change", () => editor.setSnap(this.snapBox.checked));
@@ -66,7 +63,10 @@ export class RegionToolbar {
     });
     const size = el("label", "ja-rc-check ja-rc-size-field", { title: this.sizeInput.title });
     size.append(el("span", "", { textContent: "size" }), this.sizeInput, this.sizeOut);
-    return [labelled("add", this.addBox, "ja-rc-check"), labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, labelled("snap", this.snapBox, "ja-rc-check"),
+    const hardness = el("label", "ja-rc-check", { title: this.hardnessInput.title });
+    hardness.append(el("span", "", { textContent: "hard" }), this.hardnessInput);
+    return [labelled("add", this.addBox, "ja-rc-check"), labelled("erase all", this.eraseAllBox, "ja-rc-check"), size, hardness,
+      labelled("snap", this.snapBox, "ja-rc-check"),
       labelled("overlay", this.opacityInput, "ja-rc-check"), this.opacityOut];
   }
 
@@ -77,13 +77,13 @@ export class RegionToolbar {
     listen(this.importFile, "change", () => {
       const file = this.importFile.files?.[0];
       this.importFile.value = "";
-      if (file) editor.importImage(file);
+      if (file) importMaskFile(editor, file);
     });
     this.backgroundFile = el("input", "ja-rc-bg-file", { type: "file", accept: "image/*", hidden: true });
     listen(this.backgroundFile, "change", () => {
       const file = this.backgroundFile.files?.[0];
       this.backgroundFile.value = "";
-      if (file) editor.loadBackgroundFile(file);
+      if (file) loadBackgroundFile(editor, file);
     });
     const backgroundButton = button(listen, "Bg…", "Background…: show a picture under the drawing to trace over (or drop one on the "
       + "drawing); it is saved with the workflow", () => this.backgroundFile.click());
@@ -104,37 +104,27 @@ export class RegionToolbar {
       button(listen, "◐", "Invert the selected region: drawn cells become empty and empty ones drawn (I); Undo is offered",
         () => editor.invertSelected()),
       button(listen, "Clear", "Clear the selected region (Del); Undo is offered", () => editor.clearSelected()),
-      button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y)", () => editor.redo()),
+      button(listen, "↶", "Undo (Ctrl+Z)", () => editor.undo()), button(listen, "↷", "Redo (Ctrl+Y or Ctrl+Shift+Z)", () => editor.redo()),
       importButton, this.importFile, backgroundButton, this.backgroundFile, this.zoomBox, this.fullButton, helpButton];
   }
 
-  // The editor's keyboard shortcuts (HELP above); keys typed into the editor's text fields are theirs.
+  // The editor's keyboard shortcuts (region_keys.js); keys typed into the editor's text fields are theirs.
   shortcut(e) {
     const editor = this.editor;
     const t = e.target;
     if (t !== editor.keys && (t instanceof HTMLTextAreaElement || t instanceof HTMLInputElement)) return; // native editing
-    const key = e.key.toLowerCase();
-    const mod = e.ctrlKey || e.metaKey;
-    let handled;
-    if (mod && !e.altKey) {
-      handled = { z: () => (e.shiftKey ? editor.redo() : editor.undo()), y: () => editor.redo() }[key];
-    } else if (!mod && !e.altKey) {
-      handled = { v: () => editor.setTool("select"), r: () => editor.setTool("rect"), b: () => editor.setTool("brush"),
-        e: () => editor.setTool("eraser"), "[": () => editor.setBrush(editor.brush - 8), "]": () => editor.setBrush(editor.brush + 8),
-        g: () => editor.setSnap(!editor.snapToGrid), i: () => editor.invertSelected(), a: () => editor.setAddToSelected(!editor.addToSelected), delete: () => editor.clearSelected(), backspace: () => editor.clearSelected(),
-        f: () => editor.fullWindow.toggle() }[key] ?? editor.fullWindow.keyHandler(key);
-    }
-    if (handled) {
-      e.preventDefault();
-      e.stopPropagation();
-      handled();
-    }
+    const command = keyCommand(e, editor.fullWindow.isOpen);
+    if (!command) return;
+    e.preventDefault();
+    e.stopPropagation();
+    KEY_COMMANDS[command[0]](editor, command[1]);
   }
 
   // The controls show the editor's choices (after they were taken over from a previous editor of the node).
   showChoices() {
     const editor = this.editor;
     this.sizeInput.value = editor.brush;
+    this.hardnessInput.value = Math.round(editor.hardness * 100);
     this.snapBox.checked = editor.snapToGrid;
     this.opacityInput.value = Math.round(editor.opacity * 100);
     this.eraseAllBox.checked = editor.eraseAll;

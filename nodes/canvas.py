@@ -42,10 +42,10 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             # An output node: ComfyUI sends a cached node's UI output again only for output nodes (0.3.75), and the
             # editor needs its background and mask offer back when the drawing's run comes from the cache.
             is_output_node=True,
-            description="Draw regions (rectangle, brush, eraser) and give each its prompt and strength; move and "
-                        "resize a region's shape with the Select tool. Saved inside the workflow. Shortcuts: V select, "
-                        "R rectangle, B brush, E eraser, Shift or A add to the selected region, G snap to the 16 px "
-                        "token grid, Ctrl+Z / Ctrl+Y.",
+            description="Draw regions (rectangle, smooth brush, eraser, lasso, fill) and give each its prompt and "
+                        "strength; move and resize a region's shape with the Select tool. Saved inside the workflow. "
+                        "Shortcuts: V select, R rectangle, B brush, E eraser, L lasso, K fill, Shift or A add to the "
+                        "selected region, G snap to the 16 px token grid, Ctrl+Z undo, Ctrl+Y or Ctrl+Shift+Z redo.",
             inputs=[
                 io.Clip.Input("clip", tooltip="The text encoder for the region prompts (the one used for the main prompt)."),
                 io.Int.Input("width", default=1024, min=16, max=8192, step=16, tooltip="Image width in pixels."),

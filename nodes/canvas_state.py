@@ -48,6 +48,7 @@ class CanvasRegion:
     mask: torch.Tensor  # [mh, mw] float, 1/8 resolution of the saved width/height (soft where feathered)
     feather: int = 0
     name: str = ""  # the name the user gave it in the editor ("Region N" by default; it stays with the region)
+    opacity: float = 1.0  # how strongly the editor shows it (view only: the masks and regions never use it)
 
 
 def mask_dims(width: int, height: int):
@@ -109,6 +110,10 @@ def parse(text: str):
         feather = r.get("feather", 0)
         if isinstance(feather, bool) or not isinstance(feather, int) or not 0 <= feather <= MAX_FEATHER:
             raise CanvasValueError(f"region {i + 1}: feather must be a whole number of pixels between 0 and {MAX_FEATHER}")
+        opacity = r.get("opacity", 1.0)
+        if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not 0.0 <= opacity <= 1.0:
+            raise CanvasValueError(f"region {i + 1}: opacity must be a number between 0 and 1 (it only changes how the editor "
+                                   "shows the region); set it with the region's slider")
         color = r.get("color") if isinstance(r.get("color"), str) and _COLOR.match(r.get("color")) else PALETTE[i % len(PALETTE)]
         try:
             bits = decode_rle(r.get("mask"), mw * mh)
@@ -116,7 +121,7 @@ def parse(text: str):
             raise CanvasValueError(f"region {i + 1}: {exc}") from None
         mask = feather_mask(bits.reshape(mh, mw), feather)
         out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), mask, feather,
-                                valid_text(name)))
+                                valid_text(name), float(opacity)))
     return width, height, out
 
 
@@ -228,5 +233,6 @@ def encode_value(width: int, height: int, regions: list) -> str:
                      "prompt": r["prompt"], "strength": r.get("strength", 1.0),
                      "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
                      "mask": encode_rle(r["mask"].flatten().tolist()),
-                     **({"feather": r["feather"]} if r.get("feather") else {})} for i, r in enumerate(regions)],
+                     **({"feather": r["feather"]} if r.get("feather") else {}),
+                     **({"opacity": r["opacity"]} if r.get("opacity", 1.0) != 1.0 else {})} for i, r in enumerate(regions)],
     }, separators=(",", ":"))

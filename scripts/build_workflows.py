@@ -259,6 +259,15 @@ def sd3_tail(model, positive_text, prefix, negative_text="blurry, low quality"):
     ]
 
 
+def latent_follows_canvas(nodes, canvas_id):
+    """`nodes` with the empty latent's width and height linked to the Region Canvas's width and height outputs (slots 3
+    and 4): the latent always has the canvas's size."""
+    for n in nodes:
+        if n.type in ("EmptySD3LatentImage", "EmptyLatentImage"):
+            n.links.update({"width": (canvas_id, 3), "height": (canvas_id, 4)})
+    return nodes
+
+
 def canvas_default(size=1024):
     """Two regions drawn left and right, as the canvas widget stores them."""
     import importlib.util
@@ -415,11 +424,11 @@ GRAPHS = {
                  {"clip": (2, 0)}),
             Node(21, "JointAttentionRegionalApply", {}, {"model": (1, 0), "regions": (20, 0)}),
             Node(22, "PreviewImage", {}, {"images": (20, 2)}, title="Regions preview"),
-        ] + flux_tail((21, 0), "a sunny park, photo, detailed", "regional_canvas_flux"),
-        [("How to use", "Draw regions on the canvas: R rectangle, B brush, E eraser, G snaps to the 16 px token grid, "
-          "Ctrl+Z / Ctrl+Y undo and redo. Add a region with '+ Add region', type its prompt and strength in the list, "
-          "hide it with the checkbox. Keep the canvas width/height equal to the latent size (link the canvas's width and "
-          "height outputs to the latent node's width and height). Connect an image to "
+        ] + latent_follows_canvas(flux_tail((21, 0), "a sunny park, photo, detailed", "regional_canvas_flux"), 20),
+        [("How to use", "Draw regions on the canvas: R rectangle, B brush, E eraser, L lasso, K fill, G snaps to the 16 px "
+          "token grid, Ctrl+Z undo, Ctrl+Y or Ctrl+Shift+Z redo. Add a region with '+ Add region', type its prompt and strength in the list, "
+          "hide it with the checkbox. The latent's width and height are linked to the canvas's width and "
+          "height outputs, so the two always match. Connect an image to "
           "'background' and run once to trace over it. Connect masks (Attention Maps' concept masks, a loaded mask) to "
           "'import_masks' and run once to add them as regions; the masks output has one mask per visible region, and "
           "the button on a region's row saves its mask as a PNG. " + NOTE_REGIONS)],

@@ -22,6 +22,7 @@ DOCS_IMAGES = ROOT / "docs" / "images"
 IMAGES = {
     "region_canvas.png": "tests/browser/test_canvas.py::test_draw_queue_save_and_reload",
     "region_canvas_background.png": "tests/browser/test_canvas_background.py::test_background_keeps_its_shape_survives_a_reload_and_can_be_traced",
+    "region_canvas_handles.png": "tests/browser/test_canvas_shapes.py::test_the_select_tool_moves_resizes_and_deletes_the_selected_shape",
 }
 
 # A pixel "changed" when one of its channels moved by more than this; a picture changed when more than

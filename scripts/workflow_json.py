@@ -117,10 +117,12 @@ def build_ui(nodes: list, object_info: dict, notes: list = ()) -> dict:
             if name in n.links:
                 link = next(link for link in links if link[3] == n.id and link[4] == name)
                 entry = {"name": name, "type": spec[0] if isinstance(spec[0], str) else "COMBO", "link": link[0]}
-                inputs.append(entry)
+                # A widget input fed by a link, as the frontend saves it: the input names its widget, and the widget
+                # keeps a value in widgets_values (shown again when the link is removed).
                 if is_widget(spec):
-                    raise ValueError(f"{n.type}.{name}: linking widget inputs is not supported by this builder")
-            elif is_widget(spec):
+                    entry["widget"] = {"name": name}
+                inputs.append(entry)
+            if is_widget(spec):
                 opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
                 if name in n.widgets:
                     value = n.widgets[name]

@@ -39,17 +39,26 @@ def rect_pixels(x0, y0, x1, y1):
     return cells.repeat_interleave(8, 0).repeat_interleave(8, 1)
 
 
-def stroke_pixels(points, radius):
+def stroke_pixels(points, radius, samples=4):
+    """A hard smooth-brush stroke rasterised like the widget (js/region_raster.js): each cell's 4 x 4 samples are covered
+    by the brush with an anti-aliased edge one sample (2 px) wide; a cell is taken when its mean coverage is at least half."""
+    step = 8 / samples
+
+    def distance(px, py):
+        best = math.inf
+        for (ax, ay), (bx, by) in zip([points[0]] + points, points):
+            dx, dy = bx - ax, by - ay
+            t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
+            best = min(best, math.hypot(px - ax - t * dx, py - ay - t * dy))
+        return best
+
     cells = torch.zeros(SIZE // 8, SIZE // 8)
     for cy in range(SIZE // 8):
         for cx in range(SIZE // 8):
-            px, py = (cx + 0.5) * 8, (cy + 0.5) * 8
-            for (ax, ay), (bx, by) in zip(points, points[1:] or points):
-                dx, dy = bx - ax, by - ay
-                t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
-                if math.hypot(px - ax - t * dx, py - ay - t * dy) <= radius:
-                    cells[cy, cx] = 1
-                    break
+            total = sum(round(255 * max(0.0, min(1.0, (radius - distance((cx * samples + sx + 0.5) * step,
+                                                                             (cy * samples + sy + 0.5) * step)) / step)))
+                        for sy in range(samples) for sx in range(samples))
+            cells[cy, cx] = 1 if total >= 255 * samples * samples / 2 else 0
     return cells.repeat_interleave(8, 0).repeat_interleave(8, 1)
 
 
@@ -82,14 +91,15 @@ def test_draw_queue_save_and_reload(comfy_server):
         page.evaluate("""() => { window.jaPointer = []; document.querySelector('.ja-rc-canvas').addEventListener('pointermove',
             e => window.jaPointer.push([e.clientX, e.clientY])); }""")
         # Region 1: a rectangle.
-        page.locator(".ja-rc-tool", has_text="Rect").click()
+        page.locator(".ja-rc-tool[data-tool=rect]").click()
+        page.locator(".ja-rc-snap-box").check()  # snapping (off by default) squares the rectangle to the token grid
         page.mouse.move(*to_screen(12, 14))
         page.mouse.down()
         page.mouse.move(*to_screen(60, 110), steps=8)
         page.mouse.up()
         # Region 2: a brush stroke.
         page.locator(".ja-rc-add").click()
-        page.locator(".ja-rc-tool", has_text="Brush").click()
+        page.locator(".ja-rc-tool[data-tool=brush]").click()
         page.locator(".ja-rc-snap-box").uncheck()  # a free-hand stroke (snapping squares it to the token grid)
         page.evaluate("() => { const s = document.querySelector('.ja-rc-size'); s.value = 24; s.dispatchEvent(new Event('input')); }")
         page.evaluate("window.jaPointer = []")

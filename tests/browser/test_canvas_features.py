@@ -82,7 +82,7 @@ def test_full_window_editor_zooms_pans_and_shares_the_drawing_and_undo(comfy_ser
         assert big["width"] > 1000 and big["height"] > 500
         assert canvas_value(page, node_id) == first
         # The image is fitted into the window (height-bound here): a 240 px screen drag covers some cells ...
-        page.keyboard.press("g")  # no snapping: cells follow the pointer
+        assert not page.locator(".ja-rc-snap-box").first.is_checked()  # no snapping (the default): cells follow the pointer
         cx, cy = big["x"] + big["width"] / 2, big["y"] + big["height"] / 2
         page.mouse.move(cx, cy)
         page.mouse.down()

@@ -22,8 +22,8 @@ def draw_rect(page, canvas, fx0, fy0, fx1, fy1):
 
 
 def expected_cells(fx0, fy0, fx1, fy1, size=128):
-    """Cells (8 px) a snapped rectangle covers: corners snap to the 16 px grid, cell centres inside count."""
-    x0, y0, x1, y1 = (round(f * size / 16) * 16 for f in (fx0, fy0, fx1, fy1))
+    """Cells (8 px) a rectangle covers (snapping is off by default): cell centres inside count."""
+    x0, y0, x1, y1 = (f * size for f in (fx0, fy0, fx1, fy1))
     return sum(1 for cy in range(size // 8) for cx in range(size // 8)
                if x0 <= (cx + 0.5) * 8 <= x1 and y0 <= (cy + 0.5) * 8 <= y1)
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering
+from ja_browser import add_canvas, canvas_value, drag, node_rendering, readme_images
 
 pytestmark = pytest.mark.browser
 MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
@@ -50,12 +50,12 @@ def test_a_new_shape_starts_a_new_region_unless_shift_or_add_to_selected(comfy_s
         drag(page, canvas, 0.6, 0.05, 0.9, 0.3)
         page.keyboard.up("Shift")
         got = masks(canvas_value(page, node_id))
-        assert len(got) == 2 and box(got[1]) == [10, 0, 14, 14]
+        assert len(got) == 2 and box(got[1]) == [10, 1, 14, 14]  # cells whose centres the box holds (no snapping)
         page.keyboard.press("a")  # "add to selected" on
         assert page.locator(".ja-rc-add-to").first.is_checked()
         drag(page, canvas, 0.05, 0.6, 0.3, 0.9)
         got = masks(canvas_value(page, node_id))
-        assert len(got) == 2 and box(got[1]) == [0, 0, 14, 14]
+        assert len(got) == 2 and box(got[1]) == [1, 1, 14, 14]
         page.keyboard.press("a")
         # The brush: a stroke starting on the selected region adds to it, one starting off it starts a new region.
         page.keyboard.press("b")
@@ -83,6 +83,17 @@ def test_the_select_tool_moves_resizes_and_deletes_the_selected_shape(comfy_serv
         drag(page, canvas, 80 / SIZE, 64 / SIZE, 112 / SIZE, 96 / SIZE, steps=6)
         grown = masks(canvas_value(page, node_id))[0]
         assert box(grown) == [6, 4, 14, 12] and int(grown.sum()) == 64
+        if not vue:  # the manual's picture of the Select tool's handles (docs/canvas.md)
+            images = readme_images()  # scripts/readme_images.py: where its pictures are kept
+            page.mouse.move(1400, 1000)  # the pointer off the node
+            page.wait_for_timeout(300)
+            node = page.locator(".ja-rc").first.bounding_box()
+            images.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            drawing = canvas.bounding_box()
+            page.screenshot(path=str(images.ARTIFACTS / "region_canvas_handles.png"), clip={  # the toolbar and the drawing
+                "x": node["x"] - 12, "y": node["y"] - 12, "width": node["width"] + 24,
+                "height": drawing["y"] + drawing["height"] - node["y"] + 24})
+            readme_images().refresh("region_canvas_handles.png")
         # The upper left handle, dragged inwards.
         drag(page, canvas, 48 / SIZE, 32 / SIZE, 80 / SIZE, 64 / SIZE, steps=6)
         assert box(masks(canvas_value(page, node_id))[0]) == [10, 8, 14, 12]

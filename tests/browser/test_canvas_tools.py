@@ -107,9 +107,13 @@ def test_brush_size_cursor_and_snapping_no_moire_and_a_resize_keeps_the_shape(co
         page.wait_for_timeout(200)
         without = canvas_pixels(page, [ring])[0]
         assert with_cursor != without
-        # Snapping squares brush strokes to the 16 px token grid: every 2x2 block of 8 px cells is all or nothing.
+        # Snapping (off by default, G turns it on) squares brush strokes to the 16 px token grid: every 2x2 block of
+        # 8 px cells is all or nothing.
         page.keyboard.press("Control+z")  # the corner dot
         assert masks(canvas_value(page, node_id))[0].sum() == 0
+        assert not page.locator(".ja-rc-snap-box").first.is_checked()
+        page.keyboard.press("g")
+        assert page.locator(".ja-rc-snap-box").first.is_checked()
         drag(page, canvas, 0.2, 0.3, 0.8, 0.55, steps=12)
         m = masks(canvas_value(page, node_id))[0]
         blocks = m.reshape(8, 2, 8, 2).sum(dim=(1, 3))

@@ -73,10 +73,11 @@ test("a node's own choices outlive its editor; unusable remembered choices fall 
   const handover = new NodeHandover();
   const node = { id: 3 };
   assert.equal(handover.nodeChoices(node), undefined);
-  const chosen = { tool: "brush", brush: 64, snapToGrid: false, opacity: 0.6, eraseAll: true, addToSelected: true };
+  const chosen = { tool: "lasso", brush: 64, hardness: 0.25, snapToGrid: true, opacity: 0.6, eraseAll: true, addToSelected: true };
   handover.keepChoices(node, chosen); // without localStorage (node) they last for the page
   assert.deepEqual(handover.choicesFor(node), chosen);
   assert.deepEqual(readChoices(handover.nodeChoices(node)), chosen);
-  assert.deepEqual(readChoices({ tool: "lasso", brush: 4, snapToGrid: "yes", opacity: 1, eraseAll: 1, addToSelected: "no" }),
-    { tool: "rect", brush: 48, snapToGrid: true, opacity: 0.45, eraseAll: false, addToSelected: false });
+  // Snapping is off unless chosen (issue 32: snapped strokes looked blocky); the brush is hard unless chosen.
+  assert.deepEqual(readChoices({ tool: "pen", brush: 4, hardness: 2, snapToGrid: "yes", opacity: 1, eraseAll: 1, addToSelected: "no" }),
+    { tool: "rect", brush: 48, hardness: 1, snapToGrid: false, opacity: 0.45, eraseAll: false, addToSelected: false });
 });

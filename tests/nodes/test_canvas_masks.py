@@ -102,3 +102,28 @@ def test_width_and_height_are_outputs_a_latent_can_be_linked_to(clip):
     assert [(o.display_name, o.get_io_type()) for o in schema.outputs[3:]] == [("width", "INT"), ("height", "INT")]
     out = run_node(JointAttentionRegionCanvas, clip, W, H, _value())
     assert out[3:5] == (W, H)
+
+
+def test_a_regions_opacity_is_read_and_changes_only_how_the_editor_shows_it(clip):
+    """Issue 32, item 7 (per-region opacity): an optional `opacity` field, 1 (the default) never written, so drawings
+    saved before it read the same; the masks and regions do not depend on it."""
+    import json
+
+    plain = _value()
+    assert "opacity" not in plain  # the default is not saved
+    raw = json.loads(plain)
+    raw["regions"][1]["opacity"] = 0.3
+    faded = json.dumps(raw)
+    assert [r.opacity for r in canvas_state.parse(faded)[2]] == [1.0, 0.3, 1.0]
+    assert [r.opacity for r in canvas_state.parse(plain)[2]] == [1.0, 1.0, 1.0]
+    assert torch.equal(run_node(JointAttentionRegionCanvas, clip, W, H, faded)[1],
+                       run_node(JointAttentionRegionCanvas, clip, W, H, plain)[1])
+    # encode_value writes it only where it is not 1, as the editor does.
+    mw, mh = canvas_state.mask_dims(W, H)
+    again = canvas_state.encode_value(W, H, [{"prompt": "a", "mask": torch.ones(mh, mw), "opacity": 0.3},
+                                             {"prompt": "b", "mask": torch.ones(mh, mw), "opacity": 1.0}])
+    assert [r.get("opacity") for r in json.loads(again)["regions"]] == [0.3, None]
+    for bad in (1.5, -0.1, "half", True, None):
+        raw["regions"][1]["opacity"] = bad
+        with pytest.raises(ValueError, match=r"region 2: opacity must be a number between 0 and 1"):
+            canvas_state.parse(json.dumps(raw))

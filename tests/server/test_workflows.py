@@ -83,6 +83,25 @@ def test_owned_view_ignores_core_outputs_only():
     assert changed(lambda w: w["links"].pop())
 
 
+def test_the_canvas_example_links_the_latent_size_to_the_canvas(object_info):
+    """Issue 32, item 5: the empty latent's width and height are widget inputs linked to the Region Canvas's width and
+    height outputs (saved as the frontend saves a linked widget), so the API prompt takes them from the canvas."""
+    workflow = load("regional_canvas_flux.json")
+    canvas = next(n for n in workflow["nodes"] if n["type"] == "JointAttentionRegionCanvas")
+    latent = next(n for n in workflow["nodes"] if n["type"] == "EmptySD3LatentImage")
+    links = {link[0]: link for link in workflow["links"]}
+    for side in ("width", "height"):
+        entry = next(i for i in latent["inputs"] if i["name"] == side)
+        assert entry["widget"] == {"name": side} and entry["type"] == "INT"
+        link = links[entry["link"]]
+        slot = next(k for k, out in enumerate(canvas["outputs"]) if out["name"] == side)
+        assert link[1:4] == [canvas["id"], slot, latent["id"]] and latent["inputs"][link[4]] is entry
+        assert entry["link"] in canvas["outputs"][slot]["links"]
+    prompt = wf.to_api(workflow, object_info)
+    inputs = prompt[str(latent["id"])]["inputs"]
+    assert [inputs["width"], inputs["height"]] == [[str(canvas["id"]), 3], [str(canvas["id"]), 4]]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_example_loads_without_missing_nodes_or_widget_errors(object_info, name):
     _skip_without_model(name)

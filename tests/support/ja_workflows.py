@@ -80,7 +80,9 @@ def shrink(prompt: dict, size: int = 128, steps: int = 3, prefix: str | None = N
         if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage", "EmptyChromaRadianceLatentImage",
                                   "EmptyHunyuanImageLatent", "EmptyHunyuanLatentVideo",
                                   "JointAttentionRegionCanvas", "ImageScale"):
-            inputs["width"] = inputs["height"] = size
+            for side in ("width", "height"):
+                if not isinstance(inputs.get(side), list):  # a linked size follows its source (the canvas's outputs)
+                    inputs[side] = size
         if node["class_type"] == "EmptyHunyuanLatentVideo":
             inputs["length"] = 5  # 2 latent frames
         if node["class_type"] == "SolidMask":
