@@ -73,3 +73,92 @@ def test_strength_zero_gives_the_plain_regional_image_bit_for_bit(family):
     assert torch.equal(sample(_apply(base, zero, tiny, 0.2), pos, neg, **kw), plain)
     some = run_node(JointAttentionRegionLoRA, regions, 2, name, 1.0, 0.0, 1.0)[0]
     assert not torch.equal(sample(_apply(base, some, tiny, 0.2), pos, neg, **kw), plain)
+
+
+def _dense_deltas(tiny, seed):
+    """{layer: merged weight difference up @ down * alpha / rank} of the "comfy"-format LoRA written with `seed`."""
+    from ja_lora import lora_tensors
+
+    sd = lora_tensors(patcher(tiny), "comfy", seed=seed)
+    out = {}
+    for key, up in sd.items():
+        if key.endswith(".lora_up.weight"):
+            prefix = key[: -len(".lora_up.weight")]
+            down, alpha = sd[f"{prefix}.lora_down.weight"], float(sd[f"{prefix}.alpha"])
+            out[prefix[len("diffusion_model."):]] = (up.double() @ down.double()) * (alpha / down.shape[0])
+    return out
+
+
+def _cell_average(pixels, grid):
+    """Each token's share of the mask, the mask's pixels averaged over the token's cell (cells of whole pixels)."""
+    rows, cols = grid
+    height, width = pixels.shape
+    assert height % rows == 0 and width % cols == 0, (pixels.shape, grid)
+    ch, cw = height // rows, width // cols
+    return [float(pixels[i * ch:(i + 1) * ch, j * cw:(j + 1) * cw].double().mean())
+            for i in range(rows) for j in range(cols)]
+
+
+def _naive_weights(state, role, length, region, pixels, strength):
+    """[rows, length] weights of `region`, position by position, in the order a layer of `role` sees the tokens."""
+    n_txt, lens, n_img = state.n_txt, list(state.region_lens), state.n_img
+    token_mask = _cell_average(pixels, state.grid)
+    text = [0.0] * n_txt
+    for k, n in enumerate(lens):
+        text += [1.0 if k == region else 0.0] * n
+    if role == "text":
+        seq = text
+    else:
+        n_visual = length - (len(text) if role.startswith("joint") else 0)
+        image = [float(token_mask[i]) * strength for i in range(n_img)] + [0.0] * (n_visual - n_img)
+        seq = {"image": image, "joint": text + image, "joint_image_first": image + text}[role]
+    assert len(seq) == length
+    rows = [seq if kind == 0 else [0.0] * length for kind in state.row_kinds]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("family", family_params("region_lora_reference"))
+def test_two_regions_with_their_loras_match_a_dense_per_token_reference(family):
+    from joint_attention_pack.integration import region_lora
+
+    tiny = _mapped(family)
+    base = patcher(tiny)
+    a = write_lora(base, f"ref_a_{family.name}.safetensors", "comfy", seed=11)
+    b = write_lora(base, f"ref_b_{family.name}.safetensors", "comfy", seed=12)
+    pixels, _ = cell_masks(True)
+    strengths = [1.0, 1.5]
+    regions, _ = regions_for(tiny, pixels, strengths)
+    # Region 1 carries A; region 2 carries B and A again (one region, several LoRAs; one LoRA, several regions).
+    loras = [(0, a, 0.7, 11), (1, b, 1.3, 12), (1, a, 0.5, 11)]
+    with_loras = regions
+    for region, name, strength, _ in loras:
+        with_loras = run_node(JointAttentionRegionLoRA, with_loras, region + 1, name, strength, 0.0, 1.0)[0]
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+    got = sample(_apply(base, with_loras, tiny, 0.2), pos, neg, **kw)
+
+    fam = model_family(base)
+    dm = base.model.diffusion_model
+    deltas = {seed: _dense_deltas(tiny, seed) for seed in {s for *_, s in loras}}
+
+    def hook(path, role):
+        def add_terms(module, args, out):
+            state = region_lora._FORWARD.get()
+            x = args[0].double()
+            extra = torch.zeros(out.shape, dtype=torch.float64)
+            for region, _, strength, seed in loras:
+                w = _naive_weights(state, role, x.shape[1], region, pixels[region], strengths[region])
+                extra += strength * w[..., None] * (x @ deltas[seed][path].t())
+            return out + extra.to(out.dtype)
+        return add_terms
+
+    handles = [dm.get_submodule(path).register_forward_hook(hook(path, fam.adapter_role(path, dm)))
+               for path in deltas[11]]
+    try:
+        want = sample(_apply(base, regions, tiny, 0.2), pos, neg, **kw)
+    finally:
+        for h in handles:
+            h.remove()
+    plain = sample(_apply(base, regions, tiny, 0.2), pos, neg, **kw)
+    assert _rel(plain, want) > 1e-2  # the LoRAs change the image
+    assert _rel(got, want) <= 1e-4
