@@ -355,9 +355,10 @@ def _refuse(node, lora, r, family, shared, outside, kinds):
                               "keep it inside the region; use a LoRA trained without them (most trainers' default "
                               "for attention and MLP layers), or load this one globally with the LoRA loader")
     if outside:
-        raise RegionLoRAError(f"{where} targets layers outside the transformer blocks ({_listed(outside)}), which run "
-                              "before the region's tokens are told apart; use a LoRA trained on the blocks only, or load "
-                              "this one globally with the LoRA loader")
+        raise RegionLoRAError(f"{where} targets layers with no per-token role ({_listed(outside)}): layers outside "
+                              "the transformer blocks, which run before the region's tokens are told apart, or layers "
+                              "that see tokens out of sequence (routed experts); use a LoRA trained on the blocks' "
+                              "attention and MLP layers, or load this one globally with the LoRA loader")
     if kinds:
         raise RegionLoRAError(f"{where} has keys a per-token term cannot apply: {_listed(kinds)}; use a plain LoRA "
                               "(or, on ComfyUI 0.29 and later, LoHa / LoKr), or load this one globally")

@@ -162,3 +162,121 @@ def test_two_regions_with_their_loras_match_a_dense_per_token_reference(family):
     plain = sample(_apply(base, regions, tiny, 0.2), pos, neg, **kw)
     assert _rel(plain, want) > 1e-2  # the LoRAs change the image
     assert _rel(got, want) <= 1e-4
+
+
+def _flux():
+    from ja_families import BY_NAME
+
+    return BY_NAME["flux"].build()
+
+
+def _lora_regions(tiny, name, strength=1.0, index=1):
+    regions = run_node(JointAttentionRegion, make_cond(tiny, seed=5), torch.ones(1, 8, 8), 1.0)[0]
+    return run_node(JointAttentionRegionLoRA, regions, index, name, strength, 0.0, 1.0)[0]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("double_blocks.0.img_mod.lin",), ["modulation layers", "double_blocks.0.img_mod.lin"]),
+    (("single_blocks.1.modulation.lin",), ["modulation layers", "single_blocks.1.modulation.lin"]),
+    (("img_in", "final_layer.linear"), ["no per-token role", "final_layer.linear, img_in"]),
+])
+def test_layers_shared_by_every_token_are_refused_by_name(extra, words):
+    tiny = _flux()
+    name = write_lora(patcher(tiny), f"refused_{extra[0]}.safetensors", "comfy", extra=extra)
+    with pytest.raises(ValueError) as info:
+        _apply(patcher(tiny), _lora_regions(tiny, name), tiny)
+    message = str(info.value)
+    assert message.startswith("[Apply Regional Attention] input 'regions': LoRA") and name in message
+    for word in words:
+        assert word in message
+
+
+def _write(tiny, name, sd):
+    import safetensors.torch
+
+    from ja_lora import loras_folder
+
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(loras_folder() / name))
+    return name
+
+
+def _loha(tiny, seed=0):
+    """A LoHa (LyCORIS hada_* keys) on FLUX's image qkv layers."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for i in range(tiny.n_double):
+        layer = patcher(tiny).model.diffusion_model.get_submodule(f"double_blocks.{i}.img_attn.qkv")
+        prefix = f"lora_unet_double_blocks_{i}_img_attn_qkv"
+        for part in ("1", "2"):
+            sd[f"{prefix}.hada_w{part}_a"] = torch.randn(layer.out_features, 2, generator=gen) * 0.5
+            sd[f"{prefix}.hada_w{part}_b"] = torch.randn(2, layer.in_features, generator=gen) * 0.5
+        sd[f"{prefix}.alpha"] = torch.tensor(2.0)
+    return sd
+
+
+def test_loha_follows_the_host():
+    """0.29+: the host's own LoHa term (full region == core's loader); 0.3.75: refused by name."""
+    from joint_attention_pack.integration.region_lora import host_has_bypass
+
+    tiny = _flux()
+    base = patcher(tiny)
+    name = _write(tiny, "loha.safetensors", _loha(tiny))
+    regions = _lora_regions(tiny, name, 0.9)
+    if not host_has_bypass():
+        with pytest.raises(ValueError, match="LoHaAdapter; this ComfyUI has no bypass adapters"):
+            _apply(base, regions, tiny)
+        return
+    base_cond, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    region_cond = [[regions[0].tokens[None], {}]]
+    kw = dict(seed=0, steps=2, cfg=1.0, width=64, height=64)
+    got = sample(_apply(base, regions, tiny), base_cond, neg, **kw)
+    want = sample(core_lora(base, name, 0.9), prompt_alone(region_cond, base_cond), neg, **kw)
+    assert _rel(sample(base, prompt_alone(region_cond, base_cond), neg, **kw), want) > 1e-2
+    assert _rel(got, want) <= 1e-4
+
+
+def test_dora_is_refused_by_name():
+    from ja_lora import lora_tensors
+
+    tiny = _flux()
+    sd = lora_tensors(patcher(tiny), "comfy", seed=1)
+    sd["diffusion_model.double_blocks.0.img_attn.qkv.dora_scale"] = torch.ones(
+        patcher(tiny).model.diffusion_model.double_blocks[0].img_attn.qkv.out_features, 1)
+    name = _write(tiny, "dora.safetensors", sd)
+    with pytest.raises(ValueError, match=r"double_blocks\.0\.img_attn\.qkv \(DoRA rescales the merged weight"):
+        _apply(patcher(tiny), _lora_regions(tiny, name), tiny)
+
+
+def test_bad_inputs_name_the_node_and_the_fix():
+    tiny = _flux()
+    name = write_lora(patcher(tiny), "inputs.safetensors", "comfy")
+    regions = run_node(JointAttentionRegion, make_cond(tiny, seed=5), torch.ones(1, 8, 8), 1.0)[0]
+    with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'index': is 2 but the regions hold 1"):
+        run_node(JointAttentionRegionLoRA, regions, 2, name, 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'lora_name': 'missing.safetensors' is not in"):
+        run_node(JointAttentionRegionLoRA, regions, 1, "missing.safetensors", 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'end_percent': must not be below"):
+        run_node(JointAttentionRegionLoRA, regions, 1, name, 1.0, 0.6, 0.5)
+    with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'strength'"):
+        run_node(JointAttentionRegionLoRA, regions, 1, name, float("nan"), 0.0, 1.0)
+
+
+def test_what_a_region_lora_holds_is_counted_and_goes_with_the_model():
+    import gc
+
+    from joint_attention_pack.integration.runtime import MEMORY
+
+    tiny = _flux()
+    name = write_lora(patcher(tiny), "memory.safetensors", "comfy", seed=9)
+
+    def held():
+        return sum(n for owner, _, _, n in MEMORY.registry.live() if owner == "region_lora:weights")
+
+    before = held()
+    model = _apply(patcher(tiny), _lora_regions(tiny, name), tiny)
+    sample(model, make_cond(tiny, seed=1), make_cond(tiny, seed=2), steps=1)
+    layers = model.get_injections("joint_attention_region_lora")
+    assert layers and held() - before > 0
+    del model, layers
+    gc.collect()
+    assert held() == before
