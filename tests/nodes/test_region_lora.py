@@ -50,12 +50,12 @@ def test_full_region_lora_equals_core_lora_with_the_region_text_as_prompt(family
         regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 3, 2), 1.0)[0]
         regions = run_node(JointAttentionRegionLoRA, regions, 1, name, 0.8, 0.0, 1.0)[0]
         model = _apply(base, regions, tiny)
-        kw = dict(seed=0, steps=3, cfg=1.0, width=family.width_without_image_pads(96, 64), height=64)
+        kw = dict(seed=0, steps=2, cfg=1.0, width=family.width_without_image_pads(96, 64), height=64)
         neg = make_cond(tiny, seed=2)
         got = sample(model, base_cond, neg, **kw)
         want = sample(core_lora(base, name, 0.8), prompt_alone(region_cond, base_cond), neg, **kw)
         without = sample(base, prompt_alone(region_cond, base_cond), neg, **kw)
-        assert _rel(without, want) > 1e-2, fmt  # the LoRA changes the image, so the identity can fail
+        assert _rel(without, want) > 1e-3, fmt  # the LoRA changes the image (by far more than the tolerance)
         assert _rel(got, want) <= 1e-4, fmt
 
 
@@ -67,7 +67,7 @@ def test_strength_zero_gives_the_plain_regional_image_bit_for_bit(family):
     pixels, _ = cell_masks(True)
     regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+    kw = dict(seed=0, steps=2, cfg=2.5, width=WIDTH, height=HEIGHT)
     plain = sample(_apply(base, regions, tiny, 0.2), pos, neg, **kw)
     zero = run_node(JointAttentionRegionLoRA, regions, 2, name, 0.0, 0.0, 1.0)[0]
     assert torch.equal(sample(_apply(base, zero, tiny, 0.2), pos, neg, **kw), plain)
@@ -134,7 +134,7 @@ def test_two_regions_with_their_loras_match_a_dense_per_token_reference(family):
     for region, name, strength, _ in loras:
         with_loras = run_node(JointAttentionRegionLoRA, with_loras, region + 1, name, strength, 0.0, 1.0)[0]
     pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
-    kw = dict(seed=0, steps=3, cfg=2.5, width=WIDTH, height=HEIGHT)
+    kw = dict(seed=0, steps=2, cfg=2.5, width=WIDTH, height=HEIGHT)
     got = sample(_apply(base, with_loras, tiny, 0.2), pos, neg, **kw)
 
     fam = model_family(base)
