@@ -280,3 +280,117 @@ def test_what_a_region_lora_holds_is_counted_and_goes_with_the_model():
     del model, layers
     gc.collect()
     assert held() == before
+
+
+# -- works with (docs/works-with.md) -------------------------------------------------------------------------------
+works_with = pytest.mark.works_with
+
+
+def _full_region(tiny, name, strength=0.8):
+    region_cond = make_cond(tiny, seed=5, n_tokens=5)
+    regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 3, 2), 1.0)[0]
+    return run_node(JointAttentionRegionLoRA, regions, 1, name, strength, 0.0, 1.0)[0], region_cond
+
+
+@works_with("core LoRA loading (`LoraLoaderModelOnly`) beside a region LoRA", "Region LoRA + Apply Regional Attention",
+            "exact")
+def test_global_lora_and_region_lora():
+    """A global LoRA G (core's loader) and a full-region LoRA R: the latent of core's loader with G and R and the region
+    text as the prompt."""
+    from ja_compose import core_nodes
+
+    tiny = _flux()
+    base = patcher(tiny)
+    g = write_lora(base, "works_global.safetensors", "kohya", seed=21)
+    r = write_lora(base, "works_region.safetensors", "diffusers", seed=22)
+    regions, region_cond = _full_region(tiny, r)
+    with_g = run_node(core_nodes().LoraLoaderModelOnly, base, g, 0.6)[0]
+    base_cond, neg = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=1.0, width=96, height=64)
+    got = sample(_apply(with_g, regions, tiny), base_cond, neg, **kw)
+    want = sample(core_lora(with_g, r, 0.8), prompt_alone(region_cond, base_cond), neg, **kw)
+    assert _rel(sample(with_g, prompt_alone(region_cond, base_cond), neg, **kw), want) > 1e-3
+    assert _rel(got, want) <= 1e-4
+
+
+@works_with("TACA", "Region LoRA + Apply Regional Attention + TACA", "exact")
+def test_taca_with_region_lora():
+    """TACA after a full-region LoRA: the latent of TACA on core's LoRA model with the region text as the prompt."""
+    from joint_attention_pack.nodes.guidance import JointAttentionTACA
+
+    tiny = _flux()
+    base = patcher(tiny)
+    r = write_lora(base, "works_taca.safetensors", "comfy", seed=23)
+    regions, region_cond = _full_region(tiny, r)
+    base_cond, neg = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=1.0, width=96, height=64)
+
+    def taca(model):
+        return run_node(JointAttentionTACA, model, 3.0, 0.0, "both", "all", "all")[0]
+
+    got = sample(taca(_apply(base, regions, tiny)), base_cond, neg, **kw)
+    want = sample(taca(core_lora(base, r, 0.8)), prompt_alone(region_cond, base_cond), neg, **kw)
+    # TACA moves this tiny model's image little (a few text tokens): the identity is held 20x tighter than that move.
+    assert _rel(sample(core_lora(base, r, 0.8), prompt_alone(region_cond, base_cond), neg, **kw), want) > 2e-4
+    assert _rel(got, want) <= 1e-5
+
+
+@works_with("fp8 weights (`weight_dtype` fp8_e4m3fn)", "Region LoRA + Apply Regional Attention",
+            "exact: the base weights' own forward, the LoRA term in the activation dtype")
+def test_fp8_weights_with_region_loras():
+    """Two regions with LoRAs on an fp8 model sample as on the fp32 model holding the same (fp8-rounded) weights."""
+    from ja_families import BY_NAME
+
+    fp8 = BY_NAME["flux"].build(weight_dtype=torch.float8_e4m3fn)
+    rounded = BY_NAME["flux"].build()
+    with torch.no_grad():
+        for p8, p32 in zip(patcher(fp8).model.diffusion_model.parameters(),
+                           patcher(rounded).model.diffusion_model.parameters()):
+            p32.copy_(p8.float())
+    assert torch.float8_e4m3fn in {p.dtype for p in patcher(fp8).model.diffusion_model.parameters()}
+    a = write_lora(patcher(rounded), "works_fp8_a.safetensors", "comfy", seed=24)
+    b = write_lora(patcher(rounded), "works_fp8_b.safetensors", "comfy", seed=25)
+    pixels, _ = cell_masks(True)
+    pos, neg = make_cond(fp8, seed=1), make_cond(fp8, seed=2)
+    kw = dict(seed=0, steps=2, cfg=2.5, width=WIDTH, height=HEIGHT)
+    out = []
+    for tiny in (fp8, rounded):
+        regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
+        regions = run_node(JointAttentionRegionLoRA, regions, 1, a, 0.7, 0.0, 1.0)[0]
+        regions = run_node(JointAttentionRegionLoRA, regions, 2, b, 1.2, 0.0, 1.0)[0]
+        out.append(sample(_apply(patcher(tiny), regions, tiny, 0.2), pos, neg, **kw))
+    plain_regions, _ = regions_for(rounded, pixels, [1.0, 1.5])
+    assert _rel(sample(_apply(patcher(rounded), plain_regions, rounded, 0.2), pos, neg, **kw), out[1]) > 1e-3
+    assert _rel(out[0], out[1]) <= 1e-4
+
+
+@works_with("core `TorchCompileModel` (whole diffusion model compiled)", "Region LoRA + Apply Regional Attention",
+            "exact (the wrapped layers run eagerly)")
+def test_torch_compile_with_region_loras():
+    from ja_compose import core_nodes  # noqa: F401 (boots the host's nodes the compile node imports)
+
+    compile_node = pytest.importorskip("comfy_extras.nodes_torch_compile").TorchCompileModel
+    tiny = _flux()
+    base = patcher(tiny)
+    a = write_lora(base, "works_compile.safetensors", "comfy", seed=26)
+    pixels, _ = cell_masks(True)
+    regions, _ = regions_for(tiny, pixels, [1.0, 1.5])
+    regions = run_node(JointAttentionRegionLoRA, regions, 2, a, 1.0, 0.0, 1.0)[0]
+    model = _apply(base, regions, tiny, 0.2)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=2.5, width=WIDTH, height=HEIGHT)
+    eager = sample(model, pos, neg, **kw)
+    graphs = []
+
+    def backend(graph_module, example_inputs, **_):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    try:
+        got = sample(run_node(compile_node, model, backend)[0], pos, neg, **kw)
+    finally:
+        torch._dynamo.reset()
+    assert graphs  # the model was compiled
+    assert _rel(eager, sample(_apply(base, regions_for(tiny, pixels, [1.0, 1.5])[0], tiny, 0.2), pos, neg, **kw)) > 1e-3
+    assert _rel(got, eager) <= 1e-6
