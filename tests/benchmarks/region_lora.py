@@ -140,7 +140,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     body = measure()
-    print(body)
+    print(body, file=sys.__stdout__)  # the host installs its own stdout logger on boot
     if not args.no_write:
         page = ROOT / "BENCHMARKS.md"
         page.write_text(replace_section(page.read_text(), MARKER, "## Region LoRA\n\n" + body))
