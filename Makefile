@@ -90,6 +90,7 @@ test-fast: setup
 bench: setup
 	@$(PY) tests/benchmarks/run.py
 	@$(PY) tests/benchmarks/canvas.py
+	@$(PY) tests/benchmarks/region_lora.py
 
 # On a machine with an NVIDIA GPU: tests/gpu, then the GPU benchmark (about 8 minutes together), which rewrites the
 # GPU section of BENCHMARKS.md. Without CUDA it stops before anything runs (exit 2, a message saying why).

@@ -229,6 +229,9 @@ class Region:
     # What came with the tokens (pooled vector...), opaque here: the host adapter uses it to
     # turn the tokens into the text the model sees for a prompt.
     options: dict = field(default_factory=dict, compare=False)
+    # Adapters the region carries (region LoRAs), opaque here: they act on the layers the host adapter wraps, never
+    # on attention, so plans and caches ignore them.
+    adapters: tuple = field(default=(), compare=False)
 
 
 class MaskBatchMismatch(ValueError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..attention.forward import ForwardState, TextStream
+from ..attention.token_weights import IMAGE, JOINT, SHARED, TEXT
 from .base import Family, UnsupportedModel
 
 REGISTER_SLOTS = ("aura_flow", "register slots")  # ForwardState.tables: [(start, stop)] text-stream rows to fill
@@ -32,6 +33,14 @@ class AuraFlow(Family):
     references_doc = "the model takes none"
     classes = ("AuraFlow",)
     diffusion_classes = ("MMDiT",)
+    # Region LoRAs: in double layers w1* / mlpC act on the text (with the register tokens), w2* / mlpX on the image;
+    # single layers run [text ; image].
+    adapter_roles = (
+        (r"double_layers\.\d+\.(attn\.w2[qkvo]|mlpX\.c_(fc1|fc2|proj))", IMAGE),
+        (r"double_layers\.\d+\.(attn\.w1[qkvo]|mlpC\.c_(fc1|fc2|proj))", TEXT),
+        (r"single_layers\.\d+\.(attn\.w1[qkvo]|mlp\.c_(fc1|fc2|proj))", JOINT),
+        (r"(double_layers\.\d+\.mod[CX]|single_layers\.\d+\.modCX)\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input = "double_layers", "single_layers", "cond_seq_linear"
     context_encoders = ("pile_t5xl",)
     leading_text = 8  # register tokens before the prompt in the text stream

@@ -9,6 +9,7 @@ calls these methods and never asks which family it has; the attention math (atte
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import torch
@@ -236,6 +237,21 @@ class Family:
         """Whether the block's joint attention calls hold the image before the text ([image ; text]: HiDream, HunyuanVideo
         blocks on 0.3.75): the pack's attention then runs them with the text moved first, as every layout reads."""
         return False
+
+    # -- region LoRAs -----------------------------------------------------------------------------------------------
+    # Which tokens each LoRA-targeted layer of the diffusion model acts on: (regex over the layer's path, role), first
+    # full match wins; roles are attention.token_weights' IMAGE, TEXT, JOINT, JOINT_IMAGE_FIRST, or SHARED for layers
+    # whose output every token of a stream shares (modulation from the timestep / pooled vector). A path no entry
+    # matches is outside the blocks (embedders, final layer). Empty: region LoRAs are not mapped for the family yet.
+    adapter_roles: tuple = ()
+
+    def adapter_role(self, path: str, dm) -> Optional[str]:
+        """The role of the layer at `path` (no "diffusion_model." prefix, no ".weight"), None when outside the
+        blocks."""
+        for pattern, role in self.adapter_roles:
+            if re.fullmatch(pattern, path):
+                return role
+        return None
 
     # -- ConceptAttention's text stream -------------------------------------------------------------------------
     def concept_block_inputs(self, state: ForwardState, inputs: dict, n_concepts: int) -> dict:

@@ -20,6 +20,7 @@ from functools import partial
 import torch
 
 from ..attention.forward import BlockRef, TextStream
+from ..attention.token_weights import IMAGE, JOINT, SHARED, TEXT
 from .omnigen2 import CAPTION_REFINER, OmniGen2, OmniGen2Layer, joint_rope
 from .z_image import HookedLayers, rebind_layer_lists, wrap_layer_lists
 
@@ -37,6 +38,17 @@ class Boogu(OmniGen2):
     # The host's Boogu encoder (Qwen3-VL-8B, BooguTokenizer): it keeps its whole chat template (system turn, user
     # turn) in the context, as OmniGen2's does, so the shared chat-template rule places the words.
     context_encoders = ("qwen3vl_8b",)
+    # Region LoRAs: double-stream layers keep the instruction (text) and image streams apart except the joint attention's
+    # shared output projection over [text ; image]; single-stream layers run [text ; image]; refiners are outside.
+    adapter_roles = (
+        (r"double_stream_layers\.\d+\.(img_instruct_attn\.processor\.img_(to_[qkv]|out)|img_self_attn\.(to_[qkv]|to_out\.0)"
+         r"|img_feed_forward\.linear_[123])", IMAGE),
+        (r"double_stream_layers\.\d+\.(img_instruct_attn\.processor\.instruct_(to_[qkv]|out)"
+         r"|instruct_feed_forward\.linear_[123])", TEXT),
+        (r"double_stream_layers\.\d+\.img_instruct_attn\.to_out\.0", JOINT),
+        (r"single_stream_layers\.\d+\.(attn\.(to_[qkv]|to_out\.0)|feed_forward\.linear_[123])", JOINT),
+        (r"(double_stream_layers\.\d+\.(img|instruct)_norm\d|single_stream_layers\.\d+\.norm1)\.linear", SHARED),
+    )
     double_blocks, single_blocks = DOUBLE, SINGLE
     blocks_help = ("double_blocks are the double-stream layers, single_blocks the single-stream joint layers, each "
                    "numbered from 0; the refiners are not numbered")

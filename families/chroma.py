@@ -1,6 +1,7 @@
 """Chroma: FLUX.1's block layout with modulation from an approximator instead of a pooled vector; zero text ids."""
 from __future__ import annotations
 
+from ..attention.token_weights import IMAGE, JOINT, TEXT
 from .base import Family
 
 
@@ -11,3 +12,9 @@ class Chroma(Family):
     blocks_doc = "double 0-18, single 0-37"
     references_doc = "-"
     classes = ("Chroma",)
+    # Region LoRAs: FLUX's blocks; modulation comes from the distilled guidance layer, outside the blocks.
+    adapter_roles = (
+        (r"double_blocks\.\d+\.img_(attn\.(qkv|proj)|mlp\.\d+)", IMAGE),
+        (r"double_blocks\.\d+\.txt_(attn\.(qkv|proj)|mlp\.\d+)", TEXT),
+        (r"single_blocks\.\d+\.linear[12]", JOINT),
+    )

@@ -9,6 +9,7 @@ table is the same and the rule changes nothing.
 from __future__ import annotations
 
 from ..attention.forward import ForwardState
+from ..attention.token_weights import IMAGE, JOINT, TEXT
 from .base import Family, rope_rows_as_prompt_alone
 
 
@@ -18,6 +19,12 @@ class ChromaRadiance(Family):
     table_order = 2.5
     blocks_doc = "double 0-18, single 0-37"
     classes = ("ChromaRadiance",)
+    # Region LoRAs: Chroma's blocks; the NeRF head and the distilled guidance layer are outside the blocks.
+    adapter_roles = (
+        (r"double_blocks\.\d+\.img_(attn\.(qkv|proj)|mlp\.\d+)", IMAGE),
+        (r"double_blocks\.\d+\.txt_(attn\.(qkv|proj)|mlp\.\d+)", TEXT),
+        (r"single_blocks\.\d+\.linear[12]", JOINT),
+    )
     latent_px = 1  # pixel space: a latent cell is a pixel
 
     def forward_patches(self, state: ForwardState) -> dict:

@@ -7,6 +7,7 @@ ids count along two rope axes (renumbered by the same `post_input` rule) and its
 """
 from __future__ import annotations
 
+from ..attention.token_weights import IMAGE, JOINT, SHARED, TEXT
 from .base import Family
 
 
@@ -17,6 +18,13 @@ class Flux(Family):
     blocks_doc = "double 0-18, single 0-37 (text scale: 0-56)"
     references_doc = "Kontext: always visible"
     classes = ("Flux",)
+    # Region LoRAs: double blocks keep image and text streams apart; single blocks run [text ; image ; references].
+    adapter_roles = (
+        (r"double_blocks\.\d+\.img_(attn\.(qkv|proj)|mlp\.\d+)", IMAGE),
+        (r"double_blocks\.\d+\.txt_(attn\.(qkv|proj)|mlp\.\d+)", TEXT),
+        (r"single_blocks\.\d+\.linear[12]", JOINT),
+        (r"double_blocks\.\d+\.(img|txt)_mod\.lin|single_blocks\.\d+\.modulation\.lin", SHARED),
+    )
     pooled_input = "vector_in"
     # Ovis-Image (a FLUX model on 0.33, detected by its weights) normalises text features before `txt_in`; plain FLUX
     # has none (the layer is absent or None), and ConceptAttention's concepts then go through `txt_in` alone.

@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
+from ..attention.token_weights import IMAGE, JOINT_IMAGE_FIRST, SHARED, TEXT
 from .base import Family
 
 LLAMA = "encoder_hidden_states_llama3"  # the model's input with the Llama states of every layer
@@ -49,6 +50,15 @@ class HiDream(Family):
     references_doc = "E1 edit images (image_cond) refused with a message"
     classes = ("HiDream",)
     diffusion_classes = ("HiDreamImageTransformer2DModel",)
+    # Region LoRAs: *_t layers and ff_t act on the text, the others on the image; single blocks run [image ; text].
+    # The routed experts (ff_i.experts) see tokens in routing order, not as a sequence: no role, refused.
+    adapter_roles = (
+        (r"double_stream_blocks\.\d+\.block\.(attn1\.(to_[qkv]|to_out)|ff_i\.shared_experts\.w[123])", IMAGE),
+        (r"double_stream_blocks\.\d+\.block\.(attn1\.(to_[qkv]_t|to_out_t)|ff_t\.w[123])", TEXT),
+        (r"single_stream_blocks\.\d+\.block\.(attn1\.(to_[qkv]|to_out)|ff_i\.shared_experts\.w[123])",
+         JOINT_IMAGE_FIRST),
+        (r"(double|single)_stream_blocks\.\d+\.block\.adaLN_modulation\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input = DOUBLE, SINGLE, "caption_projection"
     context_encoders = ("t5xxl",)  # word labels: the T5 part; the Llama parts (twice the Llama tokens) get none
     pooled_input = "p_embedder"  # the pooled CLIP vector's term of the blocks' modulation (adaln_input)

@@ -36,6 +36,7 @@ from typing import Optional
 import torch
 
 from ..attention.forward import ForwardState, TextStream
+from ..attention.token_weights import IMAGE, JOINT, JOINT_IMAGE_FIRST, SHARED, TEXT
 from .base import Family, UnsupportedModel
 
 TEXT_REFINER = "txt_in"
@@ -56,6 +57,14 @@ class HunyuanImage(Family):
     references_doc = "the model takes none"
     classes = ("HunyuanImage21",)
     diffusion_classes = ("HunyuanVideo",)
+    # Region LoRAs: FLUX's layer names; the single blocks run [image ; text] on hosts whose double blocks are
+    # flipped (0.3.75) and [text ; image] on the others (adapter_role). The token refiner is outside the blocks.
+    adapter_roles = (
+        (r"double_blocks\.\d+\.img_(attn\.(qkv|proj)|mlp\.\d+)", IMAGE),
+        (r"double_blocks\.\d+\.txt_(attn\.(qkv|proj)|mlp\.\d+)", TEXT),
+        (r"single_blocks\.\d+\.linear[12]", JOINT),
+        (r"double_blocks\.\d+\.(img|txt)_mod\.lin|single_blocks\.\d+\.modulation\.lin", SHARED),
+    )
     context_encoders = ("qwen25_7b",)
     chat_template = True
     cuts_to_user_text = True
@@ -96,6 +105,12 @@ class HunyuanImage(Family):
         if isinstance(own, RefinedApart):  # copied while the patch was applied
             own = own.refiner
         clone.object_patches = {**clone.object_patches, key: RefinedApart(own, found.hooks)}
+
+    def adapter_role(self, path: str, dm):
+        role = super().adapter_role(path, dm)
+        blocks = getattr(dm, "double_blocks", None)
+        flipped = bool(blocks is not None and len(blocks) and getattr(blocks[0], "flipped_img_txt", False))
+        return JOINT_IMAGE_FIRST if role == JOINT and flipped else role
 
     def image_first(self, state: ForwardState, block) -> bool:
         blocks = getattr(state.host_model, "double_blocks", None)

@@ -20,6 +20,7 @@ import torch
 
 from ..attention.forward import BlockRef, ForwardState
 from ..attention.layout import as_prompt_alone
+from ..attention.token_weights import JOINT, SHARED
 from .base import Family
 
 LAYERS = "layers"
@@ -33,6 +34,11 @@ class Ideogram4(Family):
     blocks_doc = "double_blocks = its layers from 0 (0-33 at the model's default size)"
     classes = ("Ideogram4",)
     diffusion_classes = ("Ideogram4Transformer2DModel",)
+    # Region LoRAs: the layers run one joint sequence, text first.
+    adapter_roles = (
+        (r"layers\.\d+\.(attention\.(qkv|o)|feed_forward\.w[123])", JOINT),
+        (r"layers\.\d+\.adaln_modulation", SHARED),
+    )
     double_blocks, single_blocks, text_input, text_norm = LAYERS, "", "llm_cond_proj", "llm_cond_norm"
     context_encoders = ("qwen3vl_8b",)
     chat_template = True  # the encoder keeps the whole user turn (`<|im_start|>user\n{}<|im_end|>...`)

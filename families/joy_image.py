@@ -12,6 +12,7 @@ the user turn's `<|im_start|>`): the context starts at its `user` header, and wo
 from __future__ import annotations
 
 from ..attention.forward import ForwardState
+from ..attention.token_weights import IMAGE, TEXT
 from .base import Family
 
 
@@ -23,6 +24,11 @@ class JoyImage(Family):
     references_doc = "always visible"
     classes = ("JoyImage",)
     diffusion_classes = ("JoyImageTransformer3DModel",)
+    # Region LoRAs: dual-stream blocks only (their modulation is a table, not a layer).
+    adapter_roles = (
+        (r"double_blocks\.\d+\.(attn\.img_attn_(qkv|proj)|img_mlp\.net\.(0\.proj|2))", IMAGE),
+        (r"double_blocks\.\d+\.(attn\.txt_attn_(qkv|proj)|txt_mlp\.net\.(0\.proj|2))", TEXT),
+    )
     double_blocks, single_blocks, text_input = "double_blocks", "", ""
     context_encoders = ("qwen3vl_8b",)
     chat_template = True

@@ -26,6 +26,7 @@ from functools import partial
 import torch
 
 from ..attention.forward import BlockRef, ForwardState
+from ..attention.token_weights import JOINT
 from .base import Family
 
 BLOCKS, TEXT_FUSION = "blocks", "txtfusion"
@@ -39,6 +40,10 @@ class Krea2(Family):
     references_doc = "always visible"
     classes = ("Krea2",)
     diffusion_classes = ("SingleStreamDiT",)
+    # Region LoRAs: the single-stream blocks run [text ; image]; the text fusion layers run before them.
+    adapter_roles = (
+        (r"blocks\.\d+\.(attn\.(w[qkvo]|gate)|mlp\.(up|gate|down))", JOINT),
+    )
     double_blocks, single_blocks, text_input = BLOCKS, "", "txtmlp"
     context_encoders = ("qwen3vl_4b",)
     chat_template = True

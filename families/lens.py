@@ -20,6 +20,7 @@ import torch
 
 from ..attention.forward import ForwardState
 from ..attention.layout import as_prompt_alone
+from ..attention.token_weights import IMAGE, SHARED, TEXT
 from .base import Family
 
 OPEN_MASK = ("lens", "open mask")  # ForwardState.tables: the model's joint mask masks nothing in this forward
@@ -34,6 +35,12 @@ class Lens(Family):
     references_doc = "the model takes none"
     classes = ("Lens",)
     diffusion_classes = ("LensTransformer2DModel",)
+    # Region LoRAs: img_qkv / to_out / img_mlp act on the image stream, txt_qkv / to_add_out / txt_mlp on the text.
+    adapter_roles = (
+        (r"transformer_blocks\.\d+\.(attn\.(img_qkv|to_out\.0)|img_mlp\.w[123])", IMAGE),
+        (r"transformer_blocks\.\d+\.(attn\.(txt_qkv|to_add_out)|txt_mlp\.w[123])", TEXT),
+        (r"transformer_blocks\.\d+\.(img|txt)_mod\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input = "transformer_blocks", "", "txt_in"
     context_encoders = ("gpt_oss",)
     latent_px = 16

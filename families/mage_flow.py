@@ -8,6 +8,7 @@ template and cuts the context to start at the user's text.
 """
 from __future__ import annotations
 
+from ..attention.token_weights import IMAGE, SHARED, TEXT
 from .base import Family
 
 
@@ -19,6 +20,12 @@ class MageFlow(Family):
     references_doc = "always visible"
     classes = ("MageFlow",)
     diffusion_classes = ("MageFlowTransformer2DModel",)
+    # Region LoRAs: Qwen-Image's block layout (attn.to_* / img_mlp image, attn.add_* / to_add_out / txt_mlp text).
+    adapter_roles = (
+        (r"transformer_blocks\.\d+\.(attn\.(to_[qkv]|to_out\.0)|img_mlp\.net\.(0\.proj|2))", IMAGE),
+        (r"transformer_blocks\.\d+\.(attn\.(add_[qkv]_proj|to_add_out)|txt_mlp\.net\.(0\.proj|2))", TEXT),
+        (r"transformer_blocks\.\d+\.(img|txt)_mod\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input, text_norm = "transformer_blocks", "", "txt_in", "txt_norm"
     latent_px = 16
     context_encoders = ("qwen3vl_4b",)

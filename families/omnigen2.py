@@ -26,6 +26,8 @@ from typing import Optional
 import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
+from ..attention.token_weights import JOINT as JOINT_SEQUENCE
+from ..attention.token_weights import SHARED
 from .base import Family
 from .z_image import HookedLayer, HookedLayers, caption_mask, rebind_layer_lists, wrap_layer_lists
 
@@ -41,6 +43,12 @@ class OmniGen2(Family):
     references_doc = "reference images refused with a message"
     classes = ("Omnigen2",)  # Boogu, built on it in 0.33, is not this model: it is not named here
     diffusion_classes = ("OmniGen2Transformer2DModel",)
+    # Region LoRAs: the joint layers run [text ; image]; the refiners (each text, the image, the reference images
+    # alone) are outside the numbered blocks.
+    adapter_roles = (
+        (r"layers\.\d+\.(attn\.(to_[qkv]|to_out\.0)|feed_forward\.linear_[123])", JOINT_SEQUENCE),
+        (r"layers\.\d+\.norm1\.linear", SHARED),
+    )
     double_blocks, single_blocks, text_input = "layers", "", "time_caption_embed"
     context_encoders = ("qwen25_3b",)
     chat_template = True

@@ -8,6 +8,7 @@ The text encoder (Qwen2.5-VL) wraps the prompt in a chat template and cuts the c
 from __future__ import annotations
 
 from ..attention.forward import ForwardState
+from ..attention.token_weights import IMAGE, SHARED, TEXT
 from .base import Family, rope_rows_as_prompt_alone
 
 
@@ -18,6 +19,12 @@ class QwenImage(Family):
     blocks_doc = "double_blocks 0-59"
     references_doc = "Edit: always visible"
     classes = ("QwenImage",)
+    # Region LoRAs: attn.to_* and img_mlp act on the image stream, attn.add_*_proj / to_add_out and txt_mlp on the text.
+    adapter_roles = (
+        (r"transformer_blocks\.\d+\.(attn\.(to_[qkv]|to_out\.0)|img_mlp\.net\.(0\.proj|2))", IMAGE),
+        (r"transformer_blocks\.\d+\.(attn\.(add_[qkv]_proj|to_add_out)|txt_mlp\.net\.(0\.proj|2))", TEXT),
+        (r"transformer_blocks\.\d+\.(img|txt)_mod\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input, text_norm = "transformer_blocks", "", "txt_in", "txt_norm"
     context_encoders = ("qwen25_7b",)
     chat_template = True

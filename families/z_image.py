@@ -32,6 +32,8 @@ import torch
 
 from ..attention.forward import BlockRef, ForwardState, TextStream
 from ..attention.layout import as_prompt_alone
+from ..attention.token_weights import JOINT as JOINT_SEQUENCE
+from ..attention.token_weights import SHARED
 from .base import Family
 
 CAPTION_REFINER, NOISE_REFINER, JOINT = "context_refiner", "noise_refiner", "layers"
@@ -48,6 +50,12 @@ class ZImage(Family):
     classes = ("Lumina2",)
     # 0.29's pixel-space variant runs a forward of its own, which the layer hooks are not written for.
     diffusion_classes = ("NextDiT",)
+    # Region LoRAs: the joint layers run [caption ; image]; the refiners run each text or the image alone before them
+    # (outside the numbered blocks: refused, as the embedders are).
+    adapter_roles = (
+        (r"layers\.\d+\.(attention\.(qkv|out)|feed_forward\.w[123])", JOINT_SEQUENCE),
+        (r"layers\.\d+\.adaLN_modulation\.\d+", SHARED),
+    )
     double_blocks, single_blocks, text_input = "layers", "", "cap_embedder"
     context_encoders = ("qwen3_4b", "gemma2_2b")
     chat_template = True

@@ -15,6 +15,7 @@ from ..attention.regional import MaskBatchMismatch
 from ..families import family_of_base
 from . import override_slot, reach
 from .options import FORWARD_KEY, OVERRIDE_KEY, RUN_KEY, find_dispatcher
+from .region_lora import forward_context
 
 
 def rows_of(options, batch: int) -> tuple:
@@ -65,7 +66,8 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         patches = options.get("patches") or {}
         options["patches"] = {**patches, name: list(patches.get(name, ())) + list(entries)}
     options = family.forward_options(state, options)
-    output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+    with forward_context(state):  # the layers region LoRAs wrap get no transformer_options
+        output = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
     try:
         reach.check(dispatcher.modifiers, state)  # a feature that should have acted but was never reached stops the run
     except reach.PackNotReached as exc:

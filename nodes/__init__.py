@@ -2,9 +2,9 @@
 from comfy_api.latest import ComfyExtension
 
 from ..integration.runtime import register_routes
-from . import canvas, guidance, maps, memory, regional
+from . import canvas, guidance, maps, memory, region_lora, regional
 
-NODES = [*regional.NODES, *canvas.NODES, *guidance.NODES, *maps.NODES, *memory.NODES]
+NODES = [*regional.NODES, *canvas.NODES, *guidance.NODES, *maps.NODES, *memory.NODES, *region_lora.NODES]
 
 
 class JointAttentionExtension(ComfyExtension):

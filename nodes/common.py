@@ -23,6 +23,7 @@ DISPLAY_NAMES = {
     "JointAttentionCapture": "Attention Capture",
     "JointAttentionMaps": "Attention Maps",
     "JointAttentionMemory": "Joint Attention Memory",
+    "JointAttentionRegionLoRA": "Region LoRA",
 }
 
 

@@ -13,6 +13,7 @@ from ..families import model_family
 from ..integration.conditioning import model_text
 from ..integration.install import install
 from ..integration.options import find_dispatcher
+from ..integration.region_lora import INJECTION_KEY, build_layers, sigma_converter
 from ..integration.runtime import MEMORY
 from .common import (
     CATEGORY,
@@ -174,7 +175,23 @@ class JointAttentionRegionalApply(io.ComfyNode):
         regions = with_earlier_regions(node, model, regions, (image_attention, global_prompt, base_ratio), where)
         modifier = RegionalModifier(regions, base_ratio, where, image_attention, global_prompt,
                                     cache=MEMORY.cache, registry=MEMORY.registry)
-        return io.NodeOutput(install(model, modifier))
+        return io.NodeOutput(with_region_loras(node, install(model, modifier), regions))
+
+
+def with_region_loras(node, model, regions):
+    """`model` (a clone the node owns) with the LoRAs the regions carry, wrapped into the layers they target."""
+    layers = build_layers(node, model, model_family(model), modifier_regions(regions), sigma_converter(model),
+                          MEMORY.registry)  # its errors name the node, the LoRA and the keys
+    if layers is None:
+        model.remove_injections(INJECTION_KEY)
+    else:
+        model.set_injections(INJECTION_KEY, [layers.injection()])
+    return model
+
+
+def modifier_regions(regions):
+    """The regions in the order the regional modifier lays their texts out (it keeps those with strength > 0)."""
+    return tuple(r for r in regions if r.strength > 0)
 
 
 def with_earlier_regions(node, model, regions, settings, where):

@@ -30,6 +30,9 @@ def render(infos: dict) -> str:
                 if kind == "COMBO":
                     kind = opts.get("options", kind)
                 kind_text = " / ".join(map(str, kind)) if isinstance(kind, (list, tuple)) else str(kind)
+                folder = _file_list_folder(kind)
+                if folder:  # the files this machine has: the reference names the folder instead
+                    kind_text = f"a file of the `{folder}` folder"
                 if opts.get("widgetType"):
                     kind_text = f"{kind_text} (widget {opts['widgetType']})"
                 rng = f"{opts['min']} to {opts['max']}" if "min" in opts and "max" in opts else ""
@@ -43,6 +46,18 @@ def render(infos: dict) -> str:
             lines.append(f"| `{name}` | {_cell(kind)} | {_cell(tip or '')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _file_list_folder(kind):
+    """The model folder whose file list a combo offers (Region LoRA's `lora_name`), or None."""
+    import folder_paths
+
+    if not isinstance(kind, (list, tuple)):
+        return None
+    for folder in ("loras",):
+        if list(kind) == folder_paths.get_filename_list(folder):
+            return folder
+    return None
 
 
 def main() -> int:
@@ -60,3 +75,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

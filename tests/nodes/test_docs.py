@@ -23,7 +23,7 @@ def test_node_reference_is_current():
 
 def test_every_node_and_input_is_documented():
     infos = node_info()
-    assert len(NODES) == len(infos) == 8
+    assert len(NODES) == len(infos) == 9
     for key, info in infos.items():
         assert info["category"].startswith("joint_attention/"), key
         assert info["display_name"] and info["description"], key

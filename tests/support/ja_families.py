@@ -62,6 +62,9 @@ SCENARIOS = {
     "attention_slot": ("regions", "taca", "text_scale", "maps"),
     # tests/fuzz/test_fuzz_classes.py
     "fuzz_region_text_lengths": ("regions",),
+    # tests/nodes/test_region_lora.py
+    "region_lora_identity": ("regions",),
+    "region_lora_reference": ("regions",),
 }
 
 

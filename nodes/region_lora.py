@@ -1,0 +1,70 @@
+"""Region LoRA: a LoRA that acts on one region's tokens only, in the same model pass as the regions."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from comfy_api.latest import io
+
+from ..integration.region_lora import RegionLoRA
+from .common import CATEGORY, DISPLAY_NAMES, finite, node_error, percent_input
+from .regional import Regions
+
+NODE = "JointAttentionRegionLoRA"
+
+
+def _lora_names() -> list:
+    import folder_paths
+
+    return folder_paths.get_filename_list("loras")
+
+
+class JointAttentionRegionLoRA(io.ComfyNode):
+    """Gives region `index` of a REGIONS chain (Region nodes or the Region Canvas) a LoRA."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=NODE,
+            display_name=DISPLAY_NAMES[NODE],
+            category=f"{CATEGORY}/regional",
+            description="A LoRA on one region: it acts on that region's image tokens (weighted by the region's mask "
+                        "and strength) and on its prompt's tokens, nowhere else, in the same pass. Positive prompt "
+                        "rows only, as core's hook LoRAs with CFG.",
+            inputs=[
+                Regions.Input("regions", tooltip="Regions from Region nodes or the Region Canvas."),
+                io.Int.Input("index", default=1, min=1, max=128, tooltip="Which region, from 1 (the order of the chain "
+                             "or of the canvas's regions)."),
+                io.Combo.Input("lora_name", options=_lora_names(), tooltip="A LoRA from the loras folder, for the "
+                               "diffusion model (its text-encoder keys, if any, are not used)."),
+                io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
+                               tooltip="Multiplies the LoRA's effect on the region (0: the region without it)."),
+                percent_input("start_percent", 0.0, "Where in the schedule the LoRA starts to act."),
+                percent_input("end_percent", 1.0, "Where in the schedule it stops."),
+            ],
+            outputs=[Regions.Output("regions_out", display_name="regions", tooltip="The regions, region `index` "
+                                    "with the LoRA; connect to Apply Regional Attention.")],
+        )
+
+    @classmethod
+    def execute(cls, regions, index, lora_name, strength, start_percent, end_percent) -> io.NodeOutput:
+        import folder_paths
+
+        regions = tuple(regions or ())
+        if not 1 <= int(index) <= len(regions):
+            raise node_error(NODE, "index", f"is {index} but the regions hold {len(regions)}; choose 1 to "
+                             f"{max(len(regions), 1)} (regions with an empty mask or strength 0 are dropped)")
+        path = folder_paths.get_full_path("loras", lora_name)
+        if path is None:
+            raise node_error(NODE, "lora_name", f"{lora_name!r} is not in the loras folder; choose a listed LoRA")
+        strength = finite(NODE, "strength", strength, -10.0, 10.0)
+        start = finite(NODE, "start_percent", start_percent, 0.0, 1.0)
+        end = finite(NODE, "end_percent", end_percent, 0.0, 1.0)
+        if end < start:
+            raise node_error(NODE, "end_percent", f"must not be below start_percent ({end} < {start})")
+        i = int(index) - 1
+        region = regions[i]
+        lora = RegionLoRA(lora_name, path, strength, start, end)
+        return io.NodeOutput(regions[:i] + (replace(region, adapters=region.adapters + (lora,)),) + regions[i + 1:])
+
+
+NODES = [JointAttentionRegionLoRA]
