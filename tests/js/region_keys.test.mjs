@@ -8,6 +8,7 @@ import { test } from "node:test";
 import { chordOf, KEY_COMMANDS, keyCommand, KEYS, markdownRows } from "../../js/region_keys.js";
 
 const docs = readFileSync(new URL("../../docs/canvas.md", import.meta.url), "utf8");
+const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 
 function shortcutRows(markdown) {
   const section = markdown.split("## Shortcuts")[1].split("\n## ")[0];
@@ -17,6 +18,10 @@ function shortcutRows(markdown) {
 test("docs/canvas.md's shortcut list is the key table", () => {
   assert.deepEqual(shortcutRows(docs), markdownRows());
   assert.ok(KEYS.length >= 15);
+});
+
+test("the README's canvas shortcut list is the key table", () => {
+  assert.deepEqual(shortcutRows(readme.split("## Region Canvas")[1]), markdownRows());
 });
 
 // An editor that records what the commands ask of it.
