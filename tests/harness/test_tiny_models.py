@@ -16,7 +16,8 @@ TEST_NODES = ja_tiny.__file__.rsplit("/", 1)[0] + "/comfy_nodes/ja_test_nodes/__
 ODD = dict(width=40, height=24)
 # HunyuanVideo's forward does not pad latents to its patch (HunyuanImage 2.1 files have patch 1; the tiny model's patch
 # 2, which gives the tests' latents the other families' token grid, needs even latents): 48x32 px -> a 6x4 latent.
-SIZES = {"hunyuan_image": dict(width=48, height=32)}
+SIZES = {name: dict(width=48, height=32) for name in ("hunyuan_image", "hunyuan_video", "hunyuan_video_i2v",
+                                                     "hunyuan_video_skyreels", "hunyuan_video15", "hunyuan_video15_sr")}
 
 
 @pytest.mark.parametrize("entry", FAMILIES)
@@ -55,15 +56,20 @@ def test_builders_are_deterministic_per_seed():
 
 @pytest.mark.parametrize("entry", FAMILIES)
 def test_sampling_is_finite_deterministic_and_follows_the_prompt(entry):
+    import comfy.sample
+
     tiny = entry.build()
     cell = ja_tiny.latent_cell(tiny)
     pos, other, neg = (make_cond(tiny, seed=s) for s in (1, 3, 2))
     size = SIZES.get(entry.name, ODD)
 
     out = sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **size)
-    # Qwen-Image's latents (Wan 2.1 format) carry a time axis of 1.
+    # The latent comes back in the shape the host's own latent format gives the empty latent the sampler starts from
+    # (Qwen-Image's Wan 2.1 format carries a time axis of 1; the HunyuanImage 2.1 refiner's format packs frame pairs
+    # into 64 channels going in and unpacks them coming out).
     latent_hw = (size["height"] // cell, size["width"] // cell)
-    assert out.shape == (2, tiny.latent_channels) + ((1,) if out.ndim == 5 else ()) + latent_hw
+    start = comfy.sample.fix_empty_latent_channels(tiny.patcher, torch.zeros((2, tiny.latent_channels) + latent_hw))
+    assert out.shape == tiny.patcher.model.process_latent_out(start).shape and out.shape[-2:] == latent_hw
     assert torch.isfinite(out).all() and out.abs().max() > 0
     assert not torch.equal(out[0], out[1])  # each image of the batch gets its own noise
     assert torch.equal(out, sample(tiny.patcher, pos, neg, seed=0, steps=2, cfg=3.0, batch=2, **size))
