@@ -268,7 +268,7 @@ def latent_follows_canvas(nodes, canvas_id):
     return nodes
 
 
-def canvas_default(size=1024):
+def canvas_default(size=1024, prompts=("a red vintage car", "a golden retriever sitting on the grass")):
     """Two regions drawn left and right, as the canvas widget stores them."""
     import importlib.util
 
@@ -285,8 +285,8 @@ def canvas_default(size=1024):
     left[:, : mw // 2] = 1
     right[:, mw // 2:] = 1
     return canvas_state.encode_value(size, size, [
-        {"prompt": "a red vintage car", "mask": left},
-        {"prompt": "a golden retriever sitting on the grass", "mask": right},
+        {"prompt": prompts[0], "mask": left},
+        {"prompt": prompts[1], "mask": right},
     ])
 
 
@@ -297,6 +297,26 @@ NOTE_REGIONS = (
     "Apply Regional Attention: base_ratio 0.1-0.3 keeps the picture coherent; end_percent 0.3-0.5 sets the layout "
     "early and lets details settle freely; image_attention 'open' blends regions more."
 )
+
+CHARACTERS = ("character A, a woman in a red coat, full body", "character B, a man in a blue suit, full body")
+
+
+def region_lora_two_characters_graph():
+    """Two characters drawn on the Region Canvas, each with its own LoRA (Region LoRA index 1 and 2, chained)."""
+    return flux_loaders() + [
+        Node(20, "JointAttentionRegionCanvas", {"width": 1024, "height": 1024,
+                                                "regions": canvas_default(prompts=CHARACTERS)}, {"clip": (2, 0)}),
+        Node(23, "JointAttentionRegionLoRA", {"index": 1, "lora_name": "character_a.safetensors", "strength": 1.0,
+                                              "start_percent": 0.0, "end_percent": 1.0},
+             {"regions": (20, 0)}, title="LoRA of character A (region 1)"),
+        Node(24, "JointAttentionRegionLoRA", {"index": 2, "lora_name": "character_b.safetensors", "strength": 1.0,
+                                              "start_percent": 0.0, "end_percent": 1.0},
+             {"regions": (23, 0)}, title="LoRA of character B (region 2)"),
+        Node(21, "JointAttentionRegionalApply", {}, {"model": (1, 0), "regions": (24, 0)}),
+        Node(22, "PreviewImage", {}, {"images": (20, 2)}, title="Regions preview"),
+    ] + latent_follows_canvas(flux_tail((21, 0), "two people standing side by side in a city street, photo, detailed",
+                                        "region_lora_two_characters_flux"), 20)
+
 
 GRAPHS = {
     "regional_flux.json": (
@@ -463,6 +483,19 @@ GRAPHS = {
           "Attention Maps outputs one heatmap and one mask per concept (softmax over concepts of output-space "
           "similarities, averaged over the last 4 double blocks and all steps). Connect its masks to any node "
           "that takes a MASK.")],
+    ),
+    "region_lora_two_characters_flux.json": (
+        region_lora_two_characters_graph,
+        [("How to use", "Two characters, each from its own LoRA, in one picture and one model pass. Put your two "
+          "character LoRAs (FLUX.1 LoRAs in any trainer's format: kohya, ai-toolkit / diffusers, ComfyUI) in "
+          "ComfyUI/models/loras and pick them as character_a.safetensors and character_b.safetensors in the two "
+          "Region LoRA nodes; FLUX.1-dev files: flux1-dev.safetensors (models/diffusion_models), clip_l + t5xxl_fp16 "
+          "(models/text_encoders), ae.safetensors (models/vae). Region LoRA 'index' is the region's row in the "
+          "canvas's list (1 = first visible region with a prompt): each LoRA acts only on its region's image tokens "
+          "(weighted by the mask and strength) and on its prompt's tokens, so the characters' features do not bleed "
+          "into each other. Draw each character's area on the canvas and write its trigger words in its prompt; the "
+          "main prompt describes the whole scene. Load a LoRA globally (LoraLoaderModelOnly before Apply Regional "
+          "Attention) for a style shared by the whole picture. " + NOTE_REGIONS)],
     ),
     "regional_taca_flux.json": (
         lambda: flux_loaders() + two_regions((2, 0), (1, 0)) + [

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ja_host import ROOT, load_pack
-from ja_workflows import EXAMPLES, load, tiny_prompt, wf
+from ja_workflows import EXAMPLES, load, loader_swaps, tiny_prompt, wf
 
 pytestmark = pytest.mark.server
 
@@ -21,7 +21,7 @@ NAMES = ["regional_flux.json", "regional_sd3.json", "taca_flux.json", "text_scal
          "regional_canvas_flux.json", "attention_maps_flux.json", "concept_segmentation_flux.json",
          "regional_qwen_image.json", "regional_qwen_image_edit.json", "regional_z_image.json",
          "regional_chroma_radiance.json", "regional_hunyuan_image.json", "regional_hidream.json",
-         "regional_krea2.json", "regional_hunyuan_video.json"]
+         "regional_krea2.json", "regional_hunyuan_video.json", "region_lora_two_characters_flux.json"]
 # Examples of a model only some hosts have: the model's `comfy.model_base` class (their core nodes' options, e.g.
 # CLIPLoader type krea2, are on those hosts only).
 NEEDS_MODEL = {"regional_krea2.json": "Krea2"}
@@ -38,6 +38,29 @@ def _skip_without_model(name):
 @pytest.fixture(scope="module")
 def object_info(comfy_server):
     return comfy_server.object_info()
+
+
+# The LoRA files the examples pick, as the trainers users train them with write them (ja_lora.FORMATS): one kohya
+# sd-scripts file, one diffusers / peft file (ai-toolkit), for the tiny model the server swaps in.
+EXAMPLE_LORAS = {"character_a.safetensors": ("kohya", 31), "character_b.safetensors": ("diffusers", 32)}
+
+
+@pytest.fixture(scope="module")
+def example_loras(comfy_server):
+    """The examples' LoRA files, written into the test server's loras folder (built for the very model the example
+    runs on: the server's tiny-model loader, called here)."""
+    import importlib.util
+
+    from ja_lora import write_lora
+    from ja_server import TEST_NODES
+
+    spec = importlib.util.spec_from_file_location("_ja_test_nodes_here", TEST_NODES / "ja_test_nodes" / "__init__.py")
+    test_nodes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_nodes)
+    model = test_nodes.JATestTinyModel().load(**loader_swaps("flux")["UNETLoader"][1])[0]
+    for name, (fmt, seed) in EXAMPLE_LORAS.items():
+        write_lora(model, name, fmt, folder=comfy_server.loras_dir, seed=seed, scale=0.5)
+    return sorted(EXAMPLE_LORAS)
 
 
 def test_every_example_is_listed_and_current(object_info):
@@ -113,12 +136,49 @@ def test_example_loads_without_missing_nodes_or_widget_errors(object_info, name)
     assert not {t for t in types if t.startswith("JATest")}  # only stock and pack nodes ship
 
 
+def _saved(comfy_server, entry, kind, prefix):
+    """The path of the file of `kind` ("images", "latents") a finished prompt saved under `prefix`."""
+    files = [f for out in entry["outputs"].values() for f in out.get(kind, [])
+             if f["type"] == "output" and f["filename"].startswith(prefix)]
+    assert files
+    return comfy_server.output_dir / files[0].get("subfolder", "") / files[0]["filename"]
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_example_runs_on_tiny_models_with_only_loaders_swapped(comfy_server, object_info, name):
+def test_example_runs_on_tiny_models_with_only_loaders_swapped(comfy_server, object_info, example_loras, name):
     _skip_without_model(name)
-    prompt = tiny_prompt(name, object_info, prefix=f"example_{Path(name).stem}")
-    entry = comfy_server.wait(comfy_server.queue(prompt), timeout=300)
-    images = [img for out in entry["outputs"].values() for img in out.get("images", [])
-              if img["type"] == "output" and img["filename"].startswith(f"example_{Path(name).stem}")]
-    assert images
-    assert (comfy_server.output_dir / images[0].get("subfolder", "") / images[0]["filename"]).is_file()
+    prefix = f"example_{Path(name).stem}"
+    entry = comfy_server.wait(comfy_server.queue(tiny_prompt(name, object_info, prefix=prefix)), timeout=300)
+    assert _saved(comfy_server, entry, "images", prefix).is_file()
+
+
+def test_the_region_lora_example_runs_the_two_loras_on_their_characters(comfy_server, object_info, example_loras):
+    """Issue 31's example: the two character LoRAs (a kohya and a diffusers file, written by the test) change the
+    sampled latent, each on its own, against the same workflow with the LoRA strengths at 0. The latent is compared
+    (a core SaveLatent node added to the prompt): the tiny VAE's pictures are nearly saturated."""
+    import safetensors.torch
+
+    name = "region_lora_two_characters_flux.json"
+    loras = {n["widgets_values"][1]: str(n["id"]) for n in load(name)["nodes"] if n["type"] == "JointAttentionRegionLoRA"}
+    assert sorted(loras) == example_loras  # the example picks the files the note names
+
+    def latent(strengths):
+        prefix = "lora_example_" + "_".join(f"{s:g}" for s in strengths)
+        prompt = tiny_prompt(name, object_info, prefix=prefix)
+        for node_id, strength in zip(loras.values(), strengths):
+            assert prompt[node_id]["inputs"]["strength"] == 1.0
+            prompt[node_id]["inputs"]["strength"] = strength
+        sampler = next(k for k, n in prompt.items() if n["class_type"] == "KSampler")
+        prompt["ja_latent"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": prefix}}
+        entry = comfy_server.wait(comfy_server.queue(prompt), timeout=300)
+        assert _saved(comfy_server, entry, "images", prefix).is_file()
+        return safetensors.torch.load_file(str(_saved(comfy_server, entry, "latents", prefix)))["latent_tensor"]
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm())
+
+    plain, both = latent((0.0, 0.0)), latent((1.0, 1.0))
+    only_a, only_b = latent((1.0, 0.0)), latent((0.0, 1.0))
+    for with_lora in (both, only_a, only_b):
+        assert rel(with_lora, plain) > 1e-2
+    assert rel(both, only_a) > 1e-2 and rel(both, only_b) > 1e-2  # each LoRA acts in the two-LoRA run

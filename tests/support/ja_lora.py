@@ -87,12 +87,14 @@ def lora_tensors(patcher, fmt="comfy", seed=0, rank=2, scale=0.3, alpha=1.0, ext
     return sd
 
 
-def write_lora(patcher, name: str, fmt="comfy", **kw) -> str:
-    """Write the LoRA into the loras folder; returns its name as the LoRA pickers list it."""
+def write_lora(patcher, name: str, fmt="comfy", folder=None, **kw) -> str:
+    """Write the LoRA into the loras folder (this process's, or `folder`: a test server's); returns its name as the
+    LoRA pickers list it."""
     import safetensors.torch
 
     sd = lora_tensors(patcher, fmt, **kw)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(loras_folder() / name))
+    target = Path(folder) if folder is not None else loras_folder()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(target / name))
     return name
 
 

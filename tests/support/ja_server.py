@@ -53,6 +53,9 @@ class ComfyServer:
         tmp = Path(self._tmp.name)
         self.output_dir = Path(output_dir) if output_dir else tmp / "output"
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # The server's `loras` folder: tests write tiny LoRA files here (the pickers list them as they appear).
+        self.loras_dir = tmp / "loras"
+        self.loras_dir.mkdir()
         self.log_path = tmp / "server.log"
         self.extra_args = list(extra_args)
         self.boot_timeout = boot_timeout
@@ -75,7 +78,7 @@ class ComfyServer:
         if shipped.is_file() and not (tmp / "input" / "example.png").exists():
             shutil.copyfile(shipped, tmp / "input" / "example.png")
         config = tmp / "extra_model_paths.yaml"
-        config.write_text(f"ja_tests:\n    custom_nodes: {TEST_NODES}\n")
+        config.write_text(f"ja_tests:\n    custom_nodes: {TEST_NODES}\n    loras: {self.loras_dir}\n")
         cmd = [
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--output-directory", str(self.output_dir), "--input-directory", str(tmp / "input"),
