@@ -444,6 +444,10 @@ def _hunyuan_video(name, models, host_class, variant=False, v15=False):
     # (1, 2, 2) on 8-pixel cells; 1.5: patch 1 on 16-pixel cells; a token is 16 pixels either way.
     return TinyFamily(name, "hunyuan_video", models, ja_tiny.tiny_clip, host_class=host_class, latent_frames=True,
                       latent_px=16 if v15 else 8, token_px=16, reference_tol=1e-4, taca_tol=1e-4,
+                      # identity_tol, measured (0.33, CPU): with core's ModelAttentionBackend running the calls the
+                      # capture leaves alone, one latent element of 1,536 moves by 1.07e-5 (fp32 rounding of another
+                      # attention kernel on latents up to about 0.06 there); 2e-5 keeps the rest of the check at fp32.
+                      identity_tol=2e-5,
                       lacks=_HUNYUAN_VIDEO_LACKS, sits_out=sits_out)
 
 
