@@ -43,6 +43,12 @@ const host = {
     const saved = await response.json();
     return { filename: saved.name, subfolder: saved.subfolder ?? "", type: saved.type ?? "input" };
   },
+  // The loras folder's files as the server lists them (what a region's LoRA picker offers).
+  async loraNames() {
+    const response = await api.fetchApi("/models/loras");
+    if (response.status !== 200) throw new Error(`the server answered ${response.status} ${response.statusText}`);
+    return response.json();
+  },
   viewURL(ref) {
     const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
     return api.apiURL(`/view?${query}`);

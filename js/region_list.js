@@ -1,9 +1,9 @@
-// The region list under the drawing: one row per region (colour, visibility, strength, feather, export, order, remove,
-// prompt with its character count, and what was wrong with the region when it was loaded).
+// The region list under the drawing: one row per region (colour, visibility, strength, feather, LoRA, export, order,
+// remove, prompt with its character count, and what was wrong with the region when it was loaded).
 // Import-safe: ComfyUI loads every .js file of the pack as an extension; this one only declares a class.
 import { el, labelled } from "./region_dom.js";
 import { downloadRegionMask } from "./region_mask_files.js";
-import { MAX_FEATHER, MAX_NAME, MAX_PROMPT } from "./region_state.js";
+import { LORA_STRENGTH, MAX_FEATHER, MAX_NAME, MAX_PROMPT } from "./region_state.js";
 
 // Listeners on rows die with the rows (the list is rebuilt with replaceChildren): they are added directly, not
 // through the editor's on().
@@ -87,10 +87,64 @@ export class RegionList {
       listen(b, "click", fn);
       return b;
     });
-    head.append(swatch, visible, eye, opacity, name, labelled("strength", strength), labelled("feather", feather), ...buttons);
+    head.append(swatch, visible, eye, opacity, name, labelled("strength", strength), labelled("feather", feather),
+      this.#loraButton(row, r), ...buttons);
     feather.title = `Soft edge in pixels (0-${MAX_FEATHER}): the mask fades over this distance on each side of its border`;
     strength.title = "How strongly the region's prompt holds inside its mask (0-4)";
     return head;
+  }
+
+  // The region's LoRA: one small button in the head (lit when a LoRA is chosen) opening a picker under it, so the head
+  // stays one line. The picker lists the loras folder (GET /models/loras through the editor's host).
+  #loraButton(row, r) {
+    const button = el("button", "ja-rc-small ja-rc-lora", { type: "button", textContent: "L" });
+    const show = () => {
+      button.classList.toggle("on", !!r.lora);
+      button.title = r.lora ? `LoRA on this region: ${r.lora.name} × ${r.lora.strength} (click to change)`
+        : "Give this region a LoRA (it acts on this region only, as the Region LoRA node)";
+    };
+    show();
+    listen(button, "click", () => {
+      const open = row.querySelector(".ja-rc-lora-picker");
+      if (open) open.remove();
+      else row.insertBefore(this.#loraPicker(r, show), row.children[1] ?? null);
+    });
+    return button;
+  }
+
+  #loraPicker(r, show) {
+    const editor = this.editor;
+    const picker = el("div", "ja-rc-lora-picker");
+    const select = el("select", "ja-rc-lora-name");
+    select.setAttribute("aria-label", "LoRA file");
+    const strength = el("input", "ja-rc-lora-strength", { type: "number", min: -LORA_STRENGTH, max: LORA_STRENGTH, step: 0.05,
+      value: r.lora?.strength ?? 1, title: `The LoRA's strength (-${LORA_STRENGTH} to ${LORA_STRENGTH})` });
+    const close = el("button", "ja-rc-small", { type: "button", textContent: "✕", title: "Close" });
+    const note = el("span", "ja-rc-lora-note");
+    const fill = (names) => {
+      const choices = [["", "no LoRA"], ...names.map((n) => [n, n])];
+      if (r.lora && !names.includes(r.lora.name)) choices.push([r.lora.name, `${r.lora.name} (not in the loras folder)`]);
+      select.replaceChildren(...choices.map(([value, text]) => el("option", "", { value, textContent: text })));
+      select.value = r.lora?.name ?? "";
+    };
+    fill([]);
+    const apply = () => {
+      const v = Number(strength.value);
+      const ok = strength.value.trim() !== "" && Number.isFinite(v) && Math.abs(v) <= LORA_STRENGTH;
+      strength.classList.toggle("invalid", !ok);
+      note.textContent = ok ? "" : `strength must be between -${LORA_STRENGTH} and ${LORA_STRENGTH}`;
+      if (!select.value) delete r.lora;
+      else r.lora = { name: select.value, strength: ok ? v : (r.lora?.strength ?? 1) };
+      show();
+      editor.commit();
+    };
+    listen(select, "change", apply);
+    listen(strength, "change", apply);
+    listen(close, "click", () => picker.remove());
+    picker.append(labelled("LoRA", select), labelled("strength", strength), close, note);
+    Promise.resolve(editor.host?.loraNames?.() ?? []).then(fill,
+      (err) => { note.textContent = `the loras folder could not be listed (${err.message})`; });
+    return picker;
   }
 
   // The region's name; a double-click turns it into a text field (Enter or leaving it keeps the new name, Esc does not).

@@ -11,6 +11,8 @@ export const VERSION = 1;
 export const MAX_REGIONS = 32;
 export const MAX_PROMPT = 4000;
 export const MAX_NAME = 64; // characters of a region's name
+export const MAX_LORA_NAME = 255; // characters of a region LoRA's file name (relative to the loras folder)
+export const LORA_STRENGTH = 10; // a region LoRA's strength lies in [-10, 10], as on the Region LoRA node
 // Distinguishable on dark and on photographs: the first eight are far apart in hue and lightness.
 export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
   "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"];
@@ -131,6 +133,8 @@ export function serializeState(state) {
       if (r.feather) out.feather = r.feather;
       if (r.viewHidden) out.viewHidden = true;
       if (r.opacity !== undefined && r.opacity !== 1) out.opacity = r.opacity;
+      // Only when one is chosen: a drawing without region LoRAs saves as it did before they existed.
+      if (r.lora) out.lora = { name: r.lora.name, strength: r.lora.strength };
       return out;
     }),
   });
@@ -207,6 +211,12 @@ export function parseState(text, width, height) {
         problems.push(`its opacity ${JSON.stringify(r.opacity)} was not a number between 0 and 1 and is now 1`);
       }
     }
+    if (r.lora !== undefined) {
+      const lora = loraChoice(r.lora);
+      if (lora) region.lora = lora;
+      else problems.push(`its LoRA ${JSON.stringify(r.lora)} was not a file name and a strength between -${LORA_STRENGTH} and `
+        + `${LORA_STRENGTH} and is now none: choose it again with the region's LoRA button`);
+    }
     if (problems.length) region.problem = `${name}: ${problems.join("; ")}.`;
     state.regions.push(region);
   });
@@ -216,6 +226,20 @@ export function parseState(text, width, height) {
     ids.add(r.id);
   }
   return resizeState(state, width ?? w, height ?? h);
+}
+
+// A region's saved LoRA choice as { name, strength }, or null when it is not one: a name relative to the loras folder
+// that cannot leave it (no absolute path, no "." or ".." part) and a strength in range. The Python decoder
+// (nodes/canvas_state.py lora_choice) refuses the same values.
+export function loraChoice(raw) {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return null;
+  if (Object.keys(raw).some((k) => k !== "name" && k !== "strength")) return null;
+  const { name } = raw;
+  const strength = raw.strength ?? 1;
+  if (typeof name !== "string" || !name.length || name.length > MAX_LORA_NAME || name.includes("\0")) return null;
+  if (/^[\\/]/.test(name) || /^[A-Za-z]:/.test(name) || name.split(/[\\/]/).some((p) => p === "" || p === "." || p === "..")) return null;
+  if (typeof strength !== "number" || !Number.isFinite(strength) || Math.abs(strength) > LORA_STRENGTH) return null;
+  return { name, strength };
 }
 
 // What keeps a state from being queued: over-long prompts, too many regions.

@@ -8,8 +8,10 @@ import os
 import torch
 from comfy_api.latest import io
 
+from ..integration.region_lora import RegionLoRA
 from . import canvas_masks, canvas_state
 from .common import CATEGORY, DISPLAY_NAMES, node_error, rgb_image
+from .region_lora import lora_path, with_lora
 from .regional import Regions, region_from
 
 log = logging.getLogger("joint_attention")
@@ -77,9 +79,12 @@ class JointAttentionRegionCanvas(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, regions):
         try:
-            canvas_state.parse(regions)
+            _, _, drawn = canvas_state.parse(regions)
+            _region_loras(drawn)
         except canvas_state.CanvasValueError as exc:
             return f"[{NODE}] input 'regions': {exc}"
+        except ValueError as exc:
+            return str(exc)
         return True
 
     @classmethod
@@ -89,6 +94,7 @@ class JointAttentionRegionCanvas(io.ComfyNode):
             _, _, drawn = canvas_state.parse(regions)
         except canvas_state.CanvasValueError as exc:
             raise node_error(NODE, "regions", str(exc)) from None
+        loras = _region_loras(drawn)
         visible = [r for r in drawn if not r.hidden]
         # The masks output is the only full-resolution tensor made here: regions carry their masks at the
         # drawing's 1/8 resolution (the engine stretches masks over the image), the preview is at most
@@ -101,6 +107,8 @@ class JointAttentionRegionCanvas(io.ComfyNode):
                 log.warning("[joint_attention] %s: %s has no prompt and is skipped", NODE, r.name or f"region {i + 1}")
                 continue
             region = region_from(NODE, encode(clip, r.prompt), r.mask[None], r.strength)
+            if region is not None and id(r) in loras:
+                region = with_lora(region, loras[id(r)])
             if region is not None:
                 out_regions += (region,)
         if not out_regions:
@@ -115,6 +123,14 @@ class JointAttentionRegionCanvas(io.ComfyNode):
         if offer is not None:
             ui["ja_import_masks"] = [offer]
         return io.NodeOutput(out_regions, mask_batch, image, width, height, ui=ui)
+
+
+def _region_loras(drawn) -> dict:
+    """{id(region): RegionLoRA} for the regions whose row chose a LoRA, over the whole schedule as Region LoRA's
+    defaults; a file the loras folder does not hold is an error naming the region."""
+    return {id(r): RegionLoRA(r.lora[0], lora_path(NODE, "regions", r.lora[0], f"{r.name or f'region {i + 1}'}'s LoRA "),
+                              r.lora[1])
+            for i, r in enumerate(drawn) if r.lora is not None and not r.hidden}
 
 
 BACKGROUND_FOLDER = "joint_attention_canvas"  # under ComfyUI's input folder: it outlives a restart, unlike temp/

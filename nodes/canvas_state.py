@@ -6,6 +6,7 @@ checked before anything is allocated, and errors say what to fix.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ MAX_PROMPT = 4000
 MAX_VALUE_BYTES = 4 * 1024 * 1024
 MAX_FEATHER = 256  # pixels of soft edge on each side of a region's border
 MAX_NAME = 64  # characters of a region's name
+MAX_LORA_NAME = 255  # characters of a region LoRA's file name (relative to the loras folder)
+LORA_STRENGTH = 10.0  # a region LoRA's strength lies in [-LORA_STRENGTH, LORA_STRENGTH], as on the Region LoRA node
 _RLE = re.compile(r"^[0-9a-z]{1,8}(\.[0-9a-z]{1,8})*$")  # 8 base-36 digits hold any run of an 8192 x 8192 canvas
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
@@ -49,6 +52,28 @@ class CanvasRegion:
     feather: int = 0
     name: str = ""  # the name the user gave it in the editor ("Region N" by default; it stays with the region)
     opacity: float = 1.0  # how strongly the editor shows it (view only: the masks and regions never use it)
+    lora: tuple | None = None  # (file name in the loras folder, strength) chosen in the region's row, if any
+
+
+def lora_choice(raw, i: int):
+    """(name, strength) of a region's saved LoRA choice. Only its form is checked here (a relative name that cannot
+    leave the loras folder); whether the folder holds it is the node's check (canvas.py), which knows the folder."""
+    fix = "choose it again with the region's LoRA button, or clear it there"
+    if not isinstance(raw, dict) or set(raw) - {"name", "strength"}:
+        raise CanvasValueError(f"region {i + 1}: 'lora' must be an object with a name and a strength; {fix}")
+    name, strength = raw.get("name"), raw.get("strength", 1.0)
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_LORA_NAME or "\0" in name:
+        raise CanvasValueError(f"region {i + 1}: the LoRA name must be a file name of at most {MAX_LORA_NAME} "
+                               f"characters; {fix}")
+    parts = re.split(r"[\\/]", name)
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or any(p in ("", ".", "..") for p in parts):
+        raise CanvasValueError(f"region {i + 1}: the LoRA name {name!r} is not a plain name inside the loras folder "
+                               f"(no absolute path, no '..'); {fix}")
+    if (isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength)
+            or not -LORA_STRENGTH <= strength <= LORA_STRENGTH):
+        raise CanvasValueError(f"region {i + 1}: the LoRA strength must be a number between {-LORA_STRENGTH:g} and "
+                               f"{LORA_STRENGTH:g}; set it in the region's LoRA picker")
+    return name, float(strength)
 
 
 def mask_dims(width: int, height: int):
@@ -119,9 +144,10 @@ def parse(text: str):
             bits = decode_rle(r.get("mask"), mw * mh)
         except CanvasValueError as exc:
             raise CanvasValueError(f"region {i + 1}: {exc}") from None
+        lora = lora_choice(r["lora"], i) if "lora" in r else None
         mask = feather_mask(bits.reshape(mh, mw), feather)
         out.append(CanvasRegion(prompt, float(strength), color, bool(r.get("hidden", False)), mask, feather,
-                                valid_text(name), float(opacity)))
+                                valid_text(name), float(opacity), lora))
     return width, height, out
 
 
@@ -234,5 +260,7 @@ def encode_value(width: int, height: int, regions: list) -> str:
                      "color": r.get("color", PALETTE[i % len(PALETTE)]), "hidden": False,
                      "mask": encode_rle(r["mask"].flatten().tolist()),
                      **({"feather": r["feather"]} if r.get("feather") else {}),
-                     **({"opacity": r["opacity"]} if r.get("opacity", 1.0) != 1.0 else {})} for i, r in enumerate(regions)],
+                     **({"opacity": r["opacity"]} if r.get("opacity", 1.0) != 1.0 else {}),
+                     **({"lora": {"name": r["lora"][0], "strength": r["lora"][1]}} if r.get("lora") else {})}
+                    for i, r in enumerate(regions)],
     }, separators=(",", ":"))

@@ -18,6 +18,22 @@ def _lora_names() -> list:
     return folder_paths.get_filename_list("loras")
 
 
+def lora_path(node: str, input_name: str, lora_name: str, where: str = "") -> str:
+    """The full path of a LoRA of the loras folder, or an error naming the node and input (`where`: which part of
+    the input, e.g. the canvas region)."""
+    import folder_paths
+
+    path = folder_paths.get_full_path("loras", lora_name)
+    if path is None:
+        raise node_error(node, input_name, f"{where}{lora_name!r} is not in the loras folder; choose a listed LoRA")
+    return path
+
+
+def with_lora(region, lora: RegionLoRA):
+    """The region with `lora` added to its adapters: how Region LoRA and the Region Canvas give a region a LoRA."""
+    return replace(region, adapters=region.adapters + (lora,))
+
+
 class JointAttentionRegionLoRA(io.ComfyNode):
     """Gives region `index` of a REGIONS chain (Region nodes or the Region Canvas) a LoRA."""
 
@@ -47,24 +63,19 @@ class JointAttentionRegionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, regions, index, lora_name, strength, start_percent, end_percent) -> io.NodeOutput:
-        import folder_paths
-
         regions = tuple(regions or ())
         if not 1 <= int(index) <= len(regions):
             raise node_error(NODE, "index", f"is {index} but the regions hold {len(regions)}; choose 1 to "
                              f"{max(len(regions), 1)} (regions with an empty mask or strength 0 are dropped)")
-        path = folder_paths.get_full_path("loras", lora_name)
-        if path is None:
-            raise node_error(NODE, "lora_name", f"{lora_name!r} is not in the loras folder; choose a listed LoRA")
+        path = lora_path(NODE, "lora_name", lora_name)
         strength = finite(NODE, "strength", strength, -10.0, 10.0)
         start = finite(NODE, "start_percent", start_percent, 0.0, 1.0)
         end = finite(NODE, "end_percent", end_percent, 0.0, 1.0)
         if end < start:
             raise node_error(NODE, "end_percent", f"must not be below start_percent ({end} < {start})")
         i = int(index) - 1
-        region = regions[i]
         lora = RegionLoRA(lora_name, path, strength, start, end)
-        return io.NodeOutput(regions[:i] + (replace(region, adapters=region.adapters + (lora,)),) + regions[i + 1:])
+        return io.NodeOutput(regions[:i] + (with_lora(regions[i], lora),) + regions[i + 1:])
 
 
 NODES = [JointAttentionRegionLoRA]

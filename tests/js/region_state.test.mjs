@@ -286,3 +286,29 @@ test("hidden from view only is saved apart from off: the editor leaves it out, t
   assert.deepEqual(back.regions.map(shown), [true, false]);
   assert.equal(regionAt(back, 4, 4), 0); // the region on top is hidden from view: the one under it is found
 });
+
+test("a region's LoRA is saved only when chosen (a drawing without one stays byte-identical) and read back checked", () => {
+  const state = emptyState(64, 64);
+  addRegion(state);
+  addRegion(state);
+  const plain = serializeState(state);
+  assert.ok(!plain.includes("lora"));
+  state.regions[1].lora = { name: "sub/fox.safetensors", strength: -0.5 };
+  const saved = serializeState(state);
+  assert.deepEqual(JSON.parse(saved).regions[1].lora, { name: "sub/fox.safetensors", strength: -0.5 });
+  const read = parseState(saved, 64, 64);
+  assert.deepEqual(read.regions.map((r) => r.lora), [undefined, { name: "sub/fox.safetensors", strength: -0.5 }]);
+  assert.equal(serializeState(read), saved);
+  delete state.regions[1].lora;
+  assert.equal(serializeState(state), plain);
+  // The values nodes/canvas_state.py refuses: each loads without its LoRA and says so in the row.
+  for (const lora of ["fox.safetensors", { name: "../fox.safetensors", strength: 1 }, { name: "a\\..\\b", strength: 1 },
+    { name: "/etc/fox", strength: 1 }, { name: "C:fox", strength: 1 }, { name: "", strength: 1 }, { name: "x".repeat(256) },
+    { name: "fox.safetensors", strength: 11 }, { name: "fox.safetensors", strength: "1" }, { name: "f", strength: 1, path: "/" }]) {
+    const raw = JSON.parse(plain);
+    raw.regions[0].lora = lora;
+    const bad = parseState(JSON.stringify(raw), 64, 64).regions[0];
+    assert.equal(bad.lora, undefined, JSON.stringify(lora));
+    assert.match(bad.problem, /its LoRA .* is now none: choose it again with the region's LoRA button/);
+  }
+});
