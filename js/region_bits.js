@@ -28,7 +28,8 @@ export function paintRect(bits, width, height, x0, y0, x1, y1, value = 1) {
   }
 }
 
-function segmentDistance(px, py, ax, ay, bx, by) {
+// Distance from point p to the segment a-b (the brush's reach; the smooth brush's raster uses it too).
+export function segmentDistance(px, py, ax, ay, bx, by) {
   const dx = bx - ax;
   const dy = by - ay;
   const len2 = dx * dx + dy * dy;

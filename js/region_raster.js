@@ -3,7 +3,7 @@
 // anti-aliased edge, soft inside when the brush's hardness is below 1; when the stroke ends it is rasterised into the
 // mask's cells: a cell is taken when at least half of it is covered. The mask keeps its resolution rule (1/8); the
 // stroke shows smooth while it is drawn. Pure logic, no DOM: the painter shows `cover` (see previewPixels).
-import { CELL } from "./region_bits.js";
+import { CELL, segmentDistance } from "./region_bits.js";
 
 export const MAX_SAMPLES = 4; // samples per cell side: 2 px each
 const SAMPLE_BUDGET = 2048; // samples along the long side of the canvas (an 8192² canvas gets 2 per cell side)
@@ -17,14 +17,6 @@ export function samplesPerCell(mw, mh) {
 export function brushAlpha(d, radius, hardness, sample) {
   const ramp = Math.max(radius * (1 - hardness), sample);
   return Math.max(0, Math.min(1, (radius - d) / ramp));
-}
-
-function segmentDistance(px, py, ax, ay, bx, by) {
-  const dx = bx - ax;
-  const dy = by - ay;
-  const len2 = dx * dx + dy * dy;
-  const t = len2 === 0 ? 0 : Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / len2));
-  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
 }
 
 export class StrokeRaster {
