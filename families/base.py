@@ -253,6 +253,15 @@ class Family:
                 return role
         return None
 
+    def adapter_block(self, path: str) -> Optional[tuple]:
+        """("double" | "single", index) of the block holding the layer at `path`, numbered as the nodes' block
+        selections number them (each kind from 0), or None when the layer is in no numbered block."""
+        for kind, attr in (("double", self.double_blocks), ("single", self.single_blocks)):
+            found = re.match(rf"{re.escape(attr)}\.(\d+)\.", path) if attr else None
+            if found:
+                return kind, int(found.group(1))
+        return None
+
     # -- ConceptAttention's text stream -------------------------------------------------------------------------
     def concept_block_inputs(self, state: ForwardState, inputs: dict, n_concepts: int) -> dict:
         """A double block's inputs for ConceptAttention's pass with `n_concepts` concept tokens as its text: the rope

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.forward import COND
 from ..attention.regional import token_masks
 from ..attention.token_weights import SHARED, region_weights, stream_layout, stream_weights
@@ -50,14 +51,17 @@ def forward_context(state):
 
 @dataclass(frozen=True)
 class RegionLoRA:
-    """What the Region LoRA node puts on a region: a LoRA file, its strength and step window (percent of the
-    schedule; the Apply node turns them into sigmas with its model)."""
+    """What the Region LoRA node puts on a region: a LoRA file, its strength, its step window (percent of the
+    schedule) and its blocks (selections as the Apply node's double_blocks / single_blocks read them). The Apply node
+    turns the window into sigmas and the selections into blocks with its model."""
 
     name: str
     path: str
     strength: float
     start_percent: float = 0.0
     end_percent: float = 1.0
+    double_blocks: str = "all"
+    single_blocks: str = "all"
 
 
 class RegionLoRAError(ValueError):
@@ -280,9 +284,11 @@ def load_adapters(model, path: str) -> dict:
 def build_layers(node: str, model, family, regions, sigma_of, registry=None):
     """RegionLoRALayers for the LoRAs the regions carry, or None when none acts (all at strength 0).
 
-    `sigma_of(percent)` converts a step window. Refused, naming the LoRA and the keys: keys of layers whose output
-    every token of a stream shares (modulation) or outside the blocks, adapter kinds with no per-token term, DoRA."""
+    `sigma_of(percent)` converts a step window. A LoRA's keys in blocks its selections leave out are not applied.
+    Refused, naming the LoRA and the keys: keys of layers whose output every token of a stream shares (modulation) or
+    outside the blocks, adapter kinds with no per-token term, DoRA."""
     dm = family.diffusion_model(model)
+    n_double, n_single = family.block_counts(dm)
     bypass = host_has_bypass()
     terms: dict = {}
     roles: dict = {}
@@ -295,6 +301,7 @@ def build_layers(node: str, model, family, regions, sigma_of, registry=None):
                 raise RegionLoRAError(f"[{node}] input 'regions': LoRA {lora.name!r} (region {r + 1}) has no key for "
                                       "this model's diffusion model; choose a LoRA trained for this model")
             window = (float(sigma_of(lora.start_percent)), float(sigma_of(lora.end_percent)))
+            chosen = _chosen_blocks(node, lora, r, n_double, n_single)
             shared, outside, kinds = [], [], []
             for key, adapter in adapters.items():
                 name, out_slice = key, slice(None)
@@ -310,6 +317,9 @@ def build_layers(node: str, model, family, regions, sigma_of, registry=None):
                     outside.append(name)
                     continue
                 path = name[len(_PREFIX):-len(".weight")]
+                block = family.adapter_block(path)
+                if block is not None and block not in chosen:
+                    continue  # a block the LoRA's selection leaves out: the layer keeps its own weights there
                 role = family.adapter_role(path, dm)
                 if role == SHARED:
                     shared.append(path)
@@ -337,6 +347,23 @@ def build_layers(node: str, model, family, regions, sigma_of, registry=None):
     if not terms:
         return None
     return RegionLoRALayers(tuple(regions), terms, roles, registry)
+
+
+def _chosen_blocks(node, lora, r, n_double, n_single) -> frozenset:
+    """{("double" | "single", index)} the LoRA's block selections choose on this model."""
+    chosen = set()
+    for kind, text, count in (("double", lora.double_blocks, n_double), ("single", lora.single_blocks, n_single)):
+        what = f"{kind}_blocks"
+        if not count and (text or "").strip().lower() not in ("", "all", "none", "odd", "even"):
+            raise RegionLoRAError(f"[{node}] input 'regions': LoRA {lora.name!r} (region {r + 1}) has {what} "
+                                  f"{text!r}, but this model has no {kind} blocks; set it to all or none on its "
+                                  "Region LoRA node")
+        try:
+            chosen.update((kind, i) for i in parse_blocks(text, count, what))
+        except BlockSelectionError as exc:
+            raise RegionLoRAError(f"[{node}] input 'regions': LoRA {lora.name!r} (region {r + 1}): {exc}; fix it on "
+                                  "its Region LoRA node") from None
+    return frozenset(chosen)
 
 
 def _listed(keys) -> str:

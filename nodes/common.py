@@ -108,14 +108,15 @@ def gate(node: str, model, double_text: str, single_text: str, start_percent: fl
     return Gate(double, single, sigma_high, sigma_low)
 
 
-def block_range_inputs() -> list:
+def block_range_inputs(more: str = "") -> list:
+    """The double_blocks / single_blocks inputs; `more` ends both tooltips (what the choice means for the node)."""
     return [
         io.String.Input("double_blocks", default="all", tooltip="Double (FLUX), joint (SD3), transformer (Qwen-Image, "
                         "0-59) or joint-layer (Z-Image, 0-29) blocks: all, none, odd, even, or numbers and ranges like "
-                        "0-9,12."),
+                        "0-9,12." + more),
         io.String.Input("single_blocks", default="all", tooltip="FLUX single blocks, numbered from 0 within the single "
                         "blocks: all, none, odd, even, or ranges. Ignored by SD3, Qwen-Image and Z-Image (set none or "
-                        "all)."),
+                        "all)." + more),
     ]
 
 

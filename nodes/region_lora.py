@@ -5,11 +5,13 @@ from dataclasses import replace
 
 from comfy_api.latest import io
 
+from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..integration.region_lora import RegionLoRA
-from .common import CATEGORY, DISPLAY_NAMES, finite, node_error, percent_input
+from .common import CATEGORY, DISPLAY_NAMES, block_range_inputs, finite, node_error, percent_input
 from .regional import Regions
 
 NODE = "JointAttentionRegionLoRA"
+_ANY_COUNT = 10 ** 6  # block numbers have at most 6 digits (attention/blocks.py): only the form is checked here
 
 
 def _lora_names() -> list:
@@ -54,15 +56,19 @@ class JointAttentionRegionLoRA(io.ComfyNode):
                                "diffusion model (its text-encoder keys, if any, are not used)."),
                 io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
                                tooltip="Multiplies the LoRA's effect on the region (0: the region without it)."),
-                percent_input("start_percent", 0.0, "Where in the schedule the LoRA starts to act."),
+                percent_input("start_percent", 0.0, "Where in the schedule the LoRA starts to act (its own window, "
+                              "apart from Apply Regional Attention's: a character LoRA usually acts on every step)."),
                 percent_input("end_percent", 1.0, "Where in the schedule it stops."),
+                *block_range_inputs(" The LoRA acts in these blocks only (its own choice, apart from Apply Regional "
+                                    "Attention's)."),
             ],
             outputs=[Regions.Output("regions_out", display_name="regions", tooltip="The regions, region `index` "
                                     "with the LoRA; connect to Apply Regional Attention.")],
         )
 
     @classmethod
-    def execute(cls, regions, index, lora_name, strength, start_percent, end_percent) -> io.NodeOutput:
+    def execute(cls, regions, index, lora_name, strength, start_percent, end_percent, double_blocks="all",
+                single_blocks="all") -> io.NodeOutput:
         regions = tuple(regions or ())
         if not 1 <= int(index) <= len(regions):
             raise node_error(NODE, "index", f"is {index} but the regions hold {len(regions)}; choose 1 to "
@@ -73,8 +79,13 @@ class JointAttentionRegionLoRA(io.ComfyNode):
         end = finite(NODE, "end_percent", end_percent, 0.0, 1.0)
         if end < start:
             raise node_error(NODE, "end_percent", f"must not be below start_percent ({end} < {start})")
+        for name, text in (("double_blocks", double_blocks), ("single_blocks", single_blocks)):
+            try:  # the text's form here; the block numbers against the model at Apply Regional Attention
+                parse_blocks(text, _ANY_COUNT, name)
+            except BlockSelectionError as exc:
+                raise node_error(NODE, name, str(exc)) from None
         i = int(index) - 1
-        lora = RegionLoRA(lora_name, path, strength, start, end)
+        lora = RegionLoRA(lora_name, path, strength, start, end, str(double_blocks), str(single_blocks))
         return io.NodeOutput(regions[:i] + (with_lora(regions[i], lora),) + regions[i + 1:])
 
 

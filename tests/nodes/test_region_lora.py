@@ -164,6 +164,100 @@ def test_two_regions_with_their_loras_match_a_dense_per_token_reference(family):
     assert _rel(got, want) <= 1e-4
 
 
+# -- block and step selection ----------------------------------------------------------------------------------------
+def _blocks_by_module(fam, dm) -> dict:
+    """{layer path: ("double" | "single", index)} for every layer inside the model's numbered block lists, found by
+    walking the lists' modules (not by reading paths, as the pack does)."""
+    out = {}
+    for kind, attr in (("double", fam.double_blocks), ("single", fam.single_blocks)):
+        for i, block in enumerate(getattr(dm, attr, None) or () if attr else ()):
+            for sub, _ in block.named_modules():
+                if sub:
+                    out[f"{attr}.{i}.{sub}"] = (kind, i)
+    return out
+
+
+def _full_region_with(tiny, name, strength, **selection):
+    region_cond = make_cond(tiny, seed=5, n_tokens=5)
+    regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 3, 2), 1.0)[0]
+    args = {"start_percent": 0.0, "end_percent": 1.0, "double_blocks": "all", "single_blocks": "all", **selection}
+    return run_node(JointAttentionRegionLoRA, regions, 1, name, strength, **args)[0], region_cond
+
+
+@pytest.mark.parametrize("family", family_params("region_lora_selection"))
+def test_block_selection_equals_core_lora_holding_only_the_chosen_blocks_keys(family):
+    """A full-region LoRA L on double block 0 and the last single block samples the latent of core's loader with a
+    file holding only L's keys of those blocks. Also: every layer a LoRA may target is in the block the pack says."""
+    from ja_lora import lora_tensors
+
+    tiny = _mapped(family)
+    base = patcher(tiny)
+    fam, dm = model_family(base), base.model.diffusion_model
+    n_double, n_single = fam.block_counts(dm)
+    by_module = _blocks_by_module(fam, dm)
+    sd = lora_tensors(base, "comfy", seed=3)
+
+    def layer(key):  # diffusion_model.<layer>.lora_up.weight / .lora_down.weight / .alpha
+        return key[len("diffusion_model."):].removesuffix(".weight").rsplit(".", 1)[0]
+
+    layers = {layer(k) for k in sd}
+    assert layers and {path: fam.adapter_block(path) for path in layers} == {path: by_module[path] for path in layers}
+    chosen = {("double", 0)} | ({("single", n_single - 1)} if n_single else set())
+    subset = {k: v for k, v in sd.items() if by_module[layer(k)] in chosen}
+    assert 0 < len(subset) < len(sd)
+    full = write_lora(base, f"blocks_all_{family.name}.safetensors", "comfy", seed=3)
+    only = _write(tiny, f"blocks_only_{family.name}.safetensors", subset)
+
+    regions, region_cond = _full_region_with(tiny, full, 0.8, double_blocks="0",
+                                             single_blocks=str(n_single - 1) if n_single else "none")
+    base_cond, neg = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=1.0, width=family.width_without_image_pads(96, 64), height=64)
+    prompt = prompt_alone(region_cond, base_cond)
+    got = sample(_apply(base, regions, tiny), base_cond, neg, **kw)
+    want = sample(core_lora(base, only, 0.8), prompt, neg, **kw)
+    assert _rel(sample(base, prompt, neg, **kw), want) > 1e-3  # the chosen blocks' keys change the image
+    assert _rel(sample(core_lora(base, full, 0.8), prompt, neg, **kw), want) > 1e-3  # and the others would too
+    assert _rel(got, want) <= 1e-4
+
+
+def _two_stages(first, second, split, positive, negative, **kw):
+    """KSamplerAdvanced twice: steps [0, split) on `first` (leftover noise kept), then [split, steps) on `second`
+    with no new noise."""
+    from ja_tiny import noise_for
+
+    noise = noise_for(first, **kw)
+    middle = sample(first, positive, negative, noise=noise, start_step=0, last_step=split, force_full_denoise=False,
+                    **kw)
+    return sample(second, positive, negative, latent=middle, noise=torch.zeros_like(noise), start_step=split,
+                  last_step=kw["steps"], force_full_denoise=True, **kw)
+
+
+@pytest.mark.parametrize("family", family_params("region_lora_steps"))
+def test_step_window_equals_core_lora_on_those_steps_only(family):
+    """Of 4 steps, a full-region LoRA ending at 60% acts on steps 0-2 and one starting at 30% on steps 2-3: the
+    latents of sampling those steps with core's loader and the others without it (KSamplerAdvanced in two parts)."""
+    import comfy.samplers
+
+    tiny = _mapped(family)
+    base = patcher(tiny)
+    sampling = base.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, "simple", 4)
+    # The windows' edges fall between steps (a step acts while its sigma is inside the window).
+    assert sigmas[2] > sampling.percent_to_sigma(0.6) > sigmas[3]
+    assert sigmas[1] > sampling.percent_to_sigma(0.3) > sigmas[2]
+    name = write_lora(base, f"steps_{family.name}.safetensors", "comfy", seed=6)
+    base_cond, neg = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=4, cfg=1.0, width=family.width_without_image_pads(96, 64), height=64)
+    with_lora = core_lora(base, name, 0.8)
+    for window, first, second, split in (((0.0, 0.6), with_lora, base, 3), ((0.3, 1.0), base, with_lora, 2)):
+        regions, region_cond = _full_region_with(tiny, name, 0.8, start_percent=window[0], end_percent=window[1])
+        prompt = prompt_alone(region_cond, base_cond)
+        got = sample(_apply(base, regions, tiny), base_cond, neg, **kw)
+        want = _two_stages(first, second, split, prompt, neg, **kw)
+        assert _rel(sample(with_lora, prompt, neg, **kw), want) > 1e-3, window  # the window matters
+        assert _rel(got, want) <= 1e-4, window
+
+
 def _flux():
     from ja_families import BY_NAME
 
@@ -259,6 +353,26 @@ def test_bad_inputs_name_the_node_and_the_fix():
         run_node(JointAttentionRegionLoRA, regions, 1, name, 1.0, 0.6, 0.5)
     with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'strength'"):
         run_node(JointAttentionRegionLoRA, regions, 1, name, float("nan"), 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"\[Region LoRA\] input 'single_blocks': single_blocks: cannot read 'x'"):
+        run_node(JointAttentionRegionLoRA, regions, 1, name, 1.0, 0.0, 1.0, "all", "0-2,x")
+    # Block numbers are checked against the model where there is one: at Apply, naming the LoRA and where to fix it.
+    far = run_node(JointAttentionRegionLoRA, regions, 1, name, 1.0, 0.0, 1.0, "1-99", "all")[0]
+    with pytest.raises(ValueError, match=rf"\[Apply Regional Attention\] input 'regions': LoRA '{name}' \(region 1\): "
+                       rf"double_blocks: '1-99' is outside this model's blocks; valid numbers are 0-{tiny.n_double - 1}; "
+                       "fix it on its Region LoRA node"):
+        _apply(patcher(tiny), far, tiny)
+
+
+def test_single_blocks_on_a_model_without_them_are_refused_by_name():
+    from ja_families import BY_NAME
+
+    tiny = BY_NAME["sd3"].build()
+    name = write_lora(patcher(tiny), "no_singles.safetensors", "comfy")
+    regions = run_node(JointAttentionRegion, make_cond(tiny, seed=5), torch.ones(1, 8, 8), 1.0)[0]
+    regions = run_node(JointAttentionRegionLoRA, regions, 1, name, 1.0, 0.0, 1.0, "all", "3")[0]
+    with pytest.raises(ValueError, match="has single_blocks '3', but this model has no single blocks; set it to all "
+                       "or none on its Region LoRA node"):
+        _apply(patcher(tiny), regions, tiny)
 
 
 def test_what_a_region_lora_holds_is_counted_and_goes_with_the_model():

@@ -65,6 +65,8 @@ SCENARIOS = {
     # tests/nodes/test_region_lora.py
     "region_lora_identity": ("regions",),
     "region_lora_reference": ("regions",),
+    "region_lora_selection": ("regions",),
+    "region_lora_steps": ("regions",),
 }
 
 
@@ -313,6 +315,9 @@ FAMILIES = (
             **_each(("uncond_rows", "taca_with_regions", "text_scale_with_regions", "long_regions_reference",
                      "region_text_reach", "attention_routed_around"),
                     "HunyuanImage 2.1 runs this on the same model code and block patches (kept off for suite time)"),
+            "region_lora_steps": "sampling in two KSamplerAdvanced parts is not one sampling on the refiner, even with "
+                                 "no LoRA (rel 0.37: its latent format pairs a copy of the first frame with it going in and "
+                                 "drops one half of the pair coming out); HunyuanImage 2.1 runs this on the same blocks",
         }),
     TinyFamily(
         # Conditioning: T5 tokens and the Llama states of every layer (make_cond draws those from the tokens, so the

@@ -572,11 +572,12 @@ def latent_cell(model) -> int:
 
 
 def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, height=64, batch=1,
-           sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None):
+           sampler="euler", scheduler="simple", denoise=1.0, latent=None, noise=None, **steps_range):
     """Sample like ComfyUI's KSampler node (common_ksampler) and return the latent.
 
     `noise`: the initial noise, else the host's `prepare_noise(latent, seed)`, which seeds torch's global
-    generator: threads sampling at once pass noise made beforehand (`noise_for`)."""
+    generator: threads sampling at once pass noise made beforehand (`noise_for`). `steps_range`: start_step,
+    last_step, force_full_denoise, as KSamplerAdvanced passes them."""
     import comfy.sample
 
     patcher = getattr(patcher, "patcher", patcher)
@@ -588,7 +589,7 @@ def sample(patcher, positive, negative, seed=0, steps=4, cfg=1.0, width=64, heig
     if noise is None:
         noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
-                               denoise=denoise, disable_pbar=True, seed=seed)
+                               denoise=denoise, disable_pbar=True, seed=seed, **steps_range)
 
 
 def uncond_first_step(patcher, positive, negative, **kw):
