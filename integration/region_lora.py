@@ -22,7 +22,8 @@ import copy
 import importlib.util
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,8 @@ class RegionLoRA:
     end_percent: float = 1.0
     double_blocks: str = "all"
     single_blocks: str = "all"
+    # A LoRA state dict already in memory (core's Create Hook LoRA holds the file's tensors), read instead of `path`.
+    state_dict: Optional[dict] = field(default=None, compare=False, repr=False)
 
 
 class RegionLoRAError(ValueError):
@@ -267,18 +270,50 @@ class _WrappedForward:
 
 
 # -- building the terms from LoRA files ---------------------------------------------------------------------------------
-def load_adapters(model, path: str) -> dict:
-    """The host's adapters of a LoRA file for `model`'s diffusion model: {weight key: adapter}, loaded as core's
-    LoRA loader loads it (same key map, same format conversion)."""
+def load_adapters(model, lora: RegionLoRA) -> dict:
+    """The host's adapters of a LoRA for `model`'s diffusion model: {weight key: adapter}. A file is loaded as core's
+    LoRA loader loads it (same key map, same format conversion); a hook's state dict as core's weight hooks load it
+    (same key map, no conversion)."""
     import comfy.lora
     import comfy.utils
 
-    state_dict = comfy.utils.load_torch_file(path, safe_load=True)
-    convert = getattr(__import__("comfy.lora_convert").lora_convert, "convert_lora", None)
-    if convert is not None:
-        state_dict = convert(state_dict)
+    state_dict = lora.state_dict
+    if state_dict is None:
+        state_dict = comfy.utils.load_torch_file(lora.path, safe_load=True)
+        convert = getattr(__import__("comfy.lora_convert").lora_convert, "convert_lora", None)
+        if convert is not None:
+            state_dict = convert(state_dict)
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     return comfy.lora.load_lora(state_dict, key_map, log_missing=False)
+
+
+def hook_loras(hooks) -> tuple:
+    """The region LoRAs of core's HOOKS on a region's prompt (Create Hook LoRA / Create Hook LoRA (MO), put on the
+    conditioning by Cond Set Props or a hooked CLIP): (RegionLoRAs, "") or ((), why they cannot act per token).
+
+    Core applies a conditioning's hooks while it evaluates that conditioning; on a region that is the region's
+    tokens, which is what a region LoRA does. Scheduled hooks (keyframes) are refused: the Region LoRA node's
+    start_percent / end_percent set the steps."""
+    from comfy.hooks import WeightHook
+
+    out = []
+    for i, hook in enumerate(getattr(hooks, "hooks", None) or ()):
+        label = f"hook {i + 1} ({type(hook).__name__})"
+        if not isinstance(hook, WeightHook):
+            return (), (f"carries {label}, which is not a LoRA hook; region prompts take LoRA hooks only (Create Hook "
+                        "LoRA); put other hooks on the main prompt")
+        if not hook.need_weight_init or not isinstance(hook.weights, dict):
+            return (), (f"carries {label} with whole model weights (Create Hook Model as LoRA), which no per-token "
+                        "term can apply; use a LoRA file (Create Hook LoRA or the Region LoRA node)")
+        keyframes = getattr(getattr(hook, "hook_keyframe", None), "keyframes", ())
+        if keyframes:
+            return (), (f"carries {label} with {len(keyframes)} scheduled keyframe(s), which region LoRAs do not "
+                        "follow; remove the keyframes and set the steps with a Region LoRA node's start_percent / "
+                        "end_percent (or load the LoRA there)")
+        strength = float(hook._strength_model)  # the keyframes' factor is 1 without keyframes
+        if strength != 0.0:
+            out.append(RegionLoRA(f"Create Hook LoRA {i + 1}", "", strength, state_dict=hook.weights))
+    return tuple(out), ""
 
 
 def build_layers(node: str, model, family, regions, sigma_of, registry=None):
@@ -296,7 +331,7 @@ def build_layers(node: str, model, family, regions, sigma_of, registry=None):
         for lora in region.adapters:
             if lora.strength == 0.0:
                 continue
-            adapters = load_adapters(model, lora.path)
+            adapters = load_adapters(model, lora)
             if not adapters:
                 raise RegionLoRAError(f"[{node}] input 'regions': LoRA {lora.name!r} (region {r + 1}) has no key for "
                                       "this model's diffusion model; choose a LoRA trained for this model")

@@ -13,7 +13,7 @@ from ..families import model_family
 from ..integration.conditioning import model_text
 from ..integration.install import install
 from ..integration.options import find_dispatcher
-from ..integration.region_lora import INJECTION_KEY, build_layers, sigma_converter
+from ..integration.region_lora import INJECTION_KEY, build_layers, hook_loras, sigma_converter
 from ..integration.runtime import MEMORY
 from .common import (
     CATEGORY,
@@ -77,11 +77,15 @@ def region_from(node: str, conditioning, mask, strength: float):
         log.warning("[joint_attention] %s: the mask is empty (all zero); this region is dropped", node)
         return None
     options = {k: v for k, v in conditioning[0][1].items() if k in _TEXT_OPTIONS}
-    return Region(tokens, mask, float(strength), _digest(tokens, mask, extra=repr(float(strength))), options)
+    loras, refused = hook_loras(conditioning[0][1].get("hooks"))
+    if refused:
+        raise node_error(node, "conditioning", refused)
+    return Region(tokens, mask, float(strength), _digest(tokens, mask, extra=repr(float(strength))), options, loras)
 
 
 # Conditioning entries that describe the text itself (kept so the model can prepare region texts as it
-# prepares a prompt); others (reference latents, areas, masks, hooks) belong to the sampler's conditioning.
+# prepares a prompt); others (reference latents, areas, masks) belong to the sampler's conditioning. LoRA hooks
+# become the region's LoRAs (region_from).
 # HunyuanImage's byT5 glyph tokens (quoted text) are kept so that the model's family can refuse them by name; HiDream's
 # Llama states per layer are the region text's too.
 _TEXT_OPTIONS = ("pooled_output", "attention_mask", "guidance", "conditioning_byt5small", "conditioning_llama3")
@@ -99,7 +103,8 @@ class JointAttentionRegion(io.ComfyNode):
             description="Pairs a region prompt with a mask. Chain several to describe any number of regions.",
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="The region's prompt, encoded with the same text encoder "
-                                      "as the main prompt."),
+                                      "as the main prompt. LoRA hooks on it (Create Hook LoRA -> Cond Set Props) act "
+                                      "on this region only, as a Region LoRA does."),
                 io.Mask.Input("mask", tooltip="Where the region applies. Any resolution; soft values weaken the region "
                               "smoothly. A batch gives one mask per image of the sampled batch. Video models "
                               "(HunyuanVideo): 1 mask for every frame, one per latent frame, or one per pixel frame "

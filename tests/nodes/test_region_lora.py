@@ -258,6 +258,72 @@ def test_step_window_equals_core_lora_on_those_steps_only(family):
         assert _rel(got, want) <= 1e-4, window
 
 
+# -- core's HOOKS on a region ---------------------------------------------------------------------------------------
+def _hooked(cond, hooks):
+    """`cond` with `hooks` on it, as core's Cond Set Props puts them there."""
+    import comfy_extras.nodes_hooks as hooks_nodes
+
+    return hooks_nodes.ConditioningSetProperties().set_properties(cond, 1.0, "default", None, hooks)[0]
+
+
+def _hook_lora(name, strength, prev=None):
+    import comfy_extras.nodes_hooks as hooks_nodes
+
+    return hooks_nodes.CreateHookLoraModelOnly().create_hook_model_only(name, strength, prev)[0]
+
+
+@pytest.mark.parametrize("family", family_params("region_lora_selection"))
+def test_lora_hooks_on_a_region_prompt_equal_core_hooks_on_the_prompt(family):
+    """A region prompt carrying core's LoRA hooks (Create Hook LoRA (MO) -> Cond Set Props -> Region), one region over
+    the whole image: the latent of core sampling that hooked prompt as the prompt. Two hooks on one group: both act."""
+    from ja_compose import core_nodes
+
+    core_nodes()  # the host's nodes.py, which comfy_extras' hook nodes import
+    tiny = _mapped(family)
+    base = patcher(tiny)
+    fmt = FORMATS.get(family.name, ("comfy",))[0]
+    a = write_lora(base, f"hook_a_{family.name}.safetensors", fmt, seed=7)
+    b = write_lora(base, f"hook_b_{family.name}.safetensors", fmt, seed=8)
+    hooks = _hook_lora(b, -0.5, _hook_lora(a, 0.9))
+    region_cond = make_cond(tiny, seed=5, n_tokens=5)
+    regions = run_node(JointAttentionRegion, _hooked(region_cond, hooks), torch.ones(1, 3, 2), 1.0)[0]
+    assert [lora.strength for lora in regions[0].adapters] == [0.9, -0.5]
+    base_cond, neg = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=2)
+    kw = dict(seed=0, steps=2, cfg=1.0, width=family.width_without_image_pads(96, 64), height=64)
+    got = sample(_apply(base, regions, tiny), base_cond, neg, **kw)
+    prompt = prompt_alone(region_cond, base_cond)
+    want = sample(base, _hooked(prompt, hooks), neg, **kw)
+    assert _rel(sample(base, prompt, neg, **kw), want) > 1e-3  # core's hooks change the image
+    assert _rel(got, want) <= 1e-4
+
+
+def test_hooks_a_region_cannot_follow_are_refused_by_name():
+    import comfy.hooks
+
+    tiny = _flux()
+    name = write_lora(patcher(tiny), "hook_refused.safetensors", "comfy", seed=1)
+    cond = make_cond(tiny, seed=5)
+
+    def region(hooks):
+        return run_node(JointAttentionRegion, _hooked(cond, hooks), torch.ones(1, 8, 8), 1.0)
+
+    keyframed = _hook_lora(name, 1.0)
+    keyframes = comfy.hooks.HookKeyframeGroup()
+    keyframes.add(comfy.hooks.HookKeyframe(strength=0.5, start_percent=0.3))
+    keyframed.set_keyframes_on_hooks(keyframes)
+    with pytest.raises(ValueError, match=r"\[Region \(mask \+ prompt\)\] input 'conditioning': carries hook 1 "
+                       r"\(WeightHook\) with 1 scheduled keyframe\(s\).*start_percent / end_percent"):
+        region(keyframed)
+    whole = comfy.hooks.create_hook_model_as_lora({"diffusion_model.img_in.weight": torch.zeros(1)}, None, 1.0, 0.0)
+    with pytest.raises(ValueError, match="with whole model weights \\(Create Hook Model as LoRA\\)"):
+        region(whole)
+    other = comfy.hooks.HookGroup()
+    other.add(comfy.hooks.TransformerOptionsHook())
+    with pytest.raises(ValueError, match="hook 1 \\(TransformerOptionsHook\\), which is not a LoRA hook"):
+        region(other)
+    assert region(_hook_lora(name, 0.0))[0][0].adapters == ()  # strength 0: no LoRA
+
+
 def _flux():
     from ja_families import BY_NAME
 
