@@ -66,3 +66,24 @@ def test_canvas_region_with_a_lora_equals_the_region_chain_with_the_same_masks(f
     assert torch.equal(plain, image(chain))  # the regions alone agree too
     assert not torch.equal(from_canvas, plain)  # the LoRA acts
     assert not torch.equal(from_canvas, image(canvas_regions, 1))  # on region 2, not region 1
+
+
+def test_a_clip_with_lora_hooks_gives_every_canvas_region_its_loras():
+    """Set CLIP Hooks (apply_to_conds) puts the hooks on every prompt the canvas encodes: each region carries the
+    hook's LoRA, and sampling matches the canvas's regions with that LoRA given by Region LoRA nodes."""
+    import comfy_extras.nodes_hooks as hooks_nodes
+
+    tiny = BY_NAME["flux"].build()
+    base = patcher(tiny)
+    name = write_lora(base, "canvas_hooked_clip.safetensors", "comfy", seed=42, scale=0.5)
+    hooks = hooks_nodes.CreateHookLoraModelOnly().create_hook_model_only(name, 0.8)[0]
+    hooked_clip = hooks_nodes.SetClipHooks().apply_hooks(tiny_clip(), False, True, hooks)[0]
+    value = _canvas_value()
+    hooked = run_node(JointAttentionRegionCanvas, hooked_clip, W, H, value)[0]
+    assert [[lora.strength for lora in r.adapters] for r in hooked] == [[0.8]] * 3
+    by_nodes = run_node(JointAttentionRegionCanvas, tiny_clip(), W, H, value)[0]
+    for index in (1, 2, 3):
+        by_nodes = run_node(JointAttentionRegionLoRA, by_nodes, index, name, 0.8, 0.0, 1.0)[0]
+    kw = dict(seed=0, steps=2, cfg=2.5, width=W, height=H)
+    pos, neg = make_cond(tiny, seed=1), make_cond(tiny, seed=2)
+    assert torch.equal(sample(_apply(base, hooked), pos, neg, **kw), sample(_apply(base, by_nodes), pos, neg, **kw))
