@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import selector as sel  # noqa: E402
 from cases import DEFAULTS, TACA_GAMMA, TEXT_SCALE, Api, region_masks  # noqa: E402
 from model import Stack  # noqa: E402
+from peak import peak_extra_bytes  # noqa: E402
 from run import run_suite, table, timed_against  # noqa: E402
 
 COMMAND = "make gpu-check   (= tests/gpu, then .venv/bin/python tests/benchmarks/gpu.py)"
@@ -140,14 +141,7 @@ def describe_key(key) -> str:
 
 
 def _peak(fn, device):
-    if device.type != "cuda":
-        return 0
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - before
+    return peak_extra_bytes(fn, device) if device.type == "cuda" else 0  # CPU rows: no profiler pass here
 
 
 def whole_step_table(title, rows, picks):

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from peak import peak_extra_bytes  # noqa: E402
 from selector import replace_section  # noqa: E402
 
 MARKER = "region_lora"
@@ -44,28 +45,6 @@ def _models():
     ja_tiny._as_detected(ja_tiny._flux_params(), cfg, {"txt_ids_dims": []})
     flux = ja_tiny._finish(comfy.supported_models.Flux, cfg, "flux", 16, 1, 1, 0)
     yield "FLUX.1 dims (hidden 3072, 24 x 128), 1+1 blocks, 256 x 256", flux, 256
-
-
-def _peak_bytes(fn):
-    from torch.profiler import profile
-
-    with profile(profile_memory=True) as prof:
-        fn()
-    events = []
-
-    def walk(node):
-        if type(node.extra_fields).__name__ == "_ExtraFields_Allocation" and node.extra_fields.device.type == "cpu":
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        for child in node.children:
-            walk(child)
-
-    for root in prof.profiler.kineto_results.experimental_event_tree():
-        walk(root)
-    live = peak = 0
-    for _, size in sorted(events):
-        live += size
-        peak = max(peak, live)
-    return peak
 
 
 def _ways(tiny, size):
@@ -126,7 +105,7 @@ def measure() -> str:
             start = time.perf_counter()
             run()
             seconds = time.perf_counter() - start
-            peak = _peak_bytes(run) / 2**20
+            peak = peak_extra_bytes(run, torch.device("cpu")) / 2**20
             lines.append(f"| {way} | {seconds:.3f} | {peak:.1f} |")
         lines.append("")
     header = (f"Region LoRA against core's hook LoRAs, measured {datetime.date.today()} on {platform.machine()} CPU "

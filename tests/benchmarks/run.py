@@ -6,7 +6,6 @@ Rewrites BENCHMARKS.md. Pure torch (imports the pack's `attention/` by path); CP
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import platform
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import selector as sel  # noqa: E402
 from cases import Api, cases  # noqa: E402
+from peak import peak_extra_bytes, quiet_native_stderr  # noqa: E402
 
 API = Api("attention")
 SELECTOR_MARKER = "selector:cpu"
@@ -117,51 +117,6 @@ def timed_against(fn, plain, device, repeats, calls=1, kernels=None):
     return statistics.median(case_times), ratio, kernel_ratio
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """The profiler's native start/stop log lines go straight to fd 2; keep the bench output readable."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def peak_extra_bytes(fn, device):
-    """Peak of the bytes allocated while `fn` runs, above what was allocated before (its outputs
-    included). CUDA: the allocator's peak counter. CPU: allocation events of the profiler."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    from torch.profiler import profile
-
-    with _quiet_native_stderr(), profile(profile_memory=True) as prof:
-        fn()
-    events = []
-
-    def walk(node):
-        if type(node.extra_fields).__name__ == "_ExtraFields_Allocation" and node.extra_fields.device.type == "cpu":
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        for child in node.children:
-            walk(child)
-
-    for root in prof.profiler.kineto_results.experimental_event_tree():
-        walk(root)
-    live = peak = 0
-    for _, size in sorted(events, key=lambda e: e[0]):
-        live += size
-        peak = max(peak, live)
-    return peak
-
-
 def run_suite(device, dtype, heads, head_dim, n_img, n_txt, region_len, repeats, quick, all_blocks=0, n_ref=0,
               **options):
     """Rows (name, seconds, ratio, floor, kept, peak bytes, note) of one suite. `options`: `grid`,
@@ -194,7 +149,7 @@ def _host_reads_and_ops(fn):
     """(ops the call dispatches, ops that read a device value back to the host) for one call of `fn`."""
     from torch.profiler import profile
 
-    with _quiet_native_stderr(), profile() as prof:
+    with quiet_native_stderr(), profile() as prof:
         fn()
     events = prof.events()
     top = sum(1 for e in events if e.cpu_parent is None)

@@ -272,6 +272,8 @@ def _hook_lora(name, strength, prev=None):
     return hooks_nodes.CreateHookLoraModelOnly().create_hook_model_only(name, strength, prev)[0]
 
 
+@pytest.mark.works_with("core hook LoRAs (Create Hook LoRA (MO) + Cond Set Props) on a region's prompt",
+                         "Region + Apply Regional Attention", "exact: the hooks' LoRAs act on the region only")
 @pytest.mark.parametrize("family", family_params("region_lora_selection"))
 def test_lora_hooks_on_a_region_prompt_equal_core_hooks_on_the_prompt(family):
     """A region prompt carrying core's LoRA hooks (Create Hook LoRA (MO) -> Cond Set Props -> Region), one region over
