@@ -10,10 +10,10 @@ import pkgutil
 
 import comfy.model_base
 
-from .base import Family, UnsupportedModel
+from .base import Family, RefusedForward, UnsupportedModel
 
-__all__ = ["FAMILIES", "REFUSED", "Family", "UnsupportedModel", "block_counts", "family_of_base", "model_family",
-           "named", "support_table"]
+__all__ = ["FAMILIES", "REFUSED", "Family", "RefusedForward", "UnsupportedModel", "block_counts", "family_of_base",
+           "model_family", "named", "support_table"]
 
 
 def _discover() -> tuple:

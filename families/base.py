@@ -22,6 +22,11 @@ class UnsupportedModel(ValueError):
     pass
 
 
+class RefusedForward(ValueError):
+    """A forward whose inputs the family cannot serve with the pack's features; the message says why and what to do,
+    the caller names the nodes on the model."""
+
+
 class Family:
     name = ""
     # The README's support table row: the models, how their blocks are numbered, where reference images go.

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from ..attention.forward import ForwardState
-from .base import Family, UnsupportedModel
+from .base import Family, RefusedForward, UnsupportedModel
 from .hunyuan_image import PADDED, HunyuanImage
 
 PADDING = ("hunyuan_video", "padding mask")  # ForwardState.tables: the prompt's text padding mask [B, L] (1 = token)
@@ -148,7 +148,7 @@ class HunyuanVideo(HunyuanImage):
     # -- refusals -------------------------------------------------------------------------------------------------
     def _check_guiding(self, state: ForwardState, what: str) -> None:
         if state.tables.get(GUIDING) and not self.image_first(state, None):
-            raise ValueError(f"[joint_attention] {self._guiding_refusal(what)}")
+            raise RefusedForward(self._guiding_refusal(what))
 
     @staticmethod
     def _guiding_refusal(what: str) -> str:

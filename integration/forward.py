@@ -12,7 +12,7 @@ import torch
 from ..attention.forward import COND, ForwardState
 from ..attention.frame_masks import FrameCountMismatch
 from ..attention.regional import MaskBatchMismatch
-from ..families import family_of_base
+from ..families import RefusedForward, family_of_base
 from . import override_slot, reach
 from .options import FORWARD_KEY, OVERRIDE_KEY, RUN_KEY, find_dispatcher
 from .region_lora import forward_context
@@ -46,7 +46,10 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {refused}")
     state = describe_forward(family, base, x, t, c_crossattn, transformer_options, kwargs)
     kwargs = family.forward_inputs(state, kwargs)
-    c_crossattn = family.prompt_context(state, state.host_model, c_crossattn)
+    try:
+        c_crossattn = family.prompt_context(state, state.host_model, c_crossattn)
+    except RefusedForward as exc:
+        raise ValueError(f"[{_nodes(dispatcher)}] input 'model': {exc}") from None
     state.pooled = kwargs.get("y")  # FLUX.1 / SD3 pooled text vector (ConceptAttention's concept stream)
     try:
         extra = dispatcher.begin_forward(state)

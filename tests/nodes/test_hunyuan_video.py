@@ -180,6 +180,25 @@ def test_full_video_region_with_padded_texts_equals_its_padded_text_alone():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_the_guiding_frame_with_a_padded_prompt_is_exact_or_refused_naming_the_node():
+    """I2V "replace" guidance and a padded prompt: dropping the padding moves the guiding frame's tokens where the
+    stream is [text ; image] (0.33): refused, naming the pack's node on the model. Where it is [image ; text] (0.3.75)
+    the capture (which changes nothing) gives the plain model's video."""
+    tiny = build("hunyuan_video_i2v")
+    base = patcher(tiny)
+    pos = with_options(padded(make_cond(tiny, seed=1, n_tokens=6), 4), guiding_frame_index=0)
+    neg = with_options(make_cond(tiny, seed=2), guiding_frame_index=0)
+    latent = video_latent(tiny)
+    model = run_node(JointAttentionCapture, base, "all", "all", 0.0, 1.0)[0]
+    if not getattr(base.model.diffusion_model.double_blocks[0], "flipped_img_txt", False):
+        with pytest.raises(ValueError, match=r"^\[Attention Capture\] input 'model': HunyuanVideo image-to-video with a "
+                                             r"guiding frame .* cannot take a prompt with padding tokens"):
+            sample(model, pos, neg, latent=latent, **KW)
+        return
+    torch.testing.assert_close(sample(model, pos, neg, latent=latent, **KW), sample(base, pos, neg, latent=latent, **KW),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_prompts_batched_with_different_padding_are_refused_by_name():
     """The prompt and the negative prompt with the same padded length but different numbers of padding tokens run in
     one batch; dropping the padding would leave rows of different lengths: refused, with the fix."""
