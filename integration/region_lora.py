@@ -310,7 +310,7 @@ def hook_loras(hooks) -> tuple:
             return (), (f"carries {label} with {len(keyframes)} scheduled keyframe(s), which region LoRAs do not "
                         "follow; remove the keyframes and set the steps with a Region LoRA node's start_percent / "
                         "end_percent (or load the LoRA there)")
-        strength = float(hook._strength_model)  # the keyframes' factor is 1 without keyframes
+        strength = float(hook.strength_model)  # its own strength times the keyframes' factor, 1 without keyframes
         if strength != 0.0:
             out.append(RegionLoRA(f"Create Hook LoRA {i + 1}", "", strength, state_dict=hook.weights))
     return tuple(out), ""
