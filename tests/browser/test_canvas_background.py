@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering, open_app, readme_images, wait_for_history
+from ja_browser import (
+    MODES,
+    add_canvas,
+    canvas_pixels,
+    canvas_value,
+    drag,
+    node_rendering,
+    open_app,
+    readme_images,
+    wait_for_history,
+)
 from ja_host import ROOT
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 ARTIFACTS = ROOT / "tests" / "artifacts"
 NEUTRAL = (58, 58, 58)  # the canvas colour outside the image (#3a3a3a)
 
@@ -34,9 +43,7 @@ def scene(path: Path):
 
 
 def pixels(page, points):
-    return page.evaluate("""(points) => { const c = document.querySelector('.ja-rc-canvas'); const ctx = c.getContext('2d');
-        return points.map(([fx, fy]) => [...ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data].slice(0, 3)); }""",
-                        points)
+    return [rgba[:3] for rgba in canvas_pixels(page, points)]
 
 
 def view_image(server, ref):

@@ -9,10 +9,9 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, node_rendering
+from ja_browser import MODES, add_canvas, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 def picture(tmp_path, colour, name):

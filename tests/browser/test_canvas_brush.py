@@ -9,24 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, click_at, drag, node_rendering
+from ja_browser import MODES, add_canvas, canvas_pixels, canvas_value, click_at, drag, drawn_cells, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 SIZE = 128  # 16 x 16 cells of 8 px
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "canvas.md"
-
-
-def masks(value):
-    from joint_attention_pack.nodes import canvas_state
-
-    _, _, regions = canvas_state.parse(value)
-    return [r.mask > 0 for r in regions]
-
-
-def pixel(page, fx, fy):
-    return page.evaluate("""([fx, fy]) => { const c = document.querySelector('.ja-rc-canvas');
-        return [...c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data]; }""", [fx, fy])
 
 
 def column(page, fx):
@@ -41,13 +28,9 @@ def rows(mask):
 
 
 def stroke(page, canvas, y, hold=False):
-    """A horizontal mouse stroke across the canvas at height `y` (a fraction); `hold` leaves the button down."""
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + y * box["height"])
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.9 * box["width"], box["y"] + y * box["height"] + 3, steps=8)
-    if not hold:
-        page.mouse.up()
+    """A mouse stroke across the canvas at height `y` (a fraction), 3 px down at its end; `hold` leaves the button
+    down."""
+    drag(page, canvas, 0.1, y, 0.9, y + 3 / canvas.bounding_box()["height"], steps=8, hold=hold)
     page.wait_for_timeout(150)
 
 
@@ -68,17 +51,17 @@ def test_a_smooth_stroke_rasterised_into_cells_and_a_softer_brush(comfy_server, 
         # Rasterised into the cells when it ends: a diagonal stroke is not made of whole 2 x 2 token squares.
         page.locator(".ja-rc-add").first.click()
         drag(page, canvas, 0.1, 0.55, 0.9, 0.95, steps=12)
-        diagonal = masks(canvas_value(page, node_id))[1]
+        diagonal = drawn_cells(canvas_value(page, node_id))[1]
         squares = diagonal.reshape(8, 2, 8, 2).sum(dim=(1, 3))
         assert ((squares > 0) & (squares < 4)).any(), squares
         # Hardness: the softer brush takes the band its half strength reaches (radius × (1 + hardness) / 2).
-        hard = rows(masks(canvas_value(page, node_id))[0])
+        hard = rows(drawn_cells(canvas_value(page, node_id))[0])
         for _ in range(4):
             page.keyboard.press("Shift+BracketLeft")  # "{": softer by 25 %
         assert page.locator(".ja-rc-hardness").first.input_value() == "0"
         page.locator(".ja-rc-add").first.click()
         stroke(page, canvas, 0.3)
-        soft = rows(masks(canvas_value(page, node_id))[2])
+        soft = rows(drawn_cells(canvas_value(page, node_id))[2])
         assert hard >= 5 and 2 <= soft <= hard - 2, (hard, soft)
         assert not page.errors, page.errors
 
@@ -92,16 +75,16 @@ def test_a_regions_opacity_is_saved_and_reloaded(comfy_server, vue):
         drag(page, canvas, 0.0, 0.0, 0.5, 1.0)
         assert "opacity" not in canvas_value(page, node_id)  # the default is not saved
         page.wait_for_timeout(200)
-        before = pixel(page, 0.25, 0.5)
+        before = canvas_pixels(page, [(0.25, 0.5)])[0]
         slider = page.locator(".ja-rc-region-opacity").first
         box = slider.bounding_box()
         assert box["height"] > box["width"]  # upright in the row
         slider.fill("20")
         page.wait_for_timeout(300)
         assert json.loads(canvas_value(page, node_id))["regions"][0]["opacity"] == 0.2
-        faded = pixel(page, 0.25, 0.5)
+        faded = canvas_pixels(page, [(0.25, 0.5)])[0]
         assert faded[0] - faded[1] < (before[0] - before[1]) / 2, (before, faded)  # fainter red over the grey
-        assert len(masks(canvas_value(page, node_id))) == 1  # view only: the region is still used
+        assert len(drawn_cells(canvas_value(page, node_id))) == 1  # view only: the region is still used
         saved = page.evaluate("JSON.stringify(app.graph.serialize())")
         page.evaluate("() => app.graph.clear()")
         page.evaluate("async (wf) => { await app.loadGraphData(JSON.parse(wf)); }", saved)
@@ -109,7 +92,7 @@ def test_a_regions_opacity_is_saved_and_reloaded(comfy_server, vue):
         page.wait_for_timeout(1000)
         assert page.locator(".ja-rc-region-opacity").first.input_value() == "20"
         assert json.loads(canvas_value(page, node_id))["regions"][0]["opacity"] == 0.2
-        again = pixel(page, 0.25, 0.5)
+        again = canvas_pixels(page, [(0.25, 0.5)])[0]
         assert again[0] - again[1] < (before[0] - before[1]) / 2, (before, again)
         assert not page.errors, page.errors
 
@@ -134,26 +117,26 @@ def test_lasso_and_bucket_fill(comfy_server, vue):
         page.locator(".ja-rc-add").first.click()  # a click in the editor gives it the keyboard
         page.keyboard.press("l")
         lasso(page, canvas, [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)])
-        triangle = masks(canvas_value(page, node_id))[0]
+        triangle = drawn_cells(canvas_value(page, node_id))[0]
         assert 24 <= int(triangle.sum()) <= 40, int(triangle.sum())
         assert bool(triangle[1, 1]) and not bool(triangle[7, 7]) and not bool(triangle[8:, :].any())
         # Fill (K) with a new region: the empty area around the triangle, up to it.
         page.locator(".ja-rc-add").first.click()
         page.keyboard.press("k")
         click_at(page, canvas, 0.75, 0.75)
-        first, filled = masks(canvas_value(page, node_id))
+        first, filled = drawn_cells(canvas_value(page, node_id))
         assert int(filled.sum()) == 256 - int(first.sum()) and not bool((first & filled).any())
         # A click inside the filled area: nothing more to fill, and the status says so.
         click_at(page, canvas, 0.75, 0.75)
         assert "already in" in page.locator(".ja-rc-status").first.inner_text()
         # Both undo (Ctrl+Z) and redo with either key.
         page.keyboard.press("Control+z")
-        assert int(masks(canvas_value(page, node_id))[1].sum()) == 0
+        assert int(drawn_cells(canvas_value(page, node_id))[1].sum()) == 0
         page.keyboard.press("Control+y")
-        assert int(masks(canvas_value(page, node_id))[1].sum()) == int(filled.sum())
+        assert int(drawn_cells(canvas_value(page, node_id))[1].sum()) == int(filled.sum())
         page.keyboard.press("Control+z")
         page.keyboard.press("Control+Shift+z")
-        assert int(masks(canvas_value(page, node_id))[1].sum()) == int(filled.sum())
+        assert int(drawn_cells(canvas_value(page, node_id))[1].sum()) == int(filled.sum())
         assert not page.errors, page.errors
 
 

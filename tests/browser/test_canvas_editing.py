@@ -8,7 +8,9 @@ import json
 import pytest
 
 from ja_browser import (
+    MODES,
     add_canvas,
+    canvas_pixels,
     canvas_value,
     drag,
     graph_undo,
@@ -20,7 +22,6 @@ from ja_browser import (
 )
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 def covered(value):
@@ -81,9 +82,7 @@ def test_ctrl_z_in_the_canvas_undoes_the_drawing_and_graph_undo_restores_the_pre
 
 def drawn_colour_at(page, node_id, fx, fy):
     """The RGB the editor shows at a point given as fractions of its canvas (what the user sees, not the value)."""
-    return page.evaluate("""([id, fx, fy]) => { const c = app.graph.getNodeById(id).jaRegionEditor.canvas;
-        const [r, g, b] = c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data;
-        return [r, g, b]; }""", [node_id, fx, fy])
+    return canvas_pixels(page, [(fx, fy)], node_id)[0][:3]
 
 
 def shows_region_colour(rgb):

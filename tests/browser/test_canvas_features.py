@@ -8,10 +8,9 @@ import urllib.request
 import pytest
 import torch
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering, wait_for_history
+from ja_browser import MODES, add_canvas, canvas_value, drag, node_rendering, wait_for_history
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 def cells(value):

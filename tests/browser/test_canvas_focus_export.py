@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_browser import add_canvas, canvas_value, node_rendering, set_canvas_value, wait_for_history
+from ja_browser import MODES, add_canvas, canvas_value, node_rendering, set_canvas_value, wait_for_history
 from joint_attention_pack.nodes import canvas_state
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 SIZE = 128
 
 

@@ -6,10 +6,9 @@ its overlay; tool and brush size went back to their defaults on a reload.
 """
 import pytest
 
-from ja_browser import add_canvas, node_rendering, open_app
+from ja_browser import MODES, add_canvas, node_rendering, open_app
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 @MODES

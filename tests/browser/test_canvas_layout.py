@@ -6,10 +6,9 @@ node's edge, where it could not be clicked.
 """
 import pytest
 
-from ja_browser import node_rendering
+from ja_browser import MODES, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 ADD_DEFAULT_NODE = """() => { const n = LiteGraph.createNode('JointAttentionRegionCanvas'); n.pos = [150, 220]; app.graph.add(n);
     app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); return n.id; }"""

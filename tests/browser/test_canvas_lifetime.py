@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from ja_browser import (
+    MODES,
     add_canvas,
+    canvas_pixels,
     canvas_value,
     drag,
     frontend,
@@ -23,7 +25,6 @@ from ja_browser import (
 )
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 BLUE = (20, 60, 220)
 NEUTRAL = (58, 58, 58)  # the canvas colour where there is no background (#3a3a3a)
 
@@ -43,9 +44,7 @@ WIRE = """([id, picture]) => { const canvasNode = app.graph.getNodeById(id);
 
 
 def shown_colour(page, node_id, fx=0.9, fy=0.9):
-    return page.evaluate("""([id, fx, fy]) => { const c = app.graph.getNodeById(id).jaRegionEditor.canvas;
-        return [...c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data].slice(0, 3); }""",
-                         [node_id, fx, fy])
+    return canvas_pixels(page, [(fx, fy)], node_id)[0][:3]
 
 
 def wait_for_background(page, node_id, timeout=20000):

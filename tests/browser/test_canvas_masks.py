@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering, wait_for_history
+from ja_browser import MODES, add_canvas, canvas_value, drag, node_rendering, wait_for_history
 from ja_host import ROOT
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 

@@ -8,23 +8,14 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering
+from ja_browser import MODES, add_canvas, canvas_pixels, canvas_value, drag, drawn_cells, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 SIZE = 128  # 16 x 16 cells of 8 px
 
 
-def masks(value):
-    from joint_attention_pack.nodes import canvas_state
-
-    _, _, regions = canvas_state.parse(value)
-    return [r.mask > 0 for r in regions]
-
-
 def shows_red_at(page, fx, fy):
-    rgb = page.evaluate("""([fx, fy]) => { const c = document.querySelector('.ja-rc-canvas');
-        return [...c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data]; }""", [fx, fy])
+    rgb = canvas_pixels(page, [(fx, fy)])[0]
     return rgb[0] - rgb[1] > 40  # region 1 is #e6194b over the grey canvas
 
 
@@ -51,10 +42,10 @@ def test_invert_view_only_hide_and_pen_pressure(comfy_server, vue):
         canvas = page.locator(".ja-rc-canvas").first
         page.keyboard.press("r")
         drag(page, canvas, 0.0, 0.0, 0.5, 1.0)  # the left half
-        assert int(masks(canvas_value(page, node_id))[0].sum()) == 128
+        assert int(drawn_cells(canvas_value(page, node_id))[0].sum()) == 128
         # Invert (I): the right half; Undo is offered.
         page.keyboard.press("i")
-        inverted = masks(canvas_value(page, node_id))[0]
+        inverted = drawn_cells(canvas_value(page, node_id))[0]
         assert int(inverted.sum()) == 128 and bool(inverted[:, 8:].all())
         assert "Inverted Region 1" in page.locator(".ja-rc-notice").first.inner_text()
         # Hidden from view only: gone from the canvas, still in use (not "off").
@@ -65,7 +56,7 @@ def test_invert_view_only_hide_and_pen_pressure(comfy_server, vue):
         assert not shows_red_at(page, 0.75, 0.5)
         region = json.loads(canvas_value(page, node_id))["regions"][0]
         assert region["viewHidden"] is True and region["hidden"] is False
-        assert len(masks(canvas_value(page, node_id))) == 1  # the masks output still has it
+        assert len(drawn_cells(canvas_value(page, node_id))) == 1  # the masks output still has it
         page.locator(".ja-rc-eye").first.click()
         page.wait_for_timeout(300)
         assert shows_red_at(page, 0.75, 0.5)
@@ -76,7 +67,7 @@ def test_invert_view_only_hide_and_pen_pressure(comfy_server, vue):
         pen_stroke(page, 1.0, 0.25)
         page.locator(".ja-rc-add").first.click()
         pen_stroke(page, 0.25, 0.75)
-        firm, light = masks(canvas_value(page, node_id))
+        firm, light = drawn_cells(canvas_value(page, node_id))
         rows = lambda m: int(m.any(dim=1).sum())  # noqa: E731
         assert rows(firm) >= 5 and rows(light) <= 2, (rows(firm), rows(light))
         assert not page.errors, page.errors

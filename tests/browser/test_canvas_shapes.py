@@ -8,18 +8,10 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering, readme_images
+from ja_browser import MODES, add_canvas, canvas_value, drag, drawn_cells, node_rendering, readme_images
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 SIZE = 128  # 16 x 16 cells of 8 px
-
-
-def masks(value):
-    from joint_attention_pack.nodes import canvas_state
-
-    _, _, regions = canvas_state.parse(value)
-    return [r.mask > 0 for r in regions]
 
 
 def box(mask):
@@ -43,26 +35,26 @@ def test_a_new_shape_starts_a_new_region_unless_shift_or_add_to_selected(comfy_s
         drag(page, canvas, 0.05, 0.05, 0.3, 0.3)
         drag(page, canvas, 0.6, 0.6, 0.9, 0.9)  # on main this box went silently into region 1
         value = canvas_value(page, node_id)
-        assert len(masks(value)) == 2 and names(page, node_id) == ["Region 1", "Region 2"]
+        assert len(drawn_cells(value)) == 2 and names(page, node_id) == ["Region 1", "Region 2"]
         assert page.locator(".ja-rc-region").count() == 2
         assert page.evaluate("[...document.querySelectorAll('.ja-rc-region')].map(r => r.classList.contains('selected'))") == [False, True]
         page.keyboard.down("Shift")  # Shift: into the selected region
         drag(page, canvas, 0.6, 0.05, 0.9, 0.3)
         page.keyboard.up("Shift")
-        got = masks(canvas_value(page, node_id))
+        got = drawn_cells(canvas_value(page, node_id))
         assert len(got) == 2 and box(got[1]) == [10, 1, 14, 14]  # cells whose centres the box holds (no snapping)
         page.keyboard.press("a")  # "add to selected" on
         assert page.locator(".ja-rc-add-to").first.is_checked()
         drag(page, canvas, 0.05, 0.6, 0.3, 0.9)
-        got = masks(canvas_value(page, node_id))
+        got = drawn_cells(canvas_value(page, node_id))
         assert len(got) == 2 and box(got[1]) == [1, 1, 14, 14]
         page.keyboard.press("a")
         # The brush: a stroke starting on the selected region adds to it, one starting off it starts a new region.
         page.keyboard.press("b")
         drag(page, canvas, 0.75, 0.75, 0.75, 0.5)
-        assert len(masks(canvas_value(page, node_id))) == 2
+        assert len(drawn_cells(canvas_value(page, node_id))) == 2
         drag(page, canvas, 0.45, 0.1, 0.45, 0.4)
-        assert len(masks(canvas_value(page, node_id))) == 3
+        assert len(drawn_cells(canvas_value(page, node_id))) == 3
         assert not page.errors, page.errors
 
 
@@ -73,15 +65,15 @@ def test_the_select_tool_moves_resizes_and_deletes_the_selected_shape(comfy_serv
         canvas = page.locator(".ja-rc-canvas").first
         page.keyboard.press("r")
         drag(page, canvas, 0.125, 0.125, 0.375, 0.375)  # image pixels 16-48: cells 2-5
-        assert box(masks(canvas_value(page, node_id))[0]) == [2, 2, 6, 6]
+        assert box(drawn_cells(canvas_value(page, node_id))[0]) == [2, 2, 6, 6]
         page.keyboard.press("v")
         # Move: a drag inside the box, 32 px right and 16 px down (whole token squares while snapping).
         drag(page, canvas, 0.25, 0.25, 0.5, 0.375, steps=6)
-        moved = masks(canvas_value(page, node_id))[0]
+        moved = drawn_cells(canvas_value(page, node_id))[0]
         assert box(moved) == [6, 4, 10, 8] and int(moved.sum()) == 16
         # Resize: the lower right handle, dragged 32 px further out; the cells are stretched.
         drag(page, canvas, 80 / SIZE, 64 / SIZE, 112 / SIZE, 96 / SIZE, steps=6)
-        grown = masks(canvas_value(page, node_id))[0]
+        grown = drawn_cells(canvas_value(page, node_id))[0]
         assert box(grown) == [6, 4, 14, 12] and int(grown.sum()) == 64
         if not vue:  # the manual's picture of the Select tool's handles (docs/canvas.md)
             images = readme_images()  # scripts/readme_images.py: where its pictures are kept
@@ -96,12 +88,12 @@ def test_the_select_tool_moves_resizes_and_deletes_the_selected_shape(comfy_serv
             readme_images().refresh("region_canvas_handles.png")
         # The upper left handle, dragged inwards.
         drag(page, canvas, 48 / SIZE, 32 / SIZE, 80 / SIZE, 64 / SIZE, steps=6)
-        assert box(masks(canvas_value(page, node_id))[0]) == [10, 8, 14, 12]
+        assert box(drawn_cells(canvas_value(page, node_id))[0]) == [10, 8, 14, 12]
         # Undo steps back through the edits; Del deletes the shape (the region stays, Undo is offered).
         page.keyboard.press("Control+z")
-        assert box(masks(canvas_value(page, node_id))[0]) == [6, 4, 14, 12]
+        assert box(drawn_cells(canvas_value(page, node_id))[0]) == [6, 4, 14, 12]
         page.keyboard.press("Delete")
-        assert int(masks(canvas_value(page, node_id))[0].sum()) == 0
+        assert int(drawn_cells(canvas_value(page, node_id))[0].sum()) == 0
         assert "Cleared Region 1" in page.locator(".ja-rc-notice").first.inner_text()
         assert not page.errors, page.errors
 

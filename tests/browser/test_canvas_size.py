@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, drag, node_rendering
+from ja_browser import MODES, add_canvas, canvas_value, drag, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 @MODES

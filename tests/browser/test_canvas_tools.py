@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from ja_browser import add_canvas, canvas_value, click_at, drag, node_rendering
+from ja_browser import MODES, add_canvas, canvas_pixels, canvas_value, click_at, drag, node_rendering
 
 pytestmark = pytest.mark.browser
-MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 
 
 def masks(value):
@@ -22,13 +21,6 @@ def masks(value):
 
 def selected_rows(page):
     return page.evaluate("[...document.querySelectorAll('.ja-rc-region')].map(r => r.classList.contains('selected'))")
-
-
-def canvas_pixels(page, points):
-    """RGBA of the canvas element's own pixels at (fx, fy) fractions of its box."""
-    return page.evaluate("""(points) => { const c = document.querySelector('.ja-rc-canvas'); const ctx = c.getContext('2d');
-        return points.map(([fx, fy]) => [...ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data]); }""",
-                         points)
 
 
 @MODES

@@ -6,6 +6,8 @@ from contextlib import contextmanager
 
 import pytest
 
+# Browser tests run in both node renderings of the frontend: the classic canvas and the Vue nodes.
+MODES = pytest.mark.parametrize("vue", [False, True], ids=["classic", "vue"])
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -82,13 +84,32 @@ def set_canvas_value(page, node_id, value: str):
     page.wait_for_timeout(300)
 
 
-def drag(page, canvas, fx0, fy0, fx1, fy1, steps=5):
-    """A mouse drag between two points given as fractions of the canvas element."""
+def canvas_pixels(page, points, node_id=None) -> list:
+    """[r, g, b, a] the region editor's canvas shows at each (fx, fy), fractions of its size: what the user sees, not
+    the value. The first editor on the page, or node `node_id`'s."""
+    return page.evaluate("""([points, id]) => {
+        const c = id === null ? document.querySelector('.ja-rc-canvas') : app.graph.getNodeById(id).jaRegionEditor.canvas;
+        const ctx = c.getContext('2d');
+        return points.map(([fx, fy]) => [...ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data]); }""",
+                         [[list(p) for p in points], node_id])
+
+
+def drawn_cells(value) -> list:
+    """Each region's drawn cells ([mh, mw] booleans) in a canvas value, as the backend reads it."""
+    from joint_attention_pack.nodes import canvas_state
+
+    _, _, regions = canvas_state.parse(value)
+    return [r.mask > 0 for r in regions]
+
+
+def drag(page, canvas, fx0, fy0, fx1, fy1, steps=5, hold=False):
+    """A mouse drag between two points given as fractions of the canvas element; `hold` leaves the button down."""
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
     page.mouse.down()
     page.mouse.move(box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"], steps=steps)
-    page.mouse.up()
+    if not hold:
+        page.mouse.up()
 
 
 def click_at(page, canvas, fx, fy):
