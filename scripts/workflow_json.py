@@ -19,7 +19,9 @@ NODE_WIDTH, MIN_NODE_HEIGHT, COLUMN_GAP, ROW_GAP, ORIGIN = 320, 200, 60, 70, (40
 # Nodes with a large DOM widget: the Region Canvas needs this much for the canvas, two region rows and the list;
 # LoadImage shows the loaded picture under its widgets.
 NODE_SIZES = {"JointAttentionRegionCanvas": (420, 560), "LoadImage": (320, 440)}
-SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT, TITLE_HEIGHT = 22, 26, 110, 40
+# A widget row: 26 in the classic canvas; Vue node rendering on frontend 1.49 lays some out taller (Region LoRA, 7
+# widget rows and a socket: 294 under its title, measured), so rows are counted at 32.
+SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT, TITLE_HEIGHT = 22, 32, 110, 40
 
 
 @dataclass
