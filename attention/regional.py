@@ -47,6 +47,21 @@ def check_settings(image_attention: str, global_prompt: str) -> None:
         raise ValueError(f"global_prompt must be one of {GLOBAL_PROMPT}, got {global_prompt!r}")
 
 
+def forward_token_masks(masks: list, state, item: int, device) -> torch.Tensor:
+    """[n, n_img] token masks of regions' MASK batches `masks` ([B, H, W] each) for image `item` of a forward's batch
+    (a batch of 1 serves every image); on a video (`state.latent_frames`) a batch is frames (frame_masks.py) and the
+    tokens run frame by frame. The regional plan and the region LoRAs' token weights both read them here."""
+    size = (state.latent_hw, state.grid, state.patch, state.latent_px)
+    if state.latent_frames:
+        return torch.stack([per_token_frame(token_masks(latent_frame_masks(m.float().to(device), state.latent_frames,
+                                                                           state.frame_stride), *size), state.frames)
+                            for m in masks])
+    masks = [m[item if m.shape[0] > 1 else 0].float() for m in masks]
+    if len({tuple(m.shape) for m in masks}) == 1:
+        return token_masks(torch.stack(masks).to(device), *size)
+    return torch.cat([token_masks(m[None].to(device), *size) for m in masks])
+
+
 def token_masks(masks: torch.Tensor, latent_hw: tuple, grid: tuple, patch: int = 2, latent_px: int = 8):
     """Average each region mask over every image token's cell.
 
@@ -292,18 +307,7 @@ class RegionalModifier(Modifier):
 
     def _plan(self, state, device, item: int):
         """Plan for image `item` of the batch (masks with batch 1 serve every image)."""
-        size = (state.latent_hw, state.grid, state.patch, state.latent_px)
-        if state.latent_frames:
-            tm = torch.stack([per_token_frame(token_masks(latent_frame_masks(r.mask.float().to(device),
-                                                                              state.latent_frames, state.frame_stride),
-                                                          *size), state.frames) for r in self.regions])
-            image_attention, global_prompt, base_ratio = self.settings
-            return RegionalPlan(tm, [r.strength for r in self.regions], image_attention, global_prompt, base_ratio)
-        masks = [r.mask[item if r.mask.shape[0] > 1 else 0].float() for r in self.regions]
-        if len({tuple(m.shape) for m in masks}) == 1:
-            tm = token_masks(torch.stack(masks).to(device), *size)
-        else:
-            tm = torch.cat([token_masks(m[None].to(device), *size) for m in masks])
+        tm = forward_token_masks([r.mask for r in self.regions], state, item, device)
         image_attention, global_prompt, base_ratio = self.settings
         return RegionalPlan(tm, [r.strength for r in self.regions], image_attention, global_prompt, base_ratio)
 

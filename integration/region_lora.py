@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..attention.blocks import BlockSelectionError, parse_blocks
 from ..attention.forward import COND
-from ..attention.regional import token_masks
+from ..attention.regional import forward_token_masks
 from ..attention.token_weights import SHARED, region_weights, stream_layout, stream_weights
 
 log = logging.getLogger("joint_attention")
@@ -229,8 +229,7 @@ class RegionLoRALayers:
                     out.append(torch.zeros(length, device=state.device))
                     continue
                 if item not in per_item:
-                    mask = region.mask[item if region.mask.shape[0] > 1 else 0].float()[None].to(state.device)
-                    tm = token_masks(mask, state.latent_hw, state.grid, state.patch, state.latent_px)[0]
+                    tm = forward_token_masks([region.mask], state, item, state.device)[0]
                     per_item[item] = stream_weights(region_weights(layout, term.region, tm * region.strength), layout,
                                                     role)
                 out.append(per_item[item])

@@ -52,6 +52,30 @@ def test_full_video_region_equals_prompting_with_its_text(name):
 
 
 @pytest.mark.parametrize("name", T2V)
+def test_full_video_region_lora_equals_core_lora_over_several_frames(name):
+    """A region LoRA on a region covering every frame: the video of core's LoRA loader with the region's text as the
+    prompt (its token weights run frame by frame, as the regional plan's masks do)."""
+    from ja_lora import core_lora, write_lora
+    from joint_attention_pack.nodes.region_lora import JointAttentionRegionLoRA
+
+    tiny = build(name)
+    base = patcher(tiny)
+    lora = write_lora(base, f"video_{name}.safetensors", "comfy", seed=3)
+    base_cond, region_cond = make_cond(tiny, seed=1, n_tokens=7), make_cond(tiny, seed=5, n_tokens=5)
+    regions = run_node(JointAttentionRegion, region_cond, torch.ones(1, 8, 12), 1.0)[0]
+    regions = run_node(JointAttentionRegionLoRA, regions, 1, lora, 0.8, 0.0, 1.0)[0]
+    model = run_node(JointAttentionRegionalApply, base, regions, 0.0, 0.0, 1.0, "all", "all", "restricted",
+                     "background")[0]
+    neg = make_cond(tiny, seed=2)
+    latent = video_latent(tiny)
+    prompt = prompt_alone(region_cond, base_cond)
+    got = sample(model, base_cond, neg, latent=latent, **KW)
+    want = sample(core_lora(base, lora, 0.8), prompt, neg, latent=latent, **KW)
+    assert (want - sample(base, prompt, neg, latent=latent, **KW)).abs().max() > 1e-3  # the LoRA acts
+    assert float((got - want).norm() / want.norm()) <= 1e-4
+
+
+@pytest.mark.parametrize("name", T2V)
 def test_pixel_frame_masks_act_as_their_latent_frame_means(name):
     """9 pixel-frame masks give the video of the 3 latent-frame masks they compress to (frame 0 alone, then the mean
     of each group of 4), and masks that differ per frame give another video than one mask for every frame."""
